@@ -6,12 +6,14 @@
 
 mod bundle;
 mod id;
+mod instant;
 mod outcome;
 mod resource;
 mod resource_type;
 
 pub use crate::bundle::{Bundle, BundleEntry, BundleLink, BundleType};
 pub use crate::id::{IdError, LogicalId, VersionId};
+pub use crate::instant::{Instant, InstantError};
 pub use crate::outcome::{Issue, IssueSeverity, IssueType, OperationOutcome};
 pub use crate::resource::{Resource, ResourceError};
 pub use crate::resource_type::{ALL_RESOURCE_TYPES, ResourceType};

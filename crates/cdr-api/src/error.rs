@@ -1,0 +1,168 @@
+//! `ApiError` and the one table that maps every error to an HTTP status and an OperationOutcome.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use cdr_interactions::InteractionError;
+use cdr_model::{Issue, IssueSeverity, IssueType, OperationOutcome};
+
+use crate::respond::FHIR_JSON;
+
+/// Every way a request can fail at the HTTP surface.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The interaction layer refused or failed.
+    #[error(transparent)]
+    Interaction(#[from] InteractionError),
+    /// A header or the URL is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No route matches the path.
+    #[error("no FHIR endpoint at {0}")]
+    NoRoute(String),
+    /// The route exists but not for this HTTP method.
+    #[error("method {0} is not allowed here")]
+    MethodNotAllowed(String),
+    /// The client accepts no format this server produces.
+    #[error("{0}")]
+    NotAcceptable(String),
+    /// The body's media type is not FHIR JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The body is larger than the configured limit.
+    #[error("the body is larger than the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    /// The handler panicked; caught so the client still gets an OperationOutcome.
+    #[error("the request handler panicked: {0}")]
+    Panic(String),
+}
+
+/// What a failed response is made of.
+struct Mapping {
+    status: StatusCode,
+    code: IssueType,
+    severity: IssueSeverity,
+}
+
+const fn map(status: StatusCode, code: IssueType) -> Mapping {
+    Mapping { status, code, severity: IssueSeverity::Error }
+}
+
+impl ApiError {
+    /// The mapping table: the only place where errors meet status codes.
+    fn mapping(&self) -> Mapping {
+        match self {
+            ApiError::Interaction(error) => match error {
+                InteractionError::UnknownType(_) => {
+                    map(StatusCode::NOT_FOUND, IssueType::NotSupported)
+                }
+                InteractionError::NotFound(_) => map(StatusCode::NOT_FOUND, IssueType::NotFound),
+                InteractionError::Gone { .. } => map(StatusCode::GONE, IssueType::Deleted),
+                InteractionError::Invalid(_) => map(StatusCode::BAD_REQUEST, IssueType::Invalid),
+                InteractionError::NotSupported(_) => {
+                    map(StatusCode::BAD_REQUEST, IssueType::NotSupported)
+                }
+                InteractionError::NotAllowed(_) => {
+                    map(StatusCode::METHOD_NOT_ALLOWED, IssueType::NotSupported)
+                }
+                InteractionError::PreconditionFailed(_) => {
+                    map(StatusCode::PRECONDITION_FAILED, IssueType::Conflict)
+                }
+                InteractionError::MultipleMatches(_) => {
+                    map(StatusCode::PRECONDITION_FAILED, IssueType::MultipleMatches)
+                }
+                InteractionError::Conflict(_) => map(StatusCode::CONFLICT, IssueType::Conflict),
+                InteractionError::Internal(_) => Mapping {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    code: IssueType::Exception,
+                    severity: IssueSeverity::Fatal,
+                },
+            },
+            ApiError::BadRequest(_) => map(StatusCode::BAD_REQUEST, IssueType::Invalid),
+            ApiError::NoRoute(_) => map(StatusCode::NOT_FOUND, IssueType::NotFound),
+            ApiError::MethodNotAllowed(_) => {
+                map(StatusCode::METHOD_NOT_ALLOWED, IssueType::NotSupported)
+            }
+            ApiError::NotAcceptable(_) => map(StatusCode::NOT_ACCEPTABLE, IssueType::NotSupported),
+            ApiError::UnsupportedMediaType(_) => {
+                map(StatusCode::UNSUPPORTED_MEDIA_TYPE, IssueType::NotSupported)
+            }
+            ApiError::PayloadTooLarge(_) => map(StatusCode::PAYLOAD_TOO_LARGE, IssueType::TooLong),
+            ApiError::Panic(_) => Mapping {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                code: IssueType::Exception,
+                severity: IssueSeverity::Fatal,
+            },
+        }
+    }
+
+    fn is_internal(&self) -> bool {
+        matches!(self, ApiError::Interaction(InteractionError::Internal(_)) | ApiError::Panic(_))
+    }
+}
+
+/// Marks a response made from an internal error; the logging middleware logs the cause with the
+/// request id and puts the id in the diagnostics.
+#[derive(Debug, Clone)]
+pub(crate) struct InternalErrorCause(pub(crate) String);
+
+/// The diagnostics of internal errors: the cause is logged, never sent.
+pub(crate) const INTERNAL_DIAGNOSTICS: &str = "internal server error";
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mapping = self.mapping();
+        let outcome = match &self {
+            ApiError::Interaction(InteractionError::Invalid(outcome)) => outcome.clone(),
+            _ if self.is_internal() => OperationOutcome::single(Issue::new(
+                mapping.severity,
+                mapping.code,
+                INTERNAL_DIAGNOSTICS,
+            )),
+            other => OperationOutcome::single(Issue::new(
+                mapping.severity,
+                mapping.code,
+                other.to_string(),
+            )),
+        };
+        let mut response = (mapping.status, outcome.to_json().to_string()).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+        if let ApiError::Interaction(InteractionError::Gone { version, last_updated, .. }) = &self
+            && let Ok(etag) = HeaderValue::from_str(&format!("W/\"{version}\""))
+        {
+            response.headers_mut().insert(header::ETAG, etag);
+            if let Ok(date) = HeaderValue::from_str(&last_updated.to_http_date()) {
+                response.headers_mut().insert(header::LAST_MODIFIED, date);
+            }
+        }
+        if self.is_internal() {
+            response.extensions_mut().insert(InternalErrorCause(error_chain(&self)));
+        }
+        response
+    }
+}
+
+/// The error and all its sources, for the log.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_do_not_leak() {
+        let error = ApiError::Panic("index out of bounds at src/secret.rs".into());
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let cause = response.extensions().get::<InternalErrorCause>().unwrap();
+        assert!(cause.0.contains("secret.rs"));
+    }
+}

@@ -1,0 +1,189 @@
+//! Extractors for the FHIR request headers and bodies; their rejections are FHIR-shaped [`ApiError`]s.
+
+use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use cdr_interactions::Precondition;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// `axum::extract::Path` whose rejection is an OperationOutcome.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub(crate) struct FhirPath<T>(pub(crate) T);
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> ApiError {
+        ApiError::BadRequest(format!("invalid URL path: {}", rejection.body_text()))
+    }
+}
+
+/// The `return` preference of `Prefer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum PreferReturn {
+    Minimal,
+    #[default]
+    Representation,
+    OperationOutcome,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PreferReturn {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<PreferReturn, ApiError> {
+        let mut preference = PreferReturn::default();
+        for value in parts.headers.get_all("prefer") {
+            let text = value
+                .to_str()
+                .map_err(|_| ApiError::BadRequest("the Prefer header is not ASCII".into()))?;
+            for token in text.split([',', ';']).map(str::trim) {
+                match token
+                    .split_once('=')
+                    .map(|(name, value)| (name.trim(), value.trim().trim_matches('"')))
+                {
+                    Some(("return", "minimal")) => preference = PreferReturn::Minimal,
+                    Some(("return", "representation")) => preference = PreferReturn::Representation,
+                    Some(("return", "OperationOutcome")) => {
+                        preference = PreferReturn::OperationOutcome;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(preference)
+    }
+}
+
+/// `If-Match`: the version the client expects to replace.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IfMatch(pub(crate) Precondition);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<IfMatch, ApiError> {
+        let Some(value) = parts.headers.get(header::IF_MATCH) else {
+            return Ok(IfMatch(Precondition::None));
+        };
+        let text = value.to_str().unwrap_or_default();
+        let version = parse_etag_version(text).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "If-Match must be a version ETag such as W/\"3\", not '{text}'"
+            ))
+        })?;
+        Ok(IfMatch(Precondition::IfMatch(version)))
+    }
+}
+
+/// The version number in an ETag such as `W/"3"` or `"3"`.
+pub(crate) fn parse_etag_version(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let text = text.strip_prefix("W/").unwrap_or(text);
+    let digits = text.strip_prefix('"')?.strip_suffix('"')?;
+    if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// `If-None-Exist`: the criteria of a conditional create.
+#[derive(Debug, Clone)]
+pub(crate) struct IfNoneExist(pub(crate) Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfNoneExist {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<IfNoneExist, ApiError> {
+        let Some(value) = parts.headers.get("if-none-exist") else {
+            return Ok(IfNoneExist(None));
+        };
+        let text = value
+            .to_str()
+            .map_err(|_| ApiError::BadRequest("If-None-Exist is not ASCII".into()))?;
+        Ok(IfNoneExist(Some(text.to_owned())))
+    }
+}
+
+/// The FHIR base URL of this request: the configured one, or `http://{Host}/fhir`.
+#[derive(Debug, Clone)]
+pub(crate) struct BaseUrl(pub(crate) String);
+
+impl FromRequestParts<AppState> for BaseUrl {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<BaseUrl, ApiError> {
+        if let Some(base) = &state.config.base_url {
+            return Ok(BaseUrl(base.clone()));
+        }
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|host| host.to_str().ok())
+            .or_else(|| parts.uri.authority().map(axum::http::uri::Authority::as_str))
+            .unwrap_or("localhost");
+        Ok(BaseUrl(format!("http://{host}/fhir")))
+    }
+}
+
+/// A request body that claims to be FHIR JSON and fits the size limit.
+#[derive(Debug)]
+pub(crate) struct FhirBody(pub(crate) Bytes);
+
+impl FromRequest<AppState> for FhirBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<FhirBody, ApiError> {
+        if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
+            let text = content_type.to_str().unwrap_or_default();
+            if !is_json_media_type(text) {
+                return Err(ApiError::UnsupportedMediaType(format!(
+                    "Content-Type '{text}' is not supported: send application/fhir+json"
+                )));
+            }
+        }
+        let limit = state.config.max_body_bytes;
+        let body = Limited::new(request.into_body(), limit).collect().await.map_err(|error| {
+            if error.downcast_ref::<LengthLimitError>().is_some() {
+                ApiError::PayloadTooLarge(limit)
+            } else {
+                ApiError::BadRequest("the request body could not be read".into())
+            }
+        })?;
+        Ok(FhirBody(body.to_bytes()))
+    }
+}
+
+/// Whether a media type (with any parameters, `fhirVersion` included) is FHIR JSON or plain JSON.
+pub(crate) fn is_json_media_type(text: &str) -> bool {
+    let essence = text.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    matches!(
+        essence.as_str(),
+        "application/fhir+json" | "application/json" | "application/json+fhir" | "text/json"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags() {
+        assert_eq!(parse_etag_version("W/\"3\""), Some(3));
+        assert_eq!(parse_etag_version("\"12\""), Some(12));
+        for bad in ["3", "W/3", "W/\"\"", "W/\"a\"", "*"] {
+            assert_eq!(parse_etag_version(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn media_types() {
+        assert!(is_json_media_type("application/fhir+json; fhirVersion=4.3; charset=utf-8"));
+        assert!(is_json_media_type("Application/JSON"));
+        assert!(!is_json_media_type("application/fhir+xml"));
+        assert!(!is_json_media_type("application/x-www-form-urlencoded"));
+    }
+}

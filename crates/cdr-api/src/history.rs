@@ -1,0 +1,58 @@
+//! History at system, type and instance level.
+
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use cdr_interactions::HistoryParams;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{BaseUrl, FhirPath};
+use crate::respond::fhir_json;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/_history", get(system_history))
+        .route("/{type}/_history", get(type_history))
+        .route("/{type}/{id}/_history", get(instance_history))
+}
+
+async fn system_history(
+    State(state): State<AppState>,
+    BaseUrl(base): BaseUrl,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    history(&state, &base, None, None, query.as_deref()).await
+}
+
+async fn type_history(
+    State(state): State<AppState>,
+    BaseUrl(base): BaseUrl,
+    FhirPath(type_name): FhirPath<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    history(&state, &base, Some(&type_name), None, query.as_deref()).await
+}
+
+async fn instance_history(
+    State(state): State<AppState>,
+    BaseUrl(base): BaseUrl,
+    FhirPath((type_name, id)): FhirPath<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    history(&state, &base, Some(&type_name), Some(&id), query.as_deref()).await
+}
+
+async fn history(
+    state: &AppState,
+    base: &str,
+    type_name: Option<&str>,
+    id: Option<&str>,
+    query: Option<&str>,
+) -> Result<Response, ApiError> {
+    let params = HistoryParams::parse(query.unwrap_or_default())?;
+    let bundle = state.engine.history(base, type_name, id, &params).await?;
+    Ok(fhir_json(StatusCode::OK, bundle.to_string()))
+}

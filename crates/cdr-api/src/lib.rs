@@ -1,0 +1,99 @@
+//! The FHIR HTTP surface: an axum [`Router`] built by [`app`].
+//!
+//! Architecture Invariant: this is the only crate that knows HTTP status codes and headers. Handlers are
+//! thin: extract, call `cdr-interactions`, convert. Every error becomes an OperationOutcome through the
+//! one table in `error.rs`; internal causes are logged with the request id, never sent.
+
+mod error;
+mod extract;
+mod health;
+mod history;
+mod metadata;
+mod middleware;
+mod resource;
+mod respond;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderName, Method, Uri};
+use axum::response::{IntoResponse, Response};
+use cdr_interactions::Engine;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub use crate::error::ApiError;
+
+/// HTTP settings.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest accepted request body, in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// The public FHIR base URL (e.g. `https://cdr.example.org/fhir`); when absent it is derived from
+    /// the `Host` header as `http://{host}/fhir`.
+    pub base_url: Option<String>,
+}
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    engine: Engine,
+    config: Arc<ApiConfig>,
+}
+
+impl AppState {
+    #[must_use]
+    pub fn new(engine: Engine, config: ApiConfig) -> AppState {
+        AppState { engine, config: Arc::new(config) }
+    }
+}
+
+/// The whole application: FHIR routes under `/fhir`, health checks at `/livez` and `/readyz`.
+pub fn app(state: AppState) -> Router {
+    let request_id = HeaderName::from_static(middleware::REQUEST_ID);
+    let fhir = Router::new()
+        .merge(metadata::router())
+        .merge(history::router())
+        .merge(resource::router())
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(middleware::negotiate));
+    Router::new()
+        .nest("/fhir", fhir)
+        .merge(health::router())
+        .fallback(no_route)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(make_span))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(axum::middleware::from_fn(middleware::log_internal_errors))
+                .layer(CatchPanicLayer::custom(panic_response)),
+        )
+        .with_state(state)
+}
+
+fn make_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let request_id =
+        request.headers().get(middleware::REQUEST_ID).and_then(|id| id.to_str().ok()).unwrap_or("");
+    tracing::info_span!("request", method = %request.method(), uri = %request.uri(), request_id)
+}
+
+async fn no_route(uri: Uri) -> ApiError {
+    ApiError::NoRoute(uri.path().to_owned())
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{method} {}", uri.path()))
+}
+
+#[allow(clippy::needless_pass_by_value, reason = "CatchPanicLayer hands the payload over by value")]
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|text| (*text).to_owned()))
+        .unwrap_or_default();
+    ApiError::Panic(message).into_response()
+}

@@ -1,0 +1,151 @@
+//! Instance and type interactions: read, vread, create, update, delete, plain and conditional.
+
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use cdr_interactions::{VersionedResource, WriteOutcome, WriteStatus};
+use cdr_model::Instant;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{
+    BaseUrl, FhirBody, FhirPath, IfMatch, IfNoneExist, PreferReturn, parse_etag_version,
+};
+use crate::respond::{fhir_json, informational, version_headers, write_response};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/{type}", post(create).put(conditional_update).delete(conditional_delete))
+        .route("/{type}/{id}", get(read).put(update).delete(delete))
+        .route("/{type}/{id}/_history/{version}", get(vread))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    FhirPath((type_name, id)): FhirPath<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let version = state.engine.read(&type_name, &id).await?;
+    if not_modified(&version, &headers) {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        response.headers_mut().extend(version_headers(&version, None));
+        return Ok(response);
+    }
+    Ok(resource_response(&version))
+}
+
+async fn vread(
+    State(state): State<AppState>,
+    FhirPath((type_name, id, version)): FhirPath<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let version = state.engine.vread(&type_name, &id, &version).await?;
+    Ok(resource_response(&version))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    BaseUrl(base): BaseUrl,
+    FhirPath(type_name): FhirPath<String>,
+    prefer: PreferReturn,
+    IfNoneExist(criteria): IfNoneExist,
+    FhirBody(body): FhirBody,
+) -> Result<Response, ApiError> {
+    let outcome = state.engine.create(&type_name, &body, criteria.as_deref()).await?;
+    Ok(write_outcome_response(&outcome, &base, prefer))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    BaseUrl(base): BaseUrl,
+    FhirPath((type_name, id)): FhirPath<(String, String)>,
+    prefer: PreferReturn,
+    IfMatch(precondition): IfMatch,
+    FhirBody(body): FhirBody,
+) -> Result<Response, ApiError> {
+    let outcome = state.engine.update(&type_name, &id, &body, precondition).await?;
+    Ok(write_outcome_response(&outcome, &base, prefer))
+}
+
+async fn conditional_update(
+    State(state): State<AppState>,
+    BaseUrl(base): BaseUrl,
+    FhirPath(type_name): FhirPath<String>,
+    RawQuery(query): RawQuery,
+    prefer: PreferReturn,
+    IfMatch(precondition): IfMatch,
+    FhirBody(body): FhirBody,
+) -> Result<Response, ApiError> {
+    let query = query.unwrap_or_default();
+    let outcome = state.engine.conditional_update(&type_name, &query, &body, precondition).await?;
+    Ok(write_outcome_response(&outcome, &base, prefer))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    FhirPath((type_name, id)): FhirPath<(String, String)>,
+    prefer: PreferReturn,
+) -> Result<Response, ApiError> {
+    let outcome = state.engine.delete(&type_name, &id).await?;
+    Ok(delete_response(&outcome, prefer))
+}
+
+async fn conditional_delete(
+    State(state): State<AppState>,
+    FhirPath(type_name): FhirPath<String>,
+    RawQuery(query): RawQuery,
+    prefer: PreferReturn,
+) -> Result<Response, ApiError> {
+    let outcome = state.engine.conditional_delete(&type_name, &query.unwrap_or_default()).await?;
+    Ok(delete_response(&outcome, prefer))
+}
+
+fn resource_response(version: &VersionedResource) -> Response {
+    let mut response = fhir_json(StatusCode::OK, version.body.clone().unwrap_or_default());
+    response.headers_mut().extend(version_headers(version, None));
+    response
+}
+
+/// Whether `If-None-Match` or `If-Modified-Since` says the client's copy is current.
+fn not_modified(version: &VersionedResource, headers: &HeaderMap) -> bool {
+    if let Some(value) = headers.get(header::IF_NONE_MATCH).and_then(|value| value.to_str().ok()) {
+        return value
+            .split(',')
+            .any(|tag| tag.trim() == "*" || parse_etag_version(tag) == Some(version.version));
+    }
+    let since = headers
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| Instant::parse_http_date(text).ok());
+    since.is_some_and(|since| version.last_updated.millis() / 1000 <= since.millis() / 1000)
+}
+
+fn write_outcome_response(outcome: &WriteOutcome, base: &str, prefer: PreferReturn) -> Response {
+    let Some(version) = &outcome.resource else {
+        return fhir_json(StatusCode::OK, informational("nothing was written"));
+    };
+    let (status, message) = match outcome.status {
+        WriteStatus::Created => (StatusCode::CREATED, "created"),
+        WriteStatus::Existing => {
+            (StatusCode::OK, "a matching resource already exists; nothing was created")
+        }
+        _ => (StatusCode::OK, "updated"),
+    };
+    write_response(status, version, Some(base), prefer, message)
+}
+
+fn delete_response(outcome: &WriteOutcome, prefer: PreferReturn) -> Response {
+    let message = match outcome.status {
+        WriteStatus::Deleted => "deleted",
+        _ => "nothing to delete",
+    };
+    let mut response = match prefer {
+        PreferReturn::OperationOutcome => fhir_json(StatusCode::OK, informational(message)),
+        _ => StatusCode::NO_CONTENT.into_response(),
+    };
+    if let Some(version) = &outcome.resource {
+        response.headers_mut().extend(version_headers(version, None));
+    }
+    response
+}

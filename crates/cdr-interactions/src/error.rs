@@ -1,0 +1,61 @@
+//! The semantic errors of interactions.
+
+use cdr_model::{Instant, Issue, IssueType, OperationOutcome};
+use cdr_store::StoreError;
+
+/// Why an interaction did not happen. Each variant has one HTTP meaning, assigned in `cdr-api`.
+#[derive(Debug, thiserror::Error)]
+pub enum InteractionError {
+    /// The request names a resource type this server does not serve.
+    #[error("resource type '{0}' is not supported by this server")]
+    UnknownType(String),
+    /// No resource (or version) exists at the address.
+    #[error("{0} is not known")]
+    NotFound(String),
+    /// The resource exists but its current version is a deletion.
+    #[error("{address} was deleted")]
+    Gone { address: String, version: i64, last_updated: Instant },
+    /// The input is malformed or breaks a rule of the FHIR REST API; the outcome says where.
+    #[error("invalid request")]
+    Invalid(OperationOutcome),
+    /// The request asks for something this server does not do (e.g. an unsupported search parameter).
+    #[error("{0}")]
+    NotSupported(String),
+    /// The interaction is not allowed on this resource, e.g. update-as-create when it is switched off.
+    #[error("{0}")]
+    NotAllowed(String),
+    /// A precondition (`If-Match`) does not hold.
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// Conditional criteria matched more than one resource.
+    #[error("{0}")]
+    MultipleMatches(String),
+    /// A concurrent request changed the resource first.
+    #[error("{0}")]
+    Conflict(String),
+    /// A failure of the server itself; the client is told nothing of its cause.
+    #[error("internal error")]
+    Internal(#[source] StoreError),
+}
+
+impl InteractionError {
+    /// An [`InteractionError::Invalid`] with one issue.
+    #[must_use]
+    pub fn invalid(diagnostics: impl Into<String>) -> InteractionError {
+        InteractionError::Invalid(OperationOutcome::single(Issue::error(
+            IssueType::Invalid,
+            diagnostics,
+        )))
+    }
+}
+
+impl From<StoreError> for InteractionError {
+    fn from(error: StoreError) -> InteractionError {
+        match error {
+            StoreError::Conflict => InteractionError::Conflict(
+                "the resource was changed by a concurrent request; retry".to_owned(),
+            ),
+            other => InteractionError::Internal(other),
+        }
+    }
+}

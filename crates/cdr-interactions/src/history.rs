@@ -1,0 +1,160 @@
+//! history at system, type and instance level, paged newest first with keyset cursors.
+
+use cdr_model::{Bundle, BundleEntry, BundleLink, BundleType, Instant, Resource};
+use cdr_store::{HistoryEntry, HistoryQuery, HistoryScope, WriteMethod};
+use serde_json::json;
+
+use crate::{Engine, InteractionError, parse_id};
+
+/// The parameters of a history request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryParams {
+    /// `_count`.
+    pub count: Option<u32>,
+    /// `_since`: only versions written at or after this instant.
+    pub since: Option<Instant>,
+    /// `_at` upper bound is not served; `_cursor` is the server's opaque paging token.
+    pub cursor: Option<i64>,
+}
+
+impl HistoryParams {
+    /// Parses a history query string (`_count`, `_since`, `_cursor`; `_format` and `_pretty` are
+    /// accepted and ignored).
+    ///
+    /// # Errors
+    /// [`InteractionError::Invalid`] for a malformed value, [`InteractionError::NotSupported`] for any
+    /// other parameter.
+    pub fn parse(query: &str) -> Result<HistoryParams, InteractionError> {
+        let mut params = HistoryParams::default();
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            match name.as_ref() {
+                "_count" => {
+                    let count = value.parse::<u32>().map_err(|_| {
+                        InteractionError::invalid(format!(
+                            "_count must be a non-negative integer, not '{value}'"
+                        ))
+                    })?;
+                    params.count = Some(count);
+                }
+                "_since" => {
+                    let since = Instant::parse_fhir(&value).map_err(|_| {
+                        InteractionError::invalid(format!(
+                            "_since must be an instant, not '{value}'"
+                        ))
+                    })?;
+                    params.since = Some(since);
+                }
+                "_cursor" => {
+                    let cursor = value.parse::<i64>().map_err(|_| {
+                        InteractionError::invalid(format!("invalid paging cursor '{value}'"))
+                    })?;
+                    params.cursor = Some(cursor);
+                }
+                "_format" | "_pretty" => {}
+                other => {
+                    return Err(InteractionError::NotSupported(format!(
+                        "history parameter '{other}' is not supported (supported: _count, _since)"
+                    )));
+                }
+            }
+        }
+        Ok(params)
+    }
+}
+
+impl Engine {
+    /// A history Bundle. `type_name` and `id` select the level: neither (system), type, or both
+    /// (instance). `base` is the FHIR base URL used for `fullUrl` and links.
+    ///
+    /// # Errors
+    /// Unknown type, invalid id or parameters, an unknown instance, or a storage failure.
+    pub async fn history(
+        &self,
+        base: &str,
+        type_name: Option<&str>,
+        id: Option<&str>,
+        params: &HistoryParams,
+    ) -> Result<serde_json::Value, InteractionError> {
+        let resource_type = type_name.map(|name| self.served_type(name)).transpose()?;
+        let id = id.map(parse_id).transpose()?;
+        let (scope, path) = match (&resource_type, &id) {
+            (None, _) => (HistoryScope::System, "_history".to_owned()),
+            (Some(resource_type), None) => {
+                (HistoryScope::Type(resource_type.as_str()), format!("{resource_type}/_history"))
+            }
+            (Some(resource_type), Some(id)) => {
+                if self.store.read(resource_type.as_str(), id.as_str()).await?.is_none() {
+                    return Err(InteractionError::NotFound(format!("{resource_type}/{id}")));
+                }
+                (
+                    HistoryScope::Instance(resource_type.as_str(), id.as_str()),
+                    format!("{resource_type}/{id}/_history"),
+                )
+            }
+        };
+        let count = self.page_size(params.count);
+        let query = HistoryQuery {
+            since: params.since.map(Instant::millis),
+            until: None,
+            before_seq: params.cursor,
+            count,
+        };
+        let mut entries = self.store.history(scope, &query).await?;
+        let has_next = entries.len() > count as usize;
+        entries.truncate(count as usize);
+
+        let mut bundle = Bundle::new(BundleType::History);
+        bundle.id = Some(uuid::Uuid::new_v4().to_string());
+        bundle.last_updated = Some(Instant::now().to_fhir());
+        let page_url = |cursor: Option<i64>| {
+            let mut url = format!("{base}/{path}?_count={count}");
+            if let Some(since) = params.since {
+                url.push_str(&format!("&_since={}", since.to_fhir()));
+            }
+            if let Some(cursor) = cursor {
+                url.push_str(&format!("&_cursor={cursor}"));
+            }
+            url
+        };
+        bundle.links.push(BundleLink { relation: "self", url: page_url(params.cursor) });
+        if params.cursor.is_some() {
+            bundle.links.push(BundleLink { relation: "first", url: page_url(None) });
+        }
+        if let (true, Some(last)) = (has_next, entries.last()) {
+            bundle.links.push(BundleLink { relation: "next", url: page_url(Some(last.seq)) });
+        }
+        for entry in &entries {
+            bundle.entries.push(history_entry(base, entry)?);
+        }
+        Ok(bundle.to_json())
+    }
+}
+
+fn history_entry(base: &str, entry: &HistoryEntry) -> Result<BundleEntry, InteractionError> {
+    let resource = match &entry.version.body {
+        Some(body) => Some(serde_json::Value::Object(
+            Resource::from_slice(body.as_bytes())
+                .map_err(|error| {
+                    InteractionError::Internal(cdr_store::StoreError::Corrupt(error.to_string()))
+                })?
+                .into_json(),
+        )),
+        None => None,
+    };
+    let (request_url, status) = match entry.method {
+        WriteMethod::Create => (entry.res_type.clone(), "201 Created"),
+        WriteMethod::Update => (format!("{}/{}", entry.res_type, entry.res_id), "200 OK"),
+        WriteMethod::Delete => (format!("{}/{}", entry.res_type, entry.res_id), "204 No Content"),
+    };
+    Ok(BundleEntry {
+        full_url: Some(format!("{base}/{}/{}", entry.res_type, entry.res_id)),
+        resource,
+        search: None,
+        request: Some(json!({"method": entry.method.verb(), "url": request_url})),
+        response: Some(json!({
+            "status": status,
+            "etag": format!("W/\"{}\"", entry.version.version),
+            "lastModified": Instant::from_millis(entry.version.last_updated).to_fhir(),
+        })),
+    })
+}

@@ -1,0 +1,353 @@
+//! create, update and delete, plain and conditional. Each public method runs in one store transaction;
+//! the `*_in` steps take that transaction so a Bundle can chain them in a single one.
+
+use cdr_model::{
+    Instant, Issue, IssueType, LogicalId, OperationOutcome, Resource, ResourceError, ResourceType,
+};
+use cdr_store::{NewVersion, StoreTx, WriteMethod};
+use serde_json::Value;
+
+use crate::conditional::{identifier_tokens, parse_criteria};
+use crate::{Engine, InteractionError, VersionedResource, parse_id};
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteStatus {
+    /// A new resource (or a deleted one brought back) now exists.
+    Created,
+    /// A new version of an existing resource was written.
+    Updated,
+    /// A conditional create found the resource already there and wrote nothing.
+    Existing,
+    /// A deletion version was written.
+    Deleted,
+    /// The resource was already deleted, or no resource matched a conditional delete; nothing was written.
+    NothingToDelete,
+}
+
+/// The result of a write: what happened and the version concerned (none when nothing matched).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteOutcome {
+    pub status: WriteStatus,
+    pub resource: Option<VersionedResource>,
+}
+
+/// A version precondition of an update (`If-Match`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition {
+    None,
+    /// The current version must be this one.
+    IfMatch(i64),
+}
+
+impl Engine {
+    /// create, or conditional create when `if_none_exist` holds criteria.
+    ///
+    /// # Errors
+    /// Unknown type, invalid body or criteria, several matches, or a storage failure.
+    pub async fn create(
+        &self,
+        type_name: &str,
+        body: &[u8],
+        if_none_exist: Option<&str>,
+    ) -> Result<WriteOutcome, InteractionError> {
+        let resource_type = self.served_type(type_name)?;
+        let resource = parse_body(resource_type, body)?;
+        let mut tx = self.store.begin().await?;
+        if let Some(query) = if_none_exist {
+            let criteria = parse_criteria(resource_type.as_str(), query)?;
+            tx.lock(&criteria.lock_key).await?;
+            let matches = tx.find(resource_type.as_str(), &criteria.conditions, 2).await?;
+            match matches.as_slice() {
+                [] => {}
+                [id] => {
+                    drop(tx);
+                    let existing = self.read(resource_type.as_str(), id).await?;
+                    return Ok(WriteOutcome {
+                        status: WriteStatus::Existing,
+                        resource: Some(existing),
+                    });
+                }
+                _ => return Err(multiple_matches(resource_type, query)),
+            }
+        }
+        let id = new_id();
+        let created =
+            write_version(&mut tx, resource_type, &id, resource, 1, WriteMethod::Create).await?;
+        tx.commit().await?;
+        Ok(WriteOutcome { status: WriteStatus::Created, resource: Some(created) })
+    }
+
+    /// update of `type/id`.
+    ///
+    /// # Errors
+    /// Unknown type, invalid id or body, failed precondition, update-as-create when switched off, a
+    /// concurrent change, or a storage failure.
+    pub async fn update(
+        &self,
+        type_name: &str,
+        id: &str,
+        body: &[u8],
+        precondition: Precondition,
+    ) -> Result<WriteOutcome, InteractionError> {
+        let resource_type = self.served_type(type_name)?;
+        let id = parse_id(id)?;
+        let resource = parse_body(resource_type, body)?;
+        match resource.id() {
+            None => {
+                return Err(invalid_at(
+                    "an update must carry the id of its URL in the resource",
+                    "id",
+                ));
+            }
+            Some(body_id) if body_id != id.as_str() => {
+                return Err(invalid_at(
+                    format!("the resource id '{body_id}' does not match the URL id '{id}'"),
+                    "id",
+                ));
+            }
+            Some(_) => {}
+        }
+        let mut tx = self.store.begin().await?;
+        let outcome = self.update_in(&mut tx, resource_type, &id, resource, precondition).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Conditional update: `PUT type?criteria`.
+    ///
+    /// # Errors
+    /// Unknown type, invalid body or criteria, several matches, an id in the body that is not the
+    /// matched one, failed precondition, or a storage failure.
+    pub async fn conditional_update(
+        &self,
+        type_name: &str,
+        query: &str,
+        body: &[u8],
+        precondition: Precondition,
+    ) -> Result<WriteOutcome, InteractionError> {
+        let resource_type = self.served_type(type_name)?;
+        let resource = parse_body(resource_type, body)?;
+        let criteria = parse_criteria(resource_type.as_str(), query)?;
+        let mut tx = self.store.begin().await?;
+        tx.lock(&criteria.lock_key).await?;
+        let matches = tx.find(resource_type.as_str(), &criteria.conditions, 2).await?;
+        let outcome = match (matches.as_slice(), resource.id()) {
+            ([], None) => {
+                let id = new_id();
+                let created =
+                    write_version(&mut tx, resource_type, &id, resource, 1, WriteMethod::Create)
+                        .await?;
+                WriteOutcome { status: WriteStatus::Created, resource: Some(created) }
+            }
+            ([], Some(body_id)) => {
+                let id = parse_id(body_id)?;
+                self.update_in(&mut tx, resource_type, &id, resource, precondition).await?
+            }
+            ([found], body_id) => {
+                if let Some(body_id) = body_id.filter(|body_id| body_id != found) {
+                    return Err(invalid_at(
+                        format!(
+                            "the resource id '{body_id}' is not the id '{found}' of the resource matching '{query}'"
+                        ),
+                        "id",
+                    ));
+                }
+                let id = parse_id(found)?;
+                self.update_in(&mut tx, resource_type, &id, resource, precondition).await?
+            }
+            _ => return Err(multiple_matches(resource_type, query)),
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn update_in(
+        &self,
+        tx: &mut StoreTx,
+        resource_type: ResourceType,
+        id: &LogicalId,
+        resource: Resource,
+        precondition: Precondition,
+    ) -> Result<WriteOutcome, InteractionError> {
+        let current = tx.current(resource_type.as_str(), id.as_str()).await?;
+        let (version, status) = match (current, precondition) {
+            (Some((current, _)), Precondition::IfMatch(expected)) if current != expected => {
+                return Err(InteractionError::PreconditionFailed(format!(
+                    "If-Match expects version {expected} of {resource_type}/{id}, but the current version is {current}"
+                )));
+            }
+            (Some((current, deleted)), _) => {
+                (current + 1, if deleted { WriteStatus::Created } else { WriteStatus::Updated })
+            }
+            (None, Precondition::IfMatch(expected)) => {
+                return Err(InteractionError::PreconditionFailed(format!(
+                    "If-Match expects version {expected} of {resource_type}/{id}, which does not exist"
+                )));
+            }
+            (None, Precondition::None) if !self.config.update_create => {
+                return Err(InteractionError::NotAllowed(format!(
+                    "{resource_type}/{id} does not exist and this server assigns ids itself (update as create is off); use POST to create"
+                )));
+            }
+            (None, Precondition::None) => (1, WriteStatus::Created),
+        };
+        let method = if version == 1 { WriteMethod::Create } else { WriteMethod::Update };
+        let written = write_version(tx, resource_type, id, resource, version, method).await?;
+        Ok(WriteOutcome { status, resource: Some(written) })
+    }
+
+    /// delete of `type/id`. Deleting a deleted resource succeeds and writes nothing.
+    ///
+    /// # Errors
+    /// Unknown type, invalid id, a resource that never existed, or a storage failure.
+    pub async fn delete(
+        &self,
+        type_name: &str,
+        id: &str,
+    ) -> Result<WriteOutcome, InteractionError> {
+        let resource_type = self.served_type(type_name)?;
+        let id = parse_id(id)?;
+        let mut tx = self.store.begin().await?;
+        let Some(outcome) = delete_in(&mut tx, resource_type, &id).await? else {
+            return Err(InteractionError::NotFound(format!("{resource_type}/{id}")));
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Conditional delete: `DELETE type?criteria`; no match is not an error.
+    ///
+    /// # Errors
+    /// Unknown type, invalid criteria, several matches, or a storage failure.
+    pub async fn conditional_delete(
+        &self,
+        type_name: &str,
+        query: &str,
+    ) -> Result<WriteOutcome, InteractionError> {
+        let resource_type = self.served_type(type_name)?;
+        let criteria = parse_criteria(resource_type.as_str(), query)?;
+        let mut tx = self.store.begin().await?;
+        tx.lock(&criteria.lock_key).await?;
+        let matches = tx.find(resource_type.as_str(), &criteria.conditions, 2).await?;
+        let outcome = match matches.as_slice() {
+            [] => WriteOutcome { status: WriteStatus::NothingToDelete, resource: None },
+            [found] => {
+                let id = parse_id(found)?;
+                delete_in(&mut tx, resource_type, &id).await?.unwrap_or(WriteOutcome {
+                    status: WriteStatus::NothingToDelete,
+                    resource: None,
+                })
+            }
+            _ => return Err(multiple_matches(resource_type, query)),
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+}
+
+/// Deletes a resource inside `tx`; `None` when it never existed.
+async fn delete_in(
+    tx: &mut StoreTx,
+    resource_type: ResourceType,
+    id: &LogicalId,
+) -> Result<Option<WriteOutcome>, InteractionError> {
+    let Some((current, deleted)) = tx.current(resource_type.as_str(), id.as_str()).await? else {
+        return Ok(None);
+    };
+    if deleted {
+        return Ok(Some(WriteOutcome { status: WriteStatus::NothingToDelete, resource: None }));
+    }
+    let version = current + 1;
+    let last_updated = Instant::now();
+    tx.write(&NewVersion {
+        res_type: resource_type.as_str(),
+        res_id: id.as_str(),
+        version,
+        last_updated: last_updated.millis(),
+        method: WriteMethod::Delete,
+        body: None,
+        tokens: &[],
+    })
+    .await?;
+    let deletion =
+        VersionedResource { resource_type, id: id.clone(), version, last_updated, body: None };
+    Ok(Some(WriteOutcome { status: WriteStatus::Deleted, resource: Some(deletion) }))
+}
+
+/// Stamps `id` and `meta` on the resource and writes it as `version`.
+async fn write_version(
+    tx: &mut StoreTx,
+    resource_type: ResourceType,
+    id: &LogicalId,
+    mut resource: Resource,
+    version: i64,
+    method: WriteMethod,
+) -> Result<VersionedResource, InteractionError> {
+    let last_updated = Instant::now();
+    resource.set_id(id);
+    resource.set_meta(&version.to_string(), &last_updated.to_fhir());
+    let tokens = identifier_tokens(resource.json());
+    let body = resource.to_json_string();
+    tx.write(&NewVersion {
+        res_type: resource_type.as_str(),
+        res_id: id.as_str(),
+        version,
+        last_updated: last_updated.millis(),
+        method,
+        body: Some(&body),
+        tokens: &tokens,
+    })
+    .await?;
+    Ok(VersionedResource { resource_type, id: id.clone(), version, last_updated, body: Some(body) })
+}
+
+/// Parses a request body and applies the structural checks every write needs.
+fn parse_body(resource_type: ResourceType, body: &[u8]) -> Result<Resource, InteractionError> {
+    let resource = Resource::from_slice(body).map_err(|error| {
+        let (code, expression) = match &error {
+            ResourceError::MissingResourceType | ResourceError::UnknownType(_) => {
+                (IssueType::Invalid, Some("resourceType"))
+            }
+            ResourceError::InvalidId(_) => (IssueType::Invalid, Some("id")),
+            _ => (IssueType::Structure, None),
+        };
+        let issue = Issue::error(code, error.to_string());
+        InteractionError::Invalid(OperationOutcome::single(match expression {
+            Some(expression) => issue.at(expression),
+            None => issue,
+        }))
+    })?;
+    if resource.resource_type() != resource_type {
+        return Err(invalid_at(
+            format!(
+                "the body is a {}, but the URL is for {resource_type}",
+                resource.resource_type()
+            ),
+            "resourceType",
+        ));
+    }
+    if resource.json().get("meta").is_some_and(|meta| !meta.is_object()) {
+        return Err(invalid_at("meta must be a JSON object", "meta"));
+    }
+    if resource.json().get("meta").and_then(Value::as_object).is_some_and(serde_json::Map::is_empty)
+    {
+        return Err(invalid_at("meta must not be an empty object", "meta"));
+    }
+    Ok(resource)
+}
+
+fn invalid_at(diagnostics: impl Into<String>, expression: &str) -> InteractionError {
+    InteractionError::Invalid(OperationOutcome::single(
+        Issue::error(IssueType::Invalid, diagnostics).at(expression),
+    ))
+}
+
+fn multiple_matches(resource_type: ResourceType, query: &str) -> InteractionError {
+    InteractionError::MultipleMatches(format!("more than one {resource_type} matches '{query}'"))
+}
+
+fn new_id() -> LogicalId {
+    let text = uuid::Uuid::new_v4().to_string();
+    LogicalId::parse(&text).unwrap_or_else(|_| unreachable!("a UUID is a valid FHIR id"))
+}

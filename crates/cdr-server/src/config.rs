@@ -1,0 +1,67 @@
+//! Command-line configuration, with environment-variable fallbacks.
+
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// imaging-cdr: an open FHIR R4 imaging repository server.
+#[derive(Debug, Parser)]
+#[command(name = "imaging-cdr", version, about)]
+pub(crate) struct Cli {
+    /// Log output format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub(crate) log_format: LogFormat,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Serve the FHIR API (applies pending migrations first).
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate(DatabaseArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DatabaseArgs {
+    /// Database: `sqlite://PATH` (created if missing) or `postgres://USER@HOST:PORT/DB`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/imaging-cdr.db")]
+    pub(crate) database_url: String,
+    /// Most pooled database connections.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    pub(crate) max_connections: u32,
+    /// Longest a single database statement may run, in seconds.
+    #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT", default_value_t = 30)]
+    pub(crate) statement_timeout_seconds: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    pub(crate) database: DatabaseArgs,
+    /// Address and port to listen on.
+    #[arg(long, env = "LISTEN", default_value = "127.0.0.1:8080")]
+    pub(crate) listen: SocketAddr,
+    /// Public FHIR base URL used in links and Location headers (default: http://{Host header}/fhir).
+    #[arg(long, env = "BASE_URL")]
+    pub(crate) base_url: Option<String>,
+    /// Largest accepted request body in bytes; larger requests get 413.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub(crate) max_body_bytes: usize,
+    /// Let PUT create a resource at a client-chosen id (off: the server assigns every id).
+    #[arg(long, env = "UPDATE_CREATE")]
+    pub(crate) update_create: bool,
+    /// Page size of history (and search) bundles when the client gives no _count.
+    #[arg(long, env = "DEFAULT_PAGE_SIZE", default_value_t = 20)]
+    pub(crate) default_page_size: u32,
+    /// Largest page size a client may ask for with _count.
+    #[arg(long, env = "MAX_PAGE_SIZE", default_value_t = 500)]
+    pub(crate) max_page_size: u32,
+}

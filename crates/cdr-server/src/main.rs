@@ -1,0 +1,108 @@
+//! `imaging-cdr`: the FHIR R4 imaging repository server.
+//!
+//! Architecture Invariant: this binary is the only place that reads the environment and command-line
+//! configuration; it hands typed sub-configurations to the library crates.
+
+mod config;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use cdr_api::{ApiConfig, AppState};
+use cdr_interactions::{Engine, EngineConfig};
+use cdr_store::{Store, StoreConfig};
+use clap::Parser;
+
+use crate::config::{Cli, Command, DatabaseArgs, LogFormat, ServeArgs};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Migrate(args) => migrate(&args).await,
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn open_store(args: &DatabaseArgs) -> anyhow::Result<Store> {
+    let config = StoreConfig {
+        url: args.database_url.clone(),
+        max_connections: args.max_connections,
+        statement_timeout: Duration::from_secs(args.statement_timeout_seconds),
+    };
+    let store = Store::connect(&config).await.context("cannot open the database")?;
+    store.migrate().await.context("cannot migrate the database")?;
+    Ok(store)
+}
+
+async fn migrate(args: &DatabaseArgs) -> anyhow::Result<()> {
+    let store = open_store(args).await?;
+    tracing::info!(backend = ?store.backend(), "database schema is up to date");
+    store.close().await;
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let store = open_store(&args.database).await?;
+    let engine = Engine::new(
+        store.clone(),
+        EngineConfig {
+            update_create: args.update_create,
+            default_page_size: args.default_page_size,
+            max_page_size: args.max_page_size,
+        },
+    );
+    let state = AppState::new(
+        engine,
+        ApiConfig { max_body_bytes: args.max_body_bytes, base_url: args.base_url },
+    );
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(listen = %args.listen, backend = ?store.backend(), "imaging-cdr serving FHIR R4 at /fhir");
+    axum::serve(listener, cdr_api::app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the server stopped with an error")?;
+    store.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}

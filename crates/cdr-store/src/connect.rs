@@ -1,0 +1,114 @@
+//! Connecting, migrating and checking the database.
+
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+use crate::{Backend, Store, StoreConfig, StoreError};
+
+#[derive(Debug, Clone)]
+pub(crate) enum Pool {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// Runs the same code on whichever pool or connection a value holds; the code is written once and
+/// compiled for each backend.
+macro_rules! dispatch {
+    ($value:expr, $inner:ident => $body:expr) => {
+        dispatch!($crate::connect::Pool, $value, $inner => $body)
+    };
+    ($enum:path, $value:expr, $inner:ident => $body:expr) => {{
+        use $enum as Backends;
+        match $value {
+            Backends::Postgres($inner) => $body,
+            Backends::Sqlite($inner) => $body,
+        }
+    }};
+}
+pub(crate) use dispatch;
+
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+
+impl Store {
+    /// Opens a pool. Does not migrate: call [`Store::migrate`].
+    ///
+    /// # Errors
+    /// When the URL is not supported or the database cannot be reached.
+    pub async fn connect(config: &StoreConfig) -> Result<Store, StoreError> {
+        let url = config.url.as_str();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let timeout_ms = config.statement_timeout.as_millis().to_string();
+            let options =
+                PgConnectOptions::from_str(url)?.options([("statement_timeout", timeout_ms)]);
+            let pool = PgPoolOptions::new()
+                .max_connections(config.max_connections)
+                .connect_with(options)
+                .await?;
+            return Ok(Store { pool: Pool::Postgres(pool) });
+        }
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            create_parent_folder(path)?;
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(config.statement_timeout);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(config.max_connections)
+                .connect_with(options)
+                .await?;
+            return Ok(Store { pool: Pool::Sqlite(pool) });
+        }
+        Err(StoreError::UnsupportedUrl(url.to_owned()))
+    }
+
+    #[must_use]
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Postgres(_) => Backend::Postgres,
+            Pool::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Applies the pending schema migrations of this backend.
+    ///
+    /// # Errors
+    /// When a migration fails or the applied ones differ from those this binary embeds.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.pool {
+            Pool::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
+            Pool::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
+        }
+        .map_err(StoreError::Migrate)
+    }
+
+    /// Checks that the database answers (readiness).
+    ///
+    /// # Errors
+    /// When it does not.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(&self.pool, pool => sqlx::query("SELECT 1").execute(pool).await.map(drop))?;
+        Ok(())
+    }
+
+    /// Closes every pooled connection.
+    pub async fn close(&self) {
+        dispatch!(&self.pool, pool => pool.close().await);
+    }
+}
+
+fn create_parent_folder(path: &str) -> Result<(), StoreError> {
+    let path = path.split('?').next().unwrap_or(path);
+    let Some(parent) = std::path::Path::new(path).parent() else {
+        return Ok(());
+    };
+    if parent.as_os_str().is_empty() || path.starts_with(':') {
+        return Ok(());
+    }
+    std::fs::create_dir_all(parent)
+        .map_err(|source| StoreError::CreateFolder { path: parent.display().to_string(), source })
+}

@@ -1,0 +1,118 @@
+//! Bad input gets a precise OperationOutcome with the right status, never a 5xx.
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+
+use crate::backend_tests;
+use crate::helpers::TestApp;
+
+backend_tests!(malformed_bodies, wrong_addresses, formats_and_media_types);
+
+async fn malformed_bodies(app: &TestApp) {
+    let cases: [(&str, &str, Option<&str>); 9] = [
+        ("", "structure", None),
+        ("   ", "structure", None),
+        (r#"{"resourceType":"#, "structure", None),
+        ("[]", "structure", None),
+        (r#"{"id":"x"}"#, "invalid", Some("resourceType")),
+        (r#"{"resourceType":"Observation"}"#, "invalid", Some("resourceType")),
+        (r#"{"resourceType":"NotAType"}"#, "invalid", Some("resourceType")),
+        (r#"{"resourceType":"Patient","id":"has space"}"#, "invalid", Some("id")),
+        (r#"{"resourceType":"Patient","meta":"x"}"#, "invalid", Some("meta")),
+    ];
+    for (body, code, expression) in cases {
+        let response = app.post("/fhir/Patient", body).await;
+        response.assert_outcome(StatusCode::BAD_REQUEST, code);
+        if let Some(expression) = expression {
+            assert_eq!(response.json()["issue"][0]["expression"][0], expression, "{body}");
+        }
+    }
+    let invalid_utf8 = Request::builder()
+        .method(Method::POST)
+        .uri("/fhir/Patient")
+        .header("content-type", "application/fhir+json")
+        .body(Body::from(vec![b'{', 0xff, 0xfe, b'}']))
+        .unwrap();
+    app.send(invalid_utf8).await.assert_outcome(StatusCode::BAD_REQUEST, "structure");
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    app.post("/fhir/Patient", &deep).await.assert_outcome(StatusCode::BAD_REQUEST, "structure");
+    let oversized =
+        format!(r#"{{"resourceType":"Patient","text":{{"div":"{}"}}}}"#, "x".repeat(70 * 1024));
+    app.post("/fhir/Patient", &oversized)
+        .await
+        .assert_outcome(StatusCode::PAYLOAD_TOO_LARGE, "too-long");
+}
+
+async fn wrong_addresses(app: &TestApp) {
+    app.get("/fhir/NotAType/1").await.assert_outcome(StatusCode::NOT_FOUND, "not-supported");
+    app.get("/fhir/Observation/1").await.assert_outcome(StatusCode::NOT_FOUND, "not-supported");
+    app.post("/fhir/NotAType", r#"{"resourceType":"NotAType"}"#)
+        .await
+        .assert_outcome(StatusCode::NOT_FOUND, "not-supported");
+    app.get("/fhir/Patient/bad%20id").await.assert_outcome(StatusCode::BAD_REQUEST, "invalid");
+    app.get(&format!("/fhir/Patient/{}", "a".repeat(65)))
+        .await
+        .assert_outcome(StatusCode::BAD_REQUEST, "invalid");
+    app.get("/fhir/Patient/%FF").await.assert_outcome(StatusCode::BAD_REQUEST, "invalid");
+    app.get("/nowhere").await.assert_outcome(StatusCode::NOT_FOUND, "not-found");
+    app.request(Method::PATCH, "/fhir/Patient/1", &[], "{}")
+        .await
+        .assert_outcome(StatusCode::METHOD_NOT_ALLOWED, "not-supported");
+    app.request(Method::DELETE, "/fhir/metadata", &[], "")
+        .await
+        .assert_outcome(StatusCode::METHOD_NOT_ALLOWED, "not-supported");
+}
+
+async fn formats_and_media_types(app: &TestApp) {
+    let body = r#"{"resourceType":"Patient"}"#;
+    let xml = app
+        .request(Method::POST, "/fhir/Patient", &[("content-type", "application/fhir+xml")], body)
+        .await;
+    xml.assert_outcome(StatusCode::UNSUPPORTED_MEDIA_TYPE, "not-supported");
+    let form = app
+        .request(
+            Method::POST,
+            "/fhir/Patient",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            body,
+        )
+        .await;
+    form.assert_outcome(StatusCode::UNSUPPORTED_MEDIA_TYPE, "not-supported");
+    let r4b_client = app
+        .request(
+            Method::POST,
+            "/fhir/Patient",
+            &[("content-type", "application/fhir+json; fhirVersion=4.3")],
+            body,
+        )
+        .await;
+    assert_eq!(r4b_client.status, StatusCode::CREATED);
+    let plain_json = app
+        .request(Method::POST, "/fhir/Patient", &[("content-type", "application/json")], body)
+        .await;
+    assert_eq!(plain_json.status, StatusCode::CREATED);
+
+    app.request(Method::GET, "/fhir/metadata", &[("accept", "application/fhir+xml")], "")
+        .await
+        .assert_outcome(StatusCode::NOT_ACCEPTABLE, "not-supported");
+    app.get("/fhir/metadata?_format=xml")
+        .await
+        .assert_outcome(StatusCode::NOT_ACCEPTABLE, "not-supported");
+    for accept in [
+        "application/fhir+json",
+        "application/json",
+        "*/*",
+        "application/fhir+json;fhirVersion=4.0",
+    ] {
+        let response = app.request(Method::GET, "/fhir/metadata", &[("accept", accept)], "").await;
+        assert_eq!(response.status, StatusCode::OK, "{accept}");
+        assert_eq!(response.header("content-type"), Some("application/fhir+json; charset=utf-8"));
+    }
+    for format in ["json", "application/fhir%2Bjson", "application/json"] {
+        assert_eq!(
+            app.get(&format!("/fhir/metadata?_format={format}")).await.status,
+            StatusCode::OK,
+            "{format}"
+        );
+    }
+}

@@ -1,0 +1,207 @@
+//! `TestApp`: the application on a fresh database, and small request helpers.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use cdr_api::{ApiConfig, AppState};
+use cdr_interactions::{Engine, EngineConfig};
+use cdr_store::{Store, StoreConfig};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// The PostgreSQL server the tests use when `TEST_DATABASE_URL` is not set.
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The application on its own database.
+pub(crate) struct TestApp {
+    router: Router,
+    store: Store,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Folder(std::path::PathBuf),
+    Schema { admin_url: String, schema: String },
+}
+
+/// A response, with its body read.
+#[derive(Debug)]
+pub(crate) struct TestResponse {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Vec<u8>,
+}
+
+impl TestResponse {
+    pub(crate) fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|error| {
+            panic!("body is not JSON ({error}): {}", String::from_utf8_lossy(&self.body))
+        })
+    }
+
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|value| value.to_str().unwrap())
+    }
+
+    /// Asserts the status and that the body is an OperationOutcome whose first issue has `code`.
+    pub(crate) fn assert_outcome(&self, status: StatusCode, code: &str) {
+        assert_eq!(self.status, status, "{}", self.text());
+        assert_eq!(self.header("content-type"), Some("application/fhir+json; charset=utf-8"));
+        let outcome = self.json();
+        assert_eq!(outcome["resourceType"], "OperationOutcome", "{outcome}");
+        assert_eq!(outcome["issue"][0]["code"], code, "{outcome}");
+    }
+}
+
+pub(crate) fn engine_config() -> EngineConfig {
+    EngineConfig { update_create: false, default_page_size: 20, max_page_size: 100 }
+}
+
+impl TestApp {
+    pub(crate) async fn spawn_with(backend: Backend, engine_config: EngineConfig) -> TestApp {
+        let (url, cleanup) = match backend {
+            Backend::Sqlite => {
+                let folder =
+                    std::env::temp_dir().join(format!("imaging-cdr-test-{}", uuid::Uuid::new_v4()));
+                let url = format!("sqlite://{}/cdr.db", folder.display());
+                (url, Cleanup::Folder(folder))
+            }
+            Backend::Postgres => {
+                let admin_url = std::env::var("TEST_DATABASE_URL")
+                    .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
+                let schema = format!("test_{}", uuid::Uuid::new_v4().simple());
+                let mut admin = connect_admin(&admin_url).await;
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                    .execute(&mut admin)
+                    .await
+                    .expect("create test schema");
+                let separator = if admin_url.contains('?') { '&' } else { '?' };
+                let url = format!("{admin_url}{separator}options=-c%20search_path%3D{schema}");
+                (url, Cleanup::Schema { admin_url, schema })
+            }
+        };
+        let config =
+            StoreConfig { url, max_connections: 8, statement_timeout: Duration::from_secs(30) };
+        let store = Store::connect(&config).await.expect("connect to the test database");
+        store.migrate().await.expect("migrate the test database");
+        let engine = Engine::new(store.clone(), engine_config);
+        let api_config =
+            ApiConfig { max_body_bytes: 64 * 1024, base_url: Some("http://cdr.test/fhir".into()) };
+        let router = cdr_api::app(AppState::new(engine, api_config));
+        TestApp { router, store, cleanup }
+    }
+
+    /// Drops the test database or schema.
+    pub(crate) async fn cleanup(self) {
+        self.store.close().await;
+        match self.cleanup {
+            Cleanup::Folder(folder) => {
+                let _ = std::fs::remove_dir_all(folder);
+            }
+            Cleanup::Schema { admin_url, schema } => {
+                let mut admin = connect_admin(&admin_url).await;
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                    .execute(&mut admin)
+                    .await
+                    .expect("drop test schema");
+            }
+        }
+    }
+
+    pub(crate) async fn send(&self, request: Request<Body>) -> TestResponse {
+        let response =
+            self.router.clone().oneshot(request).await.expect("the router is infallible");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("read the response body").to_bytes().to_vec();
+        TestResponse { status: parts.status, headers: parts.headers, body }
+    }
+
+    pub(crate) async fn request(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> TestResponse {
+        let mut builder = Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        self.send(builder.body(Body::from(body.to_owned())).expect("a valid request")).await
+    }
+
+    pub(crate) async fn get(&self, uri: &str) -> TestResponse {
+        self.request(Method::GET, uri, &[], "").await
+    }
+
+    pub(crate) async fn post(&self, uri: &str, body: &str) -> TestResponse {
+        self.request(Method::POST, uri, &[("content-type", "application/fhir+json")], body).await
+    }
+
+    pub(crate) async fn put(&self, uri: &str, body: &str) -> TestResponse {
+        self.request(Method::PUT, uri, &[("content-type", "application/fhir+json")], body).await
+    }
+
+    pub(crate) async fn delete(&self, uri: &str) -> TestResponse {
+        self.request(Method::DELETE, uri, &[], "").await
+    }
+
+    /// Creates a resource and returns its server-assigned id.
+    pub(crate) async fn create(&self, resource_type: &str, body: &str) -> String {
+        let response = self.post(&format!("/fhir/{resource_type}"), body).await;
+        assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
+        response.json()["id"].as_str().expect("created resource has an id").to_owned()
+    }
+}
+
+async fn connect_admin(url: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(url).await.unwrap_or_else(|error| {
+        panic!(
+            "PostgreSQL tests need a server at TEST_DATABASE_URL or {DEFAULT_POSTGRES_URL}: {error}"
+        )
+    })
+}
+
+/// Declares async test bodies `async fn name(app: &TestApp)` and runs each on both backends.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        $crate::backend_tests!(with $crate::helpers::engine_config(); $($name),*);
+    };
+    (with $config:expr; $($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let app = $crate::helpers::TestApp::spawn_with($crate::helpers::Backend::Sqlite, $config).await;
+                    super::$name(&app).await;
+                    app.cleanup().await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let app = $crate::helpers::TestApp::spawn_with($crate::helpers::Backend::Postgres, $config).await;
+                    super::$name(&app).await;
+                    app.cleanup().await;
+                }
+            )*
+        }
+    };
+}

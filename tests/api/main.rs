@@ -1,0 +1,17 @@
+//! End-to-end tests: the whole application, driven through HTTP requests, on both storage backends.
+//! Every test in `backend_tests!` runs once on SQLite and once on PostgreSQL (`TEST_DATABASE_URL`,
+//! default `postgres://postgres@127.0.0.1:5432/test`), each on a fresh database or schema.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is the test failing"
+)]
+
+mod helpers;
+
+mod concurrency;
+mod conditional;
+mod errors;
+mod history;
+mod rest;

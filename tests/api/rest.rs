@@ -1,0 +1,309 @@
+//! read, vread, create, update, delete and their headers, for every served type.
+
+use axum::http::{Method, StatusCode};
+use cdr_interactions::SERVED_TYPES;
+
+use crate::backend_tests;
+use crate::helpers::TestApp;
+
+backend_tests!(
+    create_then_read_keeps_the_json_exactly,
+    create_ignores_a_client_id,
+    update_with_if_match_and_vread,
+    update_needs_the_url_id_in_the_body,
+    update_as_create_is_refused_by_default,
+    delete_then_read_is_gone,
+    read_honours_if_none_match_and_if_modified_since,
+    prefer_return_shapes_the_body,
+    every_served_type_round_trips,
+    capability_statement_lists_what_is_served,
+    health_endpoints,
+);
+
+const PATIENT: &str = r#"{"resourceType":"Patient","identifier":[{"system":"http://hospital.example/mrn","value":"MRN-1"}],"birthDate":"1970-01-01","_birthDate":{"extension":[{"url":"http://example.org/accuracy","valueCode":"estimated"}]},"extension":[{"url":"http://example.org/weight","valueDecimal":72.50},{"url":"http://example.org/scale","valueDecimal":1.0}],"name":[{"family":"Tremblay","given":["Émilie"]}]}"#;
+
+async fn create_then_read_keeps_the_json_exactly(app: &TestApp) {
+    let created = app.post("/fhir/Patient", PATIENT).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let body = created.json();
+    let id = body["id"].as_str().unwrap();
+    assert_eq!(
+        created.header("location"),
+        Some(format!("http://cdr.test/fhir/Patient/{id}/_history/1").as_str())
+    );
+    assert_eq!(created.header("etag"), Some("W/\"1\""));
+    assert!(created.header("last-modified").unwrap().ends_with(" GMT"));
+    assert_eq!(created.header("content-type"), Some("application/fhir+json; charset=utf-8"));
+    assert_eq!(body["meta"]["versionId"], "1");
+
+    let read = app.get(&format!("/fhir/Patient/{id}")).await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert_eq!(read.header("etag"), Some("W/\"1\""));
+    assert_eq!(read.body, created.body);
+    // Everything but the server-owned id and meta is byte-for-byte what was sent, in the same order.
+    let last_updated = body["meta"]["lastUpdated"].as_str().unwrap();
+    let expected = PATIENT.replacen(
+        r#"{"resourceType":"Patient","#,
+        &format!(r#"{{"resourceType":"Patient","id":"{id}","#),
+        1,
+    );
+    let expected = format!(
+        r#"{},"meta":{{"versionId":"1","lastUpdated":"{last_updated}"}}}}"#,
+        expected.strip_suffix('}').unwrap()
+    );
+    assert_eq!(read.text(), expected);
+}
+
+async fn create_ignores_a_client_id(app: &TestApp) {
+    let created =
+        app.post("/fhir/Patient", r#"{"resourceType":"Patient","id":"chosen-by-client"}"#).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    assert_ne!(created.json()["id"], "chosen-by-client");
+    app.get("/fhir/Patient/chosen-by-client")
+        .await
+        .assert_outcome(StatusCode::NOT_FOUND, "not-found");
+}
+
+async fn update_with_if_match_and_vread(app: &TestApp) {
+    let id = app.create("Patient", r#"{"resourceType":"Patient","active":true}"#).await;
+    let uri = format!("/fhir/Patient/{id}");
+    let version_two = format!(r#"{{"resourceType":"Patient","id":"{id}","active":false}}"#);
+    let json = ("content-type", "application/fhir+json");
+
+    let stale =
+        app.request(Method::PUT, &uri, &[json, ("if-match", "W/\"7\"")], &version_two).await;
+    stale.assert_outcome(StatusCode::PRECONDITION_FAILED, "conflict");
+
+    let updated =
+        app.request(Method::PUT, &uri, &[json, ("if-match", "W/\"1\"")], &version_two).await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.text());
+    assert_eq!(updated.header("etag"), Some("W/\"2\""));
+    assert_eq!(
+        updated.header("location"),
+        Some(format!("http://cdr.test{uri}/_history/2").as_str())
+    );
+    assert_eq!(updated.json()["meta"]["versionId"], "2");
+
+    let again =
+        app.request(Method::PUT, &uri, &[json, ("if-match", "W/\"1\"")], &version_two).await;
+    again.assert_outcome(StatusCode::PRECONDITION_FAILED, "conflict");
+
+    let first = app.get(&format!("{uri}/_history/1")).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.json()["active"], true);
+    assert_eq!(first.header("etag"), Some("W/\"1\""));
+    let second = app.get(&format!("{uri}/_history/2")).await;
+    assert_eq!(second.json()["active"], false);
+    app.get(&format!("{uri}/_history/3")).await.assert_outcome(StatusCode::NOT_FOUND, "not-found");
+    app.get(&format!("{uri}/_history/x")).await.assert_outcome(StatusCode::BAD_REQUEST, "invalid");
+
+    let unconditional = app.put(&uri, &version_two).await;
+    assert_eq!(unconditional.header("etag"), Some("W/\"3\""));
+    let bad_etag = app.request(Method::PUT, &uri, &[json, ("if-match", "3")], &version_two).await;
+    bad_etag.assert_outcome(StatusCode::BAD_REQUEST, "invalid");
+}
+
+async fn update_needs_the_url_id_in_the_body(app: &TestApp) {
+    let id = app.create("Patient", r#"{"resourceType":"Patient"}"#).await;
+    let uri = format!("/fhir/Patient/{id}");
+    let missing = app.put(&uri, r#"{"resourceType":"Patient"}"#).await;
+    missing.assert_outcome(StatusCode::BAD_REQUEST, "invalid");
+    assert_eq!(missing.json()["issue"][0]["expression"][0], "id");
+    let other = app.put(&uri, r#"{"resourceType":"Patient","id":"someone-else"}"#).await;
+    other.assert_outcome(StatusCode::BAD_REQUEST, "invalid");
+    let wrong_type =
+        app.put(&uri, &format!(r#"{{"resourceType":"Practitioner","id":"{id}"}}"#)).await;
+    wrong_type.assert_outcome(StatusCode::BAD_REQUEST, "invalid");
+}
+
+async fn update_as_create_is_refused_by_default(app: &TestApp) {
+    let response =
+        app.put("/fhir/Patient/new-one", r#"{"resourceType":"Patient","id":"new-one"}"#).await;
+    response.assert_outcome(StatusCode::METHOD_NOT_ALLOWED, "not-supported");
+    app.get("/fhir/Patient/new-one").await.assert_outcome(StatusCode::NOT_FOUND, "not-found");
+}
+
+async fn delete_then_read_is_gone(app: &TestApp) {
+    let id = app.create("ImagingStudy", r#"{"resourceType":"ImagingStudy","status":"available","subject":{"reference":"Patient/p"}}"#).await;
+    let uri = format!("/fhir/ImagingStudy/{id}");
+    let deleted = app.delete(&uri).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(deleted.header("etag"), Some("W/\"2\""));
+    let gone = app.get(&uri).await;
+    gone.assert_outcome(StatusCode::GONE, "deleted");
+    assert_eq!(gone.header("etag"), Some("W/\"2\""));
+    app.get(&format!("{uri}/_history/2")).await.assert_outcome(StatusCode::GONE, "deleted");
+    assert_eq!(app.get(&format!("{uri}/_history/1")).await.status, StatusCode::OK);
+
+    let again = app.delete(&uri).await;
+    assert_eq!(again.status, StatusCode::NO_CONTENT);
+    let history = app.get(&format!("{uri}/_history")).await.json();
+    assert_eq!(
+        history["entry"].as_array().unwrap().len(),
+        2,
+        "a repeated delete writes no version"
+    );
+    app.delete("/fhir/ImagingStudy/never-existed")
+        .await
+        .assert_outcome(StatusCode::NOT_FOUND, "not-found");
+
+    // An update brings a deleted resource back as a new version.
+    let revived = app.put(&uri, &format!(r#"{{"resourceType":"ImagingStudy","id":"{id}","status":"available","subject":{{"reference":"Patient/p"}}}}"#)).await;
+    assert_eq!(revived.status, StatusCode::CREATED, "{}", revived.text());
+    assert_eq!(revived.header("etag"), Some("W/\"3\""));
+}
+
+async fn read_honours_if_none_match_and_if_modified_since(app: &TestApp) {
+    let id = app.create("Patient", r#"{"resourceType":"Patient"}"#).await;
+    let uri = format!("/fhir/Patient/{id}");
+    let cached = app.request(Method::GET, &uri, &[("if-none-match", "W/\"1\"")], "").await;
+    assert_eq!(cached.status, StatusCode::NOT_MODIFIED);
+    assert!(cached.body.is_empty());
+    let stale = app.request(Method::GET, &uri, &[("if-none-match", "W/\"0\"")], "").await;
+    assert_eq!(stale.status, StatusCode::OK);
+    let since = app
+        .request(Method::GET, &uri, &[("if-modified-since", "Fri, 01 Jan 2100 00:00:00 GMT")], "")
+        .await;
+    assert_eq!(since.status, StatusCode::NOT_MODIFIED);
+    let old = app
+        .request(Method::GET, &uri, &[("if-modified-since", "Thu, 01 Jan 1970 00:00:00 GMT")], "")
+        .await;
+    assert_eq!(old.status, StatusCode::OK);
+}
+
+async fn prefer_return_shapes_the_body(app: &TestApp) {
+    let headers = |prefer| [("content-type", "application/fhir+json"), ("prefer", prefer)];
+    let minimal = app
+        .request(
+            Method::POST,
+            "/fhir/Patient",
+            &headers("return=minimal"),
+            r#"{"resourceType":"Patient"}"#,
+        )
+        .await;
+    assert_eq!(minimal.status, StatusCode::CREATED);
+    assert!(minimal.body.is_empty());
+    assert!(minimal.header("location").is_some());
+    assert_eq!(minimal.header("etag"), Some("W/\"1\""));
+    let outcome = app
+        .request(
+            Method::POST,
+            "/fhir/Patient",
+            &headers("return=OperationOutcome"),
+            r#"{"resourceType":"Patient"}"#,
+        )
+        .await;
+    assert_eq!(outcome.status, StatusCode::CREATED);
+    assert_eq!(outcome.json()["resourceType"], "OperationOutcome");
+    let representation = app
+        .request(
+            Method::POST,
+            "/fhir/Patient",
+            &headers("return=representation"),
+            r#"{"resourceType":"Patient"}"#,
+        )
+        .await;
+    assert_eq!(representation.json()["resourceType"], "Patient");
+}
+
+/// A minimal resource of each served type.
+fn minimal(resource_type: &str) -> String {
+    match resource_type {
+        "Binary" => {
+            r#"{"resourceType":"Binary","contentType":"text/plain","data":"aGVsbG8="}"#.to_owned()
+        }
+        other => format!(
+            r#"{{"resourceType":"{other}","text":{{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"}}}}"#
+        ),
+    }
+}
+
+async fn every_served_type_round_trips(app: &TestApp) {
+    for resource_type in SERVED_TYPES {
+        let id = app.create(resource_type, &minimal(resource_type)).await;
+        let uri = format!("/fhir/{resource_type}/{id}");
+        assert_eq!(app.get(&uri).await.status, StatusCode::OK, "{resource_type}");
+        let mut body = app.get(&uri).await.json();
+        body["meta"] =
+            serde_json::json!({"tag": [{"system": "http://example.org/tags", "code": "updated"}]});
+        let updated = app
+            .request(
+                Method::PUT,
+                &uri,
+                &[("content-type", "application/json"), ("if-match", "W/\"1\"")],
+                &body.to_string(),
+            )
+            .await;
+        assert_eq!(updated.status, StatusCode::OK, "{resource_type}: {}", updated.text());
+        assert_eq!(
+            updated.json()["meta"]["tag"][0]["code"],
+            "updated",
+            "meta elements the client owns survive"
+        );
+        assert_eq!(app.get(&format!("{uri}/_history/1")).await.status, StatusCode::OK);
+        assert_eq!(app.delete(&uri).await.status, StatusCode::NO_CONTENT);
+        assert_eq!(app.get(&uri).await.status, StatusCode::GONE);
+        let history = app.get(&format!("{uri}/_history")).await.json();
+        let methods: Vec<&str> = history["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|entry| entry["request"]["method"].as_str().unwrap())
+            .collect();
+        assert_eq!(methods, ["DELETE", "PUT", "POST"], "{resource_type}");
+    }
+}
+
+async fn capability_statement_lists_what_is_served(app: &TestApp) {
+    let response = app.get("/fhir/metadata").await;
+    assert_eq!(response.status, StatusCode::OK);
+    let statement = response.json();
+    assert_eq!(statement["resourceType"], "CapabilityStatement");
+    assert_eq!(statement["fhirVersion"], "4.0.1");
+    assert_eq!(statement["kind"], "instance");
+    let resources = statement["rest"][0]["resource"].as_array().unwrap();
+    let types: Vec<&str> =
+        resources.iter().map(|resource| resource["type"].as_str().unwrap()).collect();
+    assert_eq!(types, SERVED_TYPES);
+    for resource in resources {
+        assert_eq!(resource["updateCreate"], false);
+        assert_eq!(resource["versioning"], "versioned-update");
+        let codes: Vec<&str> = resource["interaction"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["code"].as_str().unwrap())
+            .collect();
+        for code in
+            ["read", "vread", "update", "delete", "history-instance", "history-type", "create"]
+        {
+            assert!(codes.contains(&code), "{code}");
+        }
+    }
+}
+
+async fn health_endpoints(app: &TestApp) {
+    let live = app.get("/livez").await;
+    assert_eq!(live.status, StatusCode::OK);
+    assert!(live.header("x-request-id").is_some());
+    assert_eq!(app.get("/readyz").await.status, StatusCode::OK);
+}
+
+mod update_as_create_on {
+    use axum::http::StatusCode;
+
+    use crate::backend_tests;
+    use crate::helpers::TestApp;
+
+    backend_tests!(with cdr_interactions::EngineConfig { update_create: true, ..crate::helpers::engine_config() }; put_creates_at_the_client_id);
+
+    async fn put_creates_at_the_client_id(app: &TestApp) {
+        let response =
+            app.put("/fhir/Patient/chosen", r#"{"resourceType":"Patient","id":"chosen"}"#).await;
+        assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
+        assert_eq!(response.header("etag"), Some("W/\"1\""));
+        assert_eq!(app.get("/fhir/Patient/chosen").await.status, StatusCode::OK);
+        let metadata = app.get("/fhir/metadata").await.json();
+        assert_eq!(metadata["rest"][0]["resource"][0]["updateCreate"], true);
+    }
+}
