@@ -1,5 +1,7 @@
 //! Measures parsing and evaluating typical search-parameter and invariant expressions.
 
+#![allow(clippy::unwrap_used, reason = "tests and benchmarks panic on broken fixtures")]
+
 use std::path::Path;
 
 use cdr_fhirpath::{EvaluationContext, Expression};

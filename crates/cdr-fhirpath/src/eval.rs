@@ -46,14 +46,14 @@ pub(crate) fn evaluate_items<'a>(
     focus: Collection<'a>,
     ctx: &EvaluationContext<'a>,
 ) -> Result<Collection<'a>, EvalError> {
+    let scope = Scope { this: focus.first().cloned(), ..Scope::default() };
     let evaluator = Evaluator {
         ctx,
-        root: focus.clone(),
+        root: focus,
         resource: ctx.resource,
         root_resource: ctx.root_resource.or(ctx.resource),
     };
-    let scope = Scope { this: focus.first().cloned(), ..Scope::default() };
-    evaluator.eval(expr, &focus, &scope)
+    evaluator.eval(expr, &evaluator.root, &scope)
 }
 
 pub(crate) fn resource_type_of(value: &Value) -> Option<TypeId> {

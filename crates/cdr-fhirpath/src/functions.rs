@@ -235,7 +235,7 @@ pub(crate) fn call<'a>(
         | Function::Truncate => {
             let Some(value) = singleton_value(input)? else { return Ok(Collection::new()) };
             let argument = if args.is_empty() { None } else { singleton_value(&arg(0)?)? };
-            Collection(math(function, value, argument)?.map(Item::Value).into_iter().collect())
+            Collection(math(function, &value, argument)?.map(Item::Value).into_iter().collect())
         }
         Function::Children => {
             let mut out = Vec::new();
@@ -552,7 +552,7 @@ fn resolve<'a>(ev: &Evaluator<'_, 'a>, item: &Item<'a>, out: &mut Vec<Item<'a>>)
 
 fn math(
     function: Function,
-    value: SystemValue,
+    value: &SystemValue,
     argument: Option<SystemValue>,
 ) -> Result<Option<SystemValue>, EvalError> {
     let as_decimal = |value: &SystemValue| match value {
@@ -560,7 +560,7 @@ fn math(
         SystemValue::Decimal(decimal) => Some(*decimal),
         _ => None,
     };
-    let decimal = match &value {
+    let decimal = match value {
         SystemValue::Quantity(amount, unit) if function == Function::Abs => {
             return Ok(Some(SystemValue::Quantity(amount.abs(), unit.clone())));
         }
@@ -592,7 +592,7 @@ fn math(
         }
         Function::Power => {
             let Some(exponent) = argument else { return Ok(None) };
-            match (&value, &exponent) {
+            match (value, &exponent) {
                 (SystemValue::Integer(base), SystemValue::Integer(power)) if *power >= 0 => {
                     u32::try_from(*power)
                         .ok()

@@ -77,7 +77,7 @@ impl<'a> Collection<'a> {
         match self.0.as_slice() {
             [] => Ok(None),
             [item] => Ok(Some(
-                item.system_value().map_or(true, |v| !matches!(v, SystemValue::Boolean(false))),
+                item.system_value().is_none_or(|v| !matches!(v, SystemValue::Boolean(false))),
             )),
             _ => Err(EvalError::new("expected a single boolean, found several items")),
         }

@@ -1,6 +1,8 @@
 //! Unit tests of tricky cases: typing of choice elements and primitive extensions, resolve(), variables,
 //! limits, and invariants from the R4 core.
 
+#![allow(clippy::unwrap_used, reason = "tests and benchmarks panic on broken fixtures")]
+
 use cdr_fhirpath::{EvaluationContext, Expression, SystemValue, check_invariant};
 use serde_json::{Value, json};
 

@@ -1,6 +1,8 @@
 //! Runs the HL7 FHIRPath test suite (`test_data/tests-fhir-r4.json`) and checks that exactly the tests listed
 //! in `test_data/known-failures.txt` fail, so a regression fails the build and a fix must shrink the list.
 
+#![allow(clippy::unwrap_used, reason = "tests and benchmarks panic on broken fixtures")]
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
@@ -67,7 +69,7 @@ fn run_case(test: &Value, input: &Value) -> Result<(), String> {
     let strict = test["mode"].as_str() == Some("strict");
     let expression = match Expression::parse(text) {
         Ok(expression) => expression,
-        Err(error) if invalid => return Ok(drop(error)),
+        Err(_) if invalid => return Ok(()),
         Err(error) => return Err(format!("parse error: {error}")),
     };
     let ctx = EvaluationContext::new().strict(strict);

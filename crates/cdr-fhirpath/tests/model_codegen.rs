@@ -6,6 +6,8 @@
 //! ` name[*] type...` line is one child element (`*` marks a choice element `name[x]`; a type `#path` names a
 //! backbone element or a `contentReference`).
 
+#![allow(clippy::unwrap_used, reason = "tests and benchmarks panic on broken fixtures")]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::Read as _;

@@ -1,6 +1,8 @@
 //! Every SearchParameter expression of R4 and every invariant expression of the R4 core StructureDefinitions
 //! parses.
 
+#![allow(clippy::unwrap_used, reason = "tests and benchmarks panic on broken fixtures")]
+
 use std::io::Read as _;
 use std::path::Path;
 
