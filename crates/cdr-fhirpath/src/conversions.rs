@@ -1,7 +1,6 @@
 //! The conversion functions (`toX` and `convertsToX`) and the boundary functions.
 
 use rust_decimal::Decimal;
-use rust_decimal::prelude::ToPrimitive;
 
 use crate::EvalError;
 use crate::ast::Function;
@@ -217,9 +216,10 @@ pub(crate) fn boundary<'a>(
             Function::Precision,
             SystemValue::Date(date) | SystemValue::DateTime(date) | SystemValue::Time(date),
         ) => {
+            // Digits of the full form YYYYMMDDHHMMSSsss up to each precision; a time lacks the 8 date digits.
             let digits = [4, 6, 8, 10, 12, 14, 17];
             let idx = usize::from(date.precision.saturating_sub(1));
-            let first = if date.is_time() { 4 } else { 0 };
+            let first = if date.is_time() { 8 } else { 0 };
             digits.get(idx).map(|d| SystemValue::Integer(d - first))
         }
         (Function::LowBoundary | Function::HighBoundary, SystemValue::Decimal(decimal)) => {
@@ -247,6 +247,5 @@ pub(crate) fn boundary<'a>(
         }
         _ => None,
     };
-    let _ = ToPrimitive::to_i64(&Decimal::ZERO);
     Ok(Collection(result.map(Item::Value).into_iter().collect()))
 }

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use crate::ast::{BinaryOp, Expr, Literal, TypeSpecifier};
 use crate::context::EvaluationContext;
-use crate::model::{TypeId, model};
+use crate::model::{TypeId, TypeKind, model};
 use crate::value::{Collection, Item, Node, SystemValue};
 use crate::{EvalError, functions, ops};
 
@@ -141,11 +141,19 @@ impl<'a> Evaluator<'_, 'a> {
                     Some(base) => self.eval(base, focus, scope)?,
                     None => focus.clone(),
                 };
-                if input.len() > 1 && base.is_some() {
+                // FHIRPath makes `as` on several items an error, but R4 relies on it filtering: 63 R4
+                // SearchParameters apply `x as T` to repeating elements (`Observation.component.value as
+                // Quantity`) and dom-3 applies `descendants().as(canonical)`. Like the HL7 Java engine
+                // before R5, `as` filters like `ofType` and only strict mode enforces the singleton rule.
+                if self.ctx.strict && input.len() > 1 && base.is_some() {
                     return Err(EvalError::new("'as' needs a single item"));
                 }
                 Collection(
-                    input.0.into_iter().filter(|item| self.is_type(item, type_specifier)).collect(),
+                    input
+                        .0
+                        .into_iter()
+                        .filter(|item| self.is_cast_type(item, type_specifier))
+                        .collect(),
                 )
             }
             Expr::OfType(base, type_specifier) => {
@@ -154,7 +162,11 @@ impl<'a> Evaluator<'_, 'a> {
                     None => focus.clone(),
                 };
                 Collection(
-                    input.0.into_iter().filter(|item| self.is_type(item, type_specifier)).collect(),
+                    input
+                        .0
+                        .into_iter()
+                        .filter(|item| self.is_cast_type(item, type_specifier))
+                        .collect(),
                 )
             }
         })
@@ -297,6 +309,20 @@ impl<'a> Evaluator<'_, 'a> {
                     None => node.type_name() == name,
                 }
             }
+        }
+    }
+
+    /// The type test of `as` and `ofType`: like `is`, except that a FHIR primitive matches only its own
+    /// type, not the primitive it specializes (a `code` is not cast to `string`, as the HL7 suite expects).
+    fn is_cast_type(&self, item: &Item<'a>, type_specifier: &TypeSpecifier) -> bool {
+        match item {
+            Item::Node(Node { type_id: Some(type_id), .. })
+                if model().get(*type_id).kind == TypeKind::Primitive =>
+            {
+                type_specifier.namespace.as_deref() != Some("System")
+                    && model().get(*type_id).name == type_specifier.name
+            }
+            _ => self.is_type(item, type_specifier),
         }
     }
 

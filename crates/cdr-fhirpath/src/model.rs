@@ -160,6 +160,15 @@ impl Model {
         false
     }
 
+    /// Whether a type specifier names a System type or an R4 type (`System.` and `FHIR.` restrict the search).
+    pub(crate) fn is_known_type(&self, namespace: Option<&str>, name: &str) -> bool {
+        const SYSTEM_TYPES: [&str; 8] =
+            ["Boolean", "String", "Integer", "Decimal", "Date", "DateTime", "Time", "Quantity"];
+        let system = namespace != Some("FHIR") && SYSTEM_TYPES.contains(&name);
+        let fhir = namespace != Some("System") && self.type_by_name(name).is_some();
+        (namespace.is_none() || matches!(namespace, Some("System" | "FHIR"))) && (system || fhir)
+    }
+
     pub(crate) fn is_resource(&self, id: TypeId) -> bool {
         matches!(self.get(id).kind, TypeKind::Resource | TypeKind::AbstractResource)
     }

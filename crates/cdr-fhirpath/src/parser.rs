@@ -7,6 +7,7 @@ use crate::ParseError;
 use crate::ast::{BinaryOp, Expr, Function, Literal, TypeSpecifier};
 use crate::datetime::Partial;
 use crate::lexer::{Spanned, Token, tokenize};
+use crate::model::model;
 
 /// The deepest nesting of sub-expressions the parser accepts.
 const MAX_DEPTH: usize = 128;
@@ -134,7 +135,8 @@ impl Parser {
             {
                 let is = word == "is";
                 self.next();
-                let type_specifier = self.type_specifier()?;
+                let type_specifier =
+                    if is { self.type_specifier()? } else { self.cast_type_specifier()? };
                 let base = Some(Box::new(left));
                 left = if is {
                     Expr::Is(base, type_specifier)
@@ -296,7 +298,8 @@ impl Parser {
         }
         self.next();
         if matches!(name.as_str(), "is" | "as" | "ofType") {
-            let type_specifier = self.type_specifier()?;
+            let type_specifier =
+                if name == "is" { self.type_specifier()? } else { self.cast_type_specifier()? };
             self.expect(")")?;
             return Ok(match name.as_str() {
                 "is" => Expr::Is(base, type_specifier),
@@ -335,6 +338,22 @@ impl Parser {
             name = self.type_name_part()?;
         }
         Ok(TypeSpecifier { namespace, name })
+    }
+
+    /// The type of `as` and `ofType`, which must name a known type (`is` accepts any name and is false).
+    fn cast_type_specifier(&mut self) -> Result<TypeSpecifier, ParseError> {
+        let offset = self.offset();
+        let type_specifier = self.type_specifier()?;
+        if !model().is_known_type(type_specifier.namespace.as_deref(), &type_specifier.name) {
+            return Err(ParseError::new(
+                offset,
+                match &type_specifier.namespace {
+                    Some(namespace) => format!("unknown type {namespace}.{}", type_specifier.name),
+                    None => format!("unknown type {}", type_specifier.name),
+                },
+            ));
+        }
+        Ok(type_specifier)
     }
 
     fn type_name_part(&mut self) -> Result<String, ParseError> {

@@ -152,3 +152,119 @@ fn expression_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Expression>();
 }
+
+/// An R4 blood pressure Observation (after the core example `blood-pressure`): two components with
+/// `valueQuantity`, plus one with a `valueCodeableConcept` so that `as` has something to filter out.
+fn blood_pressure() -> Value {
+    let text = r#"{
+        "resourceType": "Observation",
+        "id": "blood-pressure",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+        "component": [
+            {"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+             "valueQuantity": {"value": 107, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}},
+            {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]},
+             "valueQuantity": {"value": 60, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}},
+            {"code": {"coding": [{"system": "http://loinc.org", "code": "8478-0"}]},
+             "valueCodeableConcept": {"text": "not measured"}}
+        ]
+    }"#;
+    serde_json::from_str(text).unwrap()
+}
+
+#[test]
+fn as_filters_collections_in_r4_search_expressions() {
+    let bp = blood_pressure();
+    // SearchParameter Observation-component-value-quantity.
+    check(
+        "(Observation.component.value as Quantity) | (Observation.component.value as SampledData)",
+        &bp,
+        &["Quantity:107 'mm[Hg]'", "Quantity:60 'mm[Hg]'"],
+    );
+    check("(Observation.component.value as Quantity).value", &bp, &["decimal:107", "decimal:60"]);
+    check("Observation.component.value.as(CodeableConcept).text", &bp, &["string:not measured"]);
+    check("Observation.component.value as Period", &bp, &[]);
+    // SearchParameter Medication-ingredient-code.
+    let medication = json!({
+        "resourceType": "Medication",
+        "ingredient": [
+            {"itemCodeableConcept": {"text": "amoxicillin"}},
+            {"itemReference": {"reference": "Substance/clavulanate"}},
+            {"itemCodeableConcept": {"text": "lactose"}}
+        ]
+    });
+    check(
+        "(Medication.ingredient.item as CodeableConcept).text",
+        &medication,
+        &["string:amoxicillin", "string:lactose"],
+    );
+    // SearchParameter Library-context-quantity.
+    let library = json!({
+        "resourceType": "Library",
+        "status": "active",
+        "type": {"text": "logic-library"},
+        "useContext": [
+            {"code": {"code": "age"}, "valueQuantity": {"value": 18, "unit": "a"}},
+            {"code": {"code": "age"}, "valueRange": {"low": {"value": 65, "unit": "a"}}},
+            {"code": {"code": "focus"}, "valueCodeableConcept": {"text": "x"}}
+        ]
+    });
+    check(
+        "(Library.useContext.value as Quantity) | (Library.useContext.value as Range)",
+        &library,
+        &["Quantity:18 'a'", "Range:-"],
+    );
+}
+
+#[test]
+fn strict_mode_keeps_the_as_singleton_rule() {
+    let bp = blood_pressure();
+    let strict = EvaluationContext::new().strict(true);
+    let several = Expression::parse("Observation.component.value as Quantity").unwrap();
+    assert!(several.evaluate(&bp, &strict).is_err());
+    let single = Expression::parse("Observation.component[0].value as Quantity").unwrap();
+    assert_eq!(single.evaluate(&bp, &strict).unwrap().len(), 1);
+}
+
+#[test]
+fn casts_match_primitives_exactly_and_need_known_types() {
+    let patient = json!({"resourceType": "Patient", "gender": "male"});
+    check("Patient.gender.as(code)", &patient, &["code:male"]);
+    check("Patient.gender.as(string)", &patient, &[]);
+    check("Patient.gender.ofType(string)", &patient, &[]);
+    check("Patient.gender is string", &patient, &["Boolean:true"]);
+    // A profile of a complex type still casts to its base (Age is a Quantity).
+    let condition = json!({"resourceType": "Condition", "onsetAge": {"value": 40, "unit": "a"}});
+    check("(Condition.onset as Quantity).value", &condition, &["decimal:40"]);
+    for text in
+        ["Patient.gender.as(strin)", "Patient.gender.ofType(FHIR.String)", "x as System.code"]
+    {
+        assert!(Expression::parse(text).is_err(), "{text}");
+    }
+    assert!(Expression::parse("Patient.is(System.Patient)").is_ok());
+}
+
+#[test]
+fn dom_3_holds_for_referenced_contained_resources() {
+    // R4 dom-3 applies as(canonical) and as(uri) to all descendants of the resource.
+    let dom_3 = "contained.where((('#'+id in (%resource.descendants().reference | %resource.descendants().as(canonical) | %resource.descendants().as(uri) | %resource.descendants().as(url))) or descendants().where(reference = '#').exists() or descendants().where(as(canonical) = '#').exists() or descendants().where(as(canonical) = '#').exists()).not()).trace('unmatched', id).empty()";
+    let expression = Expression::parse(dom_3).unwrap();
+    let ctx = EvaluationContext::new();
+    let referenced = json!({
+        "resourceType": "DiagnosticReport",
+        "status": "final",
+        "code": {"text": "XR chest"},
+        "contained": [{"resourceType": "Patient", "id": "p1"}],
+        "subject": {"reference": "#p1"}
+    });
+    assert!(check_invariant(&expression, &referenced, &ctx).unwrap());
+    let orphan = json!({
+        "resourceType": "DiagnosticReport",
+        "status": "final",
+        "code": {"text": "XR chest"},
+        "contained": [{"resourceType": "Patient", "id": "p1"}],
+        "subject": {"reference": "Patient/123"}
+    });
+    assert!(!check_invariant(&expression, &orphan, &ctx).unwrap());
+}
