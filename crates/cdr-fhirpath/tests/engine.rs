@@ -1,0 +1,270 @@
+//! Unit tests of tricky cases: typing of choice elements and primitive extensions, resolve(), variables,
+//! limits, and invariants from the R4 core.
+
+#![allow(clippy::unwrap_used, reason = "tests and benchmarks panic on broken fixtures")]
+
+use cdr_fhirpath::{EvaluationContext, Expression, SystemValue, check_invariant};
+use serde_json::{Value, json};
+
+fn eval_strings(text: &str, resource: &Value) -> Vec<String> {
+    let expression = Expression::parse(text).unwrap();
+    let result = expression.evaluate(resource, &EvaluationContext::new()).unwrap();
+    result
+        .iter()
+        .map(|item| {
+            format!(
+                "{}:{}",
+                item.type_name(),
+                item.system_value().map_or_else(|| "-".to_owned(), |v| v.to_string())
+            )
+        })
+        .collect()
+}
+
+fn check(text: &str, resource: &Value, expect: &[&str]) {
+    assert_eq!(eval_strings(text, resource), expect, "{text}");
+}
+
+fn observation() -> Value {
+    // Parsed from text so that the decimal keeps its lexical form.
+    let text = r#"{
+        "resourceType": "Observation",
+        "id": "o1",
+        "status": "final",
+        "subject": {"reference": "Patient/123"},
+        "valueQuantity": {"value": 72.50, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"},
+        "effectiveDateTime": "2020-01-02T10:00:00Z",
+        "_status": {"extension": [{"url": "http://example.org/x", "valueString": "note"}]}
+    }"#;
+    serde_json::from_str(text).unwrap()
+}
+
+#[test]
+fn choice_elements_are_typed_by_suffix() {
+    let obs = observation();
+    check("Observation.value", &obs, &["Quantity:72.50 'kg'"]);
+    check("(Observation.value as Quantity).value", &obs, &["decimal:72.50"]);
+    check("Observation.value is Quantity", &obs, &["Boolean:true"]);
+    check("Observation.value.ofType(FHIR.Quantity).unit", &obs, &["string:kg"]);
+    check("Observation.effective is dateTime", &obs, &["Boolean:true"]);
+    check("Observation.value is System.String", &obs, &["Boolean:false"]);
+}
+
+#[test]
+fn primitive_extensions_and_resource_id() {
+    let obs = observation();
+    check("Observation.status.extension('http://example.org/x').value", &obs, &["string:note"]);
+    check("Resource.id", &obs, &["string:o1"]);
+    check("DomainResource.id", &obs, &["string:o1"]);
+    check("Observation.status.hasValue()", &obs, &["Boolean:true"]);
+}
+
+#[test]
+fn resolve_types_references() {
+    let obs = observation();
+    check(
+        "Observation.subject.where(resolve() is Patient).reference",
+        &obs,
+        &["string:Patient/123"],
+    );
+    check("Observation.subject.where(resolve() is Group)", &obs, &[]);
+    let with_contained = json!({
+        "resourceType": "Observation",
+        "contained": [{"resourceType": "Patient", "id": "p", "gender": "male"}],
+        "subject": {"reference": "#p"}
+    });
+    check("Observation.subject.resolve().gender", &with_contained, &["code:male"]);
+}
+
+#[test]
+fn bundle_entries_resolve_by_full_url() {
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"fullUrl": "urn:uuid:1", "resource": {"resourceType": "Patient", "id": "1", "active": true}},
+            {"fullUrl": "urn:uuid:2", "resource": {"resourceType": "Observation", "subject": {"reference": "urn:uuid:1"}}}
+        ]
+    });
+    check(
+        "Bundle.entry.resource.ofType(Observation).subject.resolve().active",
+        &bundle,
+        &["boolean:true"],
+    );
+}
+
+#[test]
+fn deceased_search_expression() {
+    let alive = json!({"resourceType": "Patient", "deceasedBoolean": false});
+    let dead = json!({"resourceType": "Patient", "deceasedDateTime": "2020-01-01"});
+    let text = "Patient.deceased.exists() and Patient.deceased != false";
+    check(text, &alive, &["Boolean:false"]);
+    check(text, &dead, &["Boolean:true"]);
+}
+
+#[test]
+fn variables_and_date_arithmetic() {
+    let obs = observation();
+    check("%ucum", &obs, &["String:http://unitsofmeasure.org"]);
+    check("%resource.id", &obs, &["string:o1"]);
+    check("@2020-01-31 + 1 month", &obs, &["Date:2020-02-29"]);
+    check("Observation.effective > @2019", &obs, &["Boolean:true"]);
+    let expression = Expression::parse("%threshold + 1").unwrap();
+    let ctx = EvaluationContext::new().with_variable(
+        "threshold",
+        cdr_fhirpath::Collection::from_items(vec![cdr_fhirpath::Item::Value(
+            SystemValue::Integer(41),
+        )]),
+    );
+    let result = expression.evaluate(&obs, &ctx).unwrap();
+    assert_eq!(result[0].system_value(), Some(SystemValue::Integer(42)));
+}
+
+#[test]
+fn core_invariants_hold_on_an_example() {
+    let obs = observation();
+    let ctx = EvaluationContext::new();
+    for text in [
+        "hasValue() or (children().count() > id.count())",
+        "text.`div`.exists() implies text.`div`.htmlChecks()",
+        "contained.where((('#'+id in (%resource.descendants().reference | %resource.descendants().as(canonical) | %resource.descendants().as(uri) | %resource.descendants().as(url))) or descendants().where(reference = '#').exists() or descendants().where(as(canonical) = '#').exists() or descendants().where(as(canonical) = '#').exists()).not()).trace('unmatched', id).empty()",
+        "dataAbsentReason.empty() or value.empty()",
+        "value.empty() or component.code.where(coding.intersect(%resource.code.coding).exists()).empty()",
+    ] {
+        let expression = Expression::parse(text).unwrap();
+        assert!(check_invariant(&expression, &obs, &ctx).unwrap(), "{text}");
+    }
+}
+
+#[test]
+fn hostile_input_is_rejected_without_panicking() {
+    let deep = format!("{}1{}", "(".repeat(10_000), ")".repeat(10_000));
+    assert!(Expression::parse(&deep).is_err());
+    let minus = format!("{}1", "-".repeat(10_000));
+    assert!(Expression::parse(&minus).is_err());
+    let error = Expression::parse("Patient.name.where(").unwrap_err();
+    assert_eq!(error.offset, 19);
+    assert!(Expression::parse("Patient.name.frobnicate()").is_err());
+}
+
+#[test]
+fn expression_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Expression>();
+}
+
+/// An R4 blood pressure Observation (after the core example `blood-pressure`): two components with
+/// `valueQuantity`, plus one with a `valueCodeableConcept` so that `as` has something to filter out.
+fn blood_pressure() -> Value {
+    let text = r#"{
+        "resourceType": "Observation",
+        "id": "blood-pressure",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+        "component": [
+            {"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+             "valueQuantity": {"value": 107, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}},
+            {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]},
+             "valueQuantity": {"value": 60, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}},
+            {"code": {"coding": [{"system": "http://loinc.org", "code": "8478-0"}]},
+             "valueCodeableConcept": {"text": "not measured"}}
+        ]
+    }"#;
+    serde_json::from_str(text).unwrap()
+}
+
+#[test]
+fn as_filters_collections_in_r4_search_expressions() {
+    let bp = blood_pressure();
+    // SearchParameter Observation-component-value-quantity.
+    check(
+        "(Observation.component.value as Quantity) | (Observation.component.value as SampledData)",
+        &bp,
+        &["Quantity:107 'mm[Hg]'", "Quantity:60 'mm[Hg]'"],
+    );
+    check("(Observation.component.value as Quantity).value", &bp, &["decimal:107", "decimal:60"]);
+    check("Observation.component.value.as(CodeableConcept).text", &bp, &["string:not measured"]);
+    check("Observation.component.value as Period", &bp, &[]);
+    // SearchParameter Medication-ingredient-code.
+    let medication = json!({
+        "resourceType": "Medication",
+        "ingredient": [
+            {"itemCodeableConcept": {"text": "amoxicillin"}},
+            {"itemReference": {"reference": "Substance/clavulanate"}},
+            {"itemCodeableConcept": {"text": "lactose"}}
+        ]
+    });
+    check(
+        "(Medication.ingredient.item as CodeableConcept).text",
+        &medication,
+        &["string:amoxicillin", "string:lactose"],
+    );
+    // SearchParameter Library-context-quantity.
+    let library = json!({
+        "resourceType": "Library",
+        "status": "active",
+        "type": {"text": "logic-library"},
+        "useContext": [
+            {"code": {"code": "age"}, "valueQuantity": {"value": 18, "unit": "a"}},
+            {"code": {"code": "age"}, "valueRange": {"low": {"value": 65, "unit": "a"}}},
+            {"code": {"code": "focus"}, "valueCodeableConcept": {"text": "x"}}
+        ]
+    });
+    check(
+        "(Library.useContext.value as Quantity) | (Library.useContext.value as Range)",
+        &library,
+        &["Quantity:18 'a'", "Range:-"],
+    );
+}
+
+#[test]
+fn strict_mode_keeps_the_as_singleton_rule() {
+    let bp = blood_pressure();
+    let strict = EvaluationContext::new().strict(true);
+    let several = Expression::parse("Observation.component.value as Quantity").unwrap();
+    assert!(several.evaluate(&bp, &strict).is_err());
+    let single = Expression::parse("Observation.component[0].value as Quantity").unwrap();
+    assert_eq!(single.evaluate(&bp, &strict).unwrap().len(), 1);
+}
+
+#[test]
+fn casts_match_primitives_exactly_and_need_known_types() {
+    let patient = json!({"resourceType": "Patient", "gender": "male"});
+    check("Patient.gender.as(code)", &patient, &["code:male"]);
+    check("Patient.gender.as(string)", &patient, &[]);
+    check("Patient.gender.ofType(string)", &patient, &[]);
+    check("Patient.gender is string", &patient, &["Boolean:true"]);
+    // A profile of a complex type still casts to its base (Age is a Quantity).
+    let condition = json!({"resourceType": "Condition", "onsetAge": {"value": 40, "unit": "a"}});
+    check("(Condition.onset as Quantity).value", &condition, &["decimal:40"]);
+    for text in
+        ["Patient.gender.as(strin)", "Patient.gender.ofType(FHIR.String)", "x as System.code"]
+    {
+        assert!(Expression::parse(text).is_err(), "{text}");
+    }
+    assert!(Expression::parse("Patient.is(System.Patient)").is_ok());
+}
+
+#[test]
+fn dom_3_holds_for_referenced_contained_resources() {
+    // R4 dom-3 applies as(canonical) and as(uri) to all descendants of the resource.
+    let dom_3 = "contained.where((('#'+id in (%resource.descendants().reference | %resource.descendants().as(canonical) | %resource.descendants().as(uri) | %resource.descendants().as(url))) or descendants().where(reference = '#').exists() or descendants().where(as(canonical) = '#').exists() or descendants().where(as(canonical) = '#').exists()).not()).trace('unmatched', id).empty()";
+    let expression = Expression::parse(dom_3).unwrap();
+    let ctx = EvaluationContext::new();
+    let referenced = json!({
+        "resourceType": "DiagnosticReport",
+        "status": "final",
+        "code": {"text": "XR chest"},
+        "contained": [{"resourceType": "Patient", "id": "p1"}],
+        "subject": {"reference": "#p1"}
+    });
+    assert!(check_invariant(&expression, &referenced, &ctx).unwrap());
+    let orphan = json!({
+        "resourceType": "DiagnosticReport",
+        "status": "final",
+        "code": {"text": "XR chest"},
+        "contained": [{"resourceType": "Patient", "id": "p1"}],
+        "subject": {"reference": "Patient/123"}
+    });
+    assert!(!check_invariant(&expression, &orphan, &ctx).unwrap());
+}
