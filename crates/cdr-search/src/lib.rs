@@ -34,3 +34,6 @@ pub use crate::parser::{ErrorPart, MAX_CHAIN_DEPTH, ParsedQuery, SearchError, pa
 pub use crate::registry::{
     CompositeComponent, RegistryError, SearchParamDef, SearchParamRegistry, SearchParamType,
 };
+
+#[cfg(test)]
+mod tests;
