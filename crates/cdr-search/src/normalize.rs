@@ -32,3 +32,31 @@ pub fn normalize_string(text: &str) -> String {
     }
     normalized
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_case_accents_and_white_space() {
+        let cases = [
+            ("Smith", "smith"),
+            ("SMITH", "smith"),
+            ("Élodie", "elodie"),
+            ("Zoë", "zoe"),
+            ("Muñoz-García", "munoz-garcia"),
+            ("Ångström", "angstrom"),
+            ("Cafe\u{301}", "cafe"),
+            ("ﬁnn", "finn"),
+            ("  two\t\twords \n here ", "two words here"),
+            ("Straße", "straße"),
+            ("ΟΔΥΣΣΕΥΣ", "οδυσσευσ"),
+            ("O'Brien", "o'brien"),
+            ("", ""),
+            ("   ", ""),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(normalize_string(input), expected, "normalizing {input:?}");
+        }
+    }
+}

@@ -106,3 +106,52 @@ fn power_of_ten(exponent: i64) -> Option<Decimal> {
     }
     Some(power)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_follow_the_written_precision() {
+        let cases = [
+            ("100", "100", "99.5", "100.5"),
+            ("100.0", "100", "99.95", "100.05"),
+            ("100.00", "100", "99.995", "100.005"),
+            ("0", "0", "-0.5", "0.5"),
+            ("-2.5", "-2.5", "-2.55", "-2.45"),
+            ("1e2", "100", "50", "150"),
+            ("1.0e2", "100", "95", "105"),
+            ("2.5E-3", "0.0025", "0.00245", "0.00255"),
+            ("007", "7", "6.5", "7.5"),
+        ];
+        for (text, value, low, high) in cases {
+            let parsed = parse_decimal(text).unwrap();
+            let actual = (
+                parsed.value.normalize().to_string(),
+                parsed.low.normalize().to_string(),
+                parsed.high.normalize().to_string(),
+            );
+            let expected = (value.to_owned(), low.to_owned(), high.to_owned());
+            assert_eq!(actual, expected, "ranges of {text}");
+            assert_eq!(parsed.text, text);
+        }
+    }
+
+    #[test]
+    fn refuses_malformed_numbers_with_positions() {
+        let cases = [
+            ("", 0),
+            ("-", 1),
+            ("1.", 2),
+            (".5", 0),
+            ("1e", 2),
+            ("1x", 1),
+            ("1e1000", 2),
+            ("1,5", 1),
+        ];
+        for (text, offset) in cases {
+            let error = parse_decimal(text).unwrap_err();
+            assert_eq!(error.offset, offset, "offset for {text:?}: {error}");
+        }
+    }
+}

@@ -13,8 +13,8 @@ use std::sync::OnceLock;
 use cdr_model::ResourceType;
 
 use crate::{
-    Criterion, DateValue, DecimalValue, ParsedQuery, ReferenceValue, SearchError, SearchParamRegistry,
-    SearchValue, TokenSystem, TokenValue, parse_query,
+    Criterion, DateValue, DecimalValue, ParsedQuery, ReferenceValue, SearchError,
+    SearchParamRegistry, SearchValue, TokenSystem, TokenValue, parse_query,
 };
 
 fn test_data() -> PathBuf {
@@ -25,10 +25,13 @@ fn test_data() -> PathBuf {
 pub(crate) fn registry() -> &'static SearchParamRegistry {
     static REGISTRY: OnceLock<SearchParamRegistry> = OnceLock::new();
     REGISTRY.get_or_init(|| {
-        let mut paths: Vec<PathBuf> =
-            std::fs::read_dir(test_data().join("extra")).unwrap().map(|entry| entry.unwrap().path()).collect();
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(test_data().join("extra"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect();
         paths.sort();
-        let texts: Vec<String> = paths.iter().map(|path| std::fs::read_to_string(path).unwrap()).collect();
+        let texts: Vec<String> =
+            paths.iter().map(|path| std::fs::read_to_string(path).unwrap()).collect();
         let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
         SearchParamRegistry::with_extra(&borrowed).unwrap()
     })
@@ -69,7 +72,8 @@ fn query_cases() {
         let input = std::fs::read_to_string(&path).unwrap();
         let mut rendered = String::new();
         for case in input.split("\n\n") {
-            let lines: Vec<&str> = case.lines().filter(|line| !line.starts_with('#') && !line.is_empty()).collect();
+            let lines: Vec<&str> =
+                case.lines().filter(|line| !line.starts_with('#') && !line.is_empty()).collect();
             let Some((type_line, pair_lines)) = lines.split_first() else { continue };
             let resource_type = match *type_line {
                 "*" => None,
@@ -117,7 +121,8 @@ fn render(parsed: &ParsedQuery) -> String {
     }
     for key in &query.sort {
         let direction = if key.descending { "descending" } else { "ascending" };
-        writeln!(out, "sort {} ({}) {direction}", key.param.code, key.param.param_type.as_str()).unwrap();
+        writeln!(out, "sort {} ({}) {direction}", key.param.code, key.param.param_type.as_str())
+            .unwrap();
     }
     let options = [
         ("count", query.count.map(|count| count.to_string())),
@@ -147,9 +152,17 @@ fn render_criterion(out: &mut String, criterion: &Criterion, depth: usize) {
     let indent = "  ".repeat(depth);
     match criterion {
         Criterion::Param(filter) => {
-            let modifier = filter.modifier.map(|modifier| format!(":{}", modifier.as_str())).unwrap_or_default();
-            writeln!(out, "{indent}param {}{modifier} ({})", filter.param.code, filter.param.param_type.as_str())
-                .unwrap();
+            let modifier = filter
+                .modifier
+                .map(|modifier| format!(":{}", modifier.as_str()))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "{indent}param {}{modifier} ({})",
+                filter.param.code,
+                filter.param.param_type.as_str()
+            )
+            .unwrap();
             for value in &filter.values {
                 writeln!(out, "{indent}  or {}", render_value(value)).unwrap();
             }
@@ -169,9 +182,15 @@ fn render_criterion(out: &mut String, criterion: &Criterion, depth: usize) {
 fn render_value(value: &SearchValue) -> String {
     match value {
         SearchValue::Missing(missing) => format!("missing={missing}"),
-        SearchValue::Number { prefix, number } => format!("number {} {}", prefix.as_str(), render_decimal(number)),
-        SearchValue::Date { prefix, date } => format!("date {} {}", prefix.as_str(), render_date(date)),
-        SearchValue::String { exact, normalized } => format!("string exact={exact:?} normalized={normalized:?}"),
+        SearchValue::Number { prefix, number } => {
+            format!("number {} {}", prefix.as_str(), render_decimal(number))
+        }
+        SearchValue::Date { prefix, date } => {
+            format!("date {} {}", prefix.as_str(), render_date(date))
+        }
+        SearchValue::String { exact, normalized } => {
+            format!("string exact={exact:?} normalized={normalized:?}")
+        }
         SearchValue::Token(token) => format!("token {}", render_token(token)),
         SearchValue::OfType { type_system, type_code, value } => {
             format!("of-type type={type_system}|{type_code} value={value}")
@@ -208,7 +227,10 @@ fn render_token(token: &TokenValue) -> String {
         TokenSystem::NoSystem => "none".to_owned(),
         TokenSystem::Is(system) => format!("{system:?}"),
     };
-    format!("system={system} code={}", token.code.as_deref().map_or("-".to_owned(), |code| format!("{code:?}")))
+    format!(
+        "system={system} code={}",
+        token.code.as_deref().map_or("-".to_owned(), |code| format!("{code:?}"))
+    )
 }
 
 fn render_reference(reference: &ReferenceValue) -> String {
