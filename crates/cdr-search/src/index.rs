@@ -110,9 +110,11 @@ pub fn index_values(
     let fhir_type =
         if KNOWN_TYPES.contains(&fhir_type_name) { fhir_type_name } else { guess_type(node) };
     match param_type {
-        SearchParamType::Token => {
-            token_values(fhir_type, node).into_iter().map(IndexValue::Token).collect()
-        }
+        SearchParamType::Token => token_values(fhir_type, node)
+            .into_iter()
+            .filter(|token| token.system.is_some() || token.code.is_some() || token.text.is_some())
+            .map(IndexValue::Token)
+            .collect(),
         SearchParamType::String => string_values(fhir_type, node),
         SearchParamType::Date => {
             date_values(fhir_type, node).into_iter().map(IndexValue::Date).collect()

@@ -8,11 +8,13 @@
 //! Entry points:
 //! * [`SearchParamRegistry::r4`] / [`SearchParamRegistry::with_extra`]: the parameters of every type;
 //! * [`parse_query`]: `(name, value)` pairs to a [`SearchQuery`] plus a list of [`SearchError`]s;
-//! * [`index_values`]: one FHIR element to the [`IndexValue`]s a parameter indexes.
+//! * [`index_values`]: one FHIR element to the [`IndexValue`]s a parameter indexes;
+//! * [`extract`]: every index row of a resource, by evaluating each parameter's FHIRPath expression.
 
 mod alias;
 mod ast;
 mod date;
+mod extract;
 mod index;
 mod normalize;
 mod number;
@@ -25,6 +27,7 @@ pub use crate::ast::{
     TokenValue, TotalMode,
 };
 pub use crate::date::{DateError, DatePrecision, DateRange, DateValue, format_micros, parse_date};
+pub use crate::extract::{ExtractFailure, Extraction, IndexEntry, extract};
 pub use crate::index::{
     IndexValue, QuantityIndex, ReferenceIndex, TokenIndex, TypeCoding, index_values,
 };

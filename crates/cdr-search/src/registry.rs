@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 
+use cdr_fhirpath::Expression;
 use cdr_model::{ALL_RESOURCE_TYPES, ResourceType};
 use serde_json::Value;
 
@@ -71,12 +72,26 @@ pub struct CompositeComponent {
 }
 
 /// All search parameters known to the server, by resource type and code.
+///
+/// Every FHIRPath expression is parsed once, when the registry is built; [`crate::extract`] evaluates the parsed
+/// form.
 #[derive(Debug, Clone)]
 pub struct SearchParamRegistry {
     definitions: Vec<SearchParamDef>,
+    /// The parsed expressions of `definitions[i]`, at the same index.
+    compiled: Vec<CompiledParam>,
     by_type_and_code: HashMap<(ResourceType, String), usize>,
     /// Codes defined on `Resource` (valid on every type and in system-level search).
     common_codes: Vec<String>,
+}
+
+/// The parsed expressions of one definition.
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledParam {
+    /// `None` when the definition has no expression; `Err` when our FHIRPath engine cannot parse it.
+    pub(crate) expression: Option<Result<Expression, String>>,
+    /// One per composite component, relative to each node `expression` selects.
+    pub(crate) components: Vec<Result<Expression, String>>,
 }
 
 /// Why a SearchParameter definition could not be loaded.
@@ -193,6 +208,7 @@ impl SearchParamRegistry {
     pub fn with_extra(extra: &[&str]) -> Result<SearchParamRegistry, RegistryError> {
         let mut registry = SearchParamRegistry {
             definitions: Vec::new(),
+            compiled: Vec::new(),
             by_type_and_code: HashMap::new(),
             common_codes: Vec::new(),
         };
@@ -235,6 +251,37 @@ impl SearchParamRegistry {
             .collect();
         params.sort_by(|left, right| left.code.cmp(&right.code));
         params
+    }
+
+    /// The parameters of `resource_type` with their parsed expressions.
+    pub(crate) fn compiled_params_for(
+        &self,
+        resource_type: ResourceType,
+    ) -> impl Iterator<Item = (&SearchParamDef, &CompiledParam)> {
+        self.by_type_and_code
+            .iter()
+            .filter(move |((base, _), _)| *base == resource_type)
+            .map(|(_, index)| (&self.definitions[*index], &self.compiled[*index]))
+    }
+
+    /// Every expression our FHIRPath engine cannot parse, as `(type, code, parse error)`, sorted.
+    #[must_use]
+    pub fn unparsed_expressions(&self) -> Vec<(ResourceType, String, String)> {
+        let mut unparsed: Vec<(ResourceType, String, String)> = self
+            .by_type_and_code
+            .iter()
+            .filter_map(|((resource_type, code), index)| {
+                let compiled = &self.compiled[*index];
+                let expression_error =
+                    compiled.expression.as_ref().and_then(|parsed| parsed.as_ref().err());
+                let component_error =
+                    compiled.components.iter().find_map(|parsed| parsed.as_ref().err());
+                let error = expression_error.or(component_error)?;
+                Some((*resource_type, code.clone(), error.clone()))
+            })
+            .collect();
+        unparsed.sort();
+        unparsed
     }
 
     /// Whether `code` is defined on `Resource`, and so valid on every type and in system-level search.
@@ -363,6 +410,15 @@ impl SearchParamRegistry {
 
     fn insert(&mut self, def: SearchParamDef) {
         let key = (def.base, def.code.clone());
+        let parse = |text: &str| Expression::parse(text).map_err(|error| error.to_string());
+        self.compiled.push(CompiledParam {
+            expression: def.expression.as_deref().map(parse),
+            components: def
+                .components
+                .iter()
+                .map(|component| parse(&component.expression))
+                .collect(),
+        });
         self.definitions.push(def);
         self.by_type_and_code.insert(key, self.definitions.len() - 1);
     }

@@ -17,7 +17,7 @@ use crate::{
     SearchParamRegistry, SearchValue, TokenSystem, TokenValue, parse_query,
 };
 
-fn test_data() -> PathBuf {
+pub(crate) fn test_data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("test_data")
 }
 
@@ -241,4 +241,41 @@ fn render_reference(reference: &ReferenceValue) -> String {
         reference.version.as_deref().unwrap_or("-"),
         reference.url.as_deref().unwrap_or("-")
     )
+}
+
+mod extract;
+
+/// Every R4 expression our FHIRPath engine cannot parse is listed in `test_data/unparsed-expressions.expect`
+/// (ideally empty); such parameters are reported as extraction failures.
+#[test]
+fn registry_expressions_parse() {
+    let started = std::time::Instant::now();
+    let registry = SearchParamRegistry::r4().unwrap();
+    let elapsed = started.elapsed();
+    assert!(elapsed.as_secs() < 20, "building the registry took {elapsed:?}");
+    let rendered: String = registry
+        .unparsed_expressions()
+        .iter()
+        .map(|(resource_type, code, error)| format!("{resource_type}.{code}: {error}\n"))
+        .collect();
+    check_file(&test_data().join("unparsed-expressions.expect"), &rendered);
+    let study = ResourceType::parse("ImagingStudy").unwrap();
+    let def = registry.get(study, "patient").unwrap();
+    assert_eq!(def.expression.as_deref(), Some("ImagingStudy.subject.where(resolve() is Patient)"));
+    assert_eq!(def.targets.iter().map(|ty| ty.as_str()).collect::<Vec<_>>(), ["Patient", "Group"]);
+    assert_eq!(
+        registry.get(study, "_lastUpdated").unwrap().expression.as_deref(),
+        Some("ImagingStudy.meta.lastUpdated")
+    );
+    let common: Vec<&str> =
+        ["_id", "_lastUpdated", "_tag", "_profile", "_security", "_source", "_text", "_content"]
+            .into_iter()
+            .collect();
+    for code in common {
+        assert!(registry.get(study, code).is_some(), "ImagingStudy lacks {code}");
+    }
+    assert!(
+        registry.get(ResourceType::parse("Bundle").unwrap(), "_text").is_none(),
+        "_text is DomainResource only"
+    );
 }
