@@ -70,6 +70,22 @@ pub(super) fn parse_result_param(
             invalid(name, ErrorPart::Value, 0, format!("expected one of {}", choices.join(", ")))
         })
     };
+    let already_given = match base_name {
+        "_count" => query.count.is_some(),
+        "_total" => query.total.is_some(),
+        "_summary" => query.summary.is_some(),
+        "_contained" => query.contained.is_some(),
+        "_containedType" => query.contained_type.is_some(),
+        _ => false,
+    };
+    if already_given {
+        return Err(invalid(
+            name,
+            ErrorPart::Name,
+            0,
+            format!("{base_name} may be given only once"),
+        ));
+    }
     match base_name {
         "_include" => {
             query.includes.push(parse_include(parser, name, value, modifier.is_some(), false)?);

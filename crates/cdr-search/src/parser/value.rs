@@ -231,6 +231,12 @@ fn parse_composite(
                 ),
             ));
         };
+        if component_def.param_type == SearchParamType::Composite {
+            return Err(ValueError::new(
+                part_offset,
+                "a composite component cannot itself be a composite",
+            ));
+        }
         if part.is_empty() {
             return Err(ValueError::new(part_offset, "empty composite component"));
         }

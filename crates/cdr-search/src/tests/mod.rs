@@ -279,3 +279,87 @@ fn registry_expressions_parse() {
         "_text is DomainResource only"
     );
 }
+
+/// The parser never panics, whatever bytes it is given: names and values are built from awkward fragments
+/// (multi-byte characters next to separators, lone escapes, prefixes without values).
+#[test]
+fn parser_survives_awkward_input() {
+    let fragments = [
+        "",
+        "\\",
+        "\\\\",
+        ",",
+        "|",
+        "$",
+        ":",
+        ".",
+        "é",
+        "日本",
+        "ge",
+        "eq",
+        "2024-",
+        "T",
+        "+05:00",
+        "Z",
+        "1e",
+        "-",
+        "Patient/",
+        "/_history/",
+        "http://",
+        "urn:",
+        "_has:",
+        "*",
+        "%",
+        "\u{0}",
+        " ",
+    ];
+    let names = [
+        "date",
+        "code",
+        "subject",
+        "subject:Patient.name",
+        "_has:Observation:subject:code",
+        "value-quantity",
+        "code-value-quantity",
+        "identifier:of-type",
+        "_include",
+        "_sort",
+        "_count",
+        "_elements",
+        "probability",
+        "_has:",
+        "subject.",
+        ":",
+        "_has:Observation:",
+        "é:é.é",
+    ];
+    let types = ["Observation", "DiagnosticReport", "RiskAssessment"];
+    let mut n_cases = 0;
+    for resource_type in types {
+        let resource_type = Some(ResourceType::parse(resource_type).unwrap());
+        for name in names {
+            for first in fragments {
+                for second in fragments {
+                    let value = format!("{first}{second}{first}");
+                    let name_variant = format!("{name}{second}");
+                    let pairs = vec![(name.to_owned(), value.clone()), (name_variant, value)];
+                    let parsed = parse_query(resource_type, &pairs, registry());
+                    for error in &parsed.errors {
+                        if let SearchError::Invalid { position, part, .. } = error {
+                            let limit = match part {
+                                crate::ErrorPart::Name => pairs[0].0.len().max(pairs[1].0.len()),
+                                crate::ErrorPart::Value => pairs[0].1.len(),
+                            };
+                            assert!(
+                                *position <= limit,
+                                "position {position} out of range in {pairs:?}: {error}"
+                            );
+                        }
+                    }
+                    n_cases += 1;
+                }
+            }
+        }
+    }
+    assert!(n_cases > 30_000);
+}
