@@ -5,11 +5,15 @@ use rust_decimal::prelude::ToPrimitive;
 
 use crate::EvalError;
 use crate::ast::Function;
-use crate::datetime::{CalendarUnit, Partial};
+use crate::datetime::{Partial, is_calendar_keyword};
 use crate::ops::singleton_value;
 use crate::value::{Collection, Item, SystemValue};
 
-pub(crate) fn convert<'a>(function: Function, input: &Collection<'a>, unit: Option<&str>) -> Result<Collection<'a>, EvalError> {
+pub(crate) fn convert<'a>(
+    function: Function,
+    input: &Collection<'a>,
+    unit: Option<&str>,
+) -> Result<Collection<'a>, EvalError> {
     if input.len() > 1 {
         return Err(EvalError::new("conversion of a collection of several items"));
     }
@@ -42,7 +46,8 @@ pub(crate) fn convert<'a>(function: Function, input: &Collection<'a>, unit: Opti
     if let (Some(SystemValue::Quantity(amount, from)), Some(unit)) = (&converted, unit)
         && from != unit
     {
-        converted = convert_quantity_unit(*amount, from, unit).map(|amount| SystemValue::Quantity(amount, unit.to_owned()));
+        converted = convert_quantity_unit(*amount, from, unit)
+            .map(|amount| SystemValue::Quantity(amount, unit.to_owned()));
     }
     if checks {
         return Ok(Collection(vec![Item::boolean(converted.is_some())]));
@@ -52,7 +57,11 @@ pub(crate) fn convert<'a>(function: Function, input: &Collection<'a>, unit: Opti
 
 fn converts_result<'a>(function: Function, converts: bool) -> Collection<'a> {
     let name = format!("{function:?}");
-    if name.starts_with("ConvertsTo") { Collection(vec![Item::boolean(converts)]) } else { Collection::new() }
+    if name.starts_with("ConvertsTo") {
+        Collection(vec![Item::boolean(converts)])
+    } else {
+        Collection::new()
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -101,21 +110,28 @@ fn to_target(value: SystemValue, target: Target) -> Option<SystemValue> {
         }
         (Target::Decimal, V::Decimal(decimal)) => Some(V::Decimal(decimal)),
         (Target::Decimal, V::Integer(integer)) => Some(V::Decimal(Decimal::from(integer))),
-        (Target::Decimal, V::Boolean(flag)) => Some(V::Decimal(if flag { Decimal::ONE } else { Decimal::ZERO })),
+        (Target::Decimal, V::Boolean(flag)) => {
+            Some(V::Decimal(if flag { Decimal::ONE } else { Decimal::ZERO }))
+        }
         (Target::Decimal, V::String(text)) => parse_decimal_text(&text).map(V::Decimal),
-        (Target::String, V::Quantity(amount, unit)) => Some(V::String(format!("{amount} '{unit}'"))),
         (Target::String, value) => Some(V::String(value.to_string())),
         (Target::Date, V::Date(date)) => Some(V::Date(date)),
         (Target::Date, V::DateTime(date_time)) => Some(V::Date(date_time.date_part())),
-        (Target::Date, V::String(text)) => {
-            Partial::parse_date(&text).or_else(|| Partial::parse_date_time(&text, true).map(|d| d.date_part())).map(V::Date)
+        (Target::Date, V::String(text)) => Partial::parse_date(&text)
+            .or_else(|| Partial::parse_date_time(&text, true).map(|d| d.date_part()))
+            .map(V::Date),
+        (Target::DateTime, V::DateTime(date_time) | V::Date(date_time)) => {
+            Some(V::DateTime(date_time))
         }
-        (Target::DateTime, V::DateTime(date_time) | V::Date(date_time)) => Some(V::DateTime(date_time)),
-        (Target::DateTime, V::String(text)) => Partial::parse_date_time(&text, false).map(V::DateTime),
+        (Target::DateTime, V::String(text)) => {
+            Partial::parse_date_time(&text, false).map(V::DateTime)
+        }
         (Target::Time, V::Time(time)) => Some(V::Time(time)),
         (Target::Time, V::String(text)) => Partial::parse_time(&text).map(V::Time),
         (Target::Quantity, V::Quantity(amount, unit)) => Some(V::Quantity(amount, unit)),
-        (Target::Quantity, V::Integer(integer)) => Some(V::Quantity(Decimal::from(integer), "1".to_owned())),
+        (Target::Quantity, V::Integer(integer)) => {
+            Some(V::Quantity(Decimal::from(integer), "1".to_owned()))
+        }
         (Target::Quantity, V::Decimal(decimal)) => Some(V::Quantity(decimal, "1".to_owned())),
         (Target::Quantity, V::Boolean(flag)) => {
             Some(V::Quantity(if flag { Decimal::ONE } else { Decimal::ZERO }, "1".to_owned()))
@@ -151,7 +167,7 @@ fn parse_quantity_text(text: &str) -> Option<SystemValue> {
         Some(quoted) if quoted.len() >= 2 && quoted.starts_with('\'') && quoted.ends_with('\'') => {
             quoted[1..quoted.len() - 1].to_owned()
         }
-        Some(word) if CalendarUnit::from_unit(word).is_some() && word.len() > 3 => word.to_owned(),
+        Some(word) if is_calendar_keyword(word) => word.to_owned(),
         Some(_) => return None,
     };
     Some(SystemValue::Quantity(amount, unit))
@@ -180,16 +196,27 @@ fn convert_quantity_unit(amount: Decimal, from: &str, to: &str) -> Option<Decima
     if from_dimension != to_dimension {
         return None;
     }
-    (amount * Decimal::from(from_factor)).checked_div(Decimal::from(to_factor)).map(|d| d.normalize())
+    (amount * Decimal::from(from_factor))
+        .checked_div(Decimal::from(to_factor))
+        .map(|d| d.normalize())
 }
 
 /// `lowBoundary`, `highBoundary` and `precision` for decimals and dates.
-pub(crate) fn boundary<'a>(function: Function, input: &Collection<'a>, precision: Option<i64>) -> Result<Collection<'a>, EvalError> {
+pub(crate) fn boundary<'a>(
+    function: Function,
+    input: &Collection<'a>,
+    precision: Option<i64>,
+) -> Result<Collection<'a>, EvalError> {
     let Some(value) = singleton_value(input)? else { return Ok(Collection::new()) };
     let result = match (function, value) {
-        (Function::Precision, SystemValue::Decimal(decimal)) => Some(SystemValue::Integer(i64::from(decimal.scale()))),
+        (Function::Precision, SystemValue::Decimal(decimal)) => {
+            Some(SystemValue::Integer(i64::from(decimal.scale())))
+        }
         (Function::Precision, SystemValue::Integer(_)) => Some(SystemValue::Integer(0)),
-        (Function::Precision, SystemValue::Date(date) | SystemValue::DateTime(date) | SystemValue::Time(date)) => {
+        (
+            Function::Precision,
+            SystemValue::Date(date) | SystemValue::DateTime(date) | SystemValue::Time(date),
+        ) => {
             let digits = [4, 6, 8, 10, 12, 14, 17];
             let idx = usize::from(date.precision.saturating_sub(1));
             let first = if date.is_time() { 4 } else { 0 };
@@ -201,9 +228,20 @@ pub(crate) fn boundary<'a>(function: Function, input: &Collection<'a>, precision
                 return Ok(Collection::new());
             }
             let half = Decimal::new(5, decimal.scale() + 1);
-            let bound = if function == Function::LowBoundary { decimal - half } else { decimal + half };
+            let bound =
+                if function == Function::LowBoundary { decimal - half } else { decimal + half };
             let places = u32::try_from(places).unwrap_or(8);
-            let mut rounded = if function == Function::LowBoundary { bound.round_dp_with_strategy(places, rust_decimal::RoundingStrategy::ToNegativeInfinity) } else { bound.round_dp_with_strategy(places, rust_decimal::RoundingStrategy::ToPositiveInfinity) };
+            let mut rounded = if function == Function::LowBoundary {
+                bound.round_dp_with_strategy(
+                    places,
+                    rust_decimal::RoundingStrategy::ToNegativeInfinity,
+                )
+            } else {
+                bound.round_dp_with_strategy(
+                    places,
+                    rust_decimal::RoundingStrategy::ToPositiveInfinity,
+                )
+            };
             rounded.rescale(places);
             Some(SystemValue::Decimal(rounded))
         }

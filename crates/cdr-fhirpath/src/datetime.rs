@@ -38,6 +38,11 @@ pub(crate) enum CalendarUnit {
     Millisecond,
 }
 
+/// Whether `unit` is a FHIRPath calendar duration keyword (`day`, `weeks`), not a UCUM code.
+pub(crate) fn is_calendar_keyword(unit: &str) -> bool {
+    unit.len() >= 3 && unit != "min" && CalendarUnit::from_unit(unit).is_some()
+}
+
 impl CalendarUnit {
     /// The calendar unit for a FHIRPath duration keyword or a definite-duration UCUM unit.
     pub(crate) fn from_unit(unit: &str) -> Option<CalendarUnit> {
@@ -62,7 +67,8 @@ impl Partial {
         let mut precision = 0u8;
         for (idx, piece) in text.split('-').enumerate() {
             let expected_len = if idx == 0 { 4 } else { 2 };
-            if idx > 2 || piece.len() != expected_len || !piece.bytes().all(|b| b.is_ascii_digit()) {
+            if idx > 2 || piece.len() != expected_len || !piece.bytes().all(|b| b.is_ascii_digit())
+            {
                 return None;
             }
             parts[idx] = piece.parse().ok()?;
@@ -113,7 +119,10 @@ impl Partial {
             precision += 1;
         }
         if let Some(fraction) = fraction {
-            if precision != 6 || fraction.is_empty() || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+            if precision != 6
+                || fraction.is_empty()
+                || !fraction.bytes().all(|b| b.is_ascii_digit())
+            {
                 return None;
             }
             let millis: String = fraction.chars().chain("000".chars()).take(3).collect();
@@ -155,6 +164,10 @@ impl Partial {
         }
         let (left, right) = match (self.offset, other.offset) {
             (Some(_), Some(_)) => (self.to_utc(), other.to_utc()),
+            // One side has a time zone and the other not: the instants cannot be compared.
+            (Some(_), None) | (None, Some(_)) if self.precision > 3 && other.precision > 3 => {
+                return None;
+            }
             _ => (*self, *other),
         };
         let left_precision = left.comparable_precision();
@@ -216,17 +229,24 @@ impl Partial {
                     return self.add(amount / 30, CalendarUnit::Month);
                 }
                 let p = value.parts;
-                let (year, month, day) = civil_from_days(days_from_civil(p[YEAR], p[MONTH], p[DAY]) + amount);
+                let (year, month, day) =
+                    civil_from_days(days_from_civil(p[YEAR], p[MONTH], p[DAY]) + amount);
                 value.parts[YEAR] = year;
                 value.parts[MONTH] = month;
                 value.parts[DAY] = day;
             }
             CalendarUnit::Day => value = value.add_minutes(amount * 1440),
-            CalendarUnit::Hour if precision <= HOUR => return self.add(amount / 24, CalendarUnit::Day),
+            CalendarUnit::Hour if precision <= HOUR => {
+                return self.add(amount / 24, CalendarUnit::Day);
+            }
             CalendarUnit::Hour => value = value.add_minutes(amount * 60),
-            CalendarUnit::Minute if precision <= HOUR => return self.add(amount / 60, CalendarUnit::Hour),
+            CalendarUnit::Minute if precision <= HOUR => {
+                return self.add(amount / 60, CalendarUnit::Hour);
+            }
             CalendarUnit::Minute => value = value.add_minutes(amount),
-            CalendarUnit::Second if precision <= MINUTE => return self.add(amount / 60, CalendarUnit::Minute),
+            CalendarUnit::Second if precision <= MINUTE => {
+                return self.add(amount / 60, CalendarUnit::Minute);
+            }
             CalendarUnit::Second | CalendarUnit::Millisecond => {
                 let millis = if unit == CalendarUnit::Second { amount * 1000 } else { amount };
                 if precision <= SECOND && unit == CalendarUnit::Millisecond {
@@ -324,7 +344,8 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_index + 2) / 5 + 1;
@@ -334,7 +355,8 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 
 /// The current instant as a date-time in UTC with millisecond precision.
 pub(crate) fn now_utc() -> Partial {
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let since_epoch =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let millis = i64::try_from(since_epoch.as_millis()).unwrap_or(0);
     let (year, month, day) = civil_from_days(millis.div_euclid(86_400_000));
     let millis_of_day = millis.rem_euclid(86_400_000);
@@ -360,7 +382,14 @@ mod tests {
 
     #[test]
     fn parses_and_prints_with_precision() {
-        for text in ["2015", "2015-02", "2015-02-04", "2015-02-04T14", "2015-02-04T14:34:28.123Z", "2015-02-04T14:34-05:00"] {
+        for text in [
+            "2015",
+            "2015-02",
+            "2015-02-04",
+            "2015-02-04T14",
+            "2015-02-04T14:34:28.123Z",
+            "2015-02-04T14:34-05:00",
+        ] {
             assert_eq!(Partial::parse_date_time(text, false).unwrap().to_string(), text);
         }
         assert!(Partial::parse_date("2015-02-30").is_none());

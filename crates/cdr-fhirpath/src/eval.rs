@@ -24,7 +24,11 @@ pub(crate) struct Evaluator<'c, 'a> {
     pub(crate) root_resource: Option<&'a Value>,
 }
 
-pub(crate) fn evaluate<'a>(expr: &Expr, root: &'a Value, ctx: &EvaluationContext<'a>) -> Result<Collection<'a>, EvalError> {
+pub(crate) fn evaluate<'a>(
+    expr: &Expr,
+    root: &'a Value,
+    ctx: &EvaluationContext<'a>,
+) -> Result<Collection<'a>, EvalError> {
     let root_item = Item::node(root, resource_type_of(root));
     let focus = Collection(vec![root_item]);
     let evaluator = Evaluator {
@@ -33,7 +37,8 @@ pub(crate) fn evaluate<'a>(expr: &Expr, root: &'a Value, ctx: &EvaluationContext
         resource: ctx.resource.or(Some(root)),
         root_resource: ctx.root_resource.or(ctx.resource).or(Some(root)),
     };
-    evaluator.eval(expr, &focus, &Scope::default())
+    let scope = Scope { this: Some(focus[0].clone()), ..Scope::default() };
+    evaluator.eval(expr, &focus, &scope)
 }
 
 pub(crate) fn evaluate_items<'a>(
@@ -47,7 +52,8 @@ pub(crate) fn evaluate_items<'a>(
         resource: ctx.resource,
         root_resource: ctx.root_resource.or(ctx.resource),
     };
-    evaluator.eval(expr, &focus, &Scope::default())
+    let scope = Scope { this: focus.first().cloned(), ..Scope::default() };
+    evaluator.eval(expr, &focus, &scope)
 }
 
 pub(crate) fn resource_type_of(value: &Value) -> Option<TypeId> {
@@ -55,13 +61,24 @@ pub(crate) fn resource_type_of(value: &Value) -> Option<TypeId> {
 }
 
 impl<'a> Evaluator<'_, 'a> {
-    pub(crate) fn eval(&self, expr: &Expr, focus: &Collection<'a>, scope: &Scope<'a>) -> Result<Collection<'a>, EvalError> {
+    pub(crate) fn eval(
+        &self,
+        expr: &Expr,
+        focus: &Collection<'a>,
+        scope: &Scope<'a>,
+    ) -> Result<Collection<'a>, EvalError> {
         Ok(match expr {
             Expr::Empty => Collection::new(),
             Expr::Literal(literal) => Collection(vec![Item::Value(literal_value(literal))]),
             Expr::This => Collection(scope.this.clone().into_iter().collect()),
             Expr::Index => Collection(
-                scope.index.map(|idx| Item::Value(SystemValue::Integer(i64::try_from(idx).unwrap_or(i64::MAX)))).into_iter().collect(),
+                scope
+                    .index
+                    .map(|idx| {
+                        Item::Value(SystemValue::Integer(i64::try_from(idx).unwrap_or(i64::MAX)))
+                    })
+                    .into_iter()
+                    .collect(),
             ),
             Expr::Total => scope.total.clone().unwrap_or_default(),
             Expr::Variable(name) => self.variable(name, focus)?,
@@ -92,9 +109,13 @@ impl<'a> Evaluator<'_, 'a> {
                 let input = self.eval(base, focus, scope)?;
                 let index = self.eval(index, focus, scope)?;
                 match index.first().and_then(Item::system_value) {
-                    Some(SystemValue::Integer(idx)) => {
-                        Collection(usize::try_from(idx).ok().and_then(|idx| input.0.get(idx).cloned()).into_iter().collect())
-                    }
+                    Some(SystemValue::Integer(idx)) => Collection(
+                        usize::try_from(idx)
+                            .ok()
+                            .and_then(|idx| input.0.get(idx).cloned())
+                            .into_iter()
+                            .collect(),
+                    ),
                     None if index.is_empty() => Collection::new(),
                     _ => return Err(EvalError::new("an indexer needs an integer")),
                 }
@@ -123,14 +144,18 @@ impl<'a> Evaluator<'_, 'a> {
                 if input.len() > 1 && base.is_some() {
                     return Err(EvalError::new("'as' needs a single item"));
                 }
-                Collection(input.0.into_iter().filter(|item| self.is_type(item, type_specifier)).collect())
+                Collection(
+                    input.0.into_iter().filter(|item| self.is_type(item, type_specifier)).collect(),
+                )
             }
             Expr::OfType(base, type_specifier) => {
                 let input = match base {
                     Some(base) => self.eval(base, focus, scope)?,
                     None => focus.clone(),
                 };
-                Collection(input.0.into_iter().filter(|item| self.is_type(item, type_specifier)).collect())
+                Collection(
+                    input.0.into_iter().filter(|item| self.is_type(item, type_specifier)).collect(),
+                )
             }
         })
     }
@@ -140,7 +165,9 @@ impl<'a> Evaluator<'_, 'a> {
             return Ok(value.clone());
         }
         let resource_item = |value: Option<&'a Value>| {
-            Collection(value.map(|value| Item::node(value, resource_type_of(value))).into_iter().collect())
+            Collection(
+                value.map(|value| Item::node(value, resource_type_of(value))).into_iter().collect(),
+            )
         };
         let string = |text: &str| Collection(vec![Item::string(text.to_owned())]);
         Ok(match name {
@@ -157,7 +184,9 @@ impl<'a> Evaluator<'_, 'a> {
                     return Ok(string(&format!("http://hl7.org/fhir/ValueSet/{value_set}")));
                 }
                 if let Some(extension) = name.strip_prefix("ext-") {
-                    return Ok(string(&format!("http://hl7.org/fhir/StructureDefinition/{extension}")));
+                    return Ok(string(&format!(
+                        "http://hl7.org/fhir/StructureDefinition/{extension}"
+                    )));
                 }
                 return Err(EvalError::new(format!("unknown variable %{name}")));
             }
@@ -179,14 +208,20 @@ impl<'a> Evaluator<'_, 'a> {
     }
 
     /// Appends the children called `name` of `item` to `out`.
-    pub(crate) fn child(&self, item: &Item<'a>, name: &str, out: &mut Vec<Item<'a>>) -> Result<(), EvalError> {
+    pub(crate) fn child(
+        &self,
+        item: &Item<'a>,
+        name: &str,
+        out: &mut Vec<Item<'a>>,
+    ) -> Result<(), EvalError> {
         let Item::Node(node) = item else { return Ok(()) };
         if node.is_primitive() {
             // A primitive's children are the `id` and `extension` of its `_name` sibling.
             if let Some(extras) = node.extras
                 && matches!(name, "id" | "extension")
             {
-                let type_id = model().type_by_name(if name == "id" { "string" } else { "Extension" });
+                let type_id =
+                    model().type_by_name(if name == "id" { "string" } else { "Extension" });
                 push_values(extras.get(name), None, type_id, out);
             }
             return Ok(());
@@ -212,7 +247,10 @@ impl<'a> Evaluator<'_, 'a> {
             }
             Some(element) => {
                 let value = object.get(name);
-                let extras = if value.is_some_and(|v| v.is_object() || v.as_array().is_some_and(|a| a.first().is_some_and(Value::is_object))) {
+                let extras = if value.is_some_and(|v| {
+                    v.is_object()
+                        || v.as_array().is_some_and(|a| a.first().is_some_and(Value::is_object))
+                }) {
                     None
                 } else {
                     object.get(&format!("_{name}"))
@@ -225,13 +263,19 @@ impl<'a> Evaluator<'_, 'a> {
                     && let Some(type_id) = suffix_type(owner, name)
                 {
                     if self.ctx.strict {
-                        return Err(EvalError::new(format!("{name} is not an element of {}", node.type_name())));
+                        return Err(EvalError::new(format!(
+                            "{name} is not an element of {}",
+                            node.type_name()
+                        )));
                     }
                     push_values(Some(value), object.get(&format!("_{name}")), Some(type_id), out);
                     return Ok(());
                 }
                 if self.ctx.strict {
-                    return Err(EvalError::new(format!("{name} is not an element of {}", node.type_name())));
+                    return Err(EvalError::new(format!(
+                        "{name} is not an element of {}",
+                        node.type_name()
+                    )));
                 }
                 push_values(object.get(name), object.get(&format!("_{name}")), None, out);
             }
@@ -267,8 +311,12 @@ impl<'a> Evaluator<'_, 'a> {
         let left_value = self.eval(left, focus, scope)?;
         // Short-circuit the boolean operators where the left side decides.
         match op {
-            BinaryOp::And if ops::singleton_boolean(&left_value)? == Some(false) => return Ok(bool_collection(false)),
-            BinaryOp::Or if ops::singleton_boolean(&left_value)? == Some(true) => return Ok(bool_collection(true)),
+            BinaryOp::And if ops::singleton_boolean(&left_value)? == Some(false) => {
+                return Ok(bool_collection(false));
+            }
+            BinaryOp::Or if ops::singleton_boolean(&left_value)? == Some(true) => {
+                return Ok(bool_collection(true));
+            }
             BinaryOp::Implies if ops::singleton_boolean(&left_value)? == Some(false) => {
                 return Ok(bool_collection(true));
             }
@@ -302,14 +350,25 @@ fn suffix_type(owner: TypeId, name: &str) -> Option<TypeId> {
     if !element.choice {
         return None;
     }
-    element.types.iter().copied().find(|&type_id| choice_key(&name[..split], model.get(type_id).name) == name)
+    element
+        .types
+        .iter()
+        .copied()
+        .find(|&type_id| choice_key(&name[..split], model.get(type_id).name) == name)
 }
 
 /// Appends a JSON value (or each element of an array) with its `_name` sibling as nodes.
-pub(crate) fn push_values<'a>(value: Option<&'a Value>, extras: Option<&'a Value>, type_id: Option<TypeId>, out: &mut Vec<Item<'a>>) {
+pub(crate) fn push_values<'a>(
+    value: Option<&'a Value>,
+    extras: Option<&'a Value>,
+    type_id: Option<TypeId>,
+    out: &mut Vec<Item<'a>>,
+) {
     let typed = |value: Option<&'a Value>| match value {
         // A resource in `contained` or `Bundle.entry.resource` is typed by its own resourceType.
-        Some(inner @ Value::Object(object)) if object.contains_key("resourceType") => resource_type_of(inner).or(type_id),
+        Some(inner @ Value::Object(object)) if object.contains_key("resourceType") => {
+            resource_type_of(inner).or(type_id)
+        }
         _ => type_id,
     };
     match (value, extras) {
@@ -319,7 +378,11 @@ pub(crate) fn push_values<'a>(value: Option<&'a Value>, extras: Option<&'a Value
                 let element_extras = extras.and_then(|e| e.get(idx)).filter(|e| !e.is_null());
                 let element_value = Some(element).filter(|e| !e.is_null());
                 if element_value.is_some() || element_extras.is_some() {
-                    out.push(Item::Node(Node { value: element_value, extras: element_extras, type_id: typed(element_value) }));
+                    out.push(Item::Node(Node {
+                        value: element_value,
+                        extras: element_extras,
+                        type_id: typed(element_value),
+                    }));
                 }
             }
         }

@@ -24,7 +24,8 @@ pub(crate) fn call<'a>(
     focus: &Collection<'a>,
     scope: &Scope<'a>,
 ) -> Result<Collection<'a>, EvalError> {
-    let arg = |idx: usize| -> Result<Collection<'a>, EvalError> { ev.eval(&args[idx], focus, scope) };
+    let arg =
+        |idx: usize| -> Result<Collection<'a>, EvalError> { ev.eval(&args[idx], focus, scope) };
     let items = &input.0;
     let one = |value: SystemValue| Collection(vec![Item::Value(value)]);
     Ok(match function {
@@ -33,7 +34,11 @@ pub(crate) fn call<'a>(
         Function::Exists => bool_collection(!filter(ev, input, &args[0], scope)?.is_empty()),
         Function::All => {
             for (idx, item) in items.iter().enumerate() {
-                let result = ev.eval(&args[0], &Collection(vec![item.clone()]), &lambda_scope(item, idx, scope))?;
+                let result = ev.eval(
+                    &args[0],
+                    &Collection(vec![item.clone()]),
+                    &lambda_scope(item, idx, scope),
+                )?;
                 if singleton_boolean(&result)? != Some(true) {
                     return Ok(bool_collection(false));
                 }
@@ -46,20 +51,35 @@ pub(crate) fn call<'a>(
         Function::AnyFalse => bool_collection(any_boolean(items, false)?),
         Function::SubsetOf => {
             let other = arg(0)?;
-            bool_collection(items.iter().all(|item| other.iter().any(|o| items_equal(item, o) == Some(true))))
+            bool_collection(
+                items.iter().all(|item| other.iter().any(|o| items_equal(item, o) == Some(true))),
+            )
         }
         Function::SupersetOf => {
             let other = arg(0)?;
-            bool_collection(other.iter().all(|o| items.iter().any(|item| items_equal(item, o) == Some(true))))
+            bool_collection(
+                other.iter().all(|o| items.iter().any(|item| items_equal(item, o) == Some(true))),
+            )
         }
-        Function::Count => one(SystemValue::Integer(i64::try_from(items.len()).unwrap_or(i64::MAX))),
+        Function::Count => {
+            one(SystemValue::Integer(i64::try_from(items.len()).unwrap_or(i64::MAX)))
+        }
         Function::Distinct => ops::union(input.clone(), Collection::new()),
-        Function::IsDistinct => bool_collection(ops::union(input.clone(), Collection::new()).len() == items.len()),
+        Function::IsDistinct => {
+            bool_collection(ops::union(input.clone(), Collection::new()).len() == items.len())
+        }
         Function::Where => filter(ev, input, &args[0], scope)?,
         Function::Select => {
             let mut out = Vec::new();
             for (idx, item) in items.iter().enumerate() {
-                out.extend(ev.eval(&args[0], &Collection(vec![item.clone()]), &lambda_scope(item, idx, scope))?.0);
+                out.extend(
+                    ev.eval(
+                        &args[0],
+                        &Collection(vec![item.clone()]),
+                        &lambda_scope(item, idx, scope),
+                    )?
+                    .0,
+                );
             }
             Collection(out)
         }
@@ -67,7 +87,11 @@ pub(crate) fn call<'a>(
             let mut out: Vec<Item<'a>> = Vec::new();
             let mut queue: Vec<Item<'a>> = items.clone();
             while let Some(item) = queue.pop() {
-                let next = ev.eval(&args[0], &Collection(vec![item.clone()]), &lambda_scope(&item, 0, scope))?;
+                let next = ev.eval(
+                    &args[0],
+                    &Collection(vec![item.clone()]),
+                    &lambda_scope(&item, 0, scope),
+                )?;
                 for produced in next.0.into_iter().rev() {
                     if !out.iter().any(|existing| items_equal(existing, &produced) == Some(true)) {
                         out.push(produced.clone());
@@ -97,12 +121,21 @@ pub(crate) fn call<'a>(
         }
         Function::Intersect => {
             let other = arg(0)?;
-            let kept = items.iter().filter(|item| other.iter().any(|o| items_equal(item, o) == Some(true))).cloned();
+            let kept = items
+                .iter()
+                .filter(|item| other.iter().any(|o| items_equal(item, o) == Some(true)))
+                .cloned();
             ops::union(Collection(kept.collect()), Collection::new())
         }
         Function::Exclude => {
             let other = arg(0)?;
-            Collection(items.iter().filter(|item| !other.iter().any(|o| items_equal(item, o) == Some(true))).cloned().collect())
+            Collection(
+                items
+                    .iter()
+                    .filter(|item| !other.iter().any(|o| items_equal(item, o) == Some(true)))
+                    .cloned()
+                    .collect(),
+            )
         }
         Function::Union => ops::union(input.clone(), arg(0)?),
         Function::Combine => Collection(items.iter().cloned().chain(arg(0)?.0).collect()),
@@ -111,6 +144,11 @@ pub(crate) fn call<'a>(
                 return Err(EvalError::new("iif() on a collection of several items"));
             }
             let iif_focus = if items.is_empty() { focus.clone() } else { input.clone() };
+            let iif_scope = Scope {
+                this: items.first().cloned().or_else(|| scope.this.clone()),
+                ..scope.clone()
+            };
+            let scope = &iif_scope;
             let criterion = ev.eval(&args[0], &iif_focus, scope)?;
             let decided = match criterion.0.as_slice() {
                 [] => false,
@@ -127,10 +165,7 @@ pub(crate) fn call<'a>(
             }
         }
         Function::Not => match singleton_boolean(input)? {
-            Some(flag) if items.first().and_then(Item::system_value).is_some_and(|v| matches!(v, SystemValue::Boolean(_))) => {
-                bool_collection(!flag)
-            }
-            Some(_) => return Err(EvalError::new("not() needs a boolean")),
+            Some(flag) => bool_collection(!flag),
             None => Collection::new(),
         },
         Function::ToBoolean
@@ -180,7 +215,11 @@ pub(crate) fn call<'a>(
             let separator = if args.is_empty() { None } else { single_string(&arg(0)?)? };
             let mut parts = Vec::with_capacity(items.len());
             for item in items {
-                parts.push(item.as_str().map(str::to_owned).ok_or_else(|| EvalError::new("join() needs strings"))?);
+                parts.push(
+                    item.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| EvalError::new("join() needs strings"))?,
+                );
             }
             Collection(vec![Item::string(parts.join(separator.as_deref().unwrap_or("")))])
         }
@@ -224,7 +263,11 @@ pub(crate) fn call<'a>(
         Function::Trace => {
             let name = single_string(&arg(0)?)?.unwrap_or_default();
             if let Some(trace) = ev.ctx.trace {
-                let shown = if args.len() > 1 { select(ev, input, &args[1], scope)? } else { input.clone() };
+                let shown = if args.len() > 1 {
+                    select(ev, input, &args[1], scope)?
+                } else {
+                    input.clone()
+                };
                 trace(&name, &shown);
             }
             input.clone()
@@ -244,11 +287,16 @@ pub(crate) fn call<'a>(
             Collection(
                 extensions
                     .into_iter()
-                    .filter(|e| e.json().and_then(|v| v.get("url")).and_then(Value::as_str) == Some(url.as_str()))
+                    .filter(|e| {
+                        e.json().and_then(|v| v.get("url")).and_then(Value::as_str)
+                            == Some(url.as_str())
+                    })
                     .collect(),
             )
         }
-        Function::HasValue => bool_collection(matches!(items.as_slice(), [Item::Node(node)] if node.is_primitive() && node.value.is_some())),
+        Function::HasValue => bool_collection(
+            matches!(items.as_slice(), [Item::Node(node)] if node.is_primitive() && node.value.is_some()),
+        ),
         Function::GetValue => Collection(
             items
                 .iter()
@@ -266,37 +314,63 @@ pub(crate) fn call<'a>(
         }
         Function::MemberOf => {
             let Some(value_set) = single_string(&arg(0)?)? else { return Ok(Collection::new()) };
-            let (Some(member_of), [item]) = (ev.ctx.member_of, items.as_slice()) else { return Ok(Collection::new()) };
+            let (Some(member_of), [item]) = (ev.ctx.member_of, items.as_slice()) else {
+                return Ok(Collection::new());
+            };
             Collection(member_of(item, &value_set).map(Item::boolean).into_iter().collect())
         }
         Function::ConformsTo => {
             let Some(profile) = single_string(&arg(0)?)? else { return Ok(Collection::new()) };
-            if !profile.starts_with("http://hl7.org/fhir/StructureDefinition/") && ev.ctx.conforms_to.is_none() {
+            if !profile.starts_with("http://hl7.org/fhir/StructureDefinition/")
+                && ev.ctx.conforms_to.is_none()
+            {
                 return Err(EvalError::new(format!("unknown profile {profile}")));
             }
-            let Some(resource) = items.first().and_then(Item::json) else { return Ok(Collection::new()) };
+            let Some(resource) = items.first().and_then(Item::json) else {
+                return Ok(Collection::new());
+            };
             match ev.ctx.conforms_to {
-                Some(conforms_to) => Collection(conforms_to(resource, &profile).map(Item::boolean).into_iter().collect()),
+                Some(conforms_to) => Collection(
+                    conforms_to(resource, &profile).map(Item::boolean).into_iter().collect(),
+                ),
                 None => {
                     let declared = profile.rsplit('/').next().unwrap_or_default();
-                    let actual = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
+                    let actual =
+                        resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
                     bool_collection(declared == actual)
                 }
             }
         }
-        Function::HtmlChecks => bool_collection(items.iter().all(|item| strings::html_is_safe(item.json().and_then(Value::as_str).unwrap_or("")))),
+        Function::HtmlChecks => {
+            bool_collection(items.iter().all(|item| {
+                strings::html_is_safe(item.json().and_then(Value::as_str).unwrap_or(""))
+            }))
+        }
         Function::Aggregate => {
             let mut total = if args.len() > 1 { arg(1)? } else { Collection::new() };
             for (idx, item) in items.iter().enumerate() {
-                let aggregate_scope = Scope { this: Some(item.clone()), index: Some(idx), total: Some(total.clone()) };
+                let aggregate_scope = Scope {
+                    this: Some(item.clone()),
+                    index: Some(idx),
+                    total: Some(total.clone()),
+                };
                 total = ev.eval(&args[0], &Collection(vec![item.clone()]), &aggregate_scope)?;
             }
             total
         }
         Function::LowBoundary | Function::HighBoundary | Function::Precision => {
-            conversions::boundary(function, input, if args.is_empty() { None } else { integer_arg(&arg(0)?)? })?
+            conversions::boundary(
+                function,
+                input,
+                if args.is_empty() { None } else { integer_arg(&arg(0)?)? },
+            )?
         }
-        Function::Subsumes | Function::SubsumedBy | Function::Comparable | Function::ElementDefinition | Function::Slice | Function::CheckModifiers => {
+        Function::Subsumes
+        | Function::SubsumedBy
+        | Function::Comparable
+        | Function::ElementDefinition
+        | Function::Slice
+        | Function::CheckModifiers => {
             // These need terminology or profile knowledge the engine does not have.
             Collection::new()
         }
@@ -316,10 +390,16 @@ fn lambda_scope<'a>(item: &Item<'a>, idx: usize, scope: &Scope<'a>) -> Scope<'a>
     Scope { this: Some(item.clone()), index: Some(idx), total: scope.total.clone() }
 }
 
-fn filter<'a>(ev: &Evaluator<'_, 'a>, input: &Collection<'a>, criterion: &Expr, scope: &Scope<'a>) -> Result<Collection<'a>, EvalError> {
+fn filter<'a>(
+    ev: &Evaluator<'_, 'a>,
+    input: &Collection<'a>,
+    criterion: &Expr,
+    scope: &Scope<'a>,
+) -> Result<Collection<'a>, EvalError> {
     let mut out = Vec::new();
     for (idx, item) in input.iter().enumerate() {
-        let result = ev.eval(criterion, &Collection(vec![item.clone()]), &lambda_scope(item, idx, scope))?;
+        let result =
+            ev.eval(criterion, &Collection(vec![item.clone()]), &lambda_scope(item, idx, scope))?;
         if singleton_boolean(&result)? == Some(true) {
             out.push(item.clone());
         }
@@ -327,10 +407,18 @@ fn filter<'a>(ev: &Evaluator<'_, 'a>, input: &Collection<'a>, criterion: &Expr, 
     Ok(Collection(out))
 }
 
-fn select<'a>(ev: &Evaluator<'_, 'a>, input: &Collection<'a>, projection: &Expr, scope: &Scope<'a>) -> Result<Collection<'a>, EvalError> {
+fn select<'a>(
+    ev: &Evaluator<'_, 'a>,
+    input: &Collection<'a>,
+    projection: &Expr,
+    scope: &Scope<'a>,
+) -> Result<Collection<'a>, EvalError> {
     let mut out = Vec::new();
     for (idx, item) in input.iter().enumerate() {
-        out.extend(ev.eval(projection, &Collection(vec![item.clone()]), &lambda_scope(item, idx, scope))?.0);
+        out.extend(
+            ev.eval(projection, &Collection(vec![item.clone()]), &lambda_scope(item, idx, scope))?
+                .0,
+        );
     }
     Ok(Collection(out))
 }
@@ -357,7 +445,9 @@ pub(crate) fn integer_arg(collection: &Collection<'_>) -> Result<Option<i64>, Ev
     match singleton_value(collection)? {
         None => Ok(None),
         Some(SystemValue::Integer(integer)) => Ok(Some(integer)),
-        Some(other) => Err(EvalError::new(format!("expected an integer, found {}", other.type_name()))),
+        Some(other) => {
+            Err(EvalError::new(format!("expected an integer, found {}", other.type_name())))
+        }
     }
 }
 
@@ -393,14 +483,17 @@ fn children<'a>(item: &Item<'a>, out: &mut Vec<Item<'a>>) {
             None => (key.as_str(), object.get(&format!("_{key}"))),
         };
         let value = if key.starts_with('_') { None } else { Some(value) };
-        let type_id = node.type_id.and_then(|owner| match model.element(owner, name) {
-            Some(element) if !element.choice => element.types.first().copied(),
-            _ => {
-                let split = name.find(|c: char| c.is_ascii_uppercase())?;
-                let element = model.element(owner, &name[..split])?;
-                element.types.iter().copied().find(|&t| crate::eval::choice_key(&name[..split], model.get(t).name) == name)
-            }
-        });
+        let type_id =
+            node.type_id.and_then(|owner| match model.element(owner, name) {
+                Some(element) if !element.choice => element.types.first().copied(),
+                _ => {
+                    let split = name.find(|c: char| c.is_ascii_uppercase())?;
+                    let element = model.element(owner, &name[..split])?;
+                    element.types.iter().copied().find(|&t| {
+                        crate::eval::choice_key(&name[..split], model.get(t).name) == name
+                    })
+                }
+            });
         push_values(value, extras, type_id, out);
     }
 }
@@ -418,18 +511,27 @@ fn resolve<'a>(ev: &Evaluator<'_, 'a>, item: &Item<'a>, out: &mut Vec<Item<'a>>)
     if let Some(local_id) = reference.strip_prefix('#') {
         let container = ev.resource.or(ev.root_resource);
         let contained = container.and_then(|r| r.get("contained")).and_then(Value::as_array);
-        if let Some(found) = contained.into_iter().flatten().find(|c| c.get("id").and_then(Value::as_str) == Some(local_id)) {
+        if let Some(found) = contained
+            .into_iter()
+            .flatten()
+            .find(|c| c.get("id").and_then(Value::as_str) == Some(local_id))
+        {
             out.push(Item::node(found, resource_type_of(found)));
         }
         return;
     }
     // Within a Bundle, entries are found by fullUrl (or by their type/id).
-    let bundle = ev.root_resource.filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("Bundle"));
+    let bundle = ev
+        .root_resource
+        .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("Bundle"));
     let entries = bundle.and_then(|b| b.get("entry")).and_then(Value::as_array);
     for entry in entries.into_iter().flatten() {
         let full_url = entry.get("fullUrl").and_then(Value::as_str);
         let Some(resource) = entry.get("resource") else { continue };
-        let type_and_id = resource.get("resourceType").and_then(Value::as_str).zip(resource.get("id").and_then(Value::as_str));
+        let type_and_id = resource
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .zip(resource.get("id").and_then(Value::as_str));
         let matches = full_url == Some(reference)
             || full_url.is_some_and(|url| url.ends_with(&format!("/{reference}")))
             || type_and_id.is_some_and(|(t, id)| reference == format!("{t}/{id}"));
@@ -441,13 +543,18 @@ fn resolve<'a>(ev: &Evaluator<'_, 'a>, item: &Item<'a>, out: &mut Vec<Item<'a>>)
     // Otherwise the target is known only by its type.
     let path = reference.find("/_history/").map_or(reference, |idx| &reference[..idx]);
     let type_name = path.rsplit('/').nth(1);
-    let type_id = type_name.and_then(|name| model().type_by_name(name)).filter(|&t| model().is_resource(t));
+    let type_id =
+        type_name.and_then(|name| model().type_by_name(name)).filter(|&t| model().is_resource(t));
     if let Some(type_id) = type_id {
         out.push(Item::Node(Node { value: None, extras: None, type_id: Some(type_id) }));
     }
 }
 
-fn math(function: Function, value: SystemValue, argument: Option<SystemValue>) -> Result<Option<SystemValue>, EvalError> {
+fn math(
+    function: Function,
+    value: SystemValue,
+    argument: Option<SystemValue>,
+) -> Result<Option<SystemValue>, EvalError> {
     let as_decimal = |value: &SystemValue| match value {
         SystemValue::Integer(integer) => Some(Decimal::from(*integer)),
         SystemValue::Decimal(decimal) => Some(*decimal),
@@ -457,10 +564,13 @@ fn math(function: Function, value: SystemValue, argument: Option<SystemValue>) -
         SystemValue::Quantity(amount, unit) if function == Function::Abs => {
             return Ok(Some(SystemValue::Quantity(amount.abs(), unit.clone())));
         }
-        other => as_decimal(other).ok_or_else(|| EvalError::new(format!("{function:?} needs a number")))?,
+        other => as_decimal(other)
+            .ok_or_else(|| EvalError::new(format!("{function:?} needs a number")))?,
     };
     let float = decimal.to_f64().unwrap_or(f64::NAN);
-    let from_float = |result: f64| Decimal::from_f64(result).map(|d| SystemValue::Decimal(d.round_dp(8).normalize()));
+    let from_float = |result: f64| {
+        Decimal::from_f64(result).map(|d| SystemValue::Decimal(d.round_dp(8).normalize()))
+    };
     Ok(match function {
         Function::Abs => Some(match value {
             SystemValue::Integer(integer) => SystemValue::Integer(integer.abs()),
@@ -474,7 +584,9 @@ fn math(function: Function, value: SystemValue, argument: Option<SystemValue>) -
         Function::Log => {
             let base = argument.as_ref().and_then(as_decimal).and_then(|b| b.to_f64());
             match base {
-                Some(base) if float > 0.0 && base > 0.0 && base != 1.0 => from_float(float.ln() / base.ln()),
+                Some(base) if float > 0.0 && base > 0.0 && base != 1.0 => {
+                    from_float(float.ln() / base.ln())
+                }
                 _ => None,
             }
         }
@@ -482,10 +594,14 @@ fn math(function: Function, value: SystemValue, argument: Option<SystemValue>) -
             let Some(exponent) = argument else { return Ok(None) };
             match (&value, &exponent) {
                 (SystemValue::Integer(base), SystemValue::Integer(power)) if *power >= 0 => {
-                    u32::try_from(*power).ok().and_then(|p| base.checked_pow(p)).map(SystemValue::Integer)
+                    u32::try_from(*power)
+                        .ok()
+                        .and_then(|p| base.checked_pow(p))
+                        .map(SystemValue::Integer)
                 }
                 _ => {
-                    let exponent = as_decimal(&exponent).and_then(|e| e.to_f64()).unwrap_or(f64::NAN);
+                    let exponent =
+                        as_decimal(&exponent).and_then(|e| e.to_f64()).unwrap_or(f64::NAN);
                     let result = float.powf(exponent);
                     if result.is_finite() { from_float(result) } else { None }
                 }
@@ -493,11 +609,16 @@ fn math(function: Function, value: SystemValue, argument: Option<SystemValue>) -
         }
         Function::Round => {
             let places = match argument {
-                Some(SystemValue::Integer(places)) if places >= 0 => u32::try_from(places).unwrap_or(0),
+                Some(SystemValue::Integer(places)) if places >= 0 => {
+                    u32::try_from(places).unwrap_or(0)
+                }
                 Some(_) => return Err(EvalError::new("round() needs a non-negative integer")),
                 None => 0,
             };
-            Some(SystemValue::Decimal(decimal.round_dp_with_strategy(places, rust_decimal::RoundingStrategy::MidpointAwayFromZero)))
+            Some(SystemValue::Decimal(decimal.round_dp_with_strategy(
+                places,
+                rust_decimal::RoundingStrategy::MidpointAwayFromZero,
+            )))
         }
         Function::Sqrt if float >= 0.0 => from_float(float.sqrt()),
         _ => None,

@@ -26,8 +26,10 @@ pub(crate) struct Spanned {
     pub(crate) offset: usize,
 }
 
-const SYMBOLS: [&str; 22] =
-    ["<=", ">=", "!=", "!~", ".", "[", "]", "(", ")", "{", "}", ",", "|", "+", "-", "*", "/", "&", "=", "~", "<", ">"];
+const SYMBOLS: [&str; 22] = [
+    "<=", ">=", "!=", "!~", ".", "[", "]", "(", ")", "{", "}", ",", "|", "+", "-", "*", "/", "&",
+    "=", "~", "<", ">",
+];
 
 pub(crate) fn tokenize(text: &str) -> Result<Vec<Spanned>, ParseError> {
     let bytes = text.as_bytes();
@@ -78,7 +80,8 @@ pub(crate) fn tokenize(text: &str) -> Result<Vec<Spanned>, ParseError> {
             }
             b'@' => {
                 let mut end = pos + 1;
-                while end < bytes.len() && is_datetime_byte(bytes[end], bytes.get(end + 1).copied()) {
+                while end < bytes.len() && is_datetime_byte(bytes[end], bytes.get(end + 1).copied())
+                {
                     end += 1;
                 }
                 pos = end;
@@ -107,7 +110,10 @@ pub(crate) fn tokenize(text: &str) -> Result<Vec<Spanned>, ParseError> {
                 let end = identifier_end(bytes, pos + 1, false);
                 let name = text[pos + 1..end].to_owned();
                 if !matches!(name.as_str(), "this" | "index" | "total") {
-                    return Err(ParseError::new(start, format!("unknown special variable ${name}")));
+                    return Err(ParseError::new(
+                        start,
+                        format!("unknown special variable ${name}"),
+                    ));
                 }
                 pos = end;
                 Token::Special(name)
@@ -144,7 +150,11 @@ fn is_datetime_byte(byte: u8, next: Option<u8>) -> bool {
 
 fn identifier_end(bytes: &[u8], start: usize, allow_dash: bool) -> usize {
     let mut end = start;
-    while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_' || (allow_dash && bytes[end] == b'-')) {
+    while end < bytes.len()
+        && (bytes[end].is_ascii_alphanumeric()
+            || bytes[end] == b'_'
+            || (allow_dash && bytes[end] == b'-'))
+    {
         end += 1;
     }
     end
@@ -172,7 +182,8 @@ fn read_quoted(text: &str, start: usize, quote: u8) -> Result<(String, usize), P
                 b't' => value.push('\t'),
                 b'f' => value.push('\u{c}'),
                 b'u' => {
-                    let code = text.get(pos..pos + 4).and_then(|hex| u32::from_str_radix(hex, 16).ok());
+                    let code =
+                        text.get(pos..pos + 4).and_then(|hex| u32::from_str_radix(hex, 16).ok());
                     let Some(character) = code.and_then(char::from_u32) else {
                         return Err(ParseError::new(pos, "invalid unicode escape"));
                     };

@@ -106,7 +106,11 @@ impl Expression {
 
     /// Evaluates the expression with `root` as the focus; its type comes from `resourceType`. `%resource`,
     /// `%rootResource` and `%context` default to `root`.
-    pub fn evaluate<'a>(&self, root: &'a Value, ctx: &EvaluationContext<'a>) -> Result<Collection<'a>, EvalError> {
+    pub fn evaluate<'a>(
+        &self,
+        root: &'a Value,
+        ctx: &EvaluationContext<'a>,
+    ) -> Result<Collection<'a>, EvalError> {
         eval::evaluate(&self.root, root, ctx)
     }
 
@@ -127,7 +131,11 @@ impl fmt::Display for Expression {
 }
 
 /// Evaluates an invariant: `Ok(true)` when the expression yields `true` or is empty.
-pub fn check_invariant(expression: &Expression, root: &Value, ctx: &EvaluationContext<'_>) -> Result<bool, EvalError> {
+pub fn check_invariant(
+    expression: &Expression,
+    root: &Value,
+    ctx: &EvaluationContext<'_>,
+) -> Result<bool, EvalError> {
     let result = expression.evaluate(root, ctx)?;
     Ok(result.to_boolean()?.unwrap_or(true))
 }

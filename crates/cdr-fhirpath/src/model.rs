@@ -102,7 +102,9 @@ impl Model {
                 None => (raw_name, false),
             };
             let element_types = parts
-                .filter_map(|type_name| by_name.get(type_name.strip_prefix('#').unwrap_or(type_name)).copied())
+                .filter_map(|type_name| {
+                    by_name.get(type_name.strip_prefix('#').unwrap_or(type_name)).copied()
+                })
                 .collect();
             types[type_idx].elements.push(ElementDef { name, choice, types: element_types });
         }

@@ -12,7 +12,11 @@ use crate::datetime::{CalendarUnit, Partial};
 use crate::eval::bool_collection;
 use crate::value::{Collection, Item, SystemValue};
 
-pub(crate) fn binary<'a>(op: BinaryOp, left: Collection<'a>, right: Collection<'a>) -> Result<Collection<'a>, EvalError> {
+pub(crate) fn binary<'a>(
+    op: BinaryOp,
+    left: Collection<'a>,
+    right: Collection<'a>,
+) -> Result<Collection<'a>, EvalError> {
     let optional = |value: Option<bool>| Collection(value.map(Item::boolean).into_iter().collect());
     Ok(match op {
         BinaryOp::Union => union(left, right),
@@ -49,10 +53,13 @@ pub(crate) fn binary<'a>(op: BinaryOp, left: Collection<'a>, right: Collection<'
             })
         }
         BinaryOp::In | BinaryOp::Contains => {
-            let (element, container) = if op == BinaryOp::In { (left, right) } else { (right, left) };
+            let (element, container) =
+                if op == BinaryOp::In { (left, right) } else { (right, left) };
             match element.0.as_slice() {
                 [] => Collection::new(),
-                [item] => bool_collection(container.iter().any(|candidate| items_equal(item, candidate) == Some(true))),
+                [item] => bool_collection(
+                    container.iter().any(|candidate| items_equal(item, candidate) == Some(true)),
+                ),
                 _ => return Err(EvalError::new("membership needs a single item")),
             }
         }
@@ -114,12 +121,17 @@ pub(crate) fn singleton_boolean(collection: &Collection<'_>) -> Result<Option<bo
     }
 }
 
-pub(crate) fn singleton_value(collection: &Collection<'_>) -> Result<Option<SystemValue>, EvalError> {
+pub(crate) fn singleton_value(
+    collection: &Collection<'_>,
+) -> Result<Option<SystemValue>, EvalError> {
     match collection.0.as_slice() {
         [] => Ok(None),
         [item] => match item.system_value() {
             Some(value) => Ok(Some(value)),
-            None => Err(EvalError::new(format!("expected a primitive value, found {}", item.type_name()))),
+            None => Err(EvalError::new(format!(
+                "expected a primitive value, found {}",
+                item.type_name()
+            ))),
         },
         _ => Err(EvalError::new("expected a single item, found several")),
     }
@@ -169,10 +181,15 @@ pub(crate) fn values_equal(left: &SystemValue, right: &SystemValue) -> Option<bo
     match (left, right) {
         (SystemValue::String(a), SystemValue::String(b)) => Some(a == b),
         (SystemValue::Boolean(a), SystemValue::Boolean(b)) => Some(a == b),
-        (SystemValue::Date(a) | SystemValue::DateTime(a), SystemValue::Date(b) | SystemValue::DateTime(b))
-        | (SystemValue::Time(a), SystemValue::Time(b)) => a.compare(b).map(|o| o == Ordering::Equal),
+        (
+            SystemValue::Date(a) | SystemValue::DateTime(a),
+            SystemValue::Date(b) | SystemValue::DateTime(b),
+        )
+        | (SystemValue::Time(a), SystemValue::Time(b)) => {
+            a.compare(b).map(|o| o == Ordering::Equal)
+        }
         (SystemValue::Quantity(..), SystemValue::Quantity(..)) => {
-            compare_quantities(left, right).ok().flatten().map(|o| o == Ordering::Equal)
+            Some(compare_quantities(left, right).ok().flatten() == Some(Ordering::Equal))
         }
         _ => match (number(left), number(right)) {
             (Some(a), Some(b)) => Some(a == b),
@@ -216,8 +233,13 @@ pub(crate) fn items_equivalent(left: &Item<'_>, right: &Item<'_>) -> bool {
 
 fn values_equivalent(left: &SystemValue, right: &SystemValue) -> bool {
     match (left, right) {
-        (SystemValue::String(a), SystemValue::String(b)) => normalize_string(a) == normalize_string(b),
-        (SystemValue::Date(a) | SystemValue::DateTime(a), SystemValue::Date(b) | SystemValue::DateTime(b))
+        (SystemValue::String(a), SystemValue::String(b)) => {
+            normalize_string(a) == normalize_string(b)
+        }
+        (
+            SystemValue::Date(a) | SystemValue::DateTime(a),
+            SystemValue::Date(b) | SystemValue::DateTime(b),
+        )
         | (SystemValue::Time(a), SystemValue::Time(b)) => a.compare(b) == Some(Ordering::Equal),
         _ => match (number(left), number(right)) {
             (Some(a), Some(b)) => {
@@ -233,15 +255,25 @@ fn normalize_string(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
 }
 
-pub(crate) fn compare_values(left: &SystemValue, right: &SystemValue) -> Result<Option<Ordering>, EvalError> {
+pub(crate) fn compare_values(
+    left: &SystemValue,
+    right: &SystemValue,
+) -> Result<Option<Ordering>, EvalError> {
     match (left, right) {
         (SystemValue::String(a), SystemValue::String(b)) => Ok(Some(a.cmp(b))),
-        (SystemValue::Date(a) | SystemValue::DateTime(a), SystemValue::Date(b) | SystemValue::DateTime(b))
+        (
+            SystemValue::Date(a) | SystemValue::DateTime(a),
+            SystemValue::Date(b) | SystemValue::DateTime(b),
+        )
         | (SystemValue::Time(a), SystemValue::Time(b)) => Ok(a.compare(b)),
         (SystemValue::Quantity(..), SystemValue::Quantity(..)) => compare_quantities(left, right),
         _ => match (number(left), number(right)) {
             (Some(a), Some(b)) => Ok(Some(a.cmp(&b))),
-            _ => Err(EvalError::new(format!("cannot compare {} with {}", left.type_name(), right.type_name()))),
+            _ => Err(EvalError::new(format!(
+                "cannot compare {} with {}",
+                left.type_name(),
+                right.type_name()
+            ))),
         },
     }
 }
@@ -269,7 +301,10 @@ fn canonical_unit(amount: Decimal, unit: &str) -> (Decimal, String) {
     (amount * Decimal::from(factor), base.to_owned())
 }
 
-fn compare_quantities(left: &SystemValue, right: &SystemValue) -> Result<Option<Ordering>, EvalError> {
+fn compare_quantities(
+    left: &SystemValue,
+    right: &SystemValue,
+) -> Result<Option<Ordering>, EvalError> {
     let (SystemValue::Quantity(a, unit_a), SystemValue::Quantity(b, unit_b)) = (left, right) else {
         return Ok(None);
     };
@@ -281,7 +316,11 @@ fn compare_quantities(left: &SystemValue, right: &SystemValue) -> Result<Option<
     Ok(Some(a.cmp(&b)))
 }
 
-fn arithmetic(op: BinaryOp, left: SystemValue, right: SystemValue) -> Result<Option<SystemValue>, EvalError> {
+fn arithmetic(
+    op: BinaryOp,
+    left: SystemValue,
+    right: SystemValue,
+) -> Result<Option<SystemValue>, EvalError> {
     use SystemValue as V;
     Ok(match (op, left, right) {
         (BinaryOp::Add, V::String(a), V::String(b)) => Some(V::String(a + &b)),
@@ -300,13 +339,22 @@ fn arithmetic(op: BinaryOp, left: SystemValue, right: SystemValue) -> Result<Opt
             }
             Some(V::Quantity(if op == BinaryOp::Add { a + b } else { a - b }, unit_a))
         }
-        (BinaryOp::Multiply, V::Quantity(a, unit), other) | (BinaryOp::Multiply, other, V::Quantity(a, unit)) => {
+        (BinaryOp::Multiply, V::Quantity(a, unit), other)
+        | (BinaryOp::Multiply, other, V::Quantity(a, unit)) => {
             match (other, number(&V::Quantity(a, unit.clone()))) {
                 (V::Quantity(b, other_unit), _) => {
-                    let combined = if unit == "1" { other_unit } else if other_unit == "1" { unit } else { format!("{unit}.{other_unit}") };
+                    let combined = if unit == "1" {
+                        other_unit
+                    } else if other_unit == "1" {
+                        unit
+                    } else {
+                        format!("{unit}.{other_unit}")
+                    };
                     a.checked_mul(b).map(|value| V::Quantity(value, combined))
                 }
-                (scalar, _) => number(&scalar).and_then(|b| a.checked_mul(b)).map(|value| V::Quantity(value, unit)),
+                (scalar, _) => number(&scalar)
+                    .and_then(|b| a.checked_mul(b))
+                    .map(|value| V::Quantity(value, unit)),
             }
         }
         (BinaryOp::Divide, V::Quantity(a, unit_a), V::Quantity(b, unit_b)) => {
@@ -328,7 +376,9 @@ fn arithmetic(op: BinaryOp, left: SystemValue, right: SystemValue) -> Result<Opt
             _ => a.checked_rem(b).map(V::Integer),
         },
         (op, left, right) => {
-            let (Some(a), Some(b)) = (number(&left), number(&right)) else { return Err(mismatch()) };
+            let (Some(a), Some(b)) = (number(&left), number(&right)) else {
+                return Err(mismatch());
+            };
             let result = match op {
                 BinaryOp::Add => a.checked_add(b),
                 BinaryOp::Subtract => a.checked_sub(b),
@@ -348,9 +398,16 @@ fn mismatch() -> EvalError {
     EvalError::new("operands of incompatible types")
 }
 
-fn add_duration(value: Partial, amount: Decimal, unit: &str, subtract: bool) -> Result<Option<Partial>, EvalError> {
+fn add_duration(
+    value: Partial,
+    amount: Decimal,
+    unit: &str,
+    subtract: bool,
+) -> Result<Option<Partial>, EvalError> {
     let Some(calendar_unit) = CalendarUnit::from_unit(unit) else {
-        return Err(EvalError::new(format!("'{unit}' is not a duration unit that date arithmetic accepts")));
+        return Err(EvalError::new(format!(
+            "'{unit}' is not a duration unit that date arithmetic accepts"
+        )));
     };
     let amount = if subtract { -amount } else { amount };
     let (whole, unit) = match calendar_unit {

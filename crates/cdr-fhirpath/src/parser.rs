@@ -33,8 +33,22 @@ struct Parser {
 }
 
 const CALENDAR_UNITS: [&str; 16] = [
-    "year", "years", "month", "months", "week", "weeks", "day", "days", "hour", "hours", "minute", "minutes", "second",
-    "seconds", "millisecond", "milliseconds",
+    "year",
+    "years",
+    "month",
+    "months",
+    "week",
+    "weeks",
+    "day",
+    "days",
+    "hour",
+    "hours",
+    "minute",
+    "minutes",
+    "second",
+    "seconds",
+    "millisecond",
+    "milliseconds",
 ];
 
 impl Parser {
@@ -122,7 +136,11 @@ impl Parser {
                 self.next();
                 let type_specifier = self.type_specifier()?;
                 let base = Some(Box::new(left));
-                left = if is { Expr::Is(base, type_specifier) } else { Expr::As(base, type_specifier) };
+                left = if is {
+                    Expr::Is(base, type_specifier)
+                } else {
+                    Expr::As(base, type_specifier)
+                };
                 continue;
             }
             let Some((op, precedence)) = self.binary_operator() else { break };
@@ -145,9 +163,15 @@ impl Parser {
                 let operand = self.unary()?;
                 self.depth -= 1;
                 Ok(match operand {
-                    Expr::Literal(Literal::Integer(value)) => Expr::Literal(Literal::Integer(-value)),
-                    Expr::Literal(Literal::Decimal(value)) => Expr::Literal(Literal::Decimal(-value)),
-                    Expr::Literal(Literal::Quantity(value, unit)) => Expr::Literal(Literal::Quantity(-value, unit)),
+                    Expr::Literal(Literal::Integer(value)) => {
+                        Expr::Literal(Literal::Integer(-value))
+                    }
+                    Expr::Literal(Literal::Decimal(value)) => {
+                        Expr::Literal(Literal::Decimal(-value))
+                    }
+                    Expr::Literal(Literal::Quantity(value, unit)) => {
+                        Expr::Literal(Literal::Quantity(-value, unit))
+                    }
                     other => Expr::Negate(Box::new(other)),
                 })
             }
@@ -194,7 +218,8 @@ impl Parser {
         match self.next() {
             Token::Number(text) => self.number(&text, offset),
             Token::String(value) => Ok(Expr::Literal(Literal::String(value))),
-            Token::DateTime(text) => date_time_literal(&text).ok_or_else(|| ParseError::new(offset, "invalid date/time literal")),
+            Token::DateTime(text) => date_time_literal(&text)
+                .ok_or_else(|| ParseError::new(offset, "invalid date/time literal")),
             Token::Variable(name) => Ok(Expr::Variable(name)),
             Token::Special(name) => Ok(match name.as_str() {
                 "this" => Expr::This,
@@ -213,24 +238,31 @@ impl Parser {
                 Ok(Expr::Empty)
             }
             Token::Identifier(word) if word == "true" => Ok(Expr::Literal(Literal::Boolean(true))),
-            Token::Identifier(word) if word == "false" => Ok(Expr::Literal(Literal::Boolean(false))),
+            Token::Identifier(word) if word == "false" => {
+                Ok(Expr::Literal(Literal::Boolean(false)))
+            }
             Token::Identifier(_) | Token::DelimitedIdentifier(_) => {
                 self.pos -= 1;
                 self.invocation(None)
             }
-            _ => {
-                self.pos = self.pos.saturating_sub(1);
+            token => {
+                if token != Token::End {
+                    self.pos -= 1;
+                }
                 Err(self.error("expected an expression"))
             }
         }
     }
 
     fn number(&mut self, text: &str, offset: usize) -> Result<Expr, ParseError> {
-        let value: Decimal = text.parse().map_err(|_| ParseError::new(offset, "number out of range"))?;
+        let value: Decimal =
+            text.parse().map_err(|_| ParseError::new(offset, "number out of range"))?;
         // A number followed by a unit string or a calendar duration keyword is a quantity.
         let unit = match self.peek() {
             Token::String(unit) => Some(unit.clone()),
-            Token::Identifier(word) if CALENDAR_UNITS.contains(&word.as_str()) => Some(word.clone()),
+            Token::Identifier(word) if CALENDAR_UNITS.contains(&word.as_str()) => {
+                Some(word.clone())
+            }
             _ => None,
         };
         if let Some(unit) = unit {
@@ -240,7 +272,8 @@ impl Parser {
         if text.contains('.') {
             return Ok(Expr::Literal(Literal::Decimal(value)));
         }
-        let integer = text.parse::<i64>().map_err(|_| ParseError::new(offset, "integer out of range"))?;
+        let integer =
+            text.parse::<i64>().map_err(|_| ParseError::new(offset, "integer out of range"))?;
         Ok(Expr::Literal(Literal::Integer(integer)))
     }
 
@@ -250,7 +283,9 @@ impl Parser {
         let (name, delimited) = match self.next() {
             Token::Identifier(name) => (name, false),
             Token::DelimitedIdentifier(name) => (name, true),
-            Token::Special(name) if base.is_some() => return Err(ParseError::new(offset, format!("unexpected ${name}"))),
+            Token::Special(name) if base.is_some() => {
+                return Err(ParseError::new(offset, format!("unexpected ${name}")));
+            }
             _ => {
                 self.pos = self.pos.saturating_sub(1);
                 return Err(self.error("expected an identifier"));

@@ -10,23 +10,36 @@ use crate::value::{Collection, Item, SystemValue};
 /// The longest pattern `matches` and `replaceMatches` compile.
 const MAX_PATTERN_LENGTH: usize = 4096;
 
-pub(crate) fn call<'a>(function: Function, input: &Collection<'a>, args: &[Collection<'a>]) -> Result<Collection<'a>, EvalError> {
+pub(crate) fn call<'a>(
+    function: Function,
+    input: &Collection<'a>,
+    args: &[Collection<'a>],
+) -> Result<Collection<'a>, EvalError> {
     let text = match input.0.as_slice() {
         [] => return Ok(Collection::new()),
         [item] => match item.as_str() {
             Some(text) => text.to_owned(),
-            None => return Err(EvalError::new(format!("{function:?} needs a string, found {}", item.type_name()))),
+            None => {
+                return Err(EvalError::new(format!(
+                    "{function:?} needs a string, found {}",
+                    item.type_name()
+                )));
+            }
         },
         _ => return Err(EvalError::new(format!("{function:?} on a collection of several items"))),
     };
-    let string_arg = |idx: usize| -> Result<Option<String>, EvalError> { single_string(&args[idx]) };
-    let integer = |value: usize| Item::Value(SystemValue::Integer(i64::try_from(value).unwrap_or(i64::MAX)));
+    let string_arg =
+        |idx: usize| -> Result<Option<String>, EvalError> { single_string(&args[idx]) };
+    let integer =
+        |value: usize| Item::Value(SystemValue::Integer(i64::try_from(value).unwrap_or(i64::MAX)));
     let boolean = |flag: bool| Collection(vec![Item::boolean(flag)]);
     let string = |value: String| Collection(vec![Item::string(value)]);
     Ok(match function {
         Function::IndexOf => {
             let Some(needle) = string_arg(0)? else { return Ok(Collection::new()) };
-            let found = text.find(&needle).map_or(-1, |byte| i64::try_from(text[..byte].chars().count()).unwrap_or(-1));
+            let found = text
+                .find(&needle)
+                .map_or(-1, |byte| i64::try_from(text[..byte].chars().count()).unwrap_or(-1));
             Collection(vec![Item::Value(SystemValue::Integer(found))])
         }
         Function::Substring => {
@@ -38,7 +51,9 @@ pub(crate) fn call<'a>(function: Function, input: &Collection<'a>, args: &[Colle
                 return Ok(Collection::new());
             }
             let end = match length {
-                Some(length) => start.saturating_add(usize::try_from(length.max(0)).unwrap_or(0)).min(chars.len()),
+                Some(length) => start
+                    .saturating_add(usize::try_from(length.max(0)).unwrap_or(0))
+                    .min(chars.len()),
                 None => chars.len(),
             };
             string(chars[start..end].iter().collect())
@@ -58,7 +73,9 @@ pub(crate) fn call<'a>(function: Function, input: &Collection<'a>, args: &[Colle
         Function::Upper => string(text.to_uppercase()),
         Function::Lower => string(text.to_lowercase()),
         Function::Replace => {
-            let (Some(pattern), Some(substitution)) = (string_arg(0)?, string_arg(1)?) else { return Ok(Collection::new()) };
+            let (Some(pattern), Some(substitution)) = (string_arg(0)?, string_arg(1)?) else {
+                return Ok(Collection::new());
+            };
             if pattern.is_empty() {
                 let mut out = substitution.clone();
                 for character in text.chars() {
@@ -71,20 +88,26 @@ pub(crate) fn call<'a>(function: Function, input: &Collection<'a>, args: &[Colle
         }
         Function::Matches => {
             let Some(pattern) = string_arg(0)? else { return Ok(Collection::new()) };
-            boolean(compile(&format!("(?s)^(?:{pattern})$"))?.is_match(&text))
+            boolean(compile(&format!("(?s){pattern}"))?.is_match(&text))
         }
         Function::ReplaceMatches => {
-            let (Some(pattern), Some(substitution)) = (string_arg(0)?, string_arg(1)?) else { return Ok(Collection::new()) };
+            let (Some(pattern), Some(substitution)) = (string_arg(0)?, string_arg(1)?) else {
+                return Ok(Collection::new());
+            };
             if pattern.is_empty() {
                 return Ok(string(text));
             }
             string(compile(&pattern)?.replace_all(&text, substitution.as_str()).into_owned())
         }
         Function::Length => Collection(vec![integer(text.chars().count())]),
-        Function::ToChars => Collection(text.chars().map(|c| Item::string(c.to_string())).collect()),
+        Function::ToChars => {
+            Collection(text.chars().map(|c| Item::string(c.to_string())).collect())
+        }
         Function::Split => {
             let Some(separator) = string_arg(0)? else { return Ok(Collection::new()) };
-            Collection(text.split(separator.as_str()).map(|part| Item::string(part.to_owned())).collect())
+            Collection(
+                text.split(separator.as_str()).map(|part| Item::string(part.to_owned())).collect(),
+            )
         }
         Function::Trim => string(text.trim().to_owned()),
         Function::Encode | Function::Decode | Function::Escape | Function::Unescape => {
@@ -102,7 +125,8 @@ fn compile(pattern: &str) -> Result<Regex, EvalError> {
     if pattern.len() > MAX_PATTERN_LENGTH {
         return Err(EvalError::new("regular expression too long"));
     }
-    Regex::new(pattern).map_err(|error| EvalError::new(format!("invalid regular expression: {error}")))
+    Regex::new(pattern)
+        .map_err(|error| EvalError::new(format!("invalid regular expression: {error}")))
 }
 
 const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -112,8 +136,13 @@ fn codec(function: Function, format: &str, text: &str) -> Option<String> {
         (Function::Encode, "base64" | "urlbase64") => {
             let mut out = String::new();
             for chunk in text.as_bytes().chunks(3) {
-                let bytes = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
-                let combined = (u32::from(bytes[0]) << 16) | (u32::from(bytes[1]) << 8) | u32::from(bytes[2]);
+                let bytes = [
+                    chunk[0],
+                    chunk.get(1).copied().unwrap_or(0),
+                    chunk.get(2).copied().unwrap_or(0),
+                ];
+                let combined =
+                    (u32::from(bytes[0]) << 16) | (u32::from(bytes[1]) << 8) | u32::from(bytes[2]);
                 for idx in 0..4 {
                     if idx <= chunk.len() {
                         out.push(char::from(BASE64[((combined >> (18 - 6 * idx)) & 63) as usize]));
@@ -146,16 +175,26 @@ fn codec(function: Function, format: &str, text: &str) -> Option<String> {
         }
         (Function::Encode, "hex") => Some(text.bytes().map(|b| format!("{b:02x}")).collect()),
         (Function::Decode, "hex") => {
-            let bytes: Option<Vec<u8>> =
-                (0..text.len()).step_by(2).map(|idx| text.get(idx..idx + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect();
+            let bytes: Option<Vec<u8>> = (0..text.len())
+                .step_by(2)
+                .map(|idx| text.get(idx..idx + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+                .collect();
             String::from_utf8(bytes?).ok()
         }
-        (Function::Escape, "html") => {
-            Some(text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;"))
-        }
-        (Function::Unescape, "html") => {
-            Some(text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&#39;", "'").replace("&amp;", "&"))
-        }
+        (Function::Escape, "html") => Some(
+            text.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+                .replace('\'', "&#39;"),
+        ),
+        (Function::Unescape, "html") => Some(
+            text.replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&#39;", "'")
+                .replace("&amp;", "&"),
+        ),
         (Function::Escape, "json") => Some(text.replace('\\', "\\\\").replace('"', "\\\"")),
         (Function::Unescape, "json") => Some(text.replace("\\\"", "\"").replace("\\\\", "\\")),
         _ => None,
@@ -165,7 +204,8 @@ fn codec(function: Function, format: &str, text: &str) -> Option<String> {
 /// A basic check of narrative XHTML: no scripts, no event handler attributes, no forms or frames.
 pub(crate) fn html_is_safe(xhtml: &str) -> bool {
     let lower = xhtml.to_lowercase();
-    let forbidden = ["<script", "<iframe", "<frame", "<form", "<object", "<embed", "<applet", "javascript:"];
+    let forbidden =
+        ["<script", "<iframe", "<frame", "<form", "<object", "<embed", "<applet", "javascript:"];
     if forbidden.iter().any(|f| lower.contains(f)) {
         return false;
     }

@@ -76,7 +76,9 @@ impl<'a> Collection<'a> {
     pub fn to_boolean(&self) -> Result<Option<bool>, EvalError> {
         match self.0.as_slice() {
             [] => Ok(None),
-            [item] => Ok(Some(item.system_value().map_or(true, |v| !matches!(v, SystemValue::Boolean(false))))),
+            [item] => Ok(Some(
+                item.system_value().map_or(true, |v| !matches!(v, SystemValue::Boolean(false))),
+            )),
             _ => Err(EvalError::new("expected a single boolean, found several items")),
         }
     }
@@ -171,7 +173,15 @@ impl<'a> Node<'a> {
     fn is_stringish(&self) -> bool {
         !matches!(
             self.type_name(),
-            "boolean" | "integer" | "decimal" | "positiveInt" | "unsignedInt" | "date" | "dateTime" | "instant" | "time"
+            "boolean"
+                | "integer"
+                | "decimal"
+                | "positiveInt"
+                | "unsignedInt"
+                | "date"
+                | "dateTime"
+                | "instant"
+                | "time"
         )
     }
 
@@ -183,7 +193,11 @@ impl<'a> Node<'a> {
                 return None;
             }
             let amount = object.get("value").and_then(decimal_of)?;
-            let unit = object.get("code").or_else(|| object.get("unit")).and_then(Value::as_str).unwrap_or("1");
+            let unit = object
+                .get("code")
+                .or_else(|| object.get("unit"))
+                .and_then(Value::as_str)
+                .unwrap_or("1");
             return Some(SystemValue::Quantity(amount, unit.to_owned()));
         }
         Some(match (type_name, value) {
@@ -206,7 +220,10 @@ impl<'a> Node<'a> {
 }
 
 pub(crate) fn is_quantity_type(type_name: &str) -> bool {
-    matches!(type_name, "Quantity" | "Age" | "Count" | "Distance" | "Duration" | "MoneyQuantity" | "SimpleQuantity")
+    matches!(
+        type_name,
+        "Quantity" | "Age" | "Count" | "Distance" | "Duration" | "MoneyQuantity" | "SimpleQuantity"
+    )
 }
 
 pub(crate) fn decimal_of(value: &Value) -> Option<Decimal> {
@@ -242,9 +259,11 @@ impl fmt::Display for SystemValue {
             SystemValue::String(text) => f.write_str(text),
             SystemValue::Integer(integer) => write!(f, "{integer}"),
             SystemValue::Decimal(decimal) => write!(f, "{decimal}"),
-            SystemValue::Date(date) | SystemValue::DateTime(date) | SystemValue::Time(date) => write!(f, "{date}"),
+            SystemValue::Date(date) | SystemValue::DateTime(date) | SystemValue::Time(date) => {
+                write!(f, "{date}")
+            }
             SystemValue::Quantity(amount, unit) => {
-                if crate::datetime::CalendarUnit::from_unit(unit).is_some() && unit.len() > 3 {
+                if crate::datetime::is_calendar_keyword(unit) {
                     write!(f, "{amount} {unit}")
                 } else {
                     write!(f, "{amount} '{unit}'")

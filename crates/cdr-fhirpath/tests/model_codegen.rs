@@ -14,12 +14,14 @@ use std::path::Path;
 use serde_json::Value;
 
 const SYSTEM_PREFIX: &str = "http://hl7.org/fhirpath/System.";
-const FHIR_TYPE_EXTENSION: &str = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type";
+const FHIR_TYPE_EXTENSION: &str =
+    "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type";
 
 #[test]
 fn model_table_is_fresh() {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let definitions = read_structure_definitions(&manifest_dir.join("spec/hl7.fhir.r4.core-4.0.1-subset.tgz"));
+    let definitions =
+        read_structure_definitions(&manifest_dir.join("spec/hl7.fhir.r4.core-4.0.1-subset.tgz"));
     let generated = generate(&definitions);
     let target = manifest_dir.join("src/generated/model.txt");
     if std::env::var_os("UPDATE_EXPECT").is_some() {
@@ -96,7 +98,8 @@ fn write_elements(out: &mut String, sd: &Value, type_name: &str, is_primitive: b
             None => {
                 let prefix = format!("{path}.");
                 let has_children = paths.iter().any(|p| p.starts_with(&prefix));
-                let codes: Vec<String> = element["type"].as_array().unwrap().iter().map(type_code).collect();
+                let codes: Vec<String> =
+                    element["type"].as_array().unwrap().iter().map(type_code).collect();
                 if has_children {
                     backbone_bases.insert(path, codes[0].clone());
                     vec![format!("#{path}")]
@@ -121,7 +124,10 @@ fn type_code(type_entry: &Value) -> String {
     let code = type_entry["code"].as_str().unwrap();
     let Some(system_name) = code.strip_prefix(SYSTEM_PREFIX) else { return code.to_owned() };
     let declared = type_entry["extension"].as_array().and_then(|extensions| {
-        extensions.iter().find(|e| e["url"] == FHIR_TYPE_EXTENSION).and_then(|e| e["valueUrl"].as_str())
+        extensions
+            .iter()
+            .find(|e| e["url"] == FHIR_TYPE_EXTENSION)
+            .and_then(|e| e["valueUrl"].as_str())
     });
     match declared {
         Some(fhir_type) => fhir_type.to_owned(),
