@@ -9,7 +9,7 @@
 //! * [`SearchParamRegistry::r4`] / [`SearchParamRegistry::with_extra`]: the parameters of every type;
 //! * [`parse_query`]: `(name, value)` pairs to a [`SearchQuery`] plus a list of [`SearchError`]s;
 //! * [`index_values`]: one FHIR element to the [`IndexValue`]s a parameter indexes;
-//! * [`extract`]: every index row of a resource, by evaluating each parameter's FHIRPath expression.
+//! * [`extract()`]: every index row of a resource, by evaluating each parameter's FHIRPath expression.
 
 mod alias;
 mod ast;

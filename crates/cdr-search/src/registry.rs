@@ -73,7 +73,7 @@ pub struct CompositeComponent {
 
 /// All search parameters known to the server, by resource type and code.
 ///
-/// Every FHIRPath expression is parsed once, when the registry is built; [`crate::extract`] evaluates the parsed
+/// Every FHIRPath expression is parsed once, when the registry is built; [`crate::extract()`] evaluates the parsed
 /// form.
 #[derive(Debug, Clone)]
 pub struct SearchParamRegistry {
