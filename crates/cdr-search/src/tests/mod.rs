@@ -244,6 +244,7 @@ fn render_reference(reference: &ReferenceValue) -> String {
 }
 
 mod extract;
+mod index_values;
 
 /// Every R4 expression our FHIRPath engine cannot parse is listed in `test_data/unparsed-expressions.expect`
 /// (ideally empty); such parameters are reported as extraction failures.
