@@ -1,0 +1,2 @@
+//! Benchmarks of validation against base R4 (filled in below).
+fn main() {}
