@@ -29,7 +29,10 @@ impl Walker<'_> {
         let elem = &sd.elements[child];
         let Some(slicing) = &elem.slicing else { return vec![child; values.len()] };
         let mut assignments: Vec<Option<usize>> = Vec::with_capacity(values.len());
-        for value in values {
+        // Slices whose discriminators could not be evaluated for some item: no errors about them.
+        let mut uncertain = vec![false; elem.slices.len()];
+        let mut uncertain_items = vec![false; values.len()];
+        for (item, value) in values.iter().enumerate() {
             let mut assigned = None;
             for (position, &slice) in elem.slices.iter().enumerate() {
                 match self.matches_slice(sd, slice, slicing, value, type_code) {
@@ -39,16 +42,17 @@ impl Walker<'_> {
                     }
                     Some(false) => {}
                     None => {
-                        let message = format!(
-                            "slicing of {} could not be evaluated; slices not checked",
-                            elem.path
-                        );
-                        self.issue(IssueSeverity::Information, IssueType::NotSupported, message);
-                        return vec![child; values.len()];
+                        uncertain[position] = true;
+                        uncertain_items[item] = true;
                     }
                 }
             }
             assignments.push(assigned);
+        }
+        if uncertain.iter().any(|flag| *flag) {
+            let message =
+                format!("some slices of {} could not be evaluated and were not checked", elem.path);
+            self.issue(IssueSeverity::Information, IssueType::NotSupported, message);
         }
         let mut counts = vec![0_u64; elem.slices.len()];
         let mut last_position = 0;
@@ -75,7 +79,7 @@ impl Walker<'_> {
                 }
                 None => {
                     seen_unmatched = true;
-                    if slicing.rules == SlicingRules::Closed {
+                    if slicing.rules == SlicingRules::Closed && !uncertain_items[item] {
                         self.error_here(format!(
                             "item matches none of the slices of {} (closed slicing)",
                             elem.path
@@ -86,6 +90,9 @@ impl Walker<'_> {
             self.path.truncate(base_len);
         }
         for (position, &slice) in elem.slices.iter().enumerate() {
+            if uncertain[position] {
+                continue;
+            }
             let slice_elem = &sd.elements[slice];
             let name = slice_elem.slice_name.as_deref().unwrap_or_default();
             let count = counts[position];
@@ -145,6 +152,15 @@ impl Walker<'_> {
         type_code: Option<&str>,
     ) -> Option<bool> {
         let segments = split_path(&discriminator.path);
+        let slice_elem = &sd.elements[slice];
+        if discriminator.path == "url"
+            && let [type_ref] = slice_elem.types.as_slice()
+            && type_ref.code == "Extension"
+            && !type_ref.profiles.is_empty()
+        {
+            let url = value.get("url").and_then(Value::as_str);
+            return Some(type_ref.profiles.iter().any(|profile| Some(profile.as_str()) == url));
+        }
         let (target_sd, target) = self.find_target(sd.clone(), slice, &segments)?;
         let target_elem = &target_sd.elements[target];
         if discriminator.kind == DiscriminatorKind::Type {

@@ -85,6 +85,11 @@ fn ensure(
         return Err(format!("differential element {id} does not match the base"));
     };
     let parent_idx = ensure(elements, parent_id, type_snapshots, depth + 1)?;
+    // The parent may have been found under another id (a renamed choice such as `valueCoding`).
+    let actual_parent_id = str_field(&elements[parent_idx], "id").unwrap_or_default().to_owned();
+    if actual_parent_id != parent_id {
+        return ensure(elements, &format!("{actual_parent_id}.{last}"), type_snapshots, depth + 1);
+    }
     if let Some((name, slice_name)) = last.split_once(':') {
         let sliced_id = format!("{parent_id}.{name}");
         let sliced_idx = ensure(elements, &sliced_id, type_snapshots, depth + 1)?;
@@ -108,10 +113,22 @@ fn ensure(
                     .is_some_and(|prefix| last.len() > prefix.len() && last.starts_with(prefix))
         })
     });
-    match choice {
-        Some(idx) => Ok(idx),
-        None => Err(format!("differential element {id} does not match any element of the base")),
+    let Some(idx) = choice else {
+        return Err(format!("differential element {id} does not match any element of the base"));
+    };
+    let prefix_len = str_field(&elements[idx], "path")
+        .map_or(0, |path| path.rsplit('.').next().unwrap_or_default().len() - 3);
+    let type_name = &last[prefix_len..];
+    if let Some(Value::Array(types)) = elements[idx].get_mut("type") {
+        types.retain(|type_ref| {
+            type_ref.get("code").and_then(Value::as_str).is_some_and(|code| {
+                code.len() == type_name.len()
+                    && code[..1].eq_ignore_ascii_case(&type_name[..1])
+                    && code[1..] == type_name[1..]
+            })
+        });
     }
+    Ok(idx)
 }
 
 fn is_direct_child(id: &str, parent_id: &str) -> bool {

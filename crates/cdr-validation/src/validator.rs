@@ -397,9 +397,15 @@ impl<'a> Walker<'a> {
     ) {
         let mut type_sd = None;
         for profile in &type_ref.profiles {
-            if let Ok(profile) = self.set.compiled(profile) {
-                type_sd = Some(profile);
-                break;
+            match self.set.compiled(profile) {
+                Ok(profile) => {
+                    type_sd = Some(profile);
+                    break;
+                }
+                Err(reason) => {
+                    let message = format!("type profile not checked: {reason}");
+                    self.issue(IssueSeverity::Warning, IssueType::NotSupported, message);
+                }
             }
         }
         if type_sd.is_none() && type_ref.code == "Extension" {
