@@ -1,0 +1,252 @@
+//! The conversion functions (`toX` and `convertsToX`) and the boundary functions.
+
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+
+use crate::EvalError;
+use crate::ast::Function;
+use crate::datetime::{Partial, is_calendar_keyword};
+use crate::ops::singleton_value;
+use crate::value::{Collection, Item, SystemValue};
+
+pub(crate) fn convert<'a>(
+    function: Function,
+    input: &Collection<'a>,
+    unit: Option<&str>,
+) -> Result<Collection<'a>, EvalError> {
+    if input.len() > 1 {
+        return Err(EvalError::new("conversion of a collection of several items"));
+    }
+    let Some(value) = singleton_value(input).ok().flatten() else {
+        if input.is_empty() {
+            return Ok(Collection::new());
+        }
+        let converts = matches!(function, Function::ConvertsToString);
+        return Ok(converts_result(function, converts));
+    };
+    let (target, checks) = match function {
+        Function::ToBoolean => (Target::Boolean, false),
+        Function::ConvertsToBoolean => (Target::Boolean, true),
+        Function::ToInteger => (Target::Integer, false),
+        Function::ConvertsToInteger => (Target::Integer, true),
+        Function::ToDecimal => (Target::Decimal, false),
+        Function::ConvertsToDecimal => (Target::Decimal, true),
+        Function::ToStringFn => (Target::String, false),
+        Function::ConvertsToString => (Target::String, true),
+        Function::ToDate => (Target::Date, false),
+        Function::ConvertsToDate => (Target::Date, true),
+        Function::ToDateTime => (Target::DateTime, false),
+        Function::ConvertsToDateTime => (Target::DateTime, true),
+        Function::ToTime => (Target::Time, false),
+        Function::ConvertsToTime => (Target::Time, true),
+        Function::ToQuantity => (Target::Quantity, false),
+        _ => (Target::Quantity, true),
+    };
+    let mut converted = to_target(value, target);
+    if let (Some(SystemValue::Quantity(amount, from)), Some(unit)) = (&converted, unit)
+        && from != unit
+    {
+        converted = convert_quantity_unit(*amount, from, unit)
+            .map(|amount| SystemValue::Quantity(amount, unit.to_owned()));
+    }
+    if checks {
+        return Ok(Collection(vec![Item::boolean(converted.is_some())]));
+    }
+    Ok(Collection(converted.map(Item::Value).into_iter().collect()))
+}
+
+fn converts_result<'a>(function: Function, converts: bool) -> Collection<'a> {
+    let name = format!("{function:?}");
+    if name.starts_with("ConvertsTo") {
+        Collection(vec![Item::boolean(converts)])
+    } else {
+        Collection::new()
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Target {
+    Boolean,
+    Integer,
+    Decimal,
+    String,
+    Date,
+    DateTime,
+    Time,
+    Quantity,
+}
+
+fn to_target(value: SystemValue, target: Target) -> Option<SystemValue> {
+    use SystemValue as V;
+    match (target, value) {
+        (Target::Boolean, V::Boolean(flag)) => Some(V::Boolean(flag)),
+        (Target::Boolean, V::Integer(integer)) => match integer {
+            1 => Some(V::Boolean(true)),
+            0 => Some(V::Boolean(false)),
+            _ => None,
+        },
+        (Target::Boolean, V::Decimal(decimal)) => {
+            if decimal == Decimal::ONE {
+                Some(V::Boolean(true))
+            } else if decimal.is_zero() {
+                Some(V::Boolean(false))
+            } else {
+                None
+            }
+        }
+        (Target::Boolean, V::String(text)) => match text.to_lowercase().as_str() {
+            "true" | "t" | "yes" | "y" | "1" | "1.0" => Some(V::Boolean(true)),
+            "false" | "f" | "no" | "n" | "0" | "0.0" => Some(V::Boolean(false)),
+            _ => None,
+        },
+        (Target::Integer, V::Integer(integer)) => Some(V::Integer(integer)),
+        (Target::Integer, V::Boolean(flag)) => Some(V::Integer(i64::from(flag))),
+        (Target::Integer, V::String(text)) => {
+            let digits = text.strip_prefix(['+', '-']).unwrap_or(&text);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            text.parse().ok().map(V::Integer)
+        }
+        (Target::Decimal, V::Decimal(decimal)) => Some(V::Decimal(decimal)),
+        (Target::Decimal, V::Integer(integer)) => Some(V::Decimal(Decimal::from(integer))),
+        (Target::Decimal, V::Boolean(flag)) => {
+            Some(V::Decimal(if flag { Decimal::ONE } else { Decimal::ZERO }))
+        }
+        (Target::Decimal, V::String(text)) => parse_decimal_text(&text).map(V::Decimal),
+        (Target::String, value) => Some(V::String(value.to_string())),
+        (Target::Date, V::Date(date)) => Some(V::Date(date)),
+        (Target::Date, V::DateTime(date_time)) => Some(V::Date(date_time.date_part())),
+        (Target::Date, V::String(text)) => Partial::parse_date(&text)
+            .or_else(|| Partial::parse_date_time(&text, true).map(|d| d.date_part()))
+            .map(V::Date),
+        (Target::DateTime, V::DateTime(date_time) | V::Date(date_time)) => {
+            Some(V::DateTime(date_time))
+        }
+        (Target::DateTime, V::String(text)) => {
+            Partial::parse_date_time(&text, false).map(V::DateTime)
+        }
+        (Target::Time, V::Time(time)) => Some(V::Time(time)),
+        (Target::Time, V::String(text)) => Partial::parse_time(&text).map(V::Time),
+        (Target::Quantity, V::Quantity(amount, unit)) => Some(V::Quantity(amount, unit)),
+        (Target::Quantity, V::Integer(integer)) => {
+            Some(V::Quantity(Decimal::from(integer), "1".to_owned()))
+        }
+        (Target::Quantity, V::Decimal(decimal)) => Some(V::Quantity(decimal, "1".to_owned())),
+        (Target::Quantity, V::Boolean(flag)) => {
+            Some(V::Quantity(if flag { Decimal::ONE } else { Decimal::ZERO }, "1".to_owned()))
+        }
+        (Target::Quantity, V::String(text)) => parse_quantity_text(&text),
+        _ => None,
+    }
+}
+
+fn parse_decimal_text(text: &str) -> Option<Decimal> {
+    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "0"));
+    let valid = !whole.is_empty()
+        && !fraction.is_empty()
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && fraction.bytes().all(|b| b.is_ascii_digit());
+    if !valid {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// Parses `1`, `1.5 'mg'` or `4 days`.
+fn parse_quantity_text(text: &str) -> Option<SystemValue> {
+    let text = text.trim();
+    let (number, unit) = match text.split_once(' ') {
+        Some((number, unit)) => (number, Some(unit.trim())),
+        None => (text, None),
+    };
+    let amount = parse_decimal_text(number)?;
+    let unit = match unit {
+        None => "1".to_owned(),
+        Some(quoted) if quoted.len() >= 2 && quoted.starts_with('\'') && quoted.ends_with('\'') => {
+            quoted[1..quoted.len() - 1].to_owned()
+        }
+        Some(word) if is_calendar_keyword(word) => word.to_owned(),
+        Some(_) => return None,
+    };
+    Some(SystemValue::Quantity(amount, unit))
+}
+
+fn convert_quantity_unit(amount: Decimal, from: &str, to: &str) -> Option<Decimal> {
+    let factor = |unit: &str| -> Option<(i64, &str)> {
+        Some(match unit {
+            "mg" => (1, "g"),
+            "g" => (1000, "g"),
+            "kg" => (1_000_000, "g"),
+            "mm" => (1, "m"),
+            "cm" => (10, "m"),
+            "m" => (1000, "m"),
+            "ms" | "millisecond" | "milliseconds" => (1, "s"),
+            "s" | "second" | "seconds" => (1000, "s"),
+            "min" | "minute" | "minutes" => (60_000, "s"),
+            "h" | "hour" | "hours" => (3_600_000, "s"),
+            "d" | "day" | "days" => (86_400_000, "s"),
+            "wk" | "week" | "weeks" => (604_800_000, "s"),
+            _ => return None,
+        })
+    };
+    let (from_factor, from_dimension) = factor(from)?;
+    let (to_factor, to_dimension) = factor(to)?;
+    if from_dimension != to_dimension {
+        return None;
+    }
+    (amount * Decimal::from(from_factor))
+        .checked_div(Decimal::from(to_factor))
+        .map(|d| d.normalize())
+}
+
+/// `lowBoundary`, `highBoundary` and `precision` for decimals and dates.
+pub(crate) fn boundary<'a>(
+    function: Function,
+    input: &Collection<'a>,
+    precision: Option<i64>,
+) -> Result<Collection<'a>, EvalError> {
+    let Some(value) = singleton_value(input)? else { return Ok(Collection::new()) };
+    let result = match (function, value) {
+        (Function::Precision, SystemValue::Decimal(decimal)) => {
+            Some(SystemValue::Integer(i64::from(decimal.scale())))
+        }
+        (Function::Precision, SystemValue::Integer(_)) => Some(SystemValue::Integer(0)),
+        (
+            Function::Precision,
+            SystemValue::Date(date) | SystemValue::DateTime(date) | SystemValue::Time(date),
+        ) => {
+            let digits = [4, 6, 8, 10, 12, 14, 17];
+            let idx = usize::from(date.precision.saturating_sub(1));
+            let first = if date.is_time() { 4 } else { 0 };
+            digits.get(idx).map(|d| SystemValue::Integer(d - first))
+        }
+        (Function::LowBoundary | Function::HighBoundary, SystemValue::Decimal(decimal)) => {
+            let places = precision.unwrap_or(8);
+            if !(0..=28).contains(&places) {
+                return Ok(Collection::new());
+            }
+            let half = Decimal::new(5, decimal.scale() + 1);
+            let bound =
+                if function == Function::LowBoundary { decimal - half } else { decimal + half };
+            let places = u32::try_from(places).unwrap_or(8);
+            let mut rounded = if function == Function::LowBoundary {
+                bound.round_dp_with_strategy(
+                    places,
+                    rust_decimal::RoundingStrategy::ToNegativeInfinity,
+                )
+            } else {
+                bound.round_dp_with_strategy(
+                    places,
+                    rust_decimal::RoundingStrategy::ToPositiveInfinity,
+                )
+            };
+            rounded.rescale(places);
+            Some(SystemValue::Decimal(rounded))
+        }
+        _ => None,
+    };
+    let _ = ToPrimitive::to_i64(&Decimal::ZERO);
+    Ok(Collection(result.map(Item::Value).into_iter().collect()))
+}

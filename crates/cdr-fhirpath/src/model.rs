@@ -1,0 +1,189 @@
+//! The FHIR R4 type table: every resource, data type and backbone element with its child elements, compiled
+//! in from `generated/model.txt` and indexed once on first use.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// A type known to the model: a named FHIR type or a backbone element (identified by its path).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct TypeId(u32);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TypeKind {
+    Primitive,
+    Complex,
+    Resource,
+    AbstractResource,
+    Backbone,
+}
+
+#[derive(Debug)]
+pub(crate) struct TypeDef {
+    /// The FHIR type name; `BackboneElement` or `Element` for backbone elements.
+    pub(crate) name: &'static str,
+    pub(crate) kind: TypeKind,
+    pub(crate) base: Option<TypeId>,
+    /// Child elements sorted by name.
+    pub(crate) elements: Vec<ElementDef>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ElementDef {
+    pub(crate) name: &'static str,
+    pub(crate) choice: bool,
+    pub(crate) types: Vec<TypeId>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Model {
+    pub(crate) types: Vec<TypeDef>,
+    by_name: HashMap<&'static str, TypeId>,
+}
+
+const MODEL_TABLE: &str = include_str!("generated/model.txt");
+
+pub(crate) fn model() -> &'static Model {
+    static MODEL: OnceLock<Model> = OnceLock::new();
+    MODEL.get_or_init(|| Model::parse(MODEL_TABLE))
+}
+
+impl Model {
+    fn parse(table: &'static str) -> Model {
+        // Pass one: assign an id to every type and backbone element.
+        let mut by_name = HashMap::new();
+        let mut headers = Vec::new();
+        for line in table.lines() {
+            let mut parts = line.split(' ');
+            match parts.next() {
+                Some("T") => {
+                    let name = parts.next().unwrap_or_default();
+                    let base = parts.next().unwrap_or("-");
+                    let kind = match parts.next() {
+                        Some("P") => TypeKind::Primitive,
+                        Some("R") => TypeKind::Resource,
+                        Some("A") => TypeKind::AbstractResource,
+                        _ => TypeKind::Complex,
+                    };
+                    by_name.insert(name, TypeId(u32::try_from(headers.len()).unwrap_or(u32::MAX)));
+                    headers.push((name, base, kind));
+                }
+                Some("B") => {
+                    let path = parts.next().unwrap_or_default();
+                    let base = parts.next().unwrap_or("BackboneElement");
+                    by_name.insert(path, TypeId(u32::try_from(headers.len()).unwrap_or(u32::MAX)));
+                    headers.push((base, base, TypeKind::Backbone));
+                }
+                _ => {}
+            }
+        }
+        let mut types: Vec<TypeDef> = headers
+            .iter()
+            .map(|&(name, base, kind)| TypeDef {
+                name,
+                kind,
+                base: by_name.get(base).copied(),
+                elements: Vec::new(),
+            })
+            .collect();
+        // Pass two: the child elements of each.
+        let mut current = None;
+        let mut index = 0usize;
+        for line in table.lines() {
+            if line.starts_with("T ") || line.starts_with("B ") {
+                current = Some(index);
+                index += 1;
+                continue;
+            }
+            let (Some(type_idx), Some(rest)) = (current, line.strip_prefix(' ')) else { continue };
+            let mut parts = rest.split(' ');
+            let raw_name = parts.next().unwrap_or_default();
+            let (name, choice) = match raw_name.strip_suffix('*') {
+                Some(name) => (name, true),
+                None => (raw_name, false),
+            };
+            let element_types = parts
+                .filter_map(|type_name| {
+                    by_name.get(type_name.strip_prefix('#').unwrap_or(type_name)).copied()
+                })
+                .collect();
+            types[type_idx].elements.push(ElementDef { name, choice, types: element_types });
+        }
+        for type_def in &mut types {
+            type_def.elements.sort_by(|a, b| a.name.cmp(b.name));
+        }
+        Model { types, by_name }
+    }
+
+    pub(crate) fn type_by_name(&self, name: &str) -> Option<TypeId> {
+        self.by_name.get(name).copied().filter(|id| self.get(*id).kind != TypeKind::Backbone)
+    }
+
+    pub(crate) fn get(&self, id: TypeId) -> &TypeDef {
+        &self.types[id.0 as usize]
+    }
+
+    /// Finds a child element of `owner` (or of one of its base types) by name.
+    pub(crate) fn element(&self, owner: TypeId, name: &str) -> Option<&ElementDef> {
+        let mut current = Some(owner);
+        while let Some(type_id) = current {
+            let type_def = self.get(type_id);
+            if let Ok(idx) = type_def.elements.binary_search_by(|e| e.name.cmp(name)) {
+                return Some(&type_def.elements[idx]);
+            }
+            current = type_def.base;
+        }
+        None
+    }
+
+    /// Whether `derived` is `ancestor` or derives from it.
+    pub(crate) fn is_subtype(&self, derived: TypeId, ancestor: TypeId) -> bool {
+        let mut current = Some(derived);
+        while let Some(type_id) = current {
+            if type_id == ancestor {
+                return true;
+            }
+            current = self.get(type_id).base;
+        }
+        false
+    }
+
+    /// Whether the type named `derived` is `ancestor` or derives from it, by names.
+    pub(crate) fn is_subtype_name(&self, derived: TypeId, ancestor: &str) -> bool {
+        let mut current = Some(derived);
+        while let Some(type_id) = current {
+            let type_def = self.get(type_id);
+            if type_def.name == ancestor {
+                return true;
+            }
+            current = type_def.base;
+        }
+        false
+    }
+
+    pub(crate) fn is_resource(&self, id: TypeId) -> bool {
+        matches!(self.get(id).kind, TypeKind::Resource | TypeKind::AbstractResource)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn navigates_inherited_and_backbone_elements() {
+        let model = model();
+        let patient = model.type_by_name("Patient").unwrap();
+        assert!(model.element(patient, "id").is_some());
+        let contact = model.element(patient, "contact").unwrap();
+        let contact_type = contact.types[0];
+        assert_eq!(model.get(contact_type).name, "BackboneElement");
+        assert!(model.element(contact_type, "name").is_some());
+        assert!(model.element(contact_type, "modifierExtension").is_some());
+        let deceased = model.element(patient, "deceased").unwrap();
+        assert!(deceased.choice);
+        assert_eq!(deceased.types.len(), 2);
+        let age = model.type_by_name("Age").unwrap();
+        assert!(model.is_subtype_name(age, "Quantity"));
+        assert!(model.element(age, "unit").is_some());
+    }
+}
