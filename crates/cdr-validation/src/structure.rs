@@ -5,6 +5,8 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
+use crate::invariants::{self, Invariant};
+
 /// A compiled StructureDefinition. Element 0 is the root.
 #[derive(Debug)]
 pub(crate) struct CompiledSd {
@@ -15,6 +17,8 @@ pub(crate) struct CompiledSd {
     /// `StructureDefinition.context` entries of type `element` (and `extension`), for extensions.
     pub(crate) contexts: Vec<String>,
     pub(crate) elements: Vec<Elem>,
+    /// Compiled invariants (resource definitions only).
+    pub(crate) invariants: Vec<Invariant>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,7 +187,9 @@ impl CompiledSd {
                 elements[idx].content_reference = by_path.get(target).copied();
             }
         }
-        Ok(CompiledSd { url, type_name, kind, contexts, elements })
+        let invariants =
+            if kind == SdKind::Resource { invariants::compile(&elements) } else { Vec::new() };
+        Ok(CompiledSd { url, type_name, kind, contexts, elements, invariants })
     }
 
     /// The element's children, following `contentReference`.

@@ -29,7 +29,7 @@ pub fn validate(
 ) -> ValidationReport {
     let mut walker = Walker::new(profiles);
     match resource {
-        Value::Object(object) => walker.resource(object, extra_profile_urls, true),
+        Value::Object(object) => walker.resource(resource, object, extra_profile_urls, true),
         other => walker.issue(
             IssueSeverity::Error,
             IssueType::Structure,
@@ -81,6 +81,7 @@ impl<'a> Walker<'a> {
     /// Validates a resource (top-level or nested) against its base definition and declared profiles.
     pub(crate) fn resource(
         &mut self,
+        resource_value: &Value,
         object: &Map<String, Value>,
         extra_profiles: &[&str],
         top: bool,
@@ -109,7 +110,9 @@ impl<'a> Walker<'a> {
                 );
             }
         };
+        let resource_path = self.path.clone();
         self.object(&base, 0, object);
+        self.invariants(&base.invariants, resource_value, &resource_path, resource_type);
         let declared = object
             .get("meta")
             .and_then(|meta| meta.get("profile"))
@@ -381,7 +384,7 @@ impl<'a> Walker<'a> {
         } else if code == "Resource"
             || code.starts_with(|c: char| c.is_ascii_uppercase()) && is_resource(self.set, code)
         {
-            self.resource(object, &[], false);
+            self.resource(value, object, &[], false);
         } else if let Some(type_ref) = type_ref {
             self.complex(sd, idx, type_ref, object);
         }
