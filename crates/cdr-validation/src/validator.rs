@@ -126,7 +126,13 @@ impl<'a> Walker<'a> {
         {
             match self.set.compiled(profile_url) {
                 Ok(profile) if profile.type_name == resource_type => {
-                    self.object(&profile, 0, object)
+                    self.object(&profile, 0, object);
+                    self.invariants(
+                        &profile.invariants,
+                        resource_value,
+                        &resource_path,
+                        resource_type,
+                    );
                 }
                 Ok(profile) => {
                     let message = format!(
@@ -249,8 +255,12 @@ impl<'a> Walker<'a> {
         let values = self.shape(property.value, repeats, "");
         let extensions = self.shape(property.extension, repeats, "_");
         let count = values.len().max(extensions.len());
-        if property.value.is_some() || property.extension.is_some() {
-            if !values.is_empty() && !extensions.is_empty() && values.len() != extensions.len() {
+        if (property.value.is_some() || property.extension.is_some())
+            && !values.is_empty()
+            && !extensions.is_empty()
+            && values.len() != extensions.len()
+        {
+            {
                 let message =
                     format!("'{0}' and '_{0}' must have the same number of items", property.key);
                 self.error(IssueType::Structure, message);

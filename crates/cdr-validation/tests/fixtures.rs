@@ -3,6 +3,8 @@
 //! Suite `base` validates against base R4 only; suite `ca-baseline` also loads the (differential-only)
 //! Canadian Baseline profiles from `test_data/ca-baseline/profiles/`.
 
+#![allow(clippy::unwrap_used, reason = "test code: a failure should stop the test")]
+
 use std::path::Path;
 
 use cdr_validation::{ProfileSet, validate};
@@ -42,10 +44,10 @@ fn check_suite(suite: &str) {
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             match kind {
                 "valid" if report.has_errors() => {
-                    failures.push(format!("{name}: unexpected errors\n{actual}"))
+                    failures.push(format!("{name}: unexpected errors\n{actual}"));
                 }
                 "invalid" if !report.has_errors() => {
-                    failures.push(format!("{name}: no error reported"))
+                    failures.push(format!("{name}: no error reported"));
                 }
                 _ => {}
             }

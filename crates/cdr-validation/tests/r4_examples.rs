@@ -1,6 +1,8 @@
 //! Every official R4 example of the resource types this server serves validates against base R4
 //! with no error-level issue, except those listed (with a reason) in `test_data/r4-examples/exceptions.txt`.
 
+#![allow(clippy::unwrap_used, reason = "test code: a failure should stop the test")]
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
