@@ -1,0 +1,258 @@
+//! Lexical rules of the FHIR R4 primitive types (the regexes of the specification) and the basic
+//! restrictions on XHTML narrative.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde_json::Value;
+
+/// The largest string FHIR allows (1 MB).
+const MAX_STRING_BYTES: usize = 1024 * 1024;
+
+#[allow(
+    clippy::expect_used,
+    reason = "the patterns are constants of this file, exercised by the tests"
+)]
+fn anchored(pattern: &str) -> Regex {
+    Regex::new(&format!("^(?:{pattern})$")).expect("constant primitive pattern compiles")
+}
+
+const YEAR: &str = "([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)";
+const TZ: &str = r"(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00))";
+
+static ID: LazyLock<Regex> = LazyLock::new(|| anchored(r"[A-Za-z0-9\-\.]{1,64}"));
+static DATE: LazyLock<Regex> =
+    LazyLock::new(|| anchored(&format!("{YEAR}(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1]))?)?")));
+static DATE_TIME: LazyLock<Regex> = LazyLock::new(|| {
+    anchored(&format!(
+        r"{YEAR}(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?{TZ})?)?)?"
+    ))
+});
+static INSTANT: LazyLock<Regex> = LazyLock::new(|| {
+    anchored(&format!(
+        r"{YEAR}-(0[1-9]|1[0-2])-(0[1-9]|[1-2][0-9]|3[0-1])T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?{TZ}"
+    ))
+});
+static TIME: LazyLock<Regex> =
+    LazyLock::new(|| anchored(r"([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?"));
+static DECIMAL: LazyLock<Regex> =
+    LazyLock::new(|| anchored(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?"));
+static INTEGER: LazyLock<Regex> = LazyLock::new(|| anchored(r"-?(0|[1-9][0-9]*)"));
+static CODE: LazyLock<Regex> = LazyLock::new(|| anchored(r"[^\s]+( [^\s]+)*"));
+static OID: LazyLock<Regex> = LazyLock::new(|| anchored(r"urn:oid:[0-2](\.(0|[1-9][0-9]*))+"));
+static UUID: LazyLock<Regex> = LazyLock::new(|| {
+    anchored(r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+});
+static BASE64: LazyLock<Regex> = LazyLock::new(|| anchored(r"(\s*([0-9a-zA-Z\+/=]){4}\s*)+"));
+static URI: LazyLock<Regex> = LazyLock::new(|| anchored(r"\S*"));
+
+/// Whether this FHIR type name is a primitive type.
+pub(crate) fn is_primitive(type_code: &str) -> bool {
+    matches!(
+        type_code,
+        "boolean"
+            | "integer"
+            | "string"
+            | "decimal"
+            | "uri"
+            | "url"
+            | "canonical"
+            | "base64Binary"
+            | "instant"
+            | "date"
+            | "dateTime"
+            | "time"
+            | "code"
+            | "oid"
+            | "id"
+            | "markdown"
+            | "unsignedInt"
+            | "positiveInt"
+            | "uuid"
+            | "xhtml"
+    )
+}
+
+/// Checks the JSON value of a primitive; returns the problem, if any.
+pub(crate) fn check(type_code: &str, value: &Value) -> Option<String> {
+    match type_code {
+        "boolean" => {
+            (!value.is_boolean()).then(|| format!("expected a JSON boolean, found {}", kind(value)))
+        }
+        "decimal" | "integer" | "unsignedInt" | "positiveInt" => check_number(type_code, value),
+        _ => match value.as_str() {
+            Some(text) => check_text(type_code, text),
+            None => Some(format!("expected a JSON string for {type_code}, found {}", kind(value))),
+        },
+    }
+}
+
+fn check_number(type_code: &str, value: &Value) -> Option<String> {
+    let Value::Number(number) = value else {
+        return Some(format!("expected a JSON number for {type_code}, found {}", kind(value)));
+    };
+    let text = number.as_str();
+    if type_code == "decimal" {
+        return (!DECIMAL.is_match(text)).then(|| format!("'{text}' is not a valid decimal"));
+    }
+    if !INTEGER.is_match(text) {
+        return Some(format!("'{text}' is not a valid {type_code}"));
+    }
+    let parsed: Option<i64> = text.parse().ok();
+    let (low, high) = match type_code {
+        "unsignedInt" => (0, i64::from(i32::MAX)),
+        "positiveInt" => (1, i64::from(i32::MAX)),
+        _ => (i64::from(i32::MIN), i64::from(i32::MAX)),
+    };
+    match parsed {
+        Some(parsed) if (low..=high).contains(&parsed) => None,
+        _ => Some(format!("{text} is out of range for {type_code} ({low}..{high})")),
+    }
+}
+
+fn check_text(type_code: &str, text: &str) -> Option<String> {
+    if text.is_empty() {
+        return Some("empty string (a value must be absent rather than empty)".to_owned());
+    }
+    if text.len() > MAX_STRING_BYTES {
+        return Some(format!("string of {} bytes exceeds the 1 MB limit", text.len()));
+    }
+    let (valid, what) = match type_code {
+        "id" => (ID.is_match(text), "an id ([A-Za-z0-9-.]{1,64})"),
+        "date" => (DATE.is_match(text), "a date (YYYY, YYYY-MM or YYYY-MM-DD)"),
+        "dateTime" => {
+            (DATE_TIME.is_match(text), "a dateTime (a time needs seconds and a timezone)")
+        }
+        "instant" => (INSTANT.is_match(text), "an instant (full date, time and timezone)"),
+        "time" => (TIME.is_match(text), "a time (hh:mm:ss)"),
+        "code" => (CODE.is_match(text), "a code (no leading, trailing or repeated whitespace)"),
+        "oid" => (OID.is_match(text), "an oid (urn:oid:...)"),
+        "uuid" => (UUID.is_match(text), "a uuid (urn:uuid: and lowercase hex)"),
+        "base64Binary" => (BASE64.is_match(text), "base64"),
+        "uri" | "url" | "canonical" => (URI.is_match(text), "a uri (no whitespace)"),
+        "xhtml" => return check_xhtml(text),
+        _ => (
+            !text.chars().any(|c| c < ' ' && !matches!(c, '\t' | '\r' | '\n')),
+            "a string without control characters",
+        ),
+    };
+    (!valid).then(|| format!("'{}' is not {what}", shorten(text)))
+}
+
+/// The narrative rules of R4 §2.4.0 as far as they can be checked without an XML parser: a `div` in
+/// the XHTML namespace, no scripts, forms, frames, objects or other active content, and no event
+/// attributes.
+fn check_xhtml(text: &str) -> Option<String> {
+    let trimmed = text.trim_start();
+    if !trimmed.starts_with("<div") {
+        return Some("narrative must be a single <div> element".to_owned());
+    }
+    if !trimmed.split('>').next().is_some_and(|tag| tag.contains("http://www.w3.org/1999/xhtml")) {
+        return Some(
+            "narrative <div> must declare xmlns=\"http://www.w3.org/1999/xhtml\"".to_owned(),
+        );
+    }
+    let lower = text.to_ascii_lowercase();
+    for forbidden in [
+        "script", "iframe", "frame", "frameset", "object", "embed", "applet", "form", "input",
+        "base", "link", "head", "body",
+    ] {
+        let mut rest = lower.as_str();
+        while let Some(position) = rest.find('<') {
+            rest = &rest[position + 1..];
+            if rest.starts_with(forbidden)
+                && rest[forbidden.len()..]
+                    .starts_with(|c: char| c.is_ascii_whitespace() || c == '>' || c == '/')
+            {
+                return Some(format!("narrative contains a forbidden <{forbidden}> element"));
+            }
+        }
+    }
+    let mut rest = lower.as_str();
+    while let Some(position) = rest.find('<') {
+        rest = &rest[position + 1..];
+        if let Some(problem) = check_attributes(rest) {
+            return Some(problem);
+        }
+    }
+    None
+}
+
+/// Checks the attributes of the tag starting at `tag` (just after its `<`).
+fn check_attributes(tag: &str) -> Option<String> {
+    let bytes = tag.as_bytes();
+    let mut position =
+        bytes.iter().position(|b| b.is_ascii_whitespace() || matches!(b, b'>' | b'/'))?;
+    loop {
+        while position < bytes.len() && bytes[position].is_ascii_whitespace() {
+            position += 1;
+        }
+        if position >= bytes.len() || matches!(bytes[position], b'>' | b'/' | b'<') {
+            return None;
+        }
+        let name_start = position;
+        while position < bytes.len()
+            && !bytes[position].is_ascii_whitespace()
+            && !matches!(bytes[position], b'=' | b'>' | b'/')
+        {
+            position += 1;
+        }
+        let name = &tag[name_start..position];
+        if name.len() > 2 && name.starts_with("on") && name.bytes().all(|b| b.is_ascii_alphabetic())
+        {
+            return Some(format!("narrative contains an event attribute '{name}'"));
+        }
+        while position < bytes.len() && bytes[position].is_ascii_whitespace() {
+            position += 1;
+        }
+        if position < bytes.len() && bytes[position] == b'=' {
+            position += 1;
+            while position < bytes.len() && bytes[position].is_ascii_whitespace() {
+                position += 1;
+            }
+            let value_start = position;
+            match bytes.get(position) {
+                Some(&quote @ (b'"' | b'\'')) => {
+                    position += 1;
+                    while position < bytes.len() && bytes[position] != quote {
+                        position += 1;
+                    }
+                    position += 1;
+                }
+                _ => {
+                    while position < bytes.len()
+                        && !bytes[position].is_ascii_whitespace()
+                        && bytes[position] != b'>'
+                    {
+                        position += 1;
+                    }
+                }
+            }
+            let value = tag.get(value_start..position.min(tag.len())).unwrap_or_default();
+            if value.trim_start_matches(['"', '\'']).trim_start().starts_with("javascript:") {
+                return Some("narrative contains a javascript: link".to_owned());
+            }
+        } else if position == name_start {
+            return None;
+        }
+    }
+}
+
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(60) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+/// A short name of a JSON value's kind, for messages.
+pub(crate) fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,255 @@
+//! ValueSet expansion from the CodeSystems of a `ProfileSet`, and code membership.
+//!
+//! Supported: `compose.include` with explicit concepts, whole code systems whose content is complete,
+//! filters `concept is-a`, `descendent-of`, `=` and `in`, and nested value sets; `compose.exclude`
+//! with explicit concepts. Anything else (unknown or partial code systems, other filters) makes the
+//! affected system undecidable, so that a code from it is never reported as wrong.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{Map, Value};
+
+use crate::profile_set::{ConformanceKind, ProfileSet};
+use crate::structure::str_field;
+
+/// The codes a ValueSet contains, as far as they can be known offline.
+#[derive(Debug, Default)]
+pub(crate) struct Expansion {
+    codes: HashSet<(String, String)>,
+    bare_codes: HashSet<String>,
+    /// Systems of which the value set holds codes that cannot be enumerated here.
+    undecidable_systems: HashSet<String>,
+    /// The value set is unknown or includes something that cannot be expanded.
+    undecidable: bool,
+}
+
+/// Whether a code is in a value set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Membership {
+    Member,
+    NotMember,
+    Unknown,
+}
+
+impl Expansion {
+    pub(crate) fn unknown() -> Expansion {
+        Expansion { undecidable: true, ..Expansion::default() }
+    }
+
+    /// Expands without using the cache; `visiting` guards against value sets including themselves.
+    pub(crate) fn compute(
+        set: &ProfileSet,
+        canonical: &str,
+        visiting: &mut Vec<String>,
+    ) -> Expansion {
+        if visiting.iter().any(|seen| seen == canonical) || visiting.len() > 16 {
+            return Expansion::unknown();
+        }
+        let Some(value_set) = set.resource(ConformanceKind::ValueSet, canonical) else {
+            return Expansion::unknown();
+        };
+        visiting.push(canonical.to_owned());
+        let mut expansion = Expansion::default();
+        match value_set.get("compose").and_then(Value::as_object) {
+            Some(compose) => {
+                for include in
+                    compose.get("include").and_then(Value::as_array).into_iter().flatten()
+                {
+                    if let Some(include) = include.as_object() {
+                        expansion.include(set, include, visiting);
+                    }
+                }
+                for exclude in
+                    compose.get("exclude").and_then(Value::as_array).into_iter().flatten()
+                {
+                    let Some(system) = exclude.get("system").and_then(Value::as_str) else {
+                        continue;
+                    };
+                    for concept in
+                        exclude.get("concept").and_then(Value::as_array).into_iter().flatten()
+                    {
+                        if let Some(code) = concept.get("code").and_then(Value::as_str) {
+                            expansion.codes.remove(&(system.to_owned(), code.to_owned()));
+                        }
+                    }
+                }
+            }
+            None => {
+                let contains =
+                    value_set.get("expansion").and_then(|expansion| expansion.get("contains"));
+                match contains.and_then(Value::as_array) {
+                    Some(contains) => {
+                        for concept in contains {
+                            let system = concept.get("system").and_then(Value::as_str);
+                            let code = concept.get("code").and_then(Value::as_str);
+                            if let (Some(system), Some(code)) = (system, code) {
+                                expansion.add(system, code);
+                            }
+                        }
+                    }
+                    None => expansion.undecidable = true,
+                }
+            }
+        }
+        visiting.pop();
+        expansion.bare_codes = expansion.codes.iter().map(|(_, code)| code.clone()).collect();
+        expansion
+    }
+
+    fn add(&mut self, system: &str, code: &str) {
+        self.codes.insert((system.to_owned(), code.to_owned()));
+    }
+
+    fn include(
+        &mut self,
+        set: &ProfileSet,
+        include: &Map<String, Value>,
+        visiting: &mut Vec<String>,
+    ) {
+        let nested: Vec<&str> = include
+            .get("valueSet")
+            .and_then(Value::as_array)
+            .map(|nested| nested.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let Some(system) = str_field(include, "system") else {
+            for canonical in nested {
+                let inner = Expansion::compute(set, canonical, visiting);
+                self.codes.extend(inner.codes);
+                self.undecidable_systems.extend(inner.undecidable_systems);
+                self.undecidable |= inner.undecidable;
+            }
+            return;
+        };
+        if !nested.is_empty() {
+            // An intersection of a system with value sets: not expanded here.
+            self.undecidable_systems.insert(system.to_owned());
+            return;
+        }
+        if let Some(concepts) = include.get("concept").and_then(Value::as_array) {
+            for concept in concepts {
+                if let Some(code) = concept.get("code").and_then(Value::as_str) {
+                    self.add(system, code);
+                }
+            }
+            return;
+        }
+        let Some(code_system) = complete_code_system(set, system) else {
+            self.undecidable_systems.insert(system.to_owned());
+            return;
+        };
+        let concepts = code_system
+            .get("concept")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let filters =
+            include.get("filter").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        if filters.is_empty() {
+            let mut all = Vec::new();
+            collect_codes(concepts, &mut all);
+            for code in all {
+                self.add(system, code);
+            }
+            return;
+        }
+        let mut selected: Option<HashSet<&str>> = None;
+        for filter in filters {
+            let Some(codes) = apply_filter(concepts, filter) else {
+                self.undecidable_systems.insert(system.to_owned());
+                return;
+            };
+            selected = Some(match selected {
+                Some(previous) => previous.intersection(&codes).copied().collect(),
+                None => codes,
+            });
+        }
+        for code in selected.unwrap_or_default() {
+            self.add(system, code);
+        }
+    }
+
+    /// Whether `code` (of `system`, if given) is in the value set.
+    pub(crate) fn contains(&self, system: Option<&str>, code: &str) -> Membership {
+        match system {
+            Some(system) => {
+                if self.codes.contains(&(system.to_owned(), code.to_owned())) {
+                    Membership::Member
+                } else if self.undecidable || self.undecidable_systems.contains(system) {
+                    Membership::Unknown
+                } else {
+                    Membership::NotMember
+                }
+            }
+            None => {
+                if self.bare_codes.contains(code) {
+                    Membership::Member
+                } else if self.undecidable || !self.undecidable_systems.is_empty() {
+                    Membership::Unknown
+                } else {
+                    Membership::NotMember
+                }
+            }
+        }
+    }
+}
+
+fn complete_code_system(set: &ProfileSet, system: &str) -> Option<std::sync::Arc<Value>> {
+    let code_system = set.resource(ConformanceKind::CodeSystem, system)?;
+    let content = code_system.get("content").and_then(Value::as_str).unwrap_or("complete");
+    (content == "complete").then_some(code_system)
+}
+
+fn collect_codes<'a>(concepts: &'a [Value], out: &mut Vec<&'a str>) {
+    for concept in concepts {
+        if let Some(code) = concept.get("code").and_then(Value::as_str) {
+            out.push(code);
+        }
+        if let Some(children) = concept.get("concept").and_then(Value::as_array) {
+            collect_codes(children, out);
+        }
+    }
+}
+
+/// The codes selected by one filter, or `None` when the filter is not supported.
+fn apply_filter<'a>(concepts: &'a [Value], filter: &Value) -> Option<HashSet<&'a str>> {
+    let property = filter.get("property").and_then(Value::as_str)?;
+    let op = filter.get("op").and_then(Value::as_str)?;
+    let value = filter.get("value").and_then(Value::as_str)?;
+    if property != "concept" && property != "code" {
+        return None;
+    }
+    let mut by_code: HashMap<&str, &'a Value> = HashMap::new();
+    index_concepts(concepts, &mut by_code);
+    match op {
+        "=" => Some(by_code.get_key_value(value).map(|(code, _)| *code).into_iter().collect()),
+        "in" => Some(
+            value
+                .split(',')
+                .filter_map(|code| by_code.get_key_value(code.trim()).map(|(k, _)| *k))
+                .collect(),
+        ),
+        "is-a" | "descendent-of" => {
+            let root = by_code.get(value)?;
+            let mut codes = Vec::new();
+            if op == "is-a" {
+                codes.push(root.get("code").and_then(Value::as_str)?);
+            }
+            if let Some(children) = root.get("concept").and_then(Value::as_array) {
+                collect_codes(children, &mut codes);
+            }
+            Some(codes.into_iter().collect())
+        }
+        _ => None,
+    }
+}
+
+fn index_concepts<'a>(concepts: &'a [Value], out: &mut HashMap<&'a str, &'a Value>) {
+    for concept in concepts {
+        if let Some(code) = concept.get("code").and_then(Value::as_str) {
+            out.insert(code, concept);
+        }
+        if let Some(children) = concept.get("concept").and_then(Value::as_array) {
+            index_concepts(children, out);
+        }
+    }
+}
