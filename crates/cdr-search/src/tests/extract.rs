@@ -1,9 +1,5 @@
 //! Extraction over the official R4 examples in `test_data/examples/`: each `X.json` has its rendered index rows in
 //! `X.expect` (regenerated with `UPDATE_EXPECT=1`), and a few rows are asserted here by value.
-//!
-//! FIXME: `Observation-blood-pressure.expect` records four FAILURE lines: cdr-fhirpath refuses `as` on a
-//! collection of several items (`Observation.component.value as Quantity`), which R4 search expressions rely on
-//! and which fhirpath.js treats as a filter. When the engine accepts it, regenerate the file.
 
 use std::path::PathBuf;
 
