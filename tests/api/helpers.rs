@@ -1,13 +1,16 @@
 //! `TestApp`: the application on a fresh database, and small request helpers.
 
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use cdr_api::{ApiConfig, AppState};
-use cdr_interactions::{Engine, EngineConfig};
+use cdr_interactions::{Engine, EngineConfig, Profiles, ValidationMode};
 use cdr_store::{Store, StoreConfig};
+use cdr_validation::ProfileSet;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -67,7 +70,38 @@ impl TestResponse {
 }
 
 pub(crate) fn engine_config() -> EngineConfig {
-    EngineConfig { update_create: false, default_page_size: 20, max_page_size: 100 }
+    EngineConfig {
+        update_create: false,
+        default_page_size: 20,
+        max_page_size: 100,
+        validation: ValidationMode::Base,
+    }
+}
+
+/// R4 core plus the repository's `profiles/` (Ontario MI and CA Baseline), loaded once per test run.
+pub(crate) fn profiles() -> Arc<Profiles> {
+    static PROFILES: OnceLock<Arc<Profiles>> = OnceLock::new();
+    PROFILES
+        .get_or_init(|| {
+            let mut set = ProfileSet::r4_core().unwrap();
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles");
+            for dir in [dir.join("ca-baseline"), dir] {
+                let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+                    .unwrap()
+                    .map(|entry| entry.unwrap().path())
+                    .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+                    .collect();
+                paths.sort();
+                for path in paths {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    set.add_json(&path.display().to_string(), &text).unwrap();
+                }
+            }
+            let profiles = Profiles::new(set);
+            assert!(profiles.missing().is_empty(), "{:?}", profiles.missing());
+            Arc::new(profiles)
+        })
+        .clone()
 }
 
 impl TestApp {
@@ -97,7 +131,7 @@ impl TestApp {
             StoreConfig { url, max_connections: 8, statement_timeout: Duration::from_secs(30) };
         let store = Store::connect(&config).await.expect("connect to the test database");
         store.migrate().await.expect("migrate the test database");
-        let engine = Engine::new(store.clone(), engine_config);
+        let engine = Engine::new(store.clone(), profiles(), engine_config);
         let api_config =
             ApiConfig { max_body_bytes: 64 * 1024, base_url: Some("http://cdr.test/fhir".into()) };
         let router = cdr_api::app(AppState::new(engine, api_config));

@@ -206,16 +206,39 @@ async fn prefer_return_shapes_the_body(app: &TestApp) {
     assert_eq!(representation.json()["resourceType"], "Patient");
 }
 
-/// A minimal resource of each served type.
+/// A minimal valid resource of each served type: its required elements (base R4) and a narrative.
 fn minimal(resource_type: &str) -> String {
-    match resource_type {
+    let required = match resource_type {
         "Binary" => {
-            r#"{"resourceType":"Binary","contentType":"text/plain","data":"aGVsbG8="}"#.to_owned()
+            return r#"{"resourceType":"Binary","contentType":"text/plain","data":"aGVsbG8="}"#
+                .to_owned();
         }
-        other => format!(
-            r#"{{"resourceType":"{other}","text":{{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"}}}}"#
-        ),
-    }
+        "AuditEvent" => {
+            r#","type":{"system":"http://dicom.nema.org/resources/ontology/DCM","code":"110112"},"recorded":"2024-01-01T00:00:00Z","agent":[{"who":{"display":"RIS"},"requestor":true}],"source":{"observer":{"display":"imaging-cdr"}}"#
+        }
+        "DiagnosticReport" => r#","status":"final","code":{"text":"CT head"}"#,
+        "DocumentReference" => {
+            r#","status":"current","content":[{"attachment":{"url":"http://example.org/report.pdf"}}]"#
+        }
+        "Encounter" => {
+            r#","status":"finished","class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"AMB"}"#
+        }
+        "Endpoint" => {
+            r#","status":"active","connectionType":{"system":"http://terminology.hl7.org/CodeSystem/endpoint-connection-type","code":"dicom-wado-rs"},"payloadType":[{"text":"DICOM"}],"address":"https://pacs.example.org/wado""#
+        }
+        "ImagingStudy" => r#","status":"available","subject":{"reference":"Patient/p1"}"#,
+        "Organization" => r#","name":"Imaging centre""#,
+        "Provenance" => {
+            r#","target":[{"reference":"Patient/p1"}],"recorded":"2024-01-01T00:00:00Z","agent":[{"who":{"display":"RIS"}}]"#
+        }
+        "ServiceRequest" => {
+            r#","status":"active","intent":"order","subject":{"reference":"Patient/p1"}"#
+        }
+        _ => "",
+    };
+    format!(
+        r#"{{"resourceType":"{resource_type}","text":{{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"}}{required}}}"#
+    )
 }
 
 async fn every_served_type_round_trips(app: &TestApp) {

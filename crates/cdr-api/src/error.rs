@@ -58,6 +58,9 @@ impl ApiError {
                 InteractionError::NotFound(_) => map(StatusCode::NOT_FOUND, IssueType::NotFound),
                 InteractionError::Gone { .. } => map(StatusCode::GONE, IssueType::Deleted),
                 InteractionError::Invalid(_) => map(StatusCode::BAD_REQUEST, IssueType::Invalid),
+                InteractionError::Unprocessable(_) => {
+                    map(StatusCode::UNPROCESSABLE_ENTITY, IssueType::Processing)
+                }
                 InteractionError::NotSupported(_) => {
                     map(StatusCode::BAD_REQUEST, IssueType::NotSupported)
                 }
@@ -112,7 +115,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mapping = self.mapping();
         let outcome = match &self {
-            ApiError::Interaction(InteractionError::Invalid(outcome)) => outcome.clone(),
+            ApiError::Interaction(
+                InteractionError::Invalid(outcome) | InteractionError::Unprocessable(outcome),
+            ) => outcome.clone(),
             _ if self.is_internal() => OperationOutcome::single(Issue::new(
                 mapping.severity,
                 mapping.code,

@@ -5,6 +5,9 @@ use serde_json::{Value, json};
 
 use crate::{Engine, SERVED_TYPES};
 
+/// The definition of the `$validate` operation every served type supports.
+const VALIDATE_DEFINITION: &str = "http://hl7.org/fhir/OperationDefinition/Resource-validate";
+
 /// The type-level interactions every served type supports.
 const TYPE_INTERACTIONS: [&str; 7] =
     ["read", "vread", "update", "delete", "history-instance", "history-type", "create"];
@@ -15,11 +18,21 @@ impl Engine {
     pub fn capabilities(&self, base: &str) -> Value {
         let interactions: Vec<Value> =
             TYPE_INTERACTIONS.iter().map(|code| json!({ "code": code })).collect();
+        let validate_operation = json!({ "name": "validate", "definition": VALIDATE_DEFINITION });
         let resources: Vec<Value> = SERVED_TYPES
             .iter()
             .map(|resource_type| {
-                json!({
+                let mut resource = json!({
                     "type": resource_type,
+                    "profile": format!("http://hl7.org/fhir/StructureDefinition/{resource_type}"),
+                });
+                // Declared only when its definition is loaded, since only then is it enforced.
+                if let Some(url) = self.profiles.for_type(resource_type)
+                    && self.profiles.missing().iter().all(|missing| *missing != url)
+                {
+                    resource["supportedProfile"] = json!([url]);
+                }
+                let rest = json!({
                     "interaction": interactions,
                     "versioning": "versioned-update",
                     "readHistory": true,
@@ -28,7 +41,12 @@ impl Engine {
                     "conditionalRead": "not-supported",
                     "conditionalUpdate": true,
                     "conditionalDelete": "single",
-                })
+                    "operation": [validate_operation],
+                });
+                if let (Value::Object(resource), Value::Object(rest)) = (&mut resource, rest) {
+                    resource.extend(rest);
+                }
+                resource
             })
             .collect();
         json!({
@@ -45,6 +63,7 @@ impl Engine {
                 "mode": "server",
                 "resource": resources,
                 "interaction": [{ "code": "history-system" }],
+                "operation": [validate_operation],
             }],
         })
     }

@@ -18,6 +18,10 @@ pub enum InteractionError {
     /// The input is malformed or breaks a rule of the FHIR REST API; the outcome says where.
     #[error("invalid request")]
     Invalid(OperationOutcome),
+    /// The resource is well-formed but breaks a profile it must conform to; the outcome lists every
+    /// error (and warning).
+    #[error("the resource does not conform to its profiles")]
+    Unprocessable(OperationOutcome),
     /// The request asks for something this server does not do (e.g. an unsupported search parameter).
     #[error("{0}")]
     NotSupported(String),

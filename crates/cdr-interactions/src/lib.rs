@@ -1,5 +1,6 @@
 //! FHIR RESTful interactions as plain async functions on an [`Engine`]: read, vread, create, update,
-//! delete (plain and conditional), history and the CapabilityStatement.
+//! delete (plain and conditional), history, `$validate` and the CapabilityStatement. Creates and
+//! updates are validated against profiles (`validate.rs`) before anything is written.
 //!
 //! API Boundary: this crate speaks FHIR, not HTTP. It knows no status codes or headers; its errors are
 //! semantic ([`InteractionError`]) and `cdr-api` maps them to HTTP in one table. Writes take a
@@ -11,13 +12,17 @@ mod conditional;
 mod error;
 mod history;
 mod read;
+mod validate;
 mod write;
+
+use std::sync::Arc;
 
 use cdr_model::{Instant, LogicalId, ResourceType};
 use cdr_store::Store;
 
 pub use crate::error::InteractionError;
 pub use crate::history::HistoryParams;
+pub use crate::validate::{ONTARIO_PROFILES, Profiles, ValidationMode};
 pub use crate::write::{Precondition, WriteOutcome, WriteStatus};
 
 /// The resource types this server serves, sorted.
@@ -48,12 +53,15 @@ pub struct EngineConfig {
     pub default_page_size: u32,
     /// Largest page size a client may ask for; larger `_count` values are capped.
     pub max_page_size: u32,
+    /// How much profile validation creates and updates go through.
+    pub validation: ValidationMode,
 }
 
-/// The interaction layer: a store plus its configuration.
+/// The interaction layer: a store, the profiles writes are validated against, and the configuration.
 #[derive(Debug, Clone)]
 pub struct Engine {
     store: Store,
+    profiles: Arc<Profiles>,
     config: EngineConfig,
 }
 
@@ -70,8 +78,8 @@ pub struct VersionedResource {
 
 impl Engine {
     #[must_use]
-    pub fn new(store: Store, config: EngineConfig) -> Engine {
-        Engine { store, config }
+    pub fn new(store: Store, profiles: Arc<Profiles>, config: EngineConfig) -> Engine {
+        Engine { store, profiles, config }
     }
 
     #[must_use]

@@ -53,6 +53,7 @@ impl Engine {
     ) -> Result<WriteOutcome, InteractionError> {
         let resource_type = self.served_type(type_name)?;
         let resource = parse_body(resource_type, body)?;
+        self.check_for_write(&resource)?;
         let mut tx = self.store.begin().await?;
         if let Some(query) = if_none_exist {
             let criteria = parse_criteria(resource_type.as_str(), query)?;
@@ -108,6 +109,7 @@ impl Engine {
             }
             Some(_) => {}
         }
+        self.check_for_write(&resource)?;
         let mut tx = self.store.begin().await?;
         let outcome = self.update_in(&mut tx, resource_type, &id, resource, precondition).await?;
         tx.commit().await?;
@@ -129,6 +131,7 @@ impl Engine {
         let resource_type = self.served_type(type_name)?;
         let resource = parse_body(resource_type, body)?;
         let criteria = parse_criteria(resource_type.as_str(), query)?;
+        self.check_for_write(&resource)?;
         let mut tx = self.store.begin().await?;
         tx.lock(&criteria.lock_key).await?;
         let matches = tx.find(resource_type.as_str(), &criteria.conditions, 2).await?;
@@ -304,20 +307,7 @@ async fn write_version(
 
 /// Parses a request body and applies the structural checks every write needs.
 fn parse_body(resource_type: ResourceType, body: &[u8]) -> Result<Resource, InteractionError> {
-    let resource = Resource::from_slice(body).map_err(|error| {
-        let (code, expression) = match &error {
-            ResourceError::MissingResourceType | ResourceError::UnknownType(_) => {
-                (IssueType::Invalid, Some("resourceType"))
-            }
-            ResourceError::InvalidId(_) => (IssueType::Invalid, Some("id")),
-            _ => (IssueType::Structure, None),
-        };
-        let issue = Issue::error(code, error.to_string());
-        InteractionError::Invalid(OperationOutcome::single(match expression {
-            Some(expression) => issue.at(expression),
-            None => issue,
-        }))
-    })?;
+    let resource = parse_value(body)?;
     if resource.resource_type() != resource_type {
         return Err(invalid_at(
             format!(
@@ -335,6 +325,24 @@ fn parse_body(resource_type: ResourceType, body: &[u8]) -> Result<Resource, Inte
         return Err(invalid_at("meta must not be an empty object", "meta"));
     }
     Ok(resource)
+}
+
+/// Parses a body as a resource of any type: a JSON object with a known `resourceType` and a valid `id`.
+pub(crate) fn parse_value(body: &[u8]) -> Result<Resource, InteractionError> {
+    Resource::from_slice(body).map_err(|error| {
+        let (code, expression) = match &error {
+            ResourceError::MissingResourceType | ResourceError::UnknownType(_) => {
+                (IssueType::Invalid, Some("resourceType"))
+            }
+            ResourceError::InvalidId(_) => (IssueType::Invalid, Some("id")),
+            _ => (IssueType::Structure, None),
+        };
+        let issue = Issue::error(code, error.to_string());
+        InteractionError::Invalid(OperationOutcome::single(match expression {
+            Some(expression) => issue.at(expression),
+            None => issue,
+        }))
+    })
 }
 
 fn invalid_at(diagnostics: impl Into<String>, expression: &str) -> InteractionError {

@@ -1,6 +1,7 @@
 //! Command-line configuration, with environment-variable fallbacks.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -27,6 +28,55 @@ pub(crate) enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Validate resource files offline; exit status 1 when any has errors, 2 on usage or IO errors.
+    Validate(ValidateArgs),
+}
+
+/// Where the conformance resources (profiles, value sets, code systems) come from, on top of the
+/// compiled-in FHIR R4 core definitions.
+#[derive(Debug, Args)]
+pub(crate) struct ProfileArgs {
+    /// Folder of conformance resources: every `*.json` file in it and its subfolders (default:
+    /// `profiles` in the working directory, when present).
+    #[arg(long, env = "PROFILES_DIR", value_name = "DIR")]
+    pub(crate) profiles_dir: Option<PathBuf>,
+    /// A FHIR package (`.tgz`) to load; repeatable.
+    #[arg(long = "package", value_name = "PATH")]
+    pub(crate) packages: Vec<PathBuf>,
+}
+
+/// How much profile validation creates and updates go through.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum Validation {
+    /// Base R4, the resource's meta.profile, and the server's Ontario profile for its type.
+    Strict,
+    /// Base R4 and the resource's meta.profile.
+    Base,
+    /// Structural checks only (a JSON object with a known resourceType).
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum OutputFormat {
+    /// One line per issue: `file: severity expression: message`.
+    Text,
+    /// An OperationOutcome (a Bundle of them for several files).
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ValidateArgs {
+    /// The resource files (FHIR JSON).
+    #[arg(required = true, value_name = "FILE")]
+    pub(crate) files: Vec<PathBuf>,
+    /// A profile (canonical URL) every file must also conform to; repeatable.
+    #[arg(long = "profile", value_name = "URL")]
+    pub(crate) profiles: Vec<String>,
+    #[command(flatten)]
+    pub(crate) conformance: ProfileArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub(crate) format: OutputFormat,
 }
 
 #[derive(Debug, Args)]
@@ -64,4 +114,9 @@ pub(crate) struct ServeArgs {
     /// Largest page size a client may ask for with _count.
     #[arg(long, env = "MAX_PAGE_SIZE", default_value_t = 500)]
     pub(crate) max_page_size: u32,
+    /// Profile validation of creates and updates.
+    #[arg(long, env = "VALIDATION", value_enum, default_value_t = Validation::Base)]
+    pub(crate) validation: Validation,
+    #[command(flatten)]
+    pub(crate) conformance: ProfileArgs,
 }

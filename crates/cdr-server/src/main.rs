@@ -4,24 +4,36 @@
 //! configuration; it hands typed sub-configurations to the library crates.
 
 mod config;
+mod profiles;
+mod validate;
 
+use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use cdr_api::{ApiConfig, AppState};
-use cdr_interactions::{Engine, EngineConfig};
+use cdr_interactions::{Engine, EngineConfig, Profiles, ValidationMode};
 use cdr_store::{Store, StoreConfig};
 use clap::Parser;
 
-use crate::config::{Cli, Command, DatabaseArgs, LogFormat, ServeArgs};
+use crate::config::{Cli, Command, DatabaseArgs, LogFormat, ServeArgs, Validation};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
-    match cli.command {
+    let result = match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Migrate(args) => migrate(&args).await,
+        Command::Validate(args) => return validate::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -54,13 +66,21 @@ async fn migrate(args: &DatabaseArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let profiles = load_profiles(&args)?;
+    let validation = match args.validation {
+        Validation::Strict => ValidationMode::Strict,
+        Validation::Base => ValidationMode::Base,
+        Validation::Off => ValidationMode::Off,
+    };
     let store = open_store(&args.database).await?;
     let engine = Engine::new(
         store.clone(),
+        Arc::new(profiles),
         EngineConfig {
             update_create: args.update_create,
             default_page_size: args.default_page_size,
             max_page_size: args.max_page_size,
+            validation,
         },
     );
     let state = AppState::new(
@@ -77,6 +97,34 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("the server stopped with an error")?;
     store.close().await;
     Ok(())
+}
+
+/// The conformance resources, checked against the validation mode: strict mode needs every per-type
+/// profile, or it would reject every write of that type.
+fn load_profiles(args: &ServeArgs) -> anyhow::Result<Profiles> {
+    let (set, stats) = profiles::load(&args.conformance)?;
+    let profiles = Profiles::new(set);
+    tracing::info!(
+        resources = stats.n_resources,
+        files = stats.n_files,
+        packages = stats.n_packages,
+        profiles_dir = ?stats.profiles_dir,
+        elapsed_ms = stats.elapsed.as_millis(),
+        validation = ?args.validation,
+        "conformance resources loaded"
+    );
+    let missing = profiles.missing();
+    match args.validation {
+        Validation::Strict if !missing.is_empty() => anyhow::bail!(
+            "--validation strict needs these profiles, which are not loaded (see --profiles-dir): {}",
+            missing.join(", ")
+        ),
+        _ if !missing.is_empty() => {
+            tracing::warn!(?missing, "per-type profiles not loaded; not declared in /metadata");
+        }
+        _ => {}
+    }
+    Ok(profiles)
 }
 
 async fn shutdown_signal() {

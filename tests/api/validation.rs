@@ -1,0 +1,238 @@
+//! Profile validation: `$validate` (raw resource and Parameters), 422 on invalid creates and updates,
+//! and the three validation modes (base, the default here; strict; off).
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::backend_tests;
+use crate::helpers::{TestApp, TestResponse};
+
+backend_tests!(
+    validate_a_raw_resource,
+    validate_a_parameters_resource_with_a_profile,
+    validate_rejects_what_is_not_a_resource,
+    invalid_create_is_unprocessable,
+    invalid_update_is_unprocessable,
+    malformed_json_is_still_a_bad_request,
+    declared_profiles_are_enforced_in_base_mode,
+    capability_statement_declares_profiles_and_validate,
+);
+
+const ONTARIO_PATIENT: &str =
+    "http://ontariohealth.ca/fhir/mi/StructureDefinition/ca-on-mi-profile-patient";
+
+/// A Patient that satisfies base R4 but not the Ontario profile (no MRN, no health card number).
+const PATIENT_WITHOUT_MRN: &str =
+    r#"{"resourceType":"Patient","name":[{"family":"Doe"}],"gender":"female"}"#;
+
+/// The valid Ontario example (its `id` is ignored by create).
+const ONTARIO_EXAMPLE: &str =
+    include_str!("../../profiles/examples/patient/valid-mrn-and-hcn.json");
+
+/// The `(severity, expression)` of every issue.
+fn issues(response: &TestResponse) -> Vec<(String, String)> {
+    let outcome = response.json();
+    assert_eq!(outcome["resourceType"], "OperationOutcome", "{outcome}");
+    outcome["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|issue| {
+            (
+                issue["severity"].as_str().unwrap().to_owned(),
+                issue["expression"][0].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn errors_at(response: &TestResponse) -> Vec<String> {
+    issues(response)
+        .into_iter()
+        .filter(|(severity, _)| severity == "error")
+        .map(|(_, expression)| expression)
+        .collect()
+}
+
+async fn validate_a_raw_resource(app: &TestApp) {
+    let invalid = r#"{"resourceType":"Patient","gender":"x","birthDate":"1970-13-01"}"#;
+    let response = app.post("/fhir/Patient/$validate", invalid).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    let mut errors = errors_at(&response);
+    errors.sort();
+    assert_eq!(errors, ["Patient.birthDate", "Patient.gender"], "{}", response.text());
+
+    let valid = app.post("/fhir/Patient/$validate", PATIENT_WITHOUT_MRN).await;
+    assert_eq!(valid.status, StatusCode::OK);
+    assert!(
+        issues(&valid).iter().all(|(severity, _)| severity == "information"),
+        "{}",
+        valid.text()
+    );
+
+    let system_level = app.post("/fhir/$validate", invalid).await;
+    assert_eq!(system_level.status, StatusCode::OK);
+    assert_eq!(errors_at(&system_level).len(), 2, "{}", system_level.text());
+    // Nothing was stored.
+    let history = app.get("/fhir/Patient/_history").await.json();
+    assert!(history.get("entry").is_none(), "{history}");
+}
+
+async fn validate_a_parameters_resource_with_a_profile(app: &TestApp) {
+    let patient: Value = serde_json::from_str(PATIENT_WITHOUT_MRN).unwrap();
+    let parameters = |profile: Option<&str>, mode: &str| {
+        let mut parts = vec![
+            json!({"name": "resource", "resource": patient}),
+            json!({"name": "mode", "valueCode": mode}),
+        ];
+        if let Some(profile) = profile {
+            parts.push(json!({"name": "profile", "valueCanonical": profile}));
+        }
+        json!({"resourceType": "Parameters", "parameter": parts}).to_string()
+    };
+    let against_base = app.post("/fhir/Patient/$validate", &parameters(None, "create")).await;
+    assert_eq!(against_base.status, StatusCode::OK);
+    assert!(errors_at(&against_base).is_empty(), "{}", against_base.text());
+
+    let against_ontario =
+        app.post("/fhir/$validate", &parameters(Some(ONTARIO_PATIENT), "update")).await;
+    assert_eq!(against_ontario.status, StatusCode::OK);
+    let outcome = against_ontario.text();
+    assert!(errors_at(&against_ontario).iter().any(|at| at == "Patient"), "{outcome}");
+    assert!(outcome.contains("ca-on-mi-pat-1"), "{outcome}");
+
+    let unknown_profile =
+        app.post("/fhir/$validate", &parameters(Some("http://example.org/nope"), "create")).await;
+    assert_eq!(unknown_profile.status, StatusCode::OK);
+    assert!(!errors_at(&unknown_profile).is_empty(), "{}", unknown_profile.text());
+
+    app.post("/fhir/$validate", &parameters(None, "delete"))
+        .await
+        .assert_outcome(StatusCode::BAD_REQUEST, "not-supported");
+}
+
+async fn validate_rejects_what_is_not_a_resource(app: &TestApp) {
+    app.post("/fhir/Patient/$validate", "{not json")
+        .await
+        .assert_outcome(StatusCode::BAD_REQUEST, "structure");
+    app.post("/fhir/Patient/$validate", r#"{"resourceType":"Observation"}"#)
+        .await
+        .assert_outcome(StatusCode::BAD_REQUEST, "invalid");
+    app.post("/fhir/$validate", r#"{"resourceType":"Parameters","parameter":[]}"#)
+        .await
+        .assert_outcome(StatusCode::BAD_REQUEST, "invalid");
+    app.post("/fhir/Unknown/$validate", PATIENT_WITHOUT_MRN)
+        .await
+        .assert_outcome(StatusCode::NOT_FOUND, "not-supported");
+}
+
+async fn invalid_create_is_unprocessable(app: &TestApp) {
+    let response = app
+        .post(
+            "/fhir/Patient",
+            r#"{"resourceType":"Patient","gender":"x","name":[{"family":"Doe","unknown":1}]}"#,
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", response.text());
+    let outcome = response.json();
+    let codes: Vec<&str> = outcome["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|issue| issue["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["structure", "code-invalid"], "{outcome}");
+    let mut errors = errors_at(&response);
+    errors.sort();
+    assert_eq!(errors, ["Patient.gender", "Patient.name[0].unknown"], "{outcome}");
+    let history = app.get("/fhir/Patient/_history").await.json();
+    assert!(history.get("entry").is_none(), "{history}");
+}
+
+async fn invalid_update_is_unprocessable(app: &TestApp) {
+    let id = app.create("Patient", PATIENT_WITHOUT_MRN).await;
+    let invalid = format!(r#"{{"resourceType":"Patient","id":"{id}","birthDate":"yesterday"}}"#);
+    let response = app.put(&format!("/fhir/Patient/{id}"), &invalid).await;
+    assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", response.text());
+    assert_eq!(errors_at(&response), ["Patient.birthDate"]);
+    let conditional = app.put("/fhir/Patient?identifier=http://x|1", &invalid).await;
+    assert_eq!(conditional.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", conditional.text());
+    let read = app.get(&format!("/fhir/Patient/{id}")).await;
+    assert_eq!(read.header("etag"), Some("W/\"1\""));
+}
+
+async fn malformed_json_is_still_a_bad_request(app: &TestApp) {
+    app.post("/fhir/Patient", r#"{"resourceType":"Patient","#)
+        .await
+        .assert_outcome(StatusCode::BAD_REQUEST, "structure");
+}
+
+async fn declared_profiles_are_enforced_in_base_mode(app: &TestApp) {
+    let declaring = format!(
+        r#"{{"resourceType":"Patient","meta":{{"profile":["{ONTARIO_PATIENT}"]}},"name":[{{"family":"Doe"}}],"gender":"female"}}"#
+    );
+    let response = app.post("/fhir/Patient", &declaring).await;
+    assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", response.text());
+    assert!(response.text().contains("ca-on-mi-pat-1"), "{}", response.text());
+    app.create("Patient", PATIENT_WITHOUT_MRN).await;
+    app.create("Patient", ONTARIO_EXAMPLE).await;
+}
+
+async fn capability_statement_declares_profiles_and_validate(app: &TestApp) {
+    let metadata = app.get("/fhir/metadata").await.json();
+    let rest = &metadata["rest"][0];
+    let validate = json!({
+        "name": "validate",
+        "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+    });
+    assert_eq!(rest["operation"], json!([validate]));
+    let resources = rest["resource"].as_array().unwrap();
+    let patient = resources.iter().find(|resource| resource["type"] == "Patient").unwrap();
+    assert_eq!(patient["profile"], "http://hl7.org/fhir/StructureDefinition/Patient");
+    assert_eq!(patient["supportedProfile"], json!([ONTARIO_PATIENT]));
+    assert_eq!(patient["operation"], json!([validate]));
+    let with_profiles =
+        resources.iter().filter(|resource| resource.get("supportedProfile").is_some()).count();
+    assert_eq!(with_profiles, 8);
+}
+
+mod strict {
+    use super::{ONTARIO_EXAMPLE, PATIENT_WITHOUT_MRN};
+    use crate::backend_tests;
+    use crate::helpers::TestApp;
+    use axum::http::StatusCode;
+
+    backend_tests!(with cdr_interactions::EngineConfig { validation: cdr_interactions::ValidationMode::Strict, ..crate::helpers::engine_config() };
+        strict_mode_requires_the_ontario_profile);
+
+    async fn strict_mode_requires_the_ontario_profile(app: &TestApp) {
+        let response = app.post("/fhir/Patient", PATIENT_WITHOUT_MRN).await;
+        assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", response.text());
+        assert!(response.text().contains("ca-on-mi-pat-1"), "{}", response.text());
+        app.create("Patient", ONTARIO_EXAMPLE).await;
+        // Types without an Ontario profile are held to base R4 only.
+        app.create("Location", r#"{"resourceType":"Location","name":"CT room"}"#).await;
+        // $validate applies the type's profile in strict mode too.
+        let validated = app.post("/fhir/Patient/$validate", PATIENT_WITHOUT_MRN).await;
+        assert!(validated.text().contains("ca-on-mi-pat-1"), "{}", validated.text());
+    }
+}
+
+mod off {
+    use crate::backend_tests;
+    use crate::helpers::TestApp;
+
+    backend_tests!(with cdr_interactions::EngineConfig { validation: cdr_interactions::ValidationMode::Off, ..crate::helpers::engine_config() };
+        validation_off_keeps_only_the_structural_checks);
+
+    async fn validation_off_keeps_only_the_structural_checks(app: &TestApp) {
+        app.create("Patient", r#"{"resourceType":"Patient","gender":"x","unknown":true}"#).await;
+        app.post("/fhir/Patient", r#"{"resourceType":"Patient","id":"a b"}"#)
+            .await
+            .assert_outcome(axum::http::StatusCode::BAD_REQUEST, "invalid");
+        // $validate still validates.
+        let validated =
+            app.post("/fhir/Patient/$validate", r#"{"resourceType":"Patient","gender":"x"}"#).await;
+        assert!(validated.text().contains("\"error\""), "{}", validated.text());
+    }
+}
