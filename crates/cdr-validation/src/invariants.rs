@@ -4,7 +4,10 @@
 //! against the resource; a constraint on `Patient.contact` becomes `contact.all(iif((<expression>) = false, false, true))`, so a
 //! failure is located at the element path (without an item index). Datatype invariants (`per-1`,
 //! `ref-1`, ...) are not evaluated. An invariant that does not parse or fails to evaluate gives an
-//! information issue, never an error.
+//! information issue, never an error. Invariants declared on a slice (or a child of one) are evaluated
+//! on each item that matched the slice, located at that item (`Patient.identifier[0]`).
+
+use std::collections::HashMap;
 
 use cdr_fhirpath::{EvaluationContext, Expression};
 use cdr_model::{IssueSeverity, IssueType};
@@ -62,6 +65,43 @@ pub(crate) fn compile(elements: &[Elem]) -> Vec<Invariant> {
         }
     }
     invariants
+}
+
+/// Compiles the invariants declared on slices and their children (`Patient.identifier:MRN`,
+/// `ImagingStudy.identifier:studyInstanceUid.value`), by element index. Each is evaluated with the item
+/// that matched the slice as its root. Constraints the slice inherits from the unsliced element (same
+/// key) are left to [`compile`].
+pub(crate) fn compile_slices(elements: &[Elem]) -> HashMap<usize, Vec<Invariant>> {
+    let mut by_element = HashMap::new();
+    for (idx, elem) in elements.iter().enumerate() {
+        if elem.slice_name.is_none() && !elem.id.contains(':') {
+            continue;
+        }
+        let unsliced =
+            elements.iter().find(|other| other.path == elem.path && !other.id.contains(':'));
+        let invariants: Vec<Invariant> = elem
+            .constraints
+            .iter()
+            .filter(|constraint| !SKIPPED.iter().any(|(key, _)| *key == constraint.key))
+            .filter(|constraint| {
+                unsliced.is_none_or(|unsliced| {
+                    unsliced.constraints.iter().all(|inherited| inherited.key != constraint.key)
+                })
+            })
+            .map(|constraint| Invariant {
+                key: constraint.key.clone(),
+                error: constraint.error,
+                human: constraint.human.clone(),
+                path: String::new(),
+                expression: Expression::parse(&constraint.expression)
+                    .map_err(|error| error.to_string()),
+            })
+            .collect();
+        if !invariants.is_empty() {
+            by_element.insert(idx, invariants);
+        }
+    }
+    by_element
 }
 
 impl Walker<'_> {

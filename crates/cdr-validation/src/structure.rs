@@ -19,6 +19,9 @@ pub(crate) struct CompiledSd {
     pub(crate) elements: Vec<Elem>,
     /// Compiled invariants (resource definitions only).
     pub(crate) invariants: Vec<Invariant>,
+    /// Invariants declared on slices and their children (resource definitions only), by element
+    /// index: evaluated on each item that matched the slice.
+    pub(crate) slice_invariants: HashMap<usize, Vec<Invariant>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,9 +190,12 @@ impl CompiledSd {
                 elements[idx].content_reference = by_path.get(target).copied();
             }
         }
-        let invariants =
-            if kind == SdKind::Resource { invariants::compile(&elements) } else { Vec::new() };
-        Ok(CompiledSd { url, type_name, kind, contexts, elements, invariants })
+        let (invariants, slice_invariants) = if kind == SdKind::Resource {
+            (invariants::compile(&elements), invariants::compile_slices(&elements))
+        } else {
+            (Vec::new(), HashMap::new())
+        };
+        Ok(CompiledSd { url, type_name, kind, contexts, elements, invariants, slice_invariants })
     }
 
     /// The element's children, following `contentReference`.

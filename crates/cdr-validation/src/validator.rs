@@ -357,6 +357,12 @@ impl<'a> Walker<'a> {
         type_code: Option<&str>,
     ) {
         let elem = &sd.elements[idx];
+        if let Some(value) = value
+            && let Some(slice_invariants) = sd.slice_invariants.get(&idx)
+        {
+            let location = self.path.clone();
+            self.invariants(slice_invariants, value, &location, "");
+        }
         let type_ref = match type_code {
             Some(code) => match elem.types.iter().find(|type_ref| type_ref.code == code) {
                 Some(type_ref) => Some(type_ref),

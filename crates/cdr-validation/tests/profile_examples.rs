@@ -24,14 +24,6 @@ const KNOWN_GAPS: &[(&str, &str)] = &[
         "practitionerRole/invalid-practitioner-is-organization.json",
         "reference targets (targetProfile) are not checked",
     ),
-    (
-        "imagingStudy/invalid-uid-without-urn-oid.json",
-        "invariants declared on a slice (ca-on-mi-is-1) are not evaluated",
-    ),
-    (
-        "patient/invalid-mrn-jurisdictional-system.json",
-        "invariants declared on a slice (ca-on-mi-pat-3) are not evaluated",
-    ),
 ];
 
 fn repository_dir() -> PathBuf {
