@@ -66,6 +66,8 @@ pub(crate) struct TypeRef {
     /// The FHIR type name (`string`, `Identifier`, `Resource`, ...).
     pub(crate) code: String,
     pub(crate) profiles: Vec<String>,
+    /// `targetProfile`: what a Reference (or canonical) may point to.
+    pub(crate) target_profiles: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -327,12 +329,14 @@ fn compile_type(type_ref: &Map<String, Value>) -> TypeRef {
         }
         None => code.to_owned(),
     };
-    let profiles = type_ref
-        .get("profile")
-        .and_then(Value::as_array)
-        .map(|profiles| profiles.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-        .unwrap_or_default();
-    TypeRef { code, profiles }
+    let urls = |key: &str| -> Vec<String> {
+        type_ref
+            .get(key)
+            .and_then(Value::as_array)
+            .map(|urls| urls.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .unwrap_or_default()
+    };
+    TypeRef { code, profiles: urls("profile"), target_profiles: urls("targetProfile") }
 }
 
 fn compile_slicing(slicing: &Map<String, Value>) -> Slicing {

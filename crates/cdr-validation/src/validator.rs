@@ -395,6 +395,11 @@ impl<'a> Walker<'a> {
             return self
                 .error(IssueType::Structure, format!("expected a JSON object, found {kind}"));
         };
+        if code == "Reference"
+            && let Some(type_ref) = type_ref
+        {
+            self.reference_target(type_ref, object);
+        }
         if inline {
             self.object(sd, idx, object);
         } else if code == "Resource"
@@ -405,6 +410,44 @@ impl<'a> Walker<'a> {
             self.complex(sd, idx, type_ref, object);
         }
         self.check_value(elem, value, code);
+    }
+
+    /// Checks the type named by a literal reference (`Patient/123`, `http://x/fhir/Patient/123`,
+    /// `Patient/123/_history/2`) against the element's `targetProfile`s. Contained (`#id`), `urn:`
+    /// and logical references, and targets whose type cannot be resolved, are not checked.
+    fn reference_target(&mut self, type_ref: &TypeRef, object: &Map<String, Value>) {
+        if type_ref.target_profiles.is_empty() {
+            return;
+        }
+        let Some(reference) = object.get("reference").and_then(Value::as_str) else { return };
+        if reference.starts_with('#') || reference.starts_with("urn:") {
+            return;
+        }
+        let address = reference.split_once("/_history/").map_or(reference, |(address, _)| address);
+        let mut segments = address.rsplit('/');
+        let (Some(_id), Some(target_type)) = (segments.next(), segments.next()) else { return };
+        if !is_resource(self.set, target_type) {
+            return;
+        }
+        let mut allowed: Vec<String> = Vec::new();
+        for url in &type_ref.target_profiles {
+            let type_name = match url.strip_prefix(HL7_SD) {
+                Some(type_name) if !type_name.contains('/') => type_name.to_owned(),
+                _ => match self.set.compiled(url) {
+                    Ok(profile) => profile.type_name.clone(),
+                    Err(_) => return,
+                },
+            };
+            if type_name == "Resource" || type_name == target_type {
+                return;
+            }
+            allowed.push(type_name);
+        }
+        let message = format!(
+            "reference target type {target_type} is not allowed (expected {})",
+            allowed.join(" or ")
+        );
+        self.error(IssueType::Structure, message);
     }
 
     fn complex(

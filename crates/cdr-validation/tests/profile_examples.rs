@@ -13,19 +13,6 @@ use std::path::{Path, PathBuf};
 
 use cdr_validation::{ProfileSet, ValidationReport, validate};
 
-/// Invalid examples whose error the engine does not report yet, with the gap (see `README.md`). The
-/// test fails when one of them starts to pass, so that the entry is removed.
-const KNOWN_GAPS: &[(&str, &str)] = &[
-    (
-        "ext-di-addendum-of/invalid-target-imagingstudy.json",
-        "reference targets (targetProfile) are not checked",
-    ),
-    (
-        "practitionerRole/invalid-practitioner-is-organization.json",
-        "reference targets (targetProfile) are not checked",
-    ),
-];
-
 fn repository_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -118,15 +105,7 @@ fn ontario_examples_validate_as_described() {
                 }
             } else {
                 n_invalid += 1;
-                let failure = check_invalid(&name, &path, &report);
-                let known_gap = KNOWN_GAPS.iter().any(|(gap, _)| *gap == name);
-                match (failure, known_gap) {
-                    (Some(failure), false) => failures.push(failure),
-                    (None, true) => {
-                        failures.push(format!("{name}: passes, remove it from KNOWN_GAPS"));
-                    }
-                    _ => {}
-                }
+                failures.extend(check_invalid(&name, &path, &report));
             }
         }
     }
