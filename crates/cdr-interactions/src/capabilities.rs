@@ -27,9 +27,7 @@ impl Engine {
                     "profile": format!("http://hl7.org/fhir/StructureDefinition/{resource_type}"),
                 });
                 // Declared only when its definition is loaded, since only then is it enforced.
-                if let Some(url) = self.profiles.for_type(resource_type)
-                    && self.profiles.missing().iter().all(|missing| *missing != url)
-                {
+                if let Some(url) = self.profiles.loaded_for_type(resource_type) {
                     resource["supportedProfile"] = json!([url]);
                 }
                 let rest = json!({

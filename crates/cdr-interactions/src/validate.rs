@@ -8,7 +8,6 @@
 //! whatever the mode.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use cdr_model::{Issue, IssueSeverity, IssueType, OperationOutcome, Resource, ResourceType};
 use cdr_validation::{ConformanceKind, ProfileSet, ValidationReport, validate};
@@ -51,12 +50,11 @@ pub const ONTARIO_PROFILES: [(&str, &str); 8] = [
 ];
 
 /// How much of profile validation creates and updates go through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ValidationMode {
     /// Base R4, declared `meta.profile`, and the server's profile for the type.
     Strict,
     /// Base R4 and declared `meta.profile`.
-    #[default]
     Base,
     /// Structural checks only (JSON object, known `resourceType`, valid `id`).
     Off,
@@ -87,14 +85,6 @@ impl Profiles {
         Profiles { set, by_type }
     }
 
-    /// The base R4 definitions only, no per-type profiles.
-    ///
-    /// # Errors
-    /// Only if the compiled-in core package were corrupt.
-    pub fn r4_core() -> Result<Profiles, cdr_validation::LoadError> {
-        Ok(Profiles { set: ProfileSet::r4_core()?, by_type: BTreeMap::new() })
-    }
-
     #[must_use]
     pub fn set(&self) -> &ProfileSet {
         &self.set
@@ -104,6 +94,13 @@ impl Profiles {
     #[must_use]
     pub fn for_type(&self, resource_type: &str) -> Option<&str> {
         self.by_type.get(resource_type).map(String::as_str)
+    }
+
+    /// The profile of this type when its StructureDefinition is loaded (and so can be enforced).
+    #[must_use]
+    pub fn loaded_for_type(&self, resource_type: &str) -> Option<&str> {
+        self.for_type(resource_type)
+            .filter(|url| self.set.resource(ConformanceKind::StructureDefinition, url).is_some())
     }
 
     /// The per-type profiles whose StructureDefinition is not loaded; strict mode would reject every
@@ -119,12 +116,6 @@ impl Profiles {
 }
 
 impl Engine {
-    /// The conformance resources this engine validates against.
-    #[must_use]
-    pub fn profiles(&self) -> &Arc<Profiles> {
-        &self.profiles
-    }
-
     /// Validates a parsed resource as a write would (per the configured [`ValidationMode`]); a
     /// transaction validates each entry with this. An empty report in `off` mode.
     #[must_use]
