@@ -1,7 +1,10 @@
 //! Validation against base R4: a typical DiagnosticReport, a 100-entry transaction Bundle, and the cost
-//! of loading the compiled-in core definitions.
+//! of loading the compiled-in core definitions; and against the Ontario MI profiles of the repository's
+//! `profiles/`: their valid DiagnosticReport and Patient examples.
 
 #![allow(clippy::unwrap_used, reason = "test code: a failure should stop the test")]
+
+use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
@@ -57,6 +60,25 @@ fn bench(c: &mut Criterion) {
         validate(&bundle, &profiles, &[])
     );
     c.bench_function("validate 100-entry Bundle", |b| b.iter(|| validate(&bundle, &profiles, &[])));
+
+    let profiles_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../profiles");
+    let mut ontario = ProfileSet::r4_core().unwrap();
+    for dir in [profiles_dir.join("ca-baseline"), profiles_dir.clone()] {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|ext| ext == "json") {
+                ontario.add_json("profile", &std::fs::read_to_string(&path).unwrap()).unwrap();
+            }
+        }
+    }
+    for example in ["diagnosticReport/valid-final.json", "patient/valid-mrn-and-hcn.json"] {
+        let text = std::fs::read_to_string(profiles_dir.join("examples").join(example)).unwrap();
+        let resource: Value = serde_json::from_str(&text).unwrap();
+        assert!(!validate(&resource, &ontario, &[]).has_errors());
+        c.bench_function(&format!("validate Ontario example {example}"), |b| {
+            b.iter(|| validate(&resource, &ontario, &[]));
+        });
+    }
 }
 
 criterion_group! {
