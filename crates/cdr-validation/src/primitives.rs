@@ -136,7 +136,30 @@ fn check_text(type_code: &str, text: &str) -> Option<String> {
             "a string without control characters",
         ),
     };
-    (!valid).then(|| format!("'{}' is not {what}", shorten(text)))
+    if !valid {
+        return Some(format!("'{}' is not {what}", shorten(text)));
+    }
+    if matches!(type_code, "date" | "dateTime" | "instant") && !day_exists(text) {
+        return Some(format!("'{}' names a day that does not exist", shorten(text)));
+    }
+    None
+}
+
+/// Whether the day of a value that matched a date pattern (`YYYY-MM-DD...`) exists in its month: the
+/// R4 regexes accept day 31 in every month, but FHIR dates "SHALL be valid dates".
+fn day_exists(text: &str) -> bool {
+    let number = |range: std::ops::Range<usize>| text.get(range).and_then(|part| part.parse().ok());
+    let (Some(year), Some(month), Some(day)) = (number(0..4), number(5..7), number(8..10)) else {
+        return true;
+    };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days_in_month: u32 = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    day <= days_in_month
 }
 
 /// The narrative rules of R4 §2.4.0 as far as they can be checked without an XML parser: a `div` in
