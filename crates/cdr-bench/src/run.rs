@@ -213,6 +213,15 @@ pub(crate) async fn measure(
         }
         for label in kind.labels() {
             let samples = by_label.remove(label).unwrap_or_default();
+            if samples.is_empty() {
+                let reason = if *label == kind.name() {
+                    "no request was made within the budget"
+                } else {
+                    "no response had a next link"
+                };
+                rows.push(QueryStats::not_measured(label, reason));
+                continue;
+            }
             rows.push(QueryStats::from_samples(label, &samples, elapsed));
         }
     }
