@@ -110,16 +110,6 @@ impl IdMap {
         self.ids.insert(local_reference, server_id);
     }
 
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-
     /// Writes the map into the data set folder.
     ///
     /// # Errors

@@ -413,3 +413,64 @@ fn search_url(base: &str, res_type: &str, params: &[(&str, &str)]) -> String {
     let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
     format!("{base}/{res_type}?{query}")
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn search_responses_are_checked_and_next_links_followed() {
+        let page = json!({
+            "resourceType": "Bundle", "type": "searchset",
+            "link": [{ "relation": "self", "url": "s" }, { "relation": "next", "url": "http://h/fhir/ImagingStudy?_cursor=2" }],
+            "entry": [
+                { "resource": {}, "search": { "mode": "match" } },
+                { "resource": {}, "search": { "mode": "include" } },
+            ],
+        });
+        let next = Some("http://h/fhir/ImagingStudy?_cursor=2".to_owned());
+        assert_eq!(check_body(&page, Expect::Match), (None, next.clone()));
+        let only_includes = json!({
+            "resourceType": "Bundle", "type": "searchset",
+            "entry": [{ "resource": {}, "search": { "mode": "include" } }],
+        });
+        assert_eq!(check_body(&only_includes, Expect::Bundle), (None, None));
+        assert_eq!(
+            check_body(&only_includes, Expect::Match).0.as_deref(),
+            Some("no match, yet the data set has one")
+        );
+        let history = json!({ "resourceType": "Bundle", "type": "history" });
+        assert!(check_body(&history, Expect::Bundle).0.is_some());
+        let outcome = json!({ "resourceType": "OperationOutcome" });
+        assert!(check_body(&outcome, Expect::Resource).0.is_some());
+        assert_eq!(
+            check_body(&json!({ "resourceType": "Patient" }), Expect::Resource),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn search_values_are_percent_encoded() {
+        let url = search_url(
+            "http://h/fhir",
+            "Patient",
+            &[("identifier", "https://a.example/mrn|0012"), ("name", "Côté")],
+        );
+        assert_eq!(
+            url,
+            "http://h/fhir/Patient?identifier=https%3A%2F%2Fa.example%2Fmrn%7C0012&name=C%C3%B4t%C3%A9"
+        );
+    }
+
+    #[test]
+    fn query_lists_parse_by_name() {
+        assert_eq!(QueryKind::parse_list("").unwrap(), QueryKind::ALL.to_vec());
+        assert_eq!(
+            QueryKind::parse_list("read-study, patient-by-name").unwrap(),
+            vec![QueryKind::ReadStudy, QueryKind::PatientByName]
+        );
+        assert!(QueryKind::parse_list("read-everything").is_err());
+    }
+}
