@@ -6,7 +6,12 @@ use axum::http::{Method, Request, StatusCode};
 use crate::backend_tests;
 use crate::helpers::TestApp;
 
-backend_tests!(malformed_bodies, wrong_addresses, formats_and_media_types);
+backend_tests!(
+    malformed_bodies,
+    wrong_addresses,
+    formats_and_media_types,
+    database_failure_is_a_500_without_details
+);
 
 async fn malformed_bodies(app: &TestApp) {
     let cases: [(&str, &str, Option<&str>); 9] = [
@@ -115,4 +120,15 @@ async fn formats_and_media_types(app: &TestApp) {
             "{format}"
         );
     }
+}
+
+async fn database_failure_is_a_500_without_details(app: &TestApp) {
+    let id = app.create("Patient", r#"{"resourceType":"Patient"}"#).await;
+    app.close_database().await;
+    let response = app.get(&format!("/fhir/Patient/{id}")).await;
+    response.assert_outcome(StatusCode::INTERNAL_SERVER_ERROR, "exception");
+    let request_id = response.header("x-request-id").unwrap().to_owned();
+    let diagnostics = response.json()["issue"][0]["diagnostics"].as_str().unwrap().to_owned();
+    assert_eq!(diagnostics, format!("internal server error (request id {request_id})"));
+    assert_eq!(app.get("/readyz").await.status, StatusCode::SERVICE_UNAVAILABLE);
 }

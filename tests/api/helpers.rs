@@ -138,6 +138,11 @@ impl TestApp {
         TestApp { router, store, cleanup }
     }
 
+    /// Closes the database pool under the running application, as a lost database would.
+    pub(crate) async fn close_database(&self) {
+        self.store.close().await;
+    }
+
     /// Drops the test database or schema.
     pub(crate) async fn cleanup(self) {
         self.store.close().await;

@@ -5,6 +5,7 @@
 //! Resources cross the wire as their own JSON; only what the server reads or writes is typed here.
 
 mod bundle;
+pub mod calendar;
 mod id;
 mod instant;
 mod outcome;

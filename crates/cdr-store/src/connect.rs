@@ -48,7 +48,10 @@ impl Store {
                 .max_connections(config.max_connections)
                 .connect_with(options)
                 .await?;
-            return Ok(Store { pool: Pool::Postgres(pool) });
+            return Ok(Store {
+                pool: Pool::Postgres(pool),
+                writer_gate: std::sync::Arc::default(),
+            });
         }
         if let Some(path) = url.strip_prefix("sqlite://") {
             create_parent_folder(path)?;
@@ -61,7 +64,7 @@ impl Store {
                 .max_connections(config.max_connections)
                 .connect_with(options)
                 .await?;
-            return Ok(Store { pool: Pool::Sqlite(pool) });
+            return Ok(Store { pool: Pool::Sqlite(pool), writer_gate: std::sync::Arc::default() });
         }
         Err(StoreError::UnsupportedUrl(url.to_owned()))
     }

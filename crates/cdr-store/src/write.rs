@@ -79,20 +79,27 @@ enum Tx {
 #[derive(Debug)]
 pub struct StoreTx {
     tx: Tx,
+    /// On SQLite, this transaction's turn as the one writer; released after commit or rollback.
+    _writer_turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Store {
-    /// Begins a write transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`), so
-    /// writers are serialised and a read-then-write inside never fails on lock upgrade.
+    /// Begins a write transaction. On SQLite writers first wait their turn in a fair queue, then take the
+    /// write lock at once (`BEGIN IMMEDIATE`), so a read-then-write inside never fails on lock upgrade.
     ///
     /// # Errors
     /// On database failure.
     pub async fn begin(&self) -> Result<StoreTx, StoreError> {
-        let tx = match &self.pool {
-            Pool::Postgres(pool) => Tx::Postgres(pool.begin().await?),
-            Pool::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
-        };
-        Ok(StoreTx { tx })
+        match &self.pool {
+            Pool::Postgres(pool) => {
+                Ok(StoreTx { tx: Tx::Postgres(pool.begin().await?), _writer_turn: None })
+            }
+            Pool::Sqlite(pool) => {
+                let turn = std::sync::Arc::clone(&self.writer_gate).lock_owned().await;
+                let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                Ok(StoreTx { tx: Tx::Sqlite(tx), _writer_turn: Some(turn) })
+            }
+        }
     }
 }
 

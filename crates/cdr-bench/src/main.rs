@@ -1,0 +1,178 @@
+//! `cdr-bench`: generate a synthetic Ontario imaging data set, load it into imaging-cdr, and measure the
+//! viewer queries over HTTP (`run`) or straight on the store (`direct`). See `bench/README.md`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use cdr_bench::run::{QueryKind, RunConfig};
+use cdr_bench::stats::{QueryStats, write_table};
+use cdr_bench::{BenchError, Budget, GenerateConfig};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+#[derive(Debug, Parser)]
+#[command(name = "cdr-bench", about = "Data set generator, loader and load test for imaging-cdr")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Writes a deterministic synthetic data set (one ndjson file per resource type).
+    Generate {
+        #[arg(long)]
+        patients: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Loads a data set into a running server with conditional creates, then applies the amendments.
+    Load {
+        /// The FHIR base, e.g. http://127.0.0.1:8080/fhir.
+        #[arg(long)]
+        base: String,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
+    /// Measures the viewer queries against a running server.
+    Run {
+        /// The FHIR base the data set was loaded into.
+        #[arg(long)]
+        base: String,
+        #[command(flatten)]
+        measure: MeasureArgs,
+    },
+    /// Measures the same reads straight on the database through the store crate.
+    Direct {
+        /// The server's database: sqlite://PATH or postgres://USER@HOST:PORT/DB.
+        #[arg(long)]
+        database_url: String,
+        #[command(flatten)]
+        measure: MeasureArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct MeasureArgs {
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Seconds per query (the default is 10 unless --requests is given).
+    #[arg(long, conflicts_with = "requests")]
+    duration: Option<u64>,
+    /// Requests per query, instead of a duration.
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Comma-separated query names (all when absent): read-patient, read-study,
+    /// study-by-patient-identifier, reports-by-patient, studies-by-modality, order-by-accession,
+    /// patient-by-mrn, patient-by-name.
+    #[arg(long, default_value = "")]
+    queries: String,
+    /// Seeds the choice of parameter values.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+impl MeasureArgs {
+    fn config(&self) -> RunConfig {
+        let budget = match (self.requests, self.duration) {
+            (Some(requests), _) => Budget::Requests(requests),
+            (None, duration) => Budget::Duration(Duration::from_secs(duration.unwrap_or(10))),
+        };
+        RunConfig { concurrency: self.concurrency, budget, seed: self.seed }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match execute(cli.command).await {
+        Ok(code) => code,
+        Err(error) => {
+            let mut message = format!("error: {error}");
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            let _ = writeln!(std::io::stderr(), "{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(command: Command) -> Result<ExitCode, BenchError> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        Command::Generate { patients, seed, out: dir } => {
+            let counts =
+                cdr_bench::dataset::write_data_set(&dir, GenerateConfig { patients, seed })?;
+            for (file, count) in counts {
+                writeln!(out, "{:<36} {count:>9}", file.file_name()).map_err(stdout_error)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Load { base, data, concurrency } => {
+            let report = cdr_bench::load::load(&base, &data, concurrency).await?;
+            report.write_table(&mut out).map_err(stdout_error)?;
+            match report.errors() {
+                0 => Ok(ExitCode::SUCCESS),
+                _ => Ok(ExitCode::FAILURE),
+            }
+        }
+        Command::Run { base, measure } => {
+            let queries = QueryKind::parse_list(&measure.queries)?;
+            let rows =
+                cdr_bench::run::run(&base, &measure.data, &queries, measure.config()).await?;
+            report(&mut out, &rows, &measure, json!({ "mode": "http", "base": base }))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Direct { database_url, measure } => {
+            let queries = QueryKind::parse_list(&measure.queries)?;
+            let rows =
+                cdr_bench::direct::direct(&database_url, &measure.data, &queries, measure.config())
+                    .await?;
+            report(&mut out, &rows, &measure, json!({ "mode": "direct" }))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Prints the table, then writes the JSON to `--json` or, without it, prints it after the table.
+fn report(
+    out: &mut dyn Write,
+    rows: &[QueryStats],
+    measure: &MeasureArgs,
+    mut header: serde_json::Value,
+) -> Result<(), BenchError> {
+    write_table(out, rows).map_err(stdout_error)?;
+    header["concurrency"] = json!(measure.concurrency);
+    header["budget"] = match measure.config().budget {
+        Budget::Duration(duration) => json!({ "seconds": duration.as_secs() }),
+        Budget::Requests(requests) => json!({ "requests": requests }),
+    };
+    header["queries"] = rows.iter().map(QueryStats::to_json).collect();
+    let text = format!("{header:#}\n");
+    match &measure.json {
+        Some(path) => std::fs::write(path, text).map_err(|source| file_error(path, source)),
+        None => out.write_all(text.as_bytes()).map_err(stdout_error),
+    }
+}
+
+fn stdout_error(source: std::io::Error) -> BenchError {
+    BenchError::Io { action: "write to", path: PathBuf::from("standard output"), source }
+}
+
+fn file_error(path: &Path, source: std::io::Error) -> BenchError {
+    BenchError::Io { action: "write", path: path.to_owned(), source }
+}

@@ -1,0 +1,91 @@
+//! End to end: the server in-process on a temporary SQLite file, then generate, load (twice), run and
+//! direct with tiny numbers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cdr_api::{ApiConfig, AppState};
+use cdr_bench::run::{QueryKind, RunConfig};
+use cdr_bench::stats::QueryStats;
+use cdr_bench::{Budget, GenerateConfig};
+use cdr_interactions::{Engine, EngineConfig, Profiles, ValidationMode};
+use cdr_store::{Store, StoreConfig};
+use cdr_validation::ProfileSet;
+
+fn row<'a>(rows: &'a [QueryStats], name: &str) -> &'a QueryStats {
+    rows.iter().find(|row| row.name == name).unwrap_or_else(|| panic!("no row {name}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_load_run_and_direct_on_sqlite() {
+    let folder = std::env::temp_dir().join(format!("cdr-bench-test-{}", uuid::Uuid::new_v4()));
+    let database_url = format!("sqlite://{}/cdr.db", folder.display());
+    let store_config = StoreConfig {
+        url: database_url.clone(),
+        max_connections: 8,
+        statement_timeout: Duration::from_secs(30),
+    };
+    let store = Store::connect(&store_config).await.unwrap();
+    store.migrate().await.unwrap();
+    let engine_config = EngineConfig {
+        update_create: false,
+        default_page_size: 20,
+        max_page_size: 100,
+        validation: ValidationMode::Base,
+    };
+    let profiles = Arc::new(Profiles::new(ProfileSet::r4_core().unwrap()));
+    let state = AppState::new(
+        Engine::new(store.clone(), profiles, engine_config),
+        ApiConfig { max_body_bytes: 16 << 20, base_url: None },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/fhir", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, cdr_api::app(state)).await });
+
+    let data = folder.join("data");
+    let counts =
+        cdr_bench::dataset::write_data_set(&data, GenerateConfig { patients: 30, seed: 9 })
+            .unwrap();
+    let n_amendments = counts[&cdr_bench::DataFile::DiagnosticReportAmendment];
+    assert!(n_amendments > 0, "the seed should give some amended reports: {counts:?}");
+
+    let first = cdr_bench::load::load(&base, &data, 4).await.unwrap();
+    assert_eq!(first.errors(), 0, "{first:?}");
+    for phase in &first.phases {
+        assert_eq!(phase.created + phase.updated, phase.resources, "{phase:?}");
+    }
+    let again = cdr_bench::load::load(&base, &data, 4).await.unwrap();
+    assert_eq!(again.errors(), 0, "{again:?}");
+    for phase in &again.phases {
+        assert_eq!(phase.existing + phase.already_applied, phase.resources, "{phase:?}");
+    }
+
+    let config = RunConfig { concurrency: 4, budget: Budget::Requests(40), seed: 1 };
+    let reads = [QueryKind::ReadPatient, QueryKind::ReadStudy];
+    let rows = cdr_bench::run::run(&base, &data, &reads, config).await.unwrap();
+    for name in ["read-patient", "read-study"] {
+        let stats = row(&rows, name);
+        assert_eq!((stats.requests, stats.errors), (40, 0), "{stats:?}");
+        assert!(stats.latency.is_some());
+    }
+    // Searches may not be served yet: whatever the server answers, each query gets its rows.
+    let rows = cdr_bench::run::run(&base, &data, &QueryKind::ALL, config).await.unwrap();
+    for kind in QueryKind::ALL {
+        assert!(rows.iter().any(|stats| stats.name == kind.name()), "no row for {}", kind.name());
+    }
+    assert_eq!(row(&rows, "read-patient").errors, 0);
+
+    let rows =
+        cdr_bench::direct::direct(&database_url, &data, &QueryKind::ALL, config).await.unwrap();
+    for name in ["read-patient", "read-study"] {
+        let stats = row(&rows, name);
+        assert_eq!((stats.requests, stats.errors), (40, 0), "{stats:?}");
+    }
+    let not_measured = row(&rows, "patient-by-mrn");
+    assert_eq!(not_measured.requests, 0);
+    assert!(not_measured.note.as_deref().unwrap().starts_with("not measured"));
+
+    server.abort();
+    store.close().await;
+    std::fs::remove_dir_all(&folder).unwrap();
+}
