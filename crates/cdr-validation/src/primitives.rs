@@ -152,14 +152,7 @@ fn day_exists(text: &str) -> bool {
     let (Some(year), Some(month), Some(day)) = (number(0..4), number(5..7), number(8..10)) else {
         return true;
     };
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let days_in_month: u32 = match month {
-        2 if leap => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    };
-    day <= days_in_month
+    day <= cdr_model::calendar::days_in_month(year, month)
 }
 
 /// The narrative rules of R4 §2.4.0 as far as they can be checked without an XML parser: a `div` in
