@@ -15,3 +15,4 @@ mod conditional;
 mod errors;
 mod history;
 mod rest;
+mod search;

@@ -12,6 +12,7 @@ mod metadata;
 mod middleware;
 mod resource;
 mod respond;
+mod search;
 
 use std::sync::Arc;
 
@@ -57,6 +58,7 @@ pub fn app(state: AppState) -> Router {
         .merge(metadata::router())
         .merge(history::router())
         .merge(resource::router())
+        .merge(search::router())
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(middleware::negotiate));
     Router::new()

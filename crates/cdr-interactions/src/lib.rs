@@ -1,5 +1,5 @@
 //! FHIR RESTful interactions as plain async functions on an [`Engine`]: read, vread, create, update,
-//! delete (plain and conditional), history and the CapabilityStatement.
+//! delete (plain and conditional), history, search and the CapabilityStatement.
 //!
 //! API Boundary: this crate speaks FHIR, not HTTP. It knows no status codes or headers; its errors are
 //! semantic ([`InteractionError`]) and `cdr-api` maps them to HTTP in one table. Writes take a
@@ -11,13 +11,19 @@ mod conditional;
 mod error;
 mod history;
 mod read;
+mod search;
+mod shape;
 mod write;
 
+use std::sync::Arc;
+
 use cdr_model::{Instant, LogicalId, ResourceType};
+use cdr_search::SearchParamRegistry;
 use cdr_store::Store;
 
 pub use crate::error::InteractionError;
 pub use crate::history::HistoryParams;
+pub use crate::search::Handling;
 pub use crate::write::{Precondition, WriteOutcome, WriteStatus};
 
 /// The resource types this server serves, sorted.
@@ -44,17 +50,18 @@ pub struct EngineConfig {
     /// Whether `PUT [type]/[id]` may create a resource with a client-chosen id (`updateCreate`). Off in
     /// miCDR deployments, where the server assigns every id.
     pub update_create: bool,
-    /// History page size when the client gives no `_count`.
+    /// History and search page size when the client gives no `_count`.
     pub default_page_size: u32,
     /// Largest page size a client may ask for; larger `_count` values are capped.
     pub max_page_size: u32,
 }
 
-/// The interaction layer: a store plus its configuration.
+/// The interaction layer: a store, its configuration and the search parameters it indexes and serves.
 #[derive(Debug, Clone)]
 pub struct Engine {
     store: Store,
     config: EngineConfig,
+    registry: Arc<SearchParamRegistry>,
 }
 
 /// One version of a resource as the interactions return it.
@@ -69,9 +76,20 @@ pub struct VersionedResource {
 }
 
 impl Engine {
+    /// An engine over `store`; `registry` holds the search parameters (R4 plus any custom ones) that writes
+    /// index and searches accept.
     #[must_use]
-    pub fn new(store: Store, config: EngineConfig) -> Engine {
-        Engine { store, config }
+    pub fn new(store: Store, config: EngineConfig, registry: SearchParamRegistry) -> Engine {
+        Engine { store, config, registry: Arc::new(registry) }
+    }
+
+    /// Rebuilds every search index row from the stored resources, `batch_size` per transaction; returns how
+    /// many resources were indexed.
+    ///
+    /// # Errors
+    /// On storage failure.
+    pub async fn reindex(&self, batch_size: u32) -> Result<u64, InteractionError> {
+        Ok(self.store.reindex(&self.registry, batch_size).await?)
     }
 
     #[must_use]

@@ -27,6 +27,26 @@ pub(crate) enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Rebuild every search index row from the stored resources (after adding SearchParameters or upgrading).
+    Reindex(ReindexArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReindexArgs {
+    #[command(flatten)]
+    pub(crate) database: DatabaseArgs,
+    #[command(flatten)]
+    pub(crate) search: SearchArgs,
+    /// Resources indexed per database transaction.
+    #[arg(long, env = "REINDEX_BATCH_SIZE", default_value_t = 500)]
+    pub(crate) batch_size: u32,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SearchArgs {
+    /// Folder whose `SearchParameter-*.json` files add custom search parameters to the R4 ones.
+    #[arg(long, env = "PROFILES_DIR", default_value = "profiles")]
+    pub(crate) profiles_dir: std::path::PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -46,6 +66,8 @@ pub(crate) struct DatabaseArgs {
 pub(crate) struct ServeArgs {
     #[command(flatten)]
     pub(crate) database: DatabaseArgs,
+    #[command(flatten)]
+    pub(crate) search: SearchArgs,
     /// Address and port to listen on.
     #[arg(long, env = "LISTEN", default_value = "127.0.0.1:8080")]
     pub(crate) listen: SocketAddr,

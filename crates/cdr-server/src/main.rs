@@ -10,10 +10,11 @@ use std::time::Duration;
 use anyhow::Context;
 use cdr_api::{ApiConfig, AppState};
 use cdr_interactions::{Engine, EngineConfig};
+use cdr_search::SearchParamRegistry;
 use cdr_store::{Store, StoreConfig};
 use clap::Parser;
 
-use crate::config::{Cli, Command, DatabaseArgs, LogFormat, ServeArgs};
+use crate::config::{Cli, Command, DatabaseArgs, LogFormat, ReindexArgs, SearchArgs, ServeArgs};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -22,6 +23,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Migrate(args) => migrate(&args).await,
+        Command::Reindex(args) => reindex(&args).await,
     }
 }
 
@@ -53,16 +55,58 @@ async fn migrate(args: &DatabaseArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// The R4 search parameters plus the custom `SearchParameter-*.json` files of the profiles folder.
+fn load_search_params(args: &SearchArgs) -> anyhow::Result<SearchParamRegistry> {
+    let mut texts = Vec::new();
+    if args.profiles_dir.is_dir() {
+        let entries = std::fs::read_dir(&args.profiles_dir)
+            .with_context(|| format!("cannot list {}", args.profiles_dir.display()))?;
+        let mut paths: Vec<std::path::PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| {
+                let name = path.file_name().and_then(|name| name.to_str()).unwrap_or_default();
+                name.starts_with("SearchParameter-") && name.ends_with(".json")
+            })
+            .collect();
+        paths.sort();
+        for path in paths {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            texts.push(text);
+        }
+    } else {
+        tracing::warn!(folder = %args.profiles_dir.display(), "no profiles folder: R4 search parameters only");
+    }
+    let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let registry = SearchParamRegistry::with_extra(&borrowed).context("invalid SearchParameter")?;
+    tracing::info!(custom = texts.len(), "search parameters loaded");
+    Ok(registry)
+}
+
+fn engine_config(args: Option<&ServeArgs>) -> EngineConfig {
+    EngineConfig {
+        update_create: args.is_some_and(|args| args.update_create),
+        default_page_size: args.map_or(20, |args| args.default_page_size),
+        max_page_size: args.map_or(500, |args| args.max_page_size),
+    }
+}
+
+async fn reindex(args: &ReindexArgs) -> anyhow::Result<()> {
+    let registry = load_search_params(&args.search)?;
     let store = open_store(&args.database).await?;
-    let engine = Engine::new(
-        store.clone(),
-        EngineConfig {
-            update_create: args.update_create,
-            default_page_size: args.default_page_size,
-            max_page_size: args.max_page_size,
-        },
-    );
+    let engine = Engine::new(store.clone(), engine_config(None), registry);
+    let started = std::time::Instant::now();
+    let n_indexed = engine.reindex(args.batch_size).await.context("reindex failed")?;
+    tracing::info!(resources = n_indexed, seconds = started.elapsed().as_secs_f64(), "reindexed");
+    store.close().await;
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let registry = load_search_params(&args.search)?;
+    let store = open_store(&args.database).await?;
+    let engine = Engine::new(store.clone(), engine_config(Some(&args)), registry);
     let state = AppState::new(
         engine,
         ApiConfig { max_body_bytes: args.max_body_bytes, base_url: args.base_url },

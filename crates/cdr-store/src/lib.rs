@@ -1,21 +1,30 @@
 //! Resource storage on PostgreSQL and SQLite behind one [`Store`].
 //!
 //! Architecture Invariant: this is the only crate that speaks SQL. It stores what it is given and never
-//! validates profiles; index rows are derived data that callers compute from the resource JSON.
+//! validates profiles; index rows are derived data that callers compute from the resource JSON with
+//! `cdr_search::extract` (and that [`Store::reindex`] recomputes from the stored bodies).
+//! Searches compile a `cdr_search::SearchQuery` to SQL with bind parameters only (`compile.rs`).
 //!
 //! Both backends share one logical schema (`migrations/postgres`, `migrations/sqlite`) and, where the
 //! dialects agree, one SQL text: each operation is written once and run on either pool through the
 //! `dispatch!` macro. Every write happens inside a [`StoreTx`], so a single interaction and, later, a whole
 //! transaction Bundle commit or roll back as one database transaction.
 
+mod compile;
 mod connect;
+mod index;
 mod read;
+mod search;
+mod sql;
 mod write;
 
 use std::time::Duration;
 
 pub use crate::read::{HistoryEntry, HistoryQuery, HistoryScope, StoredVersion};
-pub use crate::write::{Condition, NewVersion, StoreTx, TokenRow, WriteMethod};
+pub use crate::search::{
+    FoundResource, PageDirection, PageKey, SearchPage, SearchRequest, SortValue,
+};
+pub use crate::write::{NewVersion, StoreTx, WriteMethod};
 
 /// How to reach the database.
 #[derive(Debug, Clone)]
@@ -54,6 +63,9 @@ pub enum StoreError {
     /// A row holds a value this version of the server cannot read.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The search asks for something the query compiler does not do (a client error).
+    #[error("{0}")]
+    NotSupported(String),
     /// Applying migrations failed.
     #[error("database migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
