@@ -138,6 +138,10 @@ impl TestApp {
         TestApp { router, store, cleanup }
     }
 
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Drops the test database or schema.
     pub(crate) async fn cleanup(self) {
         self.store.close().await;

@@ -16,3 +16,4 @@ mod errors;
 mod history;
 mod rest;
 mod search;
+mod search_results;
