@@ -101,7 +101,12 @@ pub(crate) fn search_params() -> &'static SearchParamRegistry {
 }
 
 pub(crate) fn engine_config() -> EngineConfig {
-    EngineConfig { update_create: false, default_page_size: 20, max_page_size: 100 }
+    EngineConfig {
+        update_create: false,
+        default_page_size: 20,
+        max_page_size: 100,
+        require_patient_identifier: false,
+    }
 }
 
 impl TestApp {

@@ -383,3 +383,84 @@ async fn capabilities_list_search_parameters(app: &TestApp) {
     let revincludes = patient["searchRevInclude"].as_array().unwrap();
     assert!(revincludes.iter().any(|include| include == "ImagingStudy:subject"));
 }
+
+mod patient_identifier_required {
+    use axum::http::StatusCode;
+
+    use crate::backend_tests;
+    use crate::helpers::TestApp;
+    use crate::search::{labels, patients};
+
+    backend_tests!(with cdr_interactions::EngineConfig { require_patient_identifier: true, ..crate::helpers::engine_config() }; viewer_searches_name_the_patient);
+
+    async fn viewer_searches_name_the_patient(app: &TestApp) {
+        let ids = patients(app).await;
+        app.create(
+            "ImagingStudy",
+            &format!(
+                r#"{{"resourceType":"ImagingStudy","identifier":[{{"system":"urn:test","value":"s1"}}],
+                "status":"available","subject":{{"reference":"Patient/{}"}}}}"#,
+                ids[0]
+            ),
+        )
+        .await;
+        for query in [
+            "ImagingStudy?status=available",
+            "ImagingStudy?patient.identifier=p1",
+            "ImagingStudy?patient.identifier=urn:test|",
+        ] {
+            app.get(&format!("/fhir/{query}"))
+                .await
+                .assert_outcome(StatusCode::BAD_REQUEST, "required");
+        }
+        let found = app.search("ImagingStudy?patient.identifier=urn:test|p1").await;
+        assert_eq!(labels(&found), ["s1"]);
+        assert_eq!(labels(&app.search("Patient?gender=male").await), ["p2"]);
+    }
+}
+
+mod sorting {
+    use crate::backend_tests;
+    use crate::helpers::TestApp;
+    use crate::search::{label_of, patients};
+
+    backend_tests!(sort_keys);
+
+    async fn order(app: &TestApp, query: &str) -> Vec<String> {
+        let bundle = app.search(query).await;
+        bundle["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|entry| label_of(&entry["resource"]))
+            .collect()
+    }
+
+    async fn sort_keys(app: &TestApp) {
+        patients(app).await;
+        assert_eq!(order(app, "Patient?_sort=-_lastUpdated").await, ["p4", "p3", "p2", "p1"]);
+        assert_eq!(order(app, "Patient?_sort=_lastUpdated").await, ["p1", "p2", "p3", "p4"]);
+        assert_eq!(order(app, "Patient?_sort=gender").await, ["p1", "p2", "p3", "p4"]);
+        assert_eq!(order(app, "Patient?_sort=-birthdate").await, ["p4", "p3", "p2", "p1"]);
+        // Names sort by their normalized form (Müller = Muller; ties by id); a missing name sorts last.
+        let by_family = order(app, "Patient?_sort=family,given").await;
+        assert_eq!(by_family, ["p1", "p2", "p3", "p4"]);
+        assert_eq!(order(app, "Patient?_sort=-family,given&_count=2").await, ["p3", "p1"]);
+        let mut by_id = order(app, "Patient?_sort=_id").await;
+        let ids_sorted = {
+            let bundle = app.search("Patient?_sort=_id").await;
+            let ids: Vec<String> = bundle["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|entry| entry["resource"]["id"].as_str().unwrap().to_owned())
+                .collect();
+            let mut sorted = ids.clone();
+            sorted.sort();
+            ids == sorted
+        };
+        assert!(ids_sorted, "{by_id:?}");
+        by_id.sort();
+        assert_eq!(by_id, ["p1", "p2", "p3", "p4"]);
+    }
+}

@@ -54,6 +54,9 @@ pub struct EngineConfig {
     pub default_page_size: u32,
     /// Largest page size a client may ask for; larger `_count` values are capped.
     pub max_page_size: u32,
+    /// The Ontario MI rule: searches on ServiceRequest, DiagnosticReport, ImagingStudy and DocumentReference
+    /// must carry `patient.identifier=system|value`. Off by default.
+    pub require_patient_identifier: bool,
 }
 
 /// The interaction layer: a store, its configuration and the search parameters it indexes and serves.

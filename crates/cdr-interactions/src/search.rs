@@ -4,8 +4,12 @@
 
 use cdr_model::{
     Bundle, BundleEntry, BundleLink, BundleType, Instant, Issue, IssueType, OperationOutcome,
+    ResourceType,
 };
-use cdr_search::{Include, SearchError, SearchQuery, SummaryMode, TotalMode, parse_query};
+use cdr_search::{
+    Criterion, Include, SearchError, SearchQuery, SearchValue, SummaryMode, TokenSystem,
+    TokenValue, TotalMode, parse_query,
+};
 use cdr_store::{FoundResource, PageDirection, SearchRequest};
 use serde_json::{Value, json};
 
@@ -59,6 +63,11 @@ impl Engine {
         let used: Vec<(String, String)> =
             pairs.into_iter().filter(|(name, _)| !unknown.contains(&name.as_str())).collect();
         let query = parsed.query;
+        if self.config.require_patient_identifier
+            && let Some(resource_type) = resource_type
+        {
+            check_patient_identifier(resource_type, &query)?;
+        }
         let types: Vec<String> = match resource_type {
             Some(resource_type) => vec![resource_type.as_str().to_owned()],
             None => query.types.iter().map(|name| name.as_str().to_owned()).collect(),
@@ -194,6 +203,46 @@ fn check_errors(errors: &[SearchError], handling: Handling) -> Result<Vec<&str>,
         return Ok(unknown);
     }
     Err(InteractionError::Invalid(OperationOutcome::new(issues)))
+}
+
+/// The types whose searches the Ontario MI guide scopes to one patient.
+const PATIENT_SCOPED_TYPES: [&str; 4] =
+    ["DiagnosticReport", "DocumentReference", "ImagingStudy", "ServiceRequest"];
+
+/// The Ontario MI rule: a search on a patient-scoped type names the patient by `patient.identifier` with both
+/// system and value.
+fn check_patient_identifier(
+    resource_type: ResourceType,
+    query: &SearchQuery,
+) -> Result<(), InteractionError> {
+    if !PATIENT_SCOPED_TYPES.contains(&resource_type.as_str()) {
+        return Ok(());
+    }
+    let names_patient = query.clauses.iter().any(|clause| {
+        let Criterion::Chain { inner, .. } = &clause.criterion else { return false };
+        let Criterion::Param(filter) = inner.as_ref() else { return false };
+        let scoped = matches!(
+            clause.canonical_name.as_str(),
+            "patient.identifier" | "patient:Patient.identifier" | "subject:Patient.identifier"
+        );
+        scoped
+            && filter.modifier.is_none()
+            && filter.values.iter().all(|value| {
+                matches!(
+                    value,
+                    SearchValue::Token(TokenValue { system: TokenSystem::Is(_), code: Some(_) })
+                )
+            })
+    });
+    if names_patient {
+        return Ok(());
+    }
+    Err(InteractionError::Invalid(OperationOutcome::single(Issue::error(
+        IssueType::Required,
+        format!(
+            "searches on {resource_type} must include patient.identifier=system|value (Ontario MI)"
+        ),
+    ))))
 }
 
 /// `path?used-parameters[&_cursor=…]`, form-encoded.

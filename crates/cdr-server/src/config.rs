@@ -86,4 +86,8 @@ pub(crate) struct ServeArgs {
     /// Largest page size a client may ask for with _count.
     #[arg(long, env = "MAX_PAGE_SIZE", default_value_t = 500)]
     pub(crate) max_page_size: u32,
+    /// Refuse searches on ServiceRequest, DiagnosticReport, ImagingStudy and DocumentReference that do not
+    /// name the patient by patient.identifier=system|value (the Ontario MI viewer rule).
+    #[arg(long, env = "REQUIRE_PATIENT_IDENTIFIER")]
+    pub(crate) require_patient_identifier: bool,
 }

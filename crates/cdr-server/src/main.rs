@@ -89,6 +89,7 @@ fn engine_config(args: Option<&ServeArgs>) -> EngineConfig {
         update_create: args.is_some_and(|args| args.update_create),
         default_page_size: args.map_or(20, |args| args.default_page_size),
         max_page_size: args.map_or(500, |args| args.max_page_size),
+        require_patient_identifier: args.is_some_and(|args| args.require_patient_identifier),
     }
 }
 
