@@ -23,11 +23,14 @@ use crate::sql::{Bind, Sql};
 /// The largest character, appended to a prefix to bound a range scan of the strings that start with it.
 pub(crate) const MAX_CHAR: char = '\u{10FFFF}';
 
-/// The `(type, id)` SQL expressions of the resource a criterion is tested against.
+/// The `(type, id)` SQL expressions of the resource a criterion is tested against, and the types it may have
+/// when they are known only as a list (chain targets): repeating them as constants lets the planner use the
+/// index tables' `(res_type, param, …)` indexes.
 #[derive(Debug, Clone)]
 struct Anchor {
     res_type: String,
     res_id: String,
+    types: Vec<String>,
 }
 
 /// Appends the WHERE conditions of `query` (after `WHERE`, starting with the type filter) for the alias `r`
@@ -45,7 +48,11 @@ pub(crate) fn where_clause(
     };
     sql.push(" AND NOT r.deleted");
     let mut compiler = Compiler { sql, next_alias: 0, now_micros };
-    let anchor = Anchor { res_type: "r.res_type".to_owned(), res_id: "r.res_id".to_owned() };
+    let anchor = Anchor {
+        res_type: "r.res_type".to_owned(),
+        res_id: "r.res_id".to_owned(),
+        types: Vec::new(),
+    };
     for clause in &query.clauses {
         compiler.sql.push(" AND ");
         compiler.criterion(&clause.criterion, &anchor)?;
@@ -135,6 +142,7 @@ impl Compiler<'_> {
                 let inner_anchor = Anchor {
                     res_type: format!("{alias}.target_type"),
                     res_id: format!("{alias}.target_id"),
+                    types: target_types.iter().map(|target| target.as_str().to_owned()).collect(),
                 };
                 self.criterion(inner, &inner_anchor)?;
                 self.sql.push(")");
@@ -155,6 +163,7 @@ impl Compiler<'_> {
                 let inner_anchor = Anchor {
                     res_type: format!("{alias}.res_type"),
                     res_id: format!("{alias}.res_id"),
+                    types: Vec::new(),
                 };
                 self.criterion(inner, &inner_anchor)?;
                 self.sql.push(")");
@@ -166,6 +175,10 @@ impl Compiler<'_> {
     /// ` WHERE alias.res_type = anchor.type AND alias.res_id = anchor.id AND alias.param = $code`.
     fn correlate(&mut self, alias: &str, anchor: &Anchor, code: &str) {
         self.sql.push(" WHERE ").push(alias).push(".res_type = ").push(&anchor.res_type);
+        if !anchor.types.is_empty() {
+            self.sql.push(" AND ").push(alias).push(".res_type IN ");
+            self.sql.bind_text_list(anchor.types.iter().map(String::as_str));
+        }
         self.sql.push(" AND ").push(alias).push(".res_id = ").push(&anchor.res_id);
         self.sql.push(" AND ").push(alias).push(".param = ").bind_text(code);
     }
@@ -278,6 +291,7 @@ impl Compiler<'_> {
                     let group_anchor = Anchor {
                         res_type: format!("{first}.res_type"),
                         res_id: format!("{first}.res_id"),
+                        types: Vec::new(),
                     };
                     self.correlate(&alias, &group_anchor, &component_code);
                     self.sql.push(" AND ").push(&alias).push(".grp = ").push(first).push(".grp");
@@ -475,15 +489,16 @@ impl Compiler<'_> {
             Prefix::Lt => {
                 sql.push(&low).push(" < ").bind(search_low.clone());
             }
+            // `gt or eq`: a row starting at or after the search range is either inside it or ends after it,
+            // so the test needs no conjunction (each side can use an index).
             Prefix::Ge => {
-                sql.push("(").push(&high).push(" > ").bind(search_high.clone()).push(" OR ");
-                contained(sql);
-                sql.push(")");
+                sql.push("(").push(&low).push(" >= ").bind(search_low.clone());
+                sql.push(" OR ").push(&high).push(" > ").bind(search_high.clone()).push(")");
             }
+            // `lt or eq`, likewise.
             Prefix::Le => {
-                sql.push("(").push(&low).push(" < ").bind(search_low.clone()).push(" OR ");
-                contained(sql);
-                sql.push(")");
+                sql.push("(").push(&high).push(" <= ").bind(search_high.clone());
+                sql.push(" OR ").push(&low).push(" < ").bind(search_low.clone()).push(")");
             }
             Prefix::Sa => {
                 sql.push(&low).push(" >= ").bind(search_high.clone());

@@ -417,3 +417,68 @@ fn include_sql(
     sql.push(" ORDER BY t.res_type, t.res_id LIMIT ").bind_int(limit);
     Some(sql)
 }
+
+#[cfg(test)]
+mod tests {
+    use cdr_model::ResourceType;
+    use cdr_search::{SearchParamRegistry, parse_query};
+
+    use super::*;
+
+    fn compiled(type_name: &str, query: &str) -> Sql {
+        let registry = SearchParamRegistry::r4().unwrap();
+        let pairs: Vec<(String, String)> = form_urlencoded_pairs(query);
+        let parsed = parse_query(Some(ResourceType::parse(type_name).unwrap()), &pairs, &registry);
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        let types = [type_name.to_owned()];
+        let request = SearchRequest {
+            query: &parsed.query,
+            types: &types,
+            count: 10,
+            page: None,
+            now_micros: 0,
+        };
+        page_sql(&request).unwrap().0
+    }
+
+    fn form_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
+        query
+            .split('&')
+            .map(|pair| {
+                let (name, value) = pair.split_once('=').unwrap();
+                (name.to_owned(), value.to_owned())
+            })
+            .collect()
+    }
+
+    /// Client values reach the database only as binds: none appears in the SQL text, and there is one
+    /// placeholder per bind.
+    #[test]
+    fn values_are_bound_never_spliced() {
+        let cases = [
+            ("Patient", "name='; DROP TABLE resource; --&_sort=-birthdate,family", "DROP"),
+            ("Patient", "identifier=evil'system|code'x&gender:not=o'clock", "evil"),
+            ("Patient", "birthdate=ge1970&_has:ImagingStudy:patient:modality=X'Y", "X'Y"),
+            ("ImagingStudy", "patient.name=Robert'); --&started=ap2020", "Robert"),
+            ("ServiceRequest", "instantiates-uri:below=http://x/'&code:text=a%b", "http://x"),
+        ];
+        for (type_name, query, value) in cases {
+            let sql = compiled(type_name, query);
+            assert!(!sql.text.contains(value), "{} in {}", value, sql.text);
+            assert!(sql.text.matches('\'').count().is_multiple_of(2), "{}", sql.text);
+            let placeholders = sql.text.matches('$').count();
+            assert_eq!(placeholders, sql.binds.len(), "{}", sql.text);
+        }
+    }
+
+    #[test]
+    fn sorted_pages_order_by_keys_then_id() {
+        let sql = compiled("Patient", "_sort=-birthdate,family");
+        assert!(
+            sql.text
+                .ends_with("ORDER BY q.s0 DESC, q.s1 ASC, q.res_type ASC, q.res_id ASC LIMIT $6"),
+            "{}",
+            sql.text
+        );
+    }
+}
