@@ -464,3 +464,40 @@ mod sorting {
         assert_eq!(by_id, ["p1", "p2", "p3", "p4"]);
     }
 }
+
+mod summaries {
+    use crate::backend_tests;
+    use crate::helpers::TestApp;
+    use crate::search::patients;
+
+    backend_tests!(summary_true_keeps_summary_elements);
+
+    async fn summary_true_keeps_summary_elements(app: &TestApp) {
+        patients(app).await;
+        let bundle = app.search("Patient?identifier=urn:test|p1&_summary=true").await;
+        let patient = &bundle["entry"][0]["resource"];
+        assert_eq!(patient["gender"], "female");
+        assert_eq!(patient["birthDate"], "1970-01-15");
+        assert!(
+            patient["meta"]["tag"].as_array().unwrap().iter().any(|tag| tag["code"] == "SUBSETTED")
+        );
+        let report = app
+            .create(
+                "DiagnosticReport",
+                r#"{"resourceType":"DiagnosticReport","status":"final","code":{"text":"x"},
+                "conclusion":"long text","presentedForm":[{"contentType":"text/plain","data":"eA=="}]}"#,
+            )
+            .await;
+        let bundle = app.search(&format!("DiagnosticReport?_id={report}&_summary=true")).await;
+        let report = &bundle["entry"][0]["resource"];
+        assert_eq!(report["status"], "final");
+        assert!(
+            report.get("conclusion").is_none() && report.get("presentedForm").is_none(),
+            "{report}"
+        );
+        let text = app.search("DiagnosticReport?_summary=text").await;
+        let report = &text["entry"][0]["resource"];
+        assert_eq!(report["code"]["text"], "x", "mandatory elements stay: {text}");
+        assert!(report.get("conclusion").is_none());
+    }
+}

@@ -13,6 +13,7 @@ mod history;
 mod read;
 mod search;
 mod shape;
+mod summary_elements;
 mod write;
 
 use std::sync::Arc;

@@ -10,6 +10,7 @@ use cdr_store::{PageDirection, PageKey, SortValue};
 use serde_json::{Map, Value, json};
 
 use crate::InteractionError;
+use crate::summary_elements::SUMMARY_ELEMENTS;
 
 /// The tag a subsetted resource carries (R4 §3.1.1.5.8).
 const SUBSETTED: (&str, &str) =
@@ -75,17 +76,24 @@ pub(crate) fn decode_cursor(text: &str) -> Result<(PageDirection, PageKey), Inte
     Ok((direction, PageKey { values, res_type: res_type.to_owned(), res_id: res_id.to_owned() }))
 }
 
-/// Applies `_summary` (`true`, `text`, `data`) and `_elements` to a matched resource.
+/// Applies `_summary` (`true`, `text`, `data`) and `_elements` to a matched resource, at the top level only:
+/// `_summary=true` keeps the elements R4 marks as summary (their nested non-summary children stay).
 pub(crate) fn shape_resource(body: Value, query: &SearchQuery) -> Value {
     let Value::Object(resource) = body else { return body };
     let kept: Option<Map<String, Value>> = match query.summary {
-        Some(SummaryMode::Text) => Some(keep(&resource, |name| matches!(name, "text" | "status"))),
+        Some(SummaryMode::Text) => {
+            let (_, mandatory) = summary_lists(&resource);
+            Some(keep(&resource, |name| name == "text" || is_listed(mandatory, name)))
+        }
         Some(SummaryMode::Data) => {
             let mut data = resource.clone();
             data.remove("text");
             Some(data)
         }
-        Some(SummaryMode::True) => Some(keep(&resource, is_summary_element)),
+        Some(SummaryMode::True) => {
+            let (summary, _) = summary_lists(&resource);
+            Some(keep(&resource, |name| is_listed(summary, name)))
+        }
         _ if !query.elements.is_empty() => Some(keep(&resource, |name| {
             query.elements.iter().any(|element| element_matches(element, name))
         })),
@@ -160,29 +168,19 @@ fn element_matches(element: &str, name: &str) -> bool {
     name == element || name.strip_prefix(element).is_some_and(|rest| CHOICE_TYPES.contains(&rest))
 }
 
-/// The top-level elements `_summary=true` keeps: those R4 marks as summary on the served types (identifiers,
-/// status, subject, dates, codes and the references between imaging resources); narrative, contained
-/// resources and extensions are left out.
-fn is_summary_element(name: &str) -> bool {
-    !matches!(
-        name,
-        "text"
-            | "contained"
-            | "extension"
-            | "modifierExtension"
-            | "note"
-            | "presentedForm"
-            | "content"
-            | "data"
-            | "photo"
-            | "series"
-            | "reasonCode"
-            | "supportingInfo"
-            | "specimen"
-            | "bodySite"
-            | "patientInstruction"
-            | "relevantHistory"
-    )
+/// The summary and mandatory top-level elements of the resource's type (empty for an unknown type).
+fn summary_lists(
+    resource: &Map<String, Value>,
+) -> (&'static [&'static str], &'static [&'static str]) {
+    let type_name = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
+    SUMMARY_ELEMENTS
+        .iter()
+        .find(|(name, _, _)| *name == type_name)
+        .map_or((&[], &[]), |(_, summary, mandatory)| (*summary, *mandatory))
+}
+
+fn is_listed(elements: &[&str], name: &str) -> bool {
+    elements.iter().any(|element| element_matches(element, name))
 }
 
 fn mark_subsetted(resource: &mut Map<String, Value>) {
