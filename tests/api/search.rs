@@ -360,7 +360,11 @@ async fn invalid_values_are_400(app: &TestApp) {
     ] {
         app.get(&format!("/fhir/{query}")).await.assert_outcome(StatusCode::BAD_REQUEST, "invalid");
     }
-    for query in ["ServiceRequest?code:in=http://example.org/vs", "ServiceRequest?code:below=123"] {
+    for query in [
+        "ServiceRequest?code:in=http://example.org/vs",
+        "ServiceRequest?code:below=123",
+        "Patient?_contained=true",
+    ] {
         app.get(&format!("/fhir/{query}"))
             .await
             .assert_outcome(StatusCode::BAD_REQUEST, "not-supported");

@@ -7,8 +7,8 @@ use cdr_model::{
     ResourceType,
 };
 use cdr_search::{
-    Criterion, Include, SearchError, SearchQuery, SearchValue, SummaryMode, TokenSystem,
-    TokenValue, TotalMode, parse_query,
+    ContainedMode, Criterion, Include, SearchError, SearchQuery, SearchValue, SummaryMode,
+    TokenSystem, TokenValue, TotalMode, parse_query,
 };
 use cdr_store::{FoundResource, PageDirection, SearchRequest};
 use serde_json::{Value, json};
@@ -63,6 +63,14 @@ impl Engine {
         let used: Vec<(String, String)> =
             pairs.into_iter().filter(|(name, _)| !unknown.contains(&name.as_str())).collect();
         let query = parsed.query;
+        if matches!(query.contained, Some(ContainedMode::True | ContainedMode::Both))
+            || query.contained_type.is_some()
+        {
+            return Err(InteractionError::NotSupported(
+                "searching contained resources (_contained, _containedType) is not supported"
+                    .to_owned(),
+            ));
+        }
         if self.config.require_patient_identifier
             && let Some(resource_type) = resource_type
         {
