@@ -12,7 +12,8 @@ backend_tests!(
     clinical_parameters,
     composite_parameters,
     chains_and_has,
-    invalid_values_are_400
+    invalid_values_are_400,
+    odd_input_is_never_a_500
 );
 
 /// The labels of the `match` entries of a searchset, sorted.
@@ -325,9 +326,20 @@ async fn chains_and_has(app: &TestApp) {
         ),
     )
     .await;
+    app.create(
+        "DiagnosticReport",
+        r#"{"resourceType":"DiagnosticReport","identifier":[{"system":"urn:test","value":"r2"}],
+        "status":"final","code":{"text":"outside report"},
+        "subject":{"identifier":{"system":"urn:mrn","value":"MRN-9"}}}"#,
+    )
+    .await;
+    let based_on = format!("ImagingStudy?based-on:ServiceRequest={sr1}");
+    let chained_id = format!("DiagnosticReport?based-on:ServiceRequest._id={sr1}");
     check(
         app,
         &[
+            (&based_on, &["s1"]),
+            (&chained_id, &["r1"]),
             ("ImagingStudy?patient.name=anna", &["s1"]),
             ("ImagingStudy?subject:Patient.name=bob", &[]),
             ("ImagingStudy?patient.identifier=urn:test|p1", &["s1"]),
@@ -335,6 +347,12 @@ async fn chains_and_has(app: &TestApp) {
             ("DiagnosticReport?based-on:ServiceRequest.patient.gender=male", &[]),
             ("DiagnosticReport?basedOn:ServiceRequest.code=36643-5", &["r1"]),
             ("DiagnosticReport?imagingStudy.patient.birthDate=1970-01", &["r1"]),
+            ("ImagingStudy?basedOn:ServiceRequest.code=36643-5", &["s1"]),
+            ("ImagingStudy?based-on.code=http://loinc.org|36643-5", &["s1"]),
+            ("DiagnosticReport?imagingStudy.identifier=urn:test|s1", &["r1"]),
+            ("DiagnosticReport?subject:identifier=urn:mrn|MRN-9", &["r2"]),
+            ("DiagnosticReport?subject:missing=true", &[]),
+            ("DiagnosticReport?subject.name=anna", &["r1"]),
             ("Patient?_has:ImagingStudy:patient:modality=DX", &["p1"]),
             ("Patient?_has:ImagingStudy:patient:modality=CT", &[]),
             ("Patient?_has:DiagnosticReport:subject:based-on:ServiceRequest.code=36643-5", &["p1"]),
@@ -370,4 +388,39 @@ async fn invalid_values_are_400(app: &TestApp) {
             .assert_outcome(StatusCode::BAD_REQUEST, "not-supported");
     }
     app.get("/fhir/Unknown?name=x").await.assert_outcome(StatusCode::NOT_FOUND, "not-supported");
+}
+
+/// Odd but well-formed input never makes the server fail: long and control-character text in resources and
+/// in queries.
+async fn odd_input_is_never_a_500(app: &TestApp) {
+    let long_name = "Ab".repeat(3_000);
+    app.create(
+        "Patient",
+        &format!(
+            r#"{{"resourceType":"Patient","identifier":[{{"system":"urn:test","value":"long"}}],
+            "name":[{{"family":"{long_name}","given":["nul\u0000in"]}}],"gender":"female"}}"#
+        ),
+    )
+    .await;
+    check(
+        app,
+        &[
+            ("Patient?family=abab", &["long"]),
+            ("Patient?given=nulin", &["long"]),
+            ("Patient?_count=4294967295", &["long"]),
+            ("Patient?_sort=family,-_id,given", &["long"]),
+        ],
+    )
+    .await;
+    let long_query = format!("/fhir/Patient?name={}", "x".repeat(5_000));
+    assert_eq!(app.get(&long_query).await.status, StatusCode::OK);
+    for query in
+        ["Patient?name=%00", "Patient?_sort=", "Patient?_include=Patient:nothing", "Patient?name:"]
+    {
+        let response = app.get(&format!("/fhir/{query}")).await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{query}: {}", response.text());
+    }
+    app.put("/fhir/Patient?name=%00", r#"{"resourceType":"Patient"}"#)
+        .await
+        .assert_outcome(StatusCode::BAD_REQUEST, "invalid");
 }

@@ -50,6 +50,11 @@ pub(crate) fn parse_criteria(
         })
         .map(|(name, value)| (name.into_owned(), value.into_owned()))
         .collect();
+    if pairs.iter().any(|(name, value)| name.contains('\0') || value.contains('\0')) {
+        return Err(InteractionError::invalid(
+            "conditional criteria must not contain NUL characters",
+        ));
+    }
     let parsed = parse_query(Some(resource_type), &pairs, registry);
     if !parsed.errors.is_empty() {
         let issues = parsed

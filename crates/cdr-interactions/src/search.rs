@@ -58,6 +58,11 @@ impl Engine {
                 _ => pairs.push((name.clone(), value.clone())),
             }
         }
+        if pairs.iter().any(|(name, value)| name.contains('\0') || value.contains('\0')) {
+            return Err(InteractionError::invalid(
+                "search parameters must not contain NUL characters",
+            ));
+        }
         let parsed = parse_query(resource_type, &pairs, &self.registry);
         let unknown = check_errors(&parsed.errors, handling)?;
         let used: Vec<(String, String)> =

@@ -42,6 +42,31 @@ const VALUE_COLUMNS: [&str; 7] = [
     "uri",
 ];
 
+/// Longest text an index column holds, in bytes: longer values keep their first bytes (at a character
+/// boundary), so that every index row stays far below PostgreSQL's B-tree entry limit (about 2.7 kB).
+pub(crate) const MAX_INDEXED_BYTES: usize = 600;
+
+/// Index text without NUL characters (PostgreSQL text cannot hold them), cut to [`MAX_INDEXED_BYTES`].
+fn clean(text: &str) -> String {
+    let mut cleaned: String = text.chars().filter(|character| *character != '\0').collect();
+    if cleaned.len() > MAX_INDEXED_BYTES {
+        let mut end = MAX_INDEXED_BYTES;
+        while !cleaned.is_char_boundary(end) {
+            end -= 1;
+        }
+        cleaned.truncate(end);
+    }
+    cleaned
+}
+
+fn clean_bind(bind: Bind) -> Bind {
+    match bind {
+        Bind::Text(text) => Bind::Text(clean(&text)),
+        Bind::OptText(text) => Bind::OptText(text.as_deref().map(clean)),
+        other => other,
+    }
+}
+
 /// A decimal as the `double precision` the tables hold.
 pub(crate) fn decimal_to_f64(value: &impl ToString) -> f64 {
     value.to_string().parse::<f64>().unwrap_or(0.0)
@@ -165,7 +190,7 @@ pub(crate) fn replace_statements(
                 sql.push("(").bind_text(res_type).push(", ").bind_text(res_id).push(", ");
                 sql.bind_text(&row.param).push(", ").bind_int(row.grp);
                 for value in &row.values {
-                    sql.push(", ").bind(value.clone());
+                    sql.push(", ").bind(clean_bind(value.clone()));
                 }
                 sql.push(")");
             }
@@ -173,4 +198,18 @@ pub(crate) fn replace_statements(
         }
     }
     statements
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_text_is_cleaned_and_bounded() {
+        assert_eq!(clean("a\0b"), "ab");
+        let long = "é".repeat(400);
+        let cleaned = clean(&long);
+        assert!(cleaned.len() <= MAX_INDEXED_BYTES && cleaned.len() >= MAX_INDEXED_BYTES - 1);
+        assert!(long.starts_with(&cleaned));
+    }
 }
