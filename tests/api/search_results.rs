@@ -347,6 +347,7 @@ async fn conditional_writes_use_search(app: &TestApp) {
 }
 
 async fn reindex_rebuilds_rows(app: &TestApp) {
+    assert!(!app.store().needs_reindex().await.unwrap(), "an empty database needs nothing");
     app.create(
         "ImagingStudy",
         r#"{"resourceType":"ImagingStudy","identifier":[{"system":"urn:test","value":"s1"}],
@@ -354,6 +355,7 @@ async fn reindex_rebuilds_rows(app: &TestApp) {
     )
     .await;
     assert_eq!(labels(&app.search("ImagingStudy?number-of-series=3").await), ["s1"]);
+    assert!(!app.store().needs_reindex().await.unwrap(), "written resources are indexed");
     // Without the custom parameter its rows go; with it they come back.
     let r4 = SearchParamRegistry::r4().unwrap();
     assert_eq!(app.store().reindex(&r4, 1).await.unwrap(), 1);

@@ -96,6 +96,14 @@ impl Engine {
         Ok(self.store.reindex(&self.registry, batch_size).await?)
     }
 
+    /// Whether the database holds resources but no index rows (written before the index tables existed).
+    ///
+    /// # Errors
+    /// On storage failure.
+    pub async fn needs_reindex(&self) -> Result<bool, InteractionError> {
+        Ok(self.store.needs_reindex().await?)
+    }
+
     #[must_use]
     pub fn config(&self) -> &EngineConfig {
         &self.config

@@ -108,6 +108,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let registry = load_search_params(&args.search)?;
     let store = open_store(&args.database).await?;
     let engine = Engine::new(store.clone(), engine_config(Some(&args)), registry);
+    if engine.needs_reindex().await.context("cannot inspect the search index")? {
+        tracing::info!("the database has resources but no search index rows: reindexing once");
+        let n_indexed = engine.reindex(500).await.context("reindex failed")?;
+        tracing::info!(resources = n_indexed, "reindexed");
+    }
     let state = AppState::new(
         engine,
         ApiConfig { max_body_bytes: args.max_body_bytes, base_url: args.base_url },

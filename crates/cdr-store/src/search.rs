@@ -327,6 +327,23 @@ impl Store {
         Ok(results)
     }
 
+    /// Whether live resources exist but no index rows do: a database written before the search index tables
+    /// existed (every live resource has at least its `_lastUpdated` date row).
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn needs_reindex(&self) -> Result<bool, StoreError> {
+        let sql = Sql::new(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM resource WHERE NOT deleted) \
+             AND NOT EXISTS (SELECT 1 FROM idx_date) THEN 1 ELSE 0 END AS needed",
+        );
+        let needed = dispatch!(&self.pool, pool => query_of!(&sql)
+            .fetch_one(pool)
+            .await
+            .and_then(|row| row.try_get::<i32, _>("needed")))?;
+        Ok(needed == 1)
+    }
+
     /// Rebuilds every index row from the stored bodies, `batch_size` resources per transaction; returns the
     /// number of resources indexed.
     ///
@@ -373,6 +390,7 @@ impl Store {
                 n_indexed += 1;
             }
             tx.commit().await?;
+            tracing::info!(resources = n_indexed, "reindexed a batch");
         }
         Ok(n_indexed)
     }
