@@ -186,9 +186,12 @@ impl TestApp {
         self.send(builder.body(Body::from(body.to_owned())).expect("a valid request")).await
     }
 
-    /// Searches with `GET /fhir/{query}` and returns the Bundle, asserting 200.
+    /// Searches with `GET /fhir/{query}` under strict handling (so a misspelt parameter fails the test rather
+    /// than being ignored) and returns the Bundle, asserting 200.
     pub(crate) async fn search(&self, query: &str) -> Value {
-        let response = self.get(&format!("/fhir/{query}")).await;
+        let response = self
+            .request(Method::GET, &format!("/fhir/{query}"), &[("prefer", "handling=strict")], "")
+            .await;
         assert_eq!(response.status, StatusCode::OK, "{query}: {}", response.text());
         assert_eq!(response.header("content-type"), Some("application/fhir+json; charset=utf-8"));
         let bundle = response.json();

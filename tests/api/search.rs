@@ -302,6 +302,7 @@ async fn chains_and_has(app: &TestApp) {
             &format!(
                 r#"{{"resourceType":"ServiceRequest","identifier":[{{"system":"urn:test","value":"sr1"}}],
                 "status":"active","intent":"order","subject":{{"reference":"Patient/{p1}"}},
+                "category":[{{"coding":[{{"system":"http://dicom.nema.org/resources/ontology/DCM","code":"DX"}}]}}],
                 "code":{{"coding":[{{"system":"http://loinc.org","code":"36643-5"}}]}}}}"#
             ),
         )
@@ -333,7 +334,7 @@ async fn chains_and_has(app: &TestApp) {
         "subject":{"identifier":{"system":"urn:mrn","value":"MRN-9"}}}"#,
     )
     .await;
-    let based_on = format!("ImagingStudy?based-on:ServiceRequest={sr1}");
+    let based_on = format!("ImagingStudy?basedon:ServiceRequest={sr1}");
     let chained_id = format!("DiagnosticReport?based-on:ServiceRequest._id={sr1}");
     check(
         app,
@@ -348,7 +349,10 @@ async fn chains_and_has(app: &TestApp) {
             ("DiagnosticReport?basedOn:ServiceRequest.code=36643-5", &["r1"]),
             ("DiagnosticReport?imagingStudy.patient.birthDate=1970-01", &["r1"]),
             ("ImagingStudy?basedOn:ServiceRequest.code=36643-5", &["s1"]),
-            ("ImagingStudy?based-on.code=http://loinc.org|36643-5", &["s1"]),
+            ("ImagingStudy?basedOn:ServiceRquest.code-category=36643-5$DX", &["s1"]),
+            ("ImagingStudy?basedon:ServiceRequest.code-category=http://loinc.org|36643-5$CT", &[]),
+            ("ServiceRequest?code-category=36643-5$DX", &["sr1"]),
+            ("ImagingStudy?basedon.code=http://loinc.org|36643-5", &["s1"]),
             ("DiagnosticReport?imagingStudy.identifier=urn:test|s1", &["r1"]),
             ("DiagnosticReport?subject:identifier=urn:mrn|MRN-9", &["r2"]),
             ("DiagnosticReport?subject:missing=true", &[]),
@@ -356,7 +360,8 @@ async fn chains_and_has(app: &TestApp) {
             ("Patient?_has:ImagingStudy:patient:modality=DX", &["p1"]),
             ("Patient?_has:ImagingStudy:patient:modality=CT", &[]),
             ("Patient?_has:DiagnosticReport:subject:based-on:ServiceRequest.code=36643-5", &["p1"]),
-            ("ServiceRequest?_has:ImagingStudy:based-on:_has:DiagnosticReport:imagingStudy:status=final", &["sr1"]),
+            ("ServiceRequest?_has:ImagingStudy:basedon:_has:DiagnosticReport:imagingStudy:status=final", &["sr1"]),
+            ("ServiceRequest?_has:ImagingStudy:basedon:_has:DiagnosticReport:imagingStudy:status=partial", &[]),
         ],
     )
     .await;
