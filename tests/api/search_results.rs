@@ -130,6 +130,12 @@ async fn paging_walks_every_match_once(app: &TestApp) {
     backwards.reverse();
     let first_page_start = backwards.iter().position(|label| label == &found[0]).unwrap();
     assert_eq!(&backwards[first_page_start..], found.as_slice());
+    // A cursor only fits the sort it came from.
+    let second_page = &pages[1];
+    let cursor = second_page.split("_cursor=").nth(1).unwrap();
+    app.get(&format!("/fhir/Patient?_sort=family,birthdate&_cursor={cursor}"))
+        .await
+        .assert_outcome(StatusCode::BAD_REQUEST, "not-supported");
 }
 
 async fn get_and_post_agree(app: &TestApp) {

@@ -10,6 +10,24 @@
 //! `dispatch!` macro. Every write happens inside a [`StoreTx`], so a single interaction and, later, a whole
 //! transaction Bundle commit or roll back as one database transaction.
 
+//!
+//! # Search
+//!
+//! Supported: every parameter type (token, string, date, reference, quantity, number, uri, composite), the nine
+//! prefixes with precision ranges, `:missing :exact :contains :text :not :of-type :identifier :[type]`,
+//! `:above`/`:below` on uri, token forms `system|code`, `|code`, `code`, `system|`, OR and AND, chains and `_has`
+//! to the parser's depth, `_id`, `_lastUpdated`, `_tag`, `_profile`, `_security`, multi-key `_sort`, keyset pages
+//! ([`Store::search`]), `COUNT` ([`Store::count`]), `_include`/`_revinclude` targets ([`Store::include`]),
+//! conditional matching ([`StoreTx::find`]) and [`Store::reindex`].
+//! Not supported (the caller gets [`StoreError::NotSupported`]): token `:above`/`:below`/`:in`/`:not-in` (no
+//! terminology), reference `:above`/`:below`, `:missing` on composites, `special` parameters.
+//!
+//! Measured once with `EXPLAIN ANALYZE` on PostgreSQL 15 over synthetic index rows of 100,000 Patients and
+//! 200,000 ImagingStudies: `ImagingStudy?patient.identifier=s|v&_sort=-started` 0.5 ms;
+//! `Patient?name=smi&birthdate=ge1970&_sort=-birthdate` 0.3 ms; `Patient?birthdate=le1950&_sort=birthdate`
+//! (~15,000 matches, every one sorted) 175 ms; `Patient?_has:ImagingStudy:patient:started=ge2024-06` 0.35–0.9 s
+//! (the planner walks the references in id order for the `LIMIT`; the statement timeout bounds it).
+
 mod compile;
 mod connect;
 mod index;

@@ -156,7 +156,16 @@ fn page_sql(request: &SearchRequest<'_>) -> Result<(Sql, Vec<SortKind>), StoreEr
     columns.push(("q.res_type".to_owned(), backwards));
     columns.push(("q.res_id".to_owned(), backwards));
     if let Some((_, key)) = request.page {
-        if key.values.len() != query.sort.len() {
+        let same_kinds = key.values.len() == kinds.len()
+            && key.values.iter().zip(&kinds).all(|(value, kind)| {
+                matches!(
+                    (value, kind),
+                    (SortValue::Int(_), SortKind::Int)
+                        | (SortValue::Float(_), SortKind::Float)
+                        | (SortValue::Text(_), SortKind::Text)
+                )
+            });
+        if !same_kinds {
             return Err(StoreError::NotSupported(
                 "the paging cursor does not belong to this search".to_owned(),
             ));
