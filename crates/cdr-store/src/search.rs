@@ -11,7 +11,6 @@ use sqlx::Row;
 
 use crate::compile::{MAX_CHAR, table_of, where_clause};
 use crate::connect::dispatch;
-use crate::index::replace_statements;
 use crate::sql::{Bind, Sql, query_of};
 use crate::{Store, StoreError};
 
@@ -393,9 +392,7 @@ impl Store {
                         StoreError::Corrupt(format!("{res_type}/{res_id}: {error}"))
                     })?;
                 let extraction = extract(&body, registry, resource_type);
-                for statement in replace_statements(res_type, res_id, &extraction.entries, false) {
-                    tx.execute(&statement).await?;
-                }
+                tx.replace_index(res_type, res_id, &extraction.entries, false).await?;
                 n_indexed += 1;
             }
             tx.commit().await?;

@@ -8,7 +8,7 @@ use cdr_search::{IndexEntry, SearchQuery};
 use crate::compile::where_clause;
 use crate::connect::{Pool, dispatch};
 use crate::index::replace_statements;
-use crate::sql::{Sql, query_of};
+use crate::sql::{Sql, pack, query_of};
 use crate::{Store, StoreError};
 
 /// How a version came to be; kept in the version table for history entries.
@@ -151,6 +151,26 @@ impl StoreTx {
         Ok(ids)
     }
 
+    /// Replaces the index rows of one resource (no deletes for a `fresh` first version). On PostgreSQL the
+    /// deletes and inserts go as one packed statement.
+    pub(crate) async fn replace_index(
+        &mut self,
+        res_type: &str,
+        res_id: &str,
+        entries: &[IndexEntry],
+        fresh: bool,
+    ) -> Result<(), StoreError> {
+        let statements = replace_statements(res_type, res_id, entries, fresh);
+        let statements = match self.tx {
+            Tx::Postgres(_) => pack(statements),
+            Tx::Sqlite(_) => statements,
+        };
+        for statement in &statements {
+            self.execute(statement).await?;
+        }
+        Ok(())
+    }
+
     /// Runs one statement built by this crate.
     pub(crate) async fn execute(&mut self, sql: &Sql) -> Result<(), StoreError> {
         dispatch!(Tx, &mut self.tx, tx => query_of!(sql).execute(&mut **tx).await.map(drop))?;
@@ -194,9 +214,7 @@ impl StoreTx {
             .await?;
             Ok::<(), sqlx::Error>(())
         })?;
-        for statement in replace_statements(new.res_type, new.res_id, new.index, new.version == 1) {
-            self.execute(&statement).await?;
-        }
+        self.replace_index(new.res_type, new.res_id, new.index, new.version == 1).await?;
         Ok(())
     }
 
