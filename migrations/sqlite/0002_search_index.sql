@@ -103,5 +103,6 @@ CREATE TABLE idx_uri (
 CREATE INDEX idx_uri_value ON idx_uri (res_type, param, uri);
 CREATE INDEX idx_uri_resource ON idx_uri (res_type, res_id);
 
--- Type searches without criteria page through live resources in id order.
+-- Type searches without criteria page through live resources in id order, or in _lastUpdated order.
 CREATE INDEX resource_live ON resource (res_type, res_id) WHERE NOT deleted;
+CREATE INDEX resource_live_updated ON resource (res_type, last_updated, res_id) WHERE NOT deleted;

@@ -26,7 +26,8 @@
 //! 200,000 ImagingStudies: `ImagingStudy?patient.identifier=s|v&_sort=-started` 0.5 ms;
 //! `Patient?name=smi&birthdate=ge1970&_sort=-birthdate` 0.3 ms; `Patient?birthdate=le1950&_sort=birthdate`
 //! (~15,000 matches, every one sorted) 175 ms; `Patient?_has:ImagingStudy:patient:started=ge2024-06` 0.35–0.9 s
-//! (the planner walks the references in id order for the `LIMIT`; the statement timeout bounds it).
+//! (the planner walks the references in id order for the `LIMIT`; the statement timeout bounds it);
+//! `Patient?_sort=-_lastUpdated` 0.2 ms (one backward scan of `resource_live_updated`).
 
 mod compile;
 mod connect;

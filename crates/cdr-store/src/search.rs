@@ -2,7 +2,7 @@
 //! `_revinclude` targets, and `reindex`.
 //!
 //! Paging is by keyset: every page is ordered by the `_sort` keys, then `(res_type, res_id)` as the
-//! tiebreaker, and the next page starts strictly after the last row's key (the previous page strictly
+//! tiebreaker (in the direction of the last key), and the next page starts strictly after the last row's key (the previous page strictly
 //! before the first row's). A resource without a value for a sort key sorts last in either direction.
 
 use cdr_model::ResourceType;
@@ -152,8 +152,11 @@ fn page_sql(request: &SearchRequest<'_>) -> Result<(Sql, Vec<SortKind>), StoreEr
         .enumerate()
         .map(|(index, key)| (format!("q.s{index}"), key.descending != backwards))
         .collect();
-    columns.push(("q.res_type".to_owned(), backwards));
-    columns.push(("q.res_id".to_owned(), backwards));
+    // The tiebreaker runs in the direction of the last sort key, so that a sort on `_lastUpdated` alone is one
+    // scan of the (res_type, last_updated, res_id) index, forwards or backwards.
+    let tiebreak_descending = query.sort.last().is_some_and(|key| key.descending) != backwards;
+    columns.push(("q.res_type".to_owned(), tiebreak_descending));
+    columns.push(("q.res_id".to_owned(), tiebreak_descending));
     if let Some((_, key)) = request.page {
         let same_kinds = key.values.len() == kinds.len()
             && key.values.iter().zip(&kinds).all(|(value, kind)| {
