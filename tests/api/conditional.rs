@@ -118,7 +118,7 @@ async fn conditional_criteria_errors(app: &TestApp) {
     app.put("/fhir/Patient", &patient("D1", ""))
         .await
         .assert_outcome(StatusCode::BAD_REQUEST, "invalid");
-    app.put("/fhir/Patient?name=smith", &patient("D1", ""))
+    app.put("/fhir/Patient?nickname=smith", &patient("D1", ""))
         .await
         .assert_outcome(StatusCode::BAD_REQUEST, "not-supported");
     let headers =

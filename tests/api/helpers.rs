@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use cdr_api::{ApiConfig, AppState};
 use cdr_interactions::{Engine, EngineConfig, Profiles, ValidationMode};
+use cdr_search::SearchParamRegistry;
 use cdr_store::{Store, StoreConfig};
 use cdr_validation::ProfileSet;
 use http_body_util::BodyExt;
@@ -69,12 +70,45 @@ impl TestResponse {
     }
 }
 
+/// A test-only SearchParameter: no served type has a `number` parameter in R4, so the tests add one to cover
+/// that parameter type end to end.
+const NUMBER_OF_SERIES: &str = r#"{"resourceType":"SearchParameter","url":"http://imaging-cdr.test/SearchParameter/ImagingStudy-number-of-series",
+  "name":"number_of_series","status":"active","code":"number-of-series","base":["ImagingStudy"],"type":"number",
+  "expression":"ImagingStudy.numberOfSeries"}"#;
+
+/// A test-only composite: R4's own `DocumentReference-relationship` pairs each component with the other's
+/// expression (a known error in the published definitions), so it indexes nothing; this one pairs them right.
+const RELATION_TARGET: &str = r#"{"resourceType":"SearchParameter","url":"http://imaging-cdr.test/SearchParameter/DocumentReference-relation-target",
+  "name":"relation_target","status":"active","code":"relation-target","base":["DocumentReference"],"type":"composite",
+  "expression":"DocumentReference.relatesTo",
+  "component":[{"definition":"http://hl7.org/fhir/SearchParameter/DocumentReference-relation","expression":"code"},
+               {"definition":"http://hl7.org/fhir/SearchParameter/DocumentReference-relatesto","expression":"target"}]}"#;
+
+/// The R4 search parameters plus the Ontario ones of `profiles/` (and [`NUMBER_OF_SERIES`],
+/// [`RELATION_TARGET`]), built once per test binary.
+pub(crate) fn search_params() -> &'static SearchParamRegistry {
+    static REGISTRY: OnceLock<SearchParamRegistry> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        SearchParamRegistry::with_extra(&[
+            include_str!("../../profiles/SearchParameter-DiagnosticReport-basedOn.json"),
+            include_str!("../../profiles/SearchParameter-DiagnosticReport-imagingStudy.json"),
+            include_str!("../../profiles/SearchParameter-ImagingStudy-basedOn.json"),
+            include_str!("../../profiles/SearchParameter-Patient-birthDate.json"),
+            include_str!("../../profiles/SearchParameter-ServiceRequest-code-category.json"),
+            NUMBER_OF_SERIES,
+            RELATION_TARGET,
+        ])
+        .expect("the Ontario search parameters load")
+    })
+}
+
 pub(crate) fn engine_config() -> EngineConfig {
     EngineConfig {
         update_create: false,
         default_page_size: 20,
         max_page_size: 100,
         validation: ValidationMode::Base,
+        require_patient_identifier: false,
     }
 }
 
@@ -131,7 +165,7 @@ impl TestApp {
             StoreConfig { url, max_connections: 8, statement_timeout: Duration::from_secs(30) };
         let store = Store::connect(&config).await.expect("connect to the test database");
         store.migrate().await.expect("migrate the test database");
-        let engine = Engine::new(store.clone(), profiles(), engine_config);
+        let engine = Engine::new(store.clone(), profiles(), engine_config, search_params().clone());
         let api_config =
             ApiConfig { max_body_bytes: 64 * 1024, base_url: Some("http://cdr.test/fhir".into()) };
         let router = cdr_api::app(AppState::new(engine, api_config));
@@ -141,6 +175,11 @@ impl TestApp {
     /// Closes the database pool under the running application, as a lost database would.
     pub(crate) async fn close_database(&self) {
         self.store.close().await;
+    }
+
+    /// The store under the application, for tests that inspect or reindex it.
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Drops the test database or schema.
@@ -180,6 +219,19 @@ impl TestApp {
             builder = builder.header(*name, *value);
         }
         self.send(builder.body(Body::from(body.to_owned())).expect("a valid request")).await
+    }
+
+    /// Searches with `GET /fhir/{query}` under strict handling (so a misspelt parameter fails the test rather
+    /// than being ignored) and returns the Bundle, asserting 200.
+    pub(crate) async fn search(&self, query: &str) -> Value {
+        let response = self
+            .request(Method::GET, &format!("/fhir/{query}"), &[("prefer", "handling=strict")], "")
+            .await;
+        assert_eq!(response.status, StatusCode::OK, "{query}: {}", response.text());
+        assert_eq!(response.header("content-type"), Some("application/fhir+json; charset=utf-8"));
+        let bundle = response.json();
+        assert_eq!(bundle["type"], "searchset", "{bundle}");
+        bundle
     }
 
     pub(crate) async fn get(&self, uri: &str) -> TestResponse {

@@ -15,4 +15,6 @@ mod conditional;
 mod errors;
 mod history;
 mod rest;
+mod search;
+mod search_results;
 mod validation;

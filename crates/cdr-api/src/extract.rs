@@ -5,7 +5,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header;
 use axum::http::request::Parts;
-use cdr_interactions::Precondition;
+use cdr_interactions::{Handling, Precondition};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::AppState;
@@ -55,6 +55,34 @@ impl<S: Send + Sync> FromRequestParts<S> for PreferReturn {
             }
         }
         Ok(preference)
+    }
+}
+
+/// The `handling` preference of `Prefer` for unknown search parameters (default lenient).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PreferHandling(pub(crate) Handling);
+
+impl<S: Send + Sync> FromRequestParts<S> for PreferHandling {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<PreferHandling, ApiError> {
+        let mut handling = Handling::default();
+        for value in parts.headers.get_all("prefer") {
+            let text = value
+                .to_str()
+                .map_err(|_| ApiError::BadRequest("the Prefer header is not ASCII".into()))?;
+            for token in text.split([',', ';']).map(str::trim) {
+                match token
+                    .split_once('=')
+                    .map(|(name, value)| (name.trim(), value.trim().trim_matches('"')))
+                {
+                    Some(("handling", "strict")) => handling = Handling::Strict,
+                    Some(("handling", "lenient")) => handling = Handling::Lenient,
+                    _ => {}
+                }
+            }
+        }
+        Ok(PreferHandling(handling))
     }
 }
 

@@ -12,6 +12,7 @@ mod metadata;
 mod middleware;
 mod resource;
 mod respond;
+mod search;
 mod validate;
 
 use std::sync::Arc;
@@ -59,6 +60,7 @@ pub fn app(state: AppState) -> Router {
         .merge(history::router())
         .merge(resource::router())
         .merge(validate::router())
+        .merge(search::router())
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(middleware::negotiate));
     Router::new()

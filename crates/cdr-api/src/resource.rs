@@ -4,20 +4,26 @@ use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use cdr_interactions::{VersionedResource, WriteOutcome, WriteStatus};
 use cdr_model::Instant;
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{
     BaseUrl, FhirBody, FhirPath, IfMatch, IfNoneExist, PreferReturn, parse_etag_version,
 };
 use crate::respond::{fhir_json, informational, version_headers, write_response};
+use crate::{AppState, search};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
-        .route("/{type}", post(create).put(conditional_update).delete(conditional_delete))
+        .route(
+            "/{type}",
+            get(search::type_search)
+                .post(create)
+                .put(conditional_update)
+                .delete(conditional_delete),
+        )
         .route("/{type}/{id}", get(read).put(update).delete(delete))
         .route("/{type}/{id}/_history/{version}", get(vread))
 }

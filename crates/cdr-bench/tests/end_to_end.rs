@@ -9,6 +9,7 @@ use cdr_bench::run::{QueryKind, RunConfig};
 use cdr_bench::stats::QueryStats;
 use cdr_bench::{Budget, GenerateConfig};
 use cdr_interactions::{Engine, EngineConfig, Profiles, ValidationMode};
+use cdr_search::SearchParamRegistry;
 use cdr_store::{Store, StoreConfig};
 use cdr_validation::ProfileSet;
 
@@ -32,10 +33,11 @@ async fn generate_load_run_and_direct_on_sqlite() {
         default_page_size: 20,
         max_page_size: 100,
         validation: ValidationMode::Base,
+        require_patient_identifier: false,
     };
     let profiles = Arc::new(Profiles::new(ProfileSet::r4_core().unwrap()));
     let state = AppState::new(
-        Engine::new(store.clone(), profiles, engine_config),
+        Engine::new(store.clone(), profiles, engine_config, SearchParamRegistry::r4().unwrap()),
         ApiConfig { max_body_bytes: 16 << 20, base_url: None },
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,6 +1,7 @@
 //! The CapabilityStatement, generated from what this build implements.
 
-use cdr_model::Instant;
+use cdr_model::{Instant, ResourceType};
+use cdr_search::SearchParamType;
 use serde_json::{Value, json};
 
 use crate::{Engine, SERVED_TYPES};
@@ -9,8 +10,16 @@ use crate::{Engine, SERVED_TYPES};
 const VALIDATE_DEFINITION: &str = "http://hl7.org/fhir/OperationDefinition/Resource-validate";
 
 /// The type-level interactions every served type supports.
-const TYPE_INTERACTIONS: [&str; 7] =
-    ["read", "vread", "update", "delete", "history-instance", "history-type", "create"];
+const TYPE_INTERACTIONS: [&str; 8] = [
+    "read",
+    "vread",
+    "update",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+];
 
 impl Engine {
     /// The server's CapabilityStatement; `base` is the FHIR base URL.
@@ -21,13 +30,16 @@ impl Engine {
         let validate_operation = json!({ "name": "validate", "definition": VALIDATE_DEFINITION });
         let resources: Vec<Value> = SERVED_TYPES
             .iter()
+            .filter_map(|name| ResourceType::parse(name).ok())
             .map(|resource_type| {
+                let (search_params, includes, revincludes) =
+                    self.search_capabilities(resource_type);
                 let mut resource = json!({
-                    "type": resource_type,
+                    "type": resource_type.as_str(),
                     "profile": format!("http://hl7.org/fhir/StructureDefinition/{resource_type}"),
                 });
                 // Declared only when its definition is loaded, since only then is it enforced.
-                if let Some(url) = self.profiles.loaded_for_type(resource_type) {
+                if let Some(url) = self.profiles.loaded_for_type(resource_type.as_str()) {
                     resource["supportedProfile"] = json!([url]);
                 }
                 let rest = json!({
@@ -39,6 +51,9 @@ impl Engine {
                     "conditionalRead": "not-supported",
                     "conditionalUpdate": true,
                     "conditionalDelete": "single",
+                    "searchInclude": includes,
+                    "searchRevInclude": revincludes,
+                    "searchParam": search_params,
                     "operation": [validate_operation],
                 });
                 if let (Value::Object(resource), Value::Object(rest)) = (&mut resource, rest) {
@@ -60,9 +75,53 @@ impl Engine {
             "rest": [{
                 "mode": "server",
                 "resource": resources,
-                "interaction": [{ "code": "history-system" }],
+                "interaction": [{ "code": "history-system" }, { "code": "search-system" }],
                 "operation": [validate_operation],
             }],
         })
+    }
+}
+
+impl Engine {
+    /// The `searchParam`, `searchInclude` and `searchRevInclude` of one served type.
+    fn search_capabilities(
+        &self,
+        resource_type: ResourceType,
+    ) -> (Vec<Value>, Vec<String>, Vec<String>) {
+        let mut params = self.registry.params_for(resource_type);
+        params.sort_by(|left, right| left.code.cmp(&right.code));
+        let search_params = params
+            .iter()
+            .filter(|def| def.param_type != SearchParamType::Special)
+            .map(|def| {
+                json!({
+                    "name": def.code,
+                    "definition": def.url,
+                    "type": def.param_type.as_str(),
+                })
+            })
+            .collect();
+        let mut includes = vec!["*".to_owned()];
+        includes.extend(
+            params
+                .iter()
+                .filter(|def| def.param_type == SearchParamType::Reference)
+                .map(|def| format!("{resource_type}:{}", def.code)),
+        );
+        let mut revincludes = vec!["*".to_owned()];
+        for source in SERVED_TYPES.iter().filter_map(|name| ResourceType::parse(name).ok()) {
+            let mut source_params = self.registry.params_for(source);
+            source_params.sort_by(|left, right| left.code.cmp(&right.code));
+            revincludes.extend(
+                source_params
+                    .iter()
+                    .filter(|def| {
+                        def.param_type == SearchParamType::Reference
+                            && (def.targets.is_empty() || def.targets.contains(&resource_type))
+                    })
+                    .map(|def| format!("{source}:{}", def.code)),
+            );
+        }
+        (search_params, includes, revincludes)
     }
 }

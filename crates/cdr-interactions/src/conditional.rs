@@ -1,196 +1,116 @@
-//! Conditional-interaction criteria and the token index rows they match against.
+//! Conditional-interaction criteria: a query string parsed by `cdr-search` and matched by the store's
+//! search compiler, so conditional create, update and delete accept every search parameter.
 //!
-//! Until the search engine serves every parameter, conditional create, update and delete match on
-//! `_id` and on `identifier` (`system|value`, `|value` or `value`), the business keys that miCDR
-//! submissions use. Any other parameter is refused as not supported rather than silently ignored.
+//! Unknown parameters are always an error here (a criterion silently dropped could match the wrong
+//! resource). Result parameters (`_count`, `_sort`, …) do not affect matching.
 
-use cdr_store::{Condition, TokenRow};
-use serde_json::{Map, Value};
+use cdr_model::{Issue, IssueType, OperationOutcome, ResourceType};
+use cdr_search::{SearchError, SearchParamRegistry, SearchQuery, parse_query};
 
 use crate::InteractionError;
 
-/// Parameters that shape a response rather than select resources; they never affect matching.
-const RESULT_PARAMETERS: [&str; 3] = ["_format", "_pretty", "_summary"];
+/// Parameters the parser takes that shape a response rather than select resources.
+const RESULT_PARAMETERS: [&str; 11] = [
+    "_format",
+    "_pretty",
+    "_summary",
+    "_count",
+    "_sort",
+    "_total",
+    "_elements",
+    "_include",
+    "_revinclude",
+    "_contained",
+    "_containedType",
+];
 
 /// Parsed criteria and the key that serialises concurrent writes with the same criteria.
 #[derive(Debug)]
 pub(crate) struct Criteria {
-    pub(crate) conditions: Vec<Condition>,
-    /// The type and conditions in a canonical order: two requests with equal criteria share it.
+    pub(crate) query: SearchQuery,
+    /// The type and criteria in a canonical order: two requests with equal criteria share it.
     pub(crate) lock_key: String,
 }
 
 /// Parses a conditional query string such as `identifier=http://hospital.example/mrn|123`; a leading
 /// `?` or `Type?` is tolerated.
 pub(crate) fn parse_criteria(
-    resource_type: &str,
+    registry: &SearchParamRegistry,
+    resource_type: ResourceType,
     query: &str,
 ) -> Result<Criteria, InteractionError> {
     let query = match query.split_once('?') {
-        Some((prefix, rest)) if prefix.is_empty() || prefix == resource_type => rest,
+        Some((prefix, rest)) if prefix.is_empty() || prefix == resource_type.as_str() => rest,
         _ => query,
     };
-    let mut conditions = Vec::new();
-    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-        if RESULT_PARAMETERS.contains(&name.as_ref()) {
-            continue;
-        }
-        if split_unescaped(&value, ',').len() > 1 {
-            return Err(InteractionError::NotSupported(format!(
-                "conditional criteria: OR (comma-separated values) in '{name}' is not supported"
-            )));
-        }
-        let condition = match name.as_ref() {
-            "_id" => Condition::Id(value.into_owned()),
-            "identifier" => token_condition("identifier", &value)?,
-            other => {
-                return Err(InteractionError::NotSupported(format!(
-                    "conditional criteria: search parameter '{other}' is not supported; use identifier or _id"
-                )));
-            }
-        };
-        conditions.push(condition);
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .filter(|(name, _)| {
+            let base = name.split(':').next().unwrap_or_default();
+            !RESULT_PARAMETERS.contains(&base)
+        })
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect();
+    if pairs.iter().any(|(name, value)| name.contains('\0') || value.contains('\0')) {
+        return Err(InteractionError::invalid(
+            "conditional criteria must not contain NUL characters",
+        ));
     }
-    if conditions.is_empty() {
+    let parsed = parse_query(Some(resource_type), &pairs, registry);
+    if !parsed.errors.is_empty() {
+        let issues = parsed
+            .errors
+            .iter()
+            .map(|error| {
+                let code = match error {
+                    SearchError::Unknown { .. } => IssueType::NotSupported,
+                    SearchError::Invalid { .. } => IssueType::Invalid,
+                };
+                Issue::error(code, format!("conditional criteria: {error}"))
+            })
+            .collect();
+        return Err(InteractionError::Invalid(OperationOutcome::new(issues)));
+    }
+    if parsed.query.clauses.is_empty() {
         return Err(InteractionError::invalid(
             "conditional criteria are empty: give at least one search parameter",
         ));
     }
-    let mut parts: Vec<String> =
-        conditions.iter().map(|condition| format!("{condition:?}")).collect();
+    let mut parts: Vec<String> = parsed
+        .query
+        .clauses
+        .iter()
+        .zip(&pairs)
+        .map(|(clause, (_, value))| format!("{}={value}", clause.canonical_name))
+        .collect();
     parts.sort();
     parts.dedup();
-    Ok(Criteria { conditions, lock_key: format!("{resource_type}?{}", parts.join("&")) })
-}
-
-fn token_condition(param: &str, value: &str) -> Result<Condition, InteractionError> {
-    let parts = split_unescaped(value, '|');
-    let (system, code) = match parts.as_slice() {
-        [code] => (None, unescape(code)),
-        ["", code] => (Some(None), unescape(code)),
-        [system, code] => (Some(Some(unescape(system))), unescape(code)),
-        _ => {
-            return Err(InteractionError::invalid(format!(
-                "'{param}={value}': a token has at most one unescaped '|'"
-            )));
-        }
-    };
-    if code.is_empty() {
-        return Err(InteractionError::NotSupported(format!(
-            "conditional criteria: '{param}={value}' needs a code (system-only tokens are not supported)"
-        )));
-    }
-    Ok(Condition::Token { param: param.to_owned(), system, code })
-}
-
-/// Splits on `separator` where it is not escaped by a backslash; escapes stay in the parts.
-fn split_unescaped(value: &str, separator: char) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let mut start = 0;
-    let mut escaped = false;
-    for (index, character) in value.char_indices() {
-        match character {
-            _ if escaped => escaped = false,
-            '\\' => escaped = true,
-            _ if character == separator => {
-                parts.push(&value[start..index]);
-                start = index + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(&value[start..]);
-    parts
-}
-
-/// Removes the search escapes `\|`, `\,`, `\$` and `\\`.
-fn unescape(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    let mut characters = value.chars();
-    while let Some(character) = characters.next() {
-        if character == '\\' {
-            if let Some(next) = characters.next() {
-                out.push(next);
-            }
-            continue;
-        }
-        out.push(character);
-    }
-    out
-}
-
-/// The `identifier` token rows of a resource (its `identifier` element, single or repeating).
-pub(crate) fn identifier_tokens(resource: &Map<String, Value>) -> Vec<TokenRow> {
-    let identifiers = match resource.get("identifier") {
-        Some(Value::Array(items)) => items.iter().collect(),
-        Some(item @ Value::Object(_)) => vec![item],
-        _ => Vec::new(),
-    };
-    identifiers
-        .into_iter()
-        .filter_map(|identifier| {
-            let code = identifier.get("value").and_then(Value::as_str)?;
-            Some(TokenRow {
-                param: "identifier".to_owned(),
-                system: identifier.get("system").and_then(Value::as_str).map(str::to_owned),
-                code: Some(code.to_owned()),
-            })
-        })
-        .collect()
+    Ok(Criteria { query: parsed.query, lock_key: format!("{resource_type}?{}", parts.join("&")) })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn token(system: Option<Option<&str>>, code: &str) -> Condition {
-        Condition::Token {
-            param: "identifier".into(),
-            system: system.map(|system| system.map(str::to_owned)),
-            code: code.into(),
-        }
+    fn patient() -> ResourceType {
+        ResourceType::parse("Patient").unwrap()
     }
 
     #[test]
-    fn parses_token_forms() {
-        let criteria =
-            parse_criteria("Patient", "identifier=http%3A%2F%2Fh.example%2Fmrn%7C123").unwrap();
-        assert_eq!(criteria.conditions, vec![token(Some(Some("http://h.example/mrn")), "123")]);
-        let criteria = parse_criteria("Patient", "Patient?identifier=|123&_id=p1").unwrap();
-        assert_eq!(criteria.conditions, vec![token(Some(None), "123"), Condition::Id("p1".into())]);
-        let criteria = parse_criteria("Patient", "?identifier=a\\|b").unwrap();
-        assert_eq!(criteria.conditions, vec![token(None, "a|b")]);
-    }
-
-    #[test]
-    fn lock_key_ignores_order() {
-        let first = parse_criteria("Patient", "identifier=s|1&_id=x").unwrap();
-        let second = parse_criteria("Patient", "_id=x&identifier=s|1").unwrap();
+    fn lock_key_ignores_order_and_encoding() {
+        let registry = SearchParamRegistry::r4().unwrap();
+        let first = parse_criteria(&registry, patient(), "identifier=s|1&_id=x").unwrap();
+        let second =
+            parse_criteria(&registry, patient(), "Patient?_id=x&identifier=s%7C1&_count=3")
+                .unwrap();
         assert_eq!(first.lock_key, second.lock_key);
+        assert_eq!(first.lock_key, "Patient?_id=x&identifier=s|1");
     }
 
     #[test]
     fn refuses_what_it_cannot_match() {
-        for query in [
-            "",
-            "_format=json",
-            "name=smith",
-            "identifier=s|1,s|2",
-            "identifier=s|",
-            "identifier=a|b|c",
-        ] {
-            assert!(parse_criteria("Patient", query).is_err(), "{query}");
+        let registry = SearchParamRegistry::r4().unwrap();
+        for query in ["", "_format=json", "nonsense=smith", "identifier=a|b|c", "birthdate=soon"] {
+            assert!(parse_criteria(&registry, patient(), query).is_err(), "{query}");
         }
-    }
-
-    #[test]
-    fn extracts_identifiers() {
-        let resource: Value = serde_json::from_str(
-            r#"{"resourceType":"Patient","identifier":[{"system":"s","value":"1"},{"value":"2"},{"system":"s"}]}"#,
-        )
-        .unwrap();
-        let rows = identifier_tokens(resource.as_object().unwrap());
-        assert_eq!(rows.len(), 2);
-        assert_eq!(rows[1].system, None);
     }
 }

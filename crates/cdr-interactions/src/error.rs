@@ -59,6 +59,7 @@ impl From<StoreError> for InteractionError {
             StoreError::Conflict => InteractionError::Conflict(
                 "the resource was changed by a concurrent request; retry".to_owned(),
             ),
+            StoreError::NotSupported(message) => InteractionError::NotSupported(message),
             other => InteractionError::Internal(other),
         }
     }

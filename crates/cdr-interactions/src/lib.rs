@@ -1,6 +1,6 @@
 //! FHIR RESTful interactions as plain async functions on an [`Engine`]: read, vread, create, update,
-//! delete (plain and conditional), history, `$validate` and the CapabilityStatement. Creates and
-//! updates are validated against profiles (`validate.rs`) before anything is written.
+//! delete (plain and conditional), history, search, `$validate` and the CapabilityStatement. Creates
+//! and updates are validated against profiles (`validate.rs`) before anything is written.
 //!
 //! API Boundary: this crate speaks FHIR, not HTTP. It knows no status codes or headers; its errors are
 //! semantic ([`InteractionError`]) and `cdr-api` maps them to HTTP in one table. Writes take a
@@ -12,16 +12,21 @@ mod conditional;
 mod error;
 mod history;
 mod read;
+mod search;
+mod shape;
+mod summary_elements;
 mod validate;
 mod write;
 
 use std::sync::Arc;
 
 use cdr_model::{Instant, LogicalId, ResourceType};
+use cdr_search::SearchParamRegistry;
 use cdr_store::Store;
 
 pub use crate::error::InteractionError;
 pub use crate::history::HistoryParams;
+pub use crate::search::Handling;
 pub use crate::validate::{ONTARIO_PROFILES, Profiles, ValidationMode};
 pub use crate::write::{Precondition, WriteOutcome, WriteStatus};
 
@@ -49,20 +54,25 @@ pub struct EngineConfig {
     /// Whether `PUT [type]/[id]` may create a resource with a client-chosen id (`updateCreate`). Off in
     /// miCDR deployments, where the server assigns every id.
     pub update_create: bool,
-    /// History page size when the client gives no `_count`.
+    /// History and search page size when the client gives no `_count`.
     pub default_page_size: u32,
     /// Largest page size a client may ask for; larger `_count` values are capped.
     pub max_page_size: u32,
     /// How much profile validation creates and updates go through.
     pub validation: ValidationMode,
+    /// The Ontario MI rule: searches on ServiceRequest, DiagnosticReport, ImagingStudy and DocumentReference
+    /// must carry `patient.identifier=system|value`. Off by default.
+    pub require_patient_identifier: bool,
 }
 
-/// The interaction layer: a store, the profiles writes are validated against, and the configuration.
+/// The interaction layer: a store, the profiles writes are validated against, the search parameters it
+/// indexes and serves, and the configuration.
 #[derive(Debug, Clone)]
 pub struct Engine {
     store: Store,
     profiles: Arc<Profiles>,
     config: EngineConfig,
+    registry: Arc<SearchParamRegistry>,
 }
 
 /// One version of a resource as the interactions return it.
@@ -77,9 +87,33 @@ pub struct VersionedResource {
 }
 
 impl Engine {
+    /// An engine over `store`; `profiles` are what writes are validated against, `registry` holds the search
+    /// parameters (R4 plus any custom ones) that writes index and searches accept.
     #[must_use]
-    pub fn new(store: Store, profiles: Arc<Profiles>, config: EngineConfig) -> Engine {
-        Engine { store, profiles, config }
+    pub fn new(
+        store: Store,
+        profiles: Arc<Profiles>,
+        config: EngineConfig,
+        registry: SearchParamRegistry,
+    ) -> Engine {
+        Engine { store, profiles, config, registry: Arc::new(registry) }
+    }
+
+    /// Rebuilds every search index row from the stored resources, `batch_size` per transaction; returns how
+    /// many resources were indexed.
+    ///
+    /// # Errors
+    /// On storage failure.
+    pub async fn reindex(&self, batch_size: u32) -> Result<u64, InteractionError> {
+        Ok(self.store.reindex(&self.registry, batch_size).await?)
+    }
+
+    /// Whether the database holds resources but no index rows (written before the index tables existed).
+    ///
+    /// # Errors
+    /// On storage failure.
+    pub async fn needs_reindex(&self) -> Result<bool, InteractionError> {
+        Ok(self.store.needs_reindex().await?)
     }
 
     #[must_use]

@@ -4,10 +4,11 @@
 use cdr_model::{
     Instant, Issue, IssueType, LogicalId, OperationOutcome, Resource, ResourceError, ResourceType,
 };
+use cdr_search::{SearchParamRegistry, extract};
 use cdr_store::{NewVersion, StoreTx, WriteMethod};
 use serde_json::Value;
 
-use crate::conditional::{identifier_tokens, parse_criteria};
+use crate::conditional::parse_criteria;
 use crate::{Engine, InteractionError, VersionedResource, parse_id};
 
 /// What a write did.
@@ -56,9 +57,7 @@ impl Engine {
         self.check_for_write(&resource)?;
         let mut tx = self.store.begin().await?;
         if let Some(query) = if_none_exist {
-            let criteria = parse_criteria(resource_type.as_str(), query)?;
-            tx.lock(&criteria.lock_key).await?;
-            let matches = tx.find(resource_type.as_str(), &criteria.conditions, 2).await?;
+            let matches = self.conditional_matches(&mut tx, resource_type, query).await?;
             match matches.as_slice() {
                 [] => {}
                 [id] => {
@@ -73,8 +72,16 @@ impl Engine {
             }
         }
         let id = new_id();
-        let created =
-            write_version(&mut tx, resource_type, &id, resource, 1, WriteMethod::Create).await?;
+        let created = write_version(
+            &mut tx,
+            &self.registry,
+            resource_type,
+            &id,
+            resource,
+            1,
+            WriteMethod::Create,
+        )
+        .await?;
         tx.commit().await?;
         Ok(WriteOutcome { status: WriteStatus::Created, resource: Some(created) })
     }
@@ -130,17 +137,22 @@ impl Engine {
     ) -> Result<WriteOutcome, InteractionError> {
         let resource_type = self.served_type(type_name)?;
         let resource = parse_body(resource_type, body)?;
-        let criteria = parse_criteria(resource_type.as_str(), query)?;
         self.check_for_write(&resource)?;
         let mut tx = self.store.begin().await?;
-        tx.lock(&criteria.lock_key).await?;
-        let matches = tx.find(resource_type.as_str(), &criteria.conditions, 2).await?;
+        let matches = self.conditional_matches(&mut tx, resource_type, query).await?;
         let outcome = match (matches.as_slice(), resource.id()) {
             ([], None) => {
                 let id = new_id();
-                let created =
-                    write_version(&mut tx, resource_type, &id, resource, 1, WriteMethod::Create)
-                        .await?;
+                let created = write_version(
+                    &mut tx,
+                    &self.registry,
+                    resource_type,
+                    &id,
+                    resource,
+                    1,
+                    WriteMethod::Create,
+                )
+                .await?;
                 WriteOutcome { status: WriteStatus::Created, resource: Some(created) }
             }
             ([], Some(body_id)) => {
@@ -163,6 +175,21 @@ impl Engine {
         };
         tx.commit().await?;
         Ok(outcome)
+    }
+
+    /// Parses conditional criteria, takes the lock of their canonical form and returns the ids of at most
+    /// two matches.
+    async fn conditional_matches(
+        &self,
+        tx: &mut StoreTx,
+        resource_type: ResourceType,
+        query: &str,
+    ) -> Result<Vec<String>, InteractionError> {
+        let criteria = parse_criteria(&self.registry, resource_type, query)?;
+        tx.lock(&criteria.lock_key).await?;
+        let types = [resource_type.as_str().to_owned()];
+        let now_micros = Instant::now().millis() * 1_000;
+        Ok(tx.find(&criteria.query, &types, now_micros, 2).await?)
     }
 
     async fn update_in(
@@ -196,7 +223,8 @@ impl Engine {
             (None, Precondition::None) => (1, WriteStatus::Created),
         };
         let method = if version == 1 { WriteMethod::Create } else { WriteMethod::Update };
-        let written = write_version(tx, resource_type, id, resource, version, method).await?;
+        let written =
+            write_version(tx, &self.registry, resource_type, id, resource, version, method).await?;
         Ok(WriteOutcome { status, resource: Some(written) })
     }
 
@@ -229,10 +257,8 @@ impl Engine {
         query: &str,
     ) -> Result<WriteOutcome, InteractionError> {
         let resource_type = self.served_type(type_name)?;
-        let criteria = parse_criteria(resource_type.as_str(), query)?;
         let mut tx = self.store.begin().await?;
-        tx.lock(&criteria.lock_key).await?;
-        let matches = tx.find(resource_type.as_str(), &criteria.conditions, 2).await?;
+        let matches = self.conditional_matches(&mut tx, resource_type, query).await?;
         let outcome = match matches.as_slice() {
             [] => WriteOutcome { status: WriteStatus::NothingToDelete, resource: None },
             [found] => {
@@ -270,7 +296,7 @@ async fn delete_in(
         last_updated: last_updated.millis(),
         method: WriteMethod::Delete,
         body: None,
-        tokens: &[],
+        index: &[],
     })
     .await?;
     let deletion =
@@ -281,6 +307,7 @@ async fn delete_in(
 /// Stamps `id` and `meta` on the resource and writes it as `version`.
 async fn write_version(
     tx: &mut StoreTx,
+    registry: &SearchParamRegistry,
     resource_type: ResourceType,
     id: &LogicalId,
     mut resource: Resource,
@@ -290,8 +317,12 @@ async fn write_version(
     let last_updated = Instant::now();
     resource.set_id(id);
     resource.set_meta(&version.to_string(), &last_updated.to_fhir());
-    let tokens = identifier_tokens(resource.json());
     let body = resource.to_json_string();
+    let json = Value::Object(resource.into_json());
+    let extraction = extract(&json, registry, resource_type);
+    for failure in &extraction.failures {
+        tracing::warn!(%resource_type, %id, %failure, "search parameter not indexed");
+    }
     tx.write(&NewVersion {
         res_type: resource_type.as_str(),
         res_id: id.as_str(),
@@ -299,7 +330,7 @@ async fn write_version(
         last_updated: last_updated.millis(),
         method,
         body: Some(&body),
-        tokens: &tokens,
+        index: &extraction.entries,
     })
     .await?;
     Ok(VersionedResource { resource_type, id: id.clone(), version, last_updated, body: Some(body) })

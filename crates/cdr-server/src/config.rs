@@ -30,6 +30,8 @@ pub(crate) enum Command {
     Migrate(DatabaseArgs),
     /// Validate resource files offline; exit status 1 when any has errors, 2 on usage or IO errors.
     Validate(ValidateArgs),
+    /// Rebuild every search index row from the stored resources (after adding SearchParameters or upgrading).
+    Reindex(ReindexArgs),
 }
 
 /// Where the conformance resources (profiles, value sets, code systems) come from, on top of the
@@ -80,6 +82,18 @@ pub(crate) struct ValidateArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct ReindexArgs {
+    #[command(flatten)]
+    pub(crate) database: DatabaseArgs,
+    /// Custom SearchParameters come from the conformance resources (the profiles folder and packages).
+    #[command(flatten)]
+    pub(crate) conformance: ProfileArgs,
+    /// Resources indexed per database transaction.
+    #[arg(long, env = "REINDEX_BATCH_SIZE", default_value_t = 500)]
+    pub(crate) batch_size: u32,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct DatabaseArgs {
     /// Database: `sqlite://PATH` (created if missing) or `postgres://USER@HOST:PORT/DB`.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/imaging-cdr.db")]
@@ -119,4 +133,8 @@ pub(crate) struct ServeArgs {
     pub(crate) validation: Validation,
     #[command(flatten)]
     pub(crate) conformance: ProfileArgs,
+    /// Refuse searches on ServiceRequest, DiagnosticReport, ImagingStudy and DocumentReference that do not
+    /// name the patient by patient.identifier=system|value (the Ontario MI viewer rule).
+    #[arg(long, env = "REQUIRE_PATIENT_IDENTIFIER")]
+    pub(crate) require_patient_identifier: bool,
 }

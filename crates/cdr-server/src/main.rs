@@ -14,10 +14,12 @@ use std::time::Duration;
 use anyhow::Context;
 use cdr_api::{ApiConfig, AppState};
 use cdr_interactions::{Engine, EngineConfig, Profiles, ValidationMode};
+use cdr_search::SearchParamRegistry;
 use cdr_store::{Store, StoreConfig};
+use cdr_validation::{ConformanceKind, ProfileSet};
 use clap::Parser;
 
-use crate::config::{Cli, Command, DatabaseArgs, LogFormat, ServeArgs, Validation};
+use crate::config::{Cli, Command, DatabaseArgs, LogFormat, ReindexArgs, ServeArgs, Validation};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -27,6 +29,7 @@ async fn main() -> ExitCode {
         Command::Serve(args) => serve(args).await,
         Command::Migrate(args) => migrate(&args).await,
         Command::Validate(args) => return validate::run(&args),
+        Command::Reindex(args) => reindex(&args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -65,24 +68,60 @@ async fn migrate(args: &DatabaseArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The R4 search parameters plus every SearchParameter among the loaded conformance resources (the
+/// profiles folder and packages).
+fn search_registry(set: &ProfileSet) -> anyhow::Result<SearchParamRegistry> {
+    let texts: Vec<String> = set
+        .canonicals(ConformanceKind::SearchParameter)
+        .filter_map(|url| set.resource(ConformanceKind::SearchParameter, url))
+        .map(|resource| resource.to_string())
+        .collect();
+    let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let registry = SearchParamRegistry::with_extra(&borrowed).context("invalid SearchParameter")?;
+    tracing::info!(custom = texts.len(), "search parameters loaded");
+    Ok(registry)
+}
+
+async fn reindex(args: &ReindexArgs) -> anyhow::Result<()> {
+    let (set, _) = profiles::load(&args.conformance)?;
+    let registry = search_registry(&set)?;
+    let store = open_store(&args.database).await?;
+    let config = EngineConfig {
+        update_create: false,
+        default_page_size: 20,
+        max_page_size: 500,
+        validation: ValidationMode::Off,
+        require_patient_identifier: false,
+    };
+    let engine = Engine::new(store.clone(), Arc::new(Profiles::new(set)), config, registry);
+    let started = std::time::Instant::now();
+    let n_indexed = engine.reindex(args.batch_size).await.context("reindex failed")?;
+    tracing::info!(resources = n_indexed, seconds = started.elapsed().as_secs_f64(), "reindexed");
+    store.close().await;
+    Ok(())
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let profiles = load_profiles(&args)?;
+    let (profiles, registry) = load_conformance(&args)?;
     let validation = match args.validation {
         Validation::Strict => ValidationMode::Strict,
         Validation::Base => ValidationMode::Base,
         Validation::Off => ValidationMode::Off,
     };
     let store = open_store(&args.database).await?;
-    let engine = Engine::new(
-        store.clone(),
-        Arc::new(profiles),
-        EngineConfig {
-            update_create: args.update_create,
-            default_page_size: args.default_page_size,
-            max_page_size: args.max_page_size,
-            validation,
-        },
-    );
+    let config = EngineConfig {
+        update_create: args.update_create,
+        default_page_size: args.default_page_size,
+        max_page_size: args.max_page_size,
+        validation,
+        require_patient_identifier: args.require_patient_identifier,
+    };
+    let engine = Engine::new(store.clone(), Arc::new(profiles), config, registry);
+    if engine.needs_reindex().await.context("cannot inspect the search index")? {
+        tracing::info!("the database has resources but no search index rows: reindexing once");
+        let n_indexed = engine.reindex(500).await.context("reindex failed")?;
+        tracing::info!(resources = n_indexed, "reindexed");
+    }
     let state = AppState::new(
         engine,
         ApiConfig { max_body_bytes: args.max_body_bytes, base_url: args.base_url },
@@ -99,10 +138,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The conformance resources, checked against the validation mode: strict mode needs every per-type
+/// The conformance resources and the search parameters among them, checked against the validation mode: strict mode needs every per-type
 /// profile, or it would reject every write of that type.
-fn load_profiles(args: &ServeArgs) -> anyhow::Result<Profiles> {
+fn load_conformance(args: &ServeArgs) -> anyhow::Result<(Profiles, SearchParamRegistry)> {
     let (set, stats) = profiles::load(&args.conformance)?;
+    let registry = search_registry(&set)?;
     let profiles = Profiles::new(set);
     tracing::info!(
         resources = stats.n_resources,
@@ -124,7 +164,7 @@ fn load_profiles(args: &ServeArgs) -> anyhow::Result<Profiles> {
         }
         _ => {}
     }
-    Ok(profiles)
+    Ok((profiles, registry))
 }
 
 async fn shutdown_signal() {

@@ -1,21 +1,49 @@
 //! Resource storage on PostgreSQL and SQLite behind one [`Store`].
 //!
 //! Architecture Invariant: this is the only crate that speaks SQL. It stores what it is given and never
-//! validates profiles; index rows are derived data that callers compute from the resource JSON.
+//! validates profiles; index rows are derived data that callers compute from the resource JSON with
+//! `cdr_search::extract` (and that [`Store::reindex`] recomputes from the stored bodies).
+//! Searches compile a `cdr_search::SearchQuery` to SQL with bind parameters only (`compile.rs`).
 //!
 //! Both backends share one logical schema (`migrations/postgres`, `migrations/sqlite`) and, where the
 //! dialects agree, one SQL text: each operation is written once and run on either pool through the
 //! `dispatch!` macro. Every write happens inside a [`StoreTx`], so a single interaction and, later, a whole
 //! transaction Bundle commit or roll back as one database transaction.
 
+//!
+//! # Search
+//!
+//! Supported: every parameter type (token, string, date, reference, quantity, number, uri, composite), the nine
+//! prefixes with precision ranges, `:missing :exact :contains :text :not :of-type :identifier :[type]`,
+//! `:above`/`:below` on uri, token forms `system|code`, `|code`, `code`, `system|`, OR and AND, chains and `_has`
+//! to the parser's depth, `_id`, `_lastUpdated`, `_tag`, `_profile`, `_security`, multi-key `_sort`, keyset pages
+//! ([`Store::search`]), `COUNT` ([`Store::count`]), `_include`/`_revinclude` targets ([`Store::include`]),
+//! conditional matching ([`StoreTx::find`]) and [`Store::reindex`].
+//! Not supported (the caller gets [`StoreError::NotSupported`]): token `:above`/`:below`/`:in`/`:not-in` (no
+//! terminology), reference `:above`/`:below`, `:missing` on composites, `special` parameters.
+//!
+//! Measured once with `EXPLAIN ANALYZE` on PostgreSQL 15 over synthetic index rows of 100,000 Patients and
+//! 200,000 ImagingStudies: `ImagingStudy?patient.identifier=s|v&_sort=-started` 0.5 ms;
+//! `Patient?name=smi&birthdate=ge1970&_sort=-birthdate` 0.3 ms; `Patient?birthdate=le1950&_sort=birthdate`
+//! (~15,000 matches, every one sorted) 175 ms; `Patient?_has:ImagingStudy:patient:started=ge2024-06` 0.35–0.9 s
+//! (the planner walks the references in id order for the `LIMIT`; the statement timeout bounds it);
+//! `Patient?_sort=-_lastUpdated` 0.2 ms (one backward scan of `resource_live_updated`).
+
+mod compile;
 mod connect;
+mod index;
 mod read;
+mod search;
+mod sql;
 mod write;
 
 use std::time::Duration;
 
 pub use crate::read::{HistoryEntry, HistoryQuery, HistoryScope, StoredVersion};
-pub use crate::write::{Condition, NewVersion, StoreTx, TokenRow, WriteMethod};
+pub use crate::search::{
+    FoundResource, PageDirection, PageKey, SearchPage, SearchRequest, SortValue,
+};
+pub use crate::write::{NewVersion, StoreTx, WriteMethod};
 
 /// How to reach the database.
 #[derive(Debug, Clone)]
@@ -54,6 +82,9 @@ pub enum StoreError {
     /// A row holds a value this version of the server cannot read.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The search asks for something the query compiler does not do (a client error).
+    #[error("{0}")]
+    NotSupported(String),
     /// Applying migrations failed.
     #[error("database migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),

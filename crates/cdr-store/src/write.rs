@@ -3,7 +3,12 @@
 
 use sqlx::{Postgres, Row, Sqlite, Transaction};
 
+use cdr_search::{IndexEntry, SearchQuery};
+
+use crate::compile::where_clause;
 use crate::connect::{Pool, dispatch};
+use crate::index::replace_statements;
+use crate::sql::{Sql, pack, query_of};
 use crate::{Store, StoreError};
 
 /// How a version came to be; kept in the version table for history entries.
@@ -35,25 +40,6 @@ impl WriteMethod {
     }
 }
 
-/// One token index row of a resource.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenRow {
-    /// The search parameter code, e.g. `identifier`.
-    pub param: String,
-    pub system: Option<String>,
-    pub code: Option<String>,
-}
-
-/// A condition on a resource for conditional interactions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Condition {
-    /// The logical id equals this value.
-    Id(String),
-    /// A token row of `param` has this code and, when `system` is `Some`, this system (`Some(None)`: no
-    /// system at all).
-    Token { param: String, system: Option<Option<String>>, code: String },
-}
-
 /// A new version to write.
 #[derive(Debug, Clone, Copy)]
 pub struct NewVersion<'a> {
@@ -65,8 +51,8 @@ pub struct NewVersion<'a> {
     pub method: WriteMethod,
     /// The JSON to serve, with `id` and `meta` set; `None` for a deletion.
     pub body: Option<&'a str>,
-    /// The resource's token index rows (empty for a deletion).
-    pub tokens: &'a [TokenRow],
+    /// The resource's index rows (empty for a deletion), from `cdr_search::extract`.
+    pub index: &'a [IndexEntry],
 }
 
 #[derive(Debug)]
@@ -149,48 +135,53 @@ impl StoreTx {
         Ok(row.transpose()?)
     }
 
-    /// The ids of live resources of a type matching every condition, at most `limit` of them.
+    /// The ids of live resources of `types` matching `query`'s criteria, at most `limit` of them, in id order.
     ///
     /// # Errors
-    /// On database failure.
+    /// [`StoreError::NotSupported`] for a criterion the compiler cannot serve; database failures.
     pub async fn find(
         &mut self,
-        res_type: &str,
-        conditions: &[Condition],
+        query: &SearchQuery,
+        types: &[String],
+        now_micros: i64,
         limit: i64,
     ) -> Result<Vec<String>, StoreError> {
-        let ids = dispatch!(Tx, &mut self.tx, tx => {
-            let mut sql = sqlx::QueryBuilder::new("SELECT r.res_id FROM resource r WHERE r.res_type = ");
-            sql.push_bind(res_type).push(" AND NOT r.deleted");
-            for condition in conditions {
-                match condition {
-                    Condition::Id(id) => {
-                        sql.push(" AND r.res_id = ").push_bind(id.as_str());
-                    }
-                    Condition::Token { param, system, code } => {
-                        sql.push(" AND EXISTS (SELECT 1 FROM idx_token t WHERE t.res_type = r.res_type AND t.res_id = r.res_id AND t.param = ")
-                            .push_bind(param.as_str())
-                            .push(" AND t.code = ")
-                            .push_bind(code.as_str());
-                        match system {
-                            None => {}
-                            Some(None) => {
-                                sql.push(" AND t.system IS NULL");
-                            }
-                            Some(Some(system)) => {
-                                sql.push(" AND t.system = ").push_bind(system.as_str());
-                            }
-                        }
-                        sql.push(")");
-                    }
-                }
-            }
-            sql.push(" ORDER BY r.res_id LIMIT ").push_bind(limit);
-            sql.build().fetch_all(&mut **tx).await.and_then(|rows| {
-                rows.iter().map(|row| row.try_get::<String, _>("res_id")).collect::<Result<Vec<_>, _>>()
-            })
-        })?;
+        let mut sql = Sql::new("SELECT r.res_id FROM resource r WHERE ");
+        where_clause(&mut sql, query, types, now_micros)?;
+        sql.push(" ORDER BY r.res_id LIMIT ").bind_int(limit);
+        let ids = dispatch!(Tx, &mut self.tx, tx => query_of!(&sql)
+        .fetch_all(&mut **tx)
+        .await
+        .and_then(|rows| {
+            rows.iter().map(|row| row.try_get::<String, _>("res_id")).collect::<Result<Vec<_>, _>>()
+        }))?;
         Ok(ids)
+    }
+
+    /// Replaces the index rows of one resource (no deletes for a `fresh` first version). On PostgreSQL the
+    /// deletes and inserts go as one packed statement.
+    pub(crate) async fn replace_index(
+        &mut self,
+        res_type: &str,
+        res_id: &str,
+        entries: &[IndexEntry],
+        fresh: bool,
+    ) -> Result<(), StoreError> {
+        let statements = replace_statements(res_type, res_id, entries, fresh);
+        let statements = match self.tx {
+            Tx::Postgres(_) => pack(statements),
+            Tx::Sqlite(_) => statements,
+        };
+        for statement in &statements {
+            self.execute(statement).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs one statement built by this crate.
+    pub(crate) async fn execute(&mut self, sql: &Sql) -> Result<(), StoreError> {
+        dispatch!(Tx, &mut self.tx, tx => query_of!(sql).execute(&mut **tx).await.map(drop))?;
+        Ok(())
     }
 
     /// Writes a new version: appends it to the version table, makes it current and replaces the
@@ -228,25 +219,9 @@ impl StoreTx {
             .bind(new.body)
             .execute(&mut **tx)
             .await?;
-            sqlx::query("DELETE FROM idx_token WHERE res_type = $1 AND res_id = $2")
-                .bind(new.res_type)
-                .bind(new.res_id)
-                .execute(&mut **tx)
-                .await?;
-            if !new.tokens.is_empty() {
-                let mut sql = sqlx::QueryBuilder::new("INSERT INTO idx_token (res_type, res_id, param, system, code) ");
-                sql.push_values(new.tokens, |mut values, token| {
-                    values
-                        .push_bind(new.res_type)
-                        .push_bind(new.res_id)
-                        .push_bind(token.param.as_str())
-                        .push_bind(token.system.as_deref())
-                        .push_bind(token.code.as_deref());
-                });
-                sql.build().execute(&mut **tx).await?;
-            }
             Ok::<(), sqlx::Error>(())
         })?;
+        self.replace_index(new.res_type, new.res_id, new.index, new.version == 1).await?;
         Ok(())
     }
 

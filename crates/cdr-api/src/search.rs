@@ -1,0 +1,109 @@
+//! Search: `GET [base]/T?…`, `POST [base]/T/_search` (form body merged with the URL parameters), and
+//! system search `GET [base]?…` / `POST [base]/_search`.
+
+use axum::Router;
+use axum::extract::{RawQuery, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+use cdr_interactions::Handling;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{BaseUrl, FhirPath, PreferHandling};
+use crate::respond::fhir_json;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(system_search))
+        .route("/_search", post(system_search_post))
+        .route("/{type}/_search", post(type_search_post))
+}
+
+/// `GET [base]/T?…`, routed next to create in `resource.rs`.
+pub(crate) async fn type_search(
+    State(state): State<AppState>,
+    BaseUrl(base): BaseUrl,
+    FhirPath(type_name): FhirPath<String>,
+    PreferHandling(handling): PreferHandling,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = pairs(query.as_deref().unwrap_or_default());
+    search(&state, &base, Some(&type_name), &params, handling).await
+}
+
+async fn type_search_post(
+    State(state): State<AppState>,
+    BaseUrl(base): BaseUrl,
+    FhirPath(type_name): FhirPath<String>,
+    PreferHandling(handling): PreferHandling,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let params = form_params(&state, request).await?;
+    search(&state, &base, Some(&type_name), &params, handling).await
+}
+
+async fn system_search(
+    State(state): State<AppState>,
+    BaseUrl(base): BaseUrl,
+    PreferHandling(handling): PreferHandling,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = pairs(query.as_deref().unwrap_or_default());
+    search(&state, &base, None, &params, handling).await
+}
+
+async fn system_search_post(
+    State(state): State<AppState>,
+    BaseUrl(base): BaseUrl,
+    PreferHandling(handling): PreferHandling,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let params = form_params(&state, request).await?;
+    search(&state, &base, None, &params, handling).await
+}
+
+async fn search(
+    state: &AppState,
+    base: &str,
+    type_name: Option<&str>,
+    params: &[(String, String)],
+    handling: Handling,
+) -> Result<Response, ApiError> {
+    let bundle = state.engine.search(base, type_name, params, handling).await?;
+    Ok(fhir_json(StatusCode::OK, bundle.to_string()))
+}
+
+fn pairs(text: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(text.as_bytes())
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect()
+}
+
+/// The URL parameters followed by those of an `application/x-www-form-urlencoded` body.
+async fn form_params(
+    state: &AppState,
+    request: Request,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let mut params = pairs(request.uri().query().unwrap_or_default());
+    if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
+        let text = content_type.to_str().unwrap_or_default();
+        let essence = text.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        if essence != "application/x-www-form-urlencoded" {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "Content-Type '{text}' is not supported by _search: send application/x-www-form-urlencoded"
+            )));
+        }
+    }
+    let limit = state.config.max_body_bytes;
+    let body = Limited::new(request.into_body(), limit).collect().await.map_err(|error| {
+        if error.downcast_ref::<LengthLimitError>().is_some() {
+            ApiError::PayloadTooLarge(limit)
+        } else {
+            ApiError::BadRequest("the request body could not be read".into())
+        }
+    })?;
+    params.extend(pairs(&String::from_utf8_lossy(&body.to_bytes())));
+    Ok(params)
+}

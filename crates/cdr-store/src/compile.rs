@@ -1,0 +1,523 @@
+//! The query compiler: a `cdr-search` [`SearchQuery`] to SQL over the `idx_*` tables, with bind parameters
+//! only.
+//!
+//! Each clause becomes one `EXISTS` (or `NOT EXISTS`) subquery on the index table of its parameter type,
+//! correlated with an *anchor*: the `(res_type, res_id)` column pair of the resource being tested. The top
+//! level anchors on `resource r`; a chain anchors its inner criterion on the reference row's
+//! `(target_type, target_id)`, and `_has` on the pointing row's `(res_type, res_id)`, so chains and `_has`
+//! nest to any depth the parser allows. Alternatives (comma) are ORed inside one subquery; clauses are ANDed.
+//!
+//! Prefixes on ranges (dates as microseconds, numbers and quantities by precision) follow the semantics
+//! documented in `cdr_search::ast`; `ap` widens the search range by 10% of its distance from now (dates) or
+//! of its value (numbers), at least the range itself.
+
+use cdr_search::{
+    Criterion, DecimalValue, Modifier, ParamFilter, Prefix, ReferenceValue, SearchParamType,
+    SearchQuery, SearchValue, TokenSystem, TokenValue,
+};
+
+use crate::StoreError;
+use crate::index::decimal_to_f64;
+use crate::sql::{Bind, Sql};
+
+/// The largest character, appended to a prefix to bound a range scan of the strings that start with it.
+pub(crate) const MAX_CHAR: char = '\u{10FFFF}';
+
+/// The `(type, id)` SQL expressions of the resource a criterion is tested against, and the types it may have
+/// when they are known only as a list (chain targets): repeating them as constants lets the planner use the
+/// index tables' `(res_type, param, …)` indexes.
+#[derive(Debug, Clone)]
+struct Anchor {
+    res_type: String,
+    res_id: String,
+    types: Vec<String>,
+}
+
+/// Appends the WHERE conditions of `query` (after `WHERE`, starting with the type filter) for the alias `r`
+/// of the `resource` table.
+pub(crate) fn where_clause(
+    sql: &mut Sql,
+    query: &SearchQuery,
+    types: &[String],
+    now_micros: i64,
+) -> Result<(), StoreError> {
+    match types {
+        [] => sql.push("1 = 1"),
+        [only] => sql.push("r.res_type = ").bind_text(only),
+        many => sql.push("r.res_type IN ").bind_text_list(many.iter().map(String::as_str)),
+    };
+    sql.push(" AND NOT r.deleted");
+    let mut compiler = Compiler { sql, next_alias: 0, now_micros };
+    let anchor = Anchor {
+        res_type: "r.res_type".to_owned(),
+        res_id: "r.res_id".to_owned(),
+        types: Vec::new(),
+    };
+    for clause in &query.clauses {
+        compiler.sql.push(" AND ");
+        compiler.criterion(&clause.criterion, &anchor)?;
+    }
+    Ok(())
+}
+
+struct Compiler<'a> {
+    sql: &'a mut Sql,
+    next_alias: usize,
+    now_micros: i64,
+}
+
+fn not_supported(message: impl Into<String>) -> StoreError {
+    StoreError::NotSupported(message.into())
+}
+
+/// The index table of a parameter type.
+pub(crate) fn table_of(param_type: SearchParamType) -> Result<&'static str, StoreError> {
+    Ok(match param_type {
+        SearchParamType::Token => "idx_token",
+        SearchParamType::String => "idx_string",
+        SearchParamType::Date => "idx_date",
+        SearchParamType::Reference => "idx_reference",
+        SearchParamType::Quantity => "idx_quantity",
+        SearchParamType::Number => "idx_number",
+        SearchParamType::Uri => "idx_uri",
+        SearchParamType::Composite | SearchParamType::Special => {
+            return Err(not_supported(format!(
+                "{} parameters cannot be used here",
+                param_type.as_str()
+            )));
+        }
+    })
+}
+
+/// The index table of a composite component, from the type of its search value.
+fn component_table(value: &SearchValue) -> Result<&'static str, StoreError> {
+    let param_type = match value {
+        SearchValue::Token(_) | SearchValue::OfType { .. } => SearchParamType::Token,
+        SearchValue::String { .. } => SearchParamType::String,
+        SearchValue::Date { .. } => SearchParamType::Date,
+        SearchValue::Reference(_) => SearchParamType::Reference,
+        SearchValue::Quantity { .. } => SearchParamType::Quantity,
+        SearchValue::Number { .. } => SearchParamType::Number,
+        SearchValue::Uri(_) => SearchParamType::Uri,
+        SearchValue::Missing(_) | SearchValue::Composite(_) | SearchValue::Special(_) => {
+            return Err(not_supported("this composite component cannot be searched"));
+        }
+    };
+    table_of(param_type)
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
+fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for character in text.chars() {
+        if matches!(character, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(character);
+    }
+    escaped
+}
+
+impl Compiler<'_> {
+    fn alias(&mut self, stem: &str) -> String {
+        self.next_alias += 1;
+        format!("{stem}{}", self.next_alias)
+    }
+
+    fn criterion(&mut self, criterion: &Criterion, anchor: &Anchor) -> Result<(), StoreError> {
+        match criterion {
+            Criterion::Param(filter) => self.param(filter, anchor),
+            Criterion::Chain { reference, target_types, inner } => {
+                let alias = self.alias("c");
+                self.sql.push("EXISTS (SELECT 1 FROM idx_reference ").push(&alias);
+                self.correlate(&alias, anchor, &reference.code);
+                if !target_types.is_empty() {
+                    self.sql
+                        .push(" AND ")
+                        .push(&alias)
+                        .push(".target_type IN ")
+                        .bind_text_list(target_types.iter().map(|target| target.as_str()));
+                }
+                self.sql.push(" AND ");
+                let inner_anchor = Anchor {
+                    res_type: format!("{alias}.target_type"),
+                    res_id: format!("{alias}.target_id"),
+                    types: target_types.iter().map(|target| target.as_str().to_owned()).collect(),
+                };
+                self.criterion(inner, &inner_anchor)?;
+                self.sql.push(")");
+                Ok(())
+            }
+            Criterion::Has { source_type, reference, inner } => {
+                let alias = self.alias("h");
+                self.sql.push("EXISTS (SELECT 1 FROM idx_reference ").push(&alias);
+                self.sql
+                    .push(" WHERE ")
+                    .push(&alias)
+                    .push(".res_type = ")
+                    .bind_text(source_type.as_str());
+                self.sql.push(" AND ").push(&alias).push(".param = ").bind_text(&reference.code);
+                self.sql.push(" AND ").push(&alias).push(".target_type = ").push(&anchor.res_type);
+                self.sql.push(" AND ").push(&alias).push(".target_id = ").push(&anchor.res_id);
+                self.sql.push(" AND ");
+                let inner_anchor = Anchor {
+                    res_type: format!("{alias}.res_type"),
+                    res_id: format!("{alias}.res_id"),
+                    types: Vec::new(),
+                };
+                self.criterion(inner, &inner_anchor)?;
+                self.sql.push(")");
+                Ok(())
+            }
+        }
+    }
+
+    /// ` WHERE alias.res_type = anchor.type AND alias.res_id = anchor.id AND alias.param = $code`.
+    fn correlate(&mut self, alias: &str, anchor: &Anchor, code: &str) {
+        self.sql.push(" WHERE ").push(alias).push(".res_type = ").push(&anchor.res_type);
+        if !anchor.types.is_empty() {
+            self.sql.push(" AND ").push(alias).push(".res_type IN ");
+            self.sql.bind_text_list(anchor.types.iter().map(String::as_str));
+        }
+        self.sql.push(" AND ").push(alias).push(".res_id = ").push(&anchor.res_id);
+        self.sql.push(" AND ").push(alias).push(".param = ").bind_text(code);
+    }
+
+    fn param(&mut self, filter: &ParamFilter, anchor: &Anchor) -> Result<(), StoreError> {
+        let code = filter.param.code.as_str();
+        if code == "_id" {
+            return self.id_param(filter, anchor);
+        }
+        if let [SearchValue::Missing(missing)] = filter.values.as_slice() {
+            let table = table_of(filter.param.param_type)?;
+            let alias = self.alias("m");
+            self.sql.push(if *missing {
+                "NOT EXISTS (SELECT 1 FROM "
+            } else {
+                "EXISTS (SELECT 1 FROM "
+            });
+            self.sql.push(table).push(" ").push(&alias);
+            self.correlate(&alias, anchor, code);
+            self.sql.push(")");
+            return Ok(());
+        }
+        match filter.modifier {
+            Some(Modifier::In | Modifier::NotIn) => {
+                return Err(not_supported(format!(
+                    "':{}' needs terminology services, which this server does not have",
+                    filter.modifier.map_or("", Modifier::as_str)
+                )));
+            }
+            Some(Modifier::Above | Modifier::Below)
+                if filter.param.param_type != SearchParamType::Uri =>
+            {
+                return Err(not_supported(format!(
+                    "':above' and ':below' are supported on uri parameters only, not on '{code}'"
+                )));
+            }
+            _ => {}
+        }
+        if filter.param.param_type == SearchParamType::Composite {
+            self.sql.push("(");
+            for (index, value) in filter.values.iter().enumerate() {
+                if index > 0 {
+                    self.sql.push(" OR ");
+                }
+                let SearchValue::Composite(components) = value else {
+                    return Err(not_supported("a composite parameter needs a composite value"));
+                };
+                self.composite(code, components, anchor)?;
+            }
+            self.sql.push(")");
+            return Ok(());
+        }
+        let table = table_of(filter.param.param_type)?;
+        let alias = self.alias("t");
+        let negated = filter.modifier == Some(Modifier::Not);
+        self.sql.push(if negated {
+            "NOT EXISTS (SELECT 1 FROM "
+        } else {
+            "EXISTS (SELECT 1 FROM "
+        });
+        self.sql.push(table).push(" ").push(&alias);
+        self.correlate(&alias, anchor, code);
+        self.sql.push(" AND (");
+        for (index, value) in filter.values.iter().enumerate() {
+            if index > 0 {
+                self.sql.push(" OR ");
+            }
+            self.value(&alias, filter.modifier, value)?;
+        }
+        self.sql.push("))");
+        Ok(())
+    }
+
+    /// `_id` compares the anchor's id itself.
+    fn id_param(&mut self, filter: &ParamFilter, anchor: &Anchor) -> Result<(), StoreError> {
+        let mut ids = Vec::new();
+        for value in &filter.values {
+            match value {
+                SearchValue::Missing(missing) => {
+                    self.sql.push(if *missing { "1 = 0" } else { "1 = 1" });
+                    return Ok(());
+                }
+                SearchValue::Token(TokenValue { system: TokenSystem::Any, code: Some(id) }) => {
+                    ids.push(id.as_str());
+                }
+                _ => return Err(not_supported("_id takes plain ids")),
+            }
+        }
+        self.sql.push(&anchor.res_id);
+        self.sql.push(if filter.modifier == Some(Modifier::Not) { " NOT IN " } else { " IN " });
+        self.sql.bind_text_list(ids);
+        Ok(())
+    }
+
+    fn composite(
+        &mut self,
+        code: &str,
+        components: &[SearchValue],
+        anchor: &Anchor,
+    ) -> Result<(), StoreError> {
+        let mut previous: Option<String> = None;
+        for (position, component) in components.iter().enumerate() {
+            let table = component_table(component)?;
+            let alias = self.alias("k");
+            self.sql.push("EXISTS (SELECT 1 FROM ").push(table).push(" ").push(&alias);
+            let component_code = format!("{code}${position}");
+            match &previous {
+                None => self.correlate(&alias, anchor, &component_code),
+                Some(first) => {
+                    let group_anchor = Anchor {
+                        res_type: format!("{first}.res_type"),
+                        res_id: format!("{first}.res_id"),
+                        types: Vec::new(),
+                    };
+                    self.correlate(&alias, &group_anchor, &component_code);
+                    self.sql.push(" AND ").push(&alias).push(".grp = ").push(first).push(".grp");
+                }
+            }
+            self.sql.push(" AND ");
+            self.value(&alias, None, component)?;
+            self.sql.push(" AND ");
+            previous.get_or_insert(alias);
+        }
+        self.sql.push("1 = 1");
+        for _ in components {
+            self.sql.push(")");
+        }
+        Ok(())
+    }
+
+    /// One alternative, tested on the index row `alias`.
+    fn value(
+        &mut self,
+        alias: &str,
+        modifier: Option<Modifier>,
+        value: &SearchValue,
+    ) -> Result<(), StoreError> {
+        let column = |name: &str| format!("{alias}.{name}");
+        match value {
+            SearchValue::Token(token) if modifier == Some(Modifier::Identifier) => {
+                self.token(&column("id_system"), &column("id_value"), token);
+            }
+            SearchValue::Token(token) => self.token(&column("system"), &column("code"), token),
+            SearchValue::OfType { type_system, type_code, value } => {
+                self.sql.push("(").push(&column("type_system")).push(" = ").bind_text(type_system);
+                self.sql.push(" AND ").push(&column("type_code")).push(" = ").bind_text(type_code);
+                self.sql.push(" AND ").push(&column("code")).push(" = ").bind_text(value).push(")");
+            }
+            SearchValue::String { exact, normalized } => match modifier {
+                Some(Modifier::Exact) => {
+                    self.sql.push(&column("exact")).push(" = ").bind_text(exact);
+                }
+                Some(Modifier::Contains) => {
+                    let pattern = format!("%{}%", escape_like(normalized));
+                    self.sql.push(&column("normalized")).push(" LIKE ").bind_text(&pattern);
+                    self.sql.push(" ESCAPE '\\'");
+                }
+                Some(Modifier::Text) => self.starts_with(&column("text"), normalized),
+                _ => self.starts_with(&column("normalized"), normalized),
+            },
+            SearchValue::Date { prefix, date } => {
+                let (low, high) = (date.range.low, date.range.high);
+                #[allow(
+                    clippy::cast_precision_loss,
+                    clippy::cast_possible_truncation,
+                    reason = "ap is approximate by definition"
+                )]
+                let widen = {
+                    let middle = low / 2 + high / 2;
+                    (((self.now_micros - middle).abs() as f64) * 0.1) as i64
+                };
+                let widened = (low.saturating_sub(widen), high.saturating_add(widen));
+                self.range(
+                    alias,
+                    *prefix,
+                    (Bind::Int(low), Bind::Int(high)),
+                    (Bind::Int(widened.0), Bind::Int(widened.1)),
+                );
+            }
+            SearchValue::Number { prefix, number } => {
+                let (bounds, widened) = number_bounds(number);
+                self.range(alias, *prefix, bounds, widened);
+            }
+            SearchValue::Quantity { prefix, number, system, code } => {
+                let (bounds, widened) = number_bounds(number);
+                self.sql.push("(");
+                self.range(alias, *prefix, bounds, widened);
+                match (system, code) {
+                    (Some(system), Some(code)) => {
+                        self.sql
+                            .push(" AND ")
+                            .push(&column("system"))
+                            .push(" = ")
+                            .bind_text(system);
+                        self.sql.push(" AND ").push(&column("code")).push(" = ").bind_text(code);
+                    }
+                    (Some(system), None) => {
+                        self.sql
+                            .push(" AND ")
+                            .push(&column("system"))
+                            .push(" = ")
+                            .bind_text(system);
+                    }
+                    (None, Some(code)) => {
+                        self.sql.push(" AND (").push(&column("code")).push(" = ").bind_text(code);
+                        self.sql.push(" OR ").push(&column("unit")).push(" = ").bind_text(code);
+                        self.sql.push(")");
+                    }
+                    (None, None) => {}
+                }
+                self.sql.push(")");
+            }
+            SearchValue::Uri(uri) => match modifier {
+                Some(Modifier::Below) => self.starts_with(&column("uri"), uri),
+                Some(Modifier::Above) => {
+                    self.sql.push("substr(").bind_text(uri).push(", 1, length(");
+                    self.sql.push(&column("uri")).push(")) = ").push(&column("uri"));
+                }
+                _ => {
+                    self.sql.push(&column("uri")).push(" = ").bind_text(uri);
+                }
+            },
+            SearchValue::Reference(reference) => self.reference(alias, reference),
+            SearchValue::Missing(_) | SearchValue::Composite(_) | SearchValue::Special(_) => {
+                return Err(not_supported("this value cannot be searched here"));
+            }
+        }
+        Ok(())
+    }
+
+    fn token(&mut self, system_column: &str, code_column: &str, token: &TokenValue) {
+        self.sql.push("(");
+        match (&token.system, &token.code) {
+            (TokenSystem::Any, Some(code)) => {
+                self.sql.push(code_column).push(" = ").bind_text(code);
+            }
+            (TokenSystem::NoSystem, Some(code)) => {
+                self.sql.push(code_column).push(" = ").bind_text(code);
+                self.sql.push(" AND ").push(system_column).push(" IS NULL");
+            }
+            (TokenSystem::Is(system), Some(code)) => {
+                self.sql.push(system_column).push(" = ").bind_text(system);
+                self.sql.push(" AND ").push(code_column).push(" = ").bind_text(code);
+            }
+            (TokenSystem::Is(system), None) => {
+                self.sql.push(system_column).push(" = ").bind_text(system);
+            }
+            (TokenSystem::Any | TokenSystem::NoSystem, None) => {
+                self.sql.push("1 = 0");
+            }
+        }
+        self.sql.push(")");
+    }
+
+    /// `column` starts with `prefix`, as a range scan: `[prefix, prefix + U+10FFFF)`.
+    fn starts_with(&mut self, column: &str, prefix: &str) {
+        let mut upper = prefix.to_owned();
+        upper.push(MAX_CHAR);
+        self.sql.push("(").push(column).push(" >= ").bind_text(prefix);
+        self.sql.push(" AND ").push(column).push(" < ").bind_text(&upper).push(")");
+    }
+
+    fn reference(&mut self, alias: &str, reference: &ReferenceValue) {
+        let column = |name: &str| format!("{alias}.{name}");
+        self.sql.push("(");
+        if let Some(url) = &reference.url {
+            self.sql.push(&column("url")).push(" = ").bind_text(url);
+            if reference.id.is_some() {
+                self.sql.push(" OR ");
+            }
+        }
+        if let Some(id) = &reference.id {
+            self.sql.push("(").push(&column("target_id")).push(" = ").bind_text(id);
+            if let Some(resource_type) = reference.resource_type {
+                self.sql.push(" AND ").push(&column("target_type")).push(" = ");
+                self.sql.bind_text(resource_type.as_str());
+            }
+            if let Some(version) = &reference.version {
+                self.sql.push(" AND ").push(&column("version")).push(" = ").bind_text(version);
+            }
+            self.sql.push(")");
+        }
+        if reference.url.is_none() && reference.id.is_none() {
+            self.sql.push("1 = 0");
+        }
+        self.sql.push(")");
+    }
+
+    /// A prefix comparison of the row's `[low, high)` against the search range and its `ap` widening.
+    fn range(&mut self, alias: &str, prefix: Prefix, bounds: (Bind, Bind), widened: (Bind, Bind)) {
+        let low = format!("{alias}.low");
+        let high = format!("{alias}.high");
+        let (search_low, search_high) = bounds;
+        let sql = &mut *self.sql;
+        let contained = |sql: &mut Sql| {
+            sql.push("(").push(&low).push(" >= ").bind(search_low.clone());
+            sql.push(" AND ").push(&high).push(" <= ").bind(search_high.clone()).push(")");
+        };
+        match prefix {
+            Prefix::Eq => contained(sql),
+            Prefix::Ne => {
+                sql.push("NOT ");
+                contained(sql);
+            }
+            Prefix::Gt => {
+                sql.push(&high).push(" > ").bind(search_high.clone());
+            }
+            Prefix::Lt => {
+                sql.push(&low).push(" < ").bind(search_low.clone());
+            }
+            // `gt or eq`: a row starting at or after the search range is either inside it or ends after it,
+            // so the test needs no conjunction (each side can use an index).
+            Prefix::Ge => {
+                sql.push("(").push(&low).push(" >= ").bind(search_low.clone());
+                sql.push(" OR ").push(&high).push(" > ").bind(search_high.clone()).push(")");
+            }
+            // `lt or eq`, likewise.
+            Prefix::Le => {
+                sql.push("(").push(&high).push(" <= ").bind(search_high.clone());
+                sql.push(" OR ").push(&low).push(" < ").bind(search_low.clone()).push(")");
+            }
+            Prefix::Sa => {
+                sql.push(&low).push(" >= ").bind(search_high.clone());
+            }
+            Prefix::Eb => {
+                sql.push(&high).push(" <= ").bind(search_low.clone());
+            }
+            Prefix::Ap => {
+                sql.push("(").push(&low).push(" < ").bind(widened.1);
+                sql.push(" AND ").push(&high).push(" > ").bind(widened.0).push(")");
+            }
+        }
+    }
+}
+
+/// The precision range of a number and its `ap` widening (10% of the value, at least the range).
+fn number_bounds(number: &DecimalValue) -> ((Bind, Bind), (Bind, Bind)) {
+    let low = decimal_to_f64(&number.low);
+    let high = decimal_to_f64(&number.high);
+    let widen = (decimal_to_f64(&number.value) * 0.1).abs();
+    ((Bind::Float(low), Bind::Float(high)), (Bind::Float(low - widen), Bind::Float(high + widen)))
+}

@@ -1,0 +1,511 @@
+//! Search queries: a page of matches in sort order with keyset paging, the total, `_include` and
+//! `_revinclude` targets, and `reindex`.
+//!
+//! Paging is by keyset: every page is ordered by the `_sort` keys, then `(res_type, res_id)` as the
+//! tiebreaker (in the direction of the last key), and the next page starts strictly after the last row's key (the previous page strictly
+//! before the first row's). A resource without a value for a sort key sorts last in either direction.
+
+use cdr_model::ResourceType;
+use cdr_search::{Include, SearchParamRegistry, SearchParamType, SearchQuery, SortKey, extract};
+use sqlx::Row;
+
+use crate::compile::{MAX_CHAR, table_of, where_clause};
+use crate::connect::dispatch;
+use crate::sql::{Bind, Sql, query_of};
+use crate::{Store, StoreError};
+
+/// The value of one sort key of one resource.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SortValue {
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+/// Where a resource sits in the order of a search: its sort values, then its type and id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageKey {
+    pub values: Vec<SortValue>,
+    pub res_type: String,
+    pub res_id: String,
+}
+
+/// Which side of a [`PageKey`] a page lies on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageDirection {
+    /// The rows strictly after the key (a next page).
+    After,
+    /// The rows strictly before the key (a previous page).
+    Before,
+}
+
+/// One page request.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchRequest<'a> {
+    pub query: &'a SearchQuery,
+    /// The resource types searched; empty means every type.
+    pub types: &'a [String],
+    /// Page size.
+    pub count: u32,
+    /// Where the page starts; `None` for the first page.
+    pub page: Option<(PageDirection, &'a PageKey)>,
+    /// Now, in microseconds since the Unix epoch (for `ap` on dates).
+    pub now_micros: i64,
+}
+
+/// A current resource version found by a search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoundResource {
+    pub res_type: String,
+    pub res_id: String,
+    pub version: i64,
+    /// Milliseconds since the Unix epoch.
+    pub last_updated: i64,
+    pub body: String,
+    /// The resource's place in the search order (empty values for included resources).
+    pub key: PageKey,
+}
+
+/// A page of matches, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchPage {
+    pub resources: Vec<FoundResource>,
+    /// Whether more matches lie beyond the page, in the direction it was read.
+    pub more: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SortKind {
+    Int,
+    Float,
+    Text,
+}
+
+/// The SQL expression of a sort key on `resource r`, and the kind of value it yields.
+fn sort_expression(sql: &mut Sql, key: &SortKey) -> Result<SortKind, StoreError> {
+    let code = key.param.code.as_str();
+    match code {
+        "_id" => {
+            sql.push("r.res_id");
+            return Ok(SortKind::Text);
+        }
+        "_lastUpdated" => {
+            sql.push("r.last_updated");
+            return Ok(SortKind::Int);
+        }
+        _ => {}
+    }
+    let (column, kind) = match key.param.param_type {
+        SearchParamType::Date => ("low", SortKind::Int),
+        SearchParamType::Number | SearchParamType::Quantity => ("value", SortKind::Float),
+        SearchParamType::String => ("normalized", SortKind::Text),
+        SearchParamType::Token => ("code", SortKind::Text),
+        SearchParamType::Reference => ("target_id", SortKind::Text),
+        SearchParamType::Uri => ("uri", SortKind::Text),
+        SearchParamType::Composite | SearchParamType::Special => {
+            return Err(StoreError::NotSupported(format!("cannot sort by '{code}'")));
+        }
+    };
+    let table = table_of(key.param.param_type)?;
+    let aggregate = if key.descending { "MAX" } else { "MIN" };
+    let missing = match (kind, key.descending) {
+        (SortKind::Int, false) => Bind::Int(i64::MAX),
+        (SortKind::Int, true) => Bind::Int(i64::MIN),
+        (SortKind::Float, false) => Bind::Float(f64::MAX),
+        (SortKind::Float, true) => Bind::Float(f64::MIN),
+        (SortKind::Text, false) => Bind::Text(MAX_CHAR.to_string()),
+        (SortKind::Text, true) => Bind::Text(String::new()),
+    };
+    sql.push("COALESCE((SELECT ").push(aggregate).push("(s.").push(column).push(") FROM ");
+    sql.push(table).push(" s WHERE s.res_type = r.res_type AND s.res_id = r.res_id AND s.param = ");
+    sql.bind_text(code).push("), ").bind(missing).push(")");
+    Ok(kind)
+}
+
+fn sort_bind(value: &SortValue) -> Bind {
+    match value {
+        SortValue::Int(value) => Bind::Int(*value),
+        SortValue::Float(value) => Bind::Float(*value),
+        SortValue::Text(value) => Bind::Text(value.clone()),
+    }
+}
+
+/// The page query: matches with their sort values, after or before a key, in (reversed) order.
+fn page_sql(request: &SearchRequest<'_>) -> Result<(Sql, Vec<SortKind>), StoreError> {
+    let query = request.query;
+    let mut sql =
+        Sql::new("SELECT q.* FROM (SELECT r.res_type, r.res_id, r.version, r.last_updated, r.body");
+    let mut kinds = Vec::with_capacity(query.sort.len());
+    for (index, key) in query.sort.iter().enumerate() {
+        sql.push(", ");
+        kinds.push(sort_expression(&mut sql, key)?);
+        sql.push(&format!(" AS s{index}"));
+    }
+    sql.push(" FROM resource r WHERE ");
+    where_clause(&mut sql, query, request.types, request.now_micros)?;
+    sql.push(") q");
+    let backwards = matches!(request.page, Some((PageDirection::Before, _)));
+    // Every ordering column with its direction (true = descending) as read for this page.
+    let mut columns: Vec<(String, bool)> = query
+        .sort
+        .iter()
+        .enumerate()
+        .map(|(index, key)| (format!("q.s{index}"), key.descending != backwards))
+        .collect();
+    // The tiebreaker runs in the direction of the last sort key, so that a sort on `_lastUpdated` alone is one
+    // scan of the (res_type, last_updated, res_id) index, forwards or backwards.
+    let tiebreak_descending = query.sort.last().is_some_and(|key| key.descending) != backwards;
+    columns.push(("q.res_type".to_owned(), tiebreak_descending));
+    columns.push(("q.res_id".to_owned(), tiebreak_descending));
+    if let Some((_, key)) = request.page {
+        let same_kinds = key.values.len() == kinds.len()
+            && key.values.iter().zip(&kinds).all(|(value, kind)| {
+                matches!(
+                    (value, kind),
+                    (SortValue::Int(_), SortKind::Int)
+                        | (SortValue::Float(_), SortKind::Float)
+                        | (SortValue::Text(_), SortKind::Text)
+                )
+            });
+        if !same_kinds {
+            return Err(StoreError::NotSupported(
+                "the paging cursor does not belong to this search".to_owned(),
+            ));
+        }
+        let mut values: Vec<Bind> = key.values.iter().map(sort_bind).collect();
+        values.push(Bind::Text(key.res_type.clone()));
+        values.push(Bind::Text(key.res_id.clone()));
+        sql.push(" WHERE (");
+        for position in 0..columns.len() {
+            if position > 0 {
+                sql.push(" OR ");
+            }
+            sql.push("(");
+            for (column, value) in columns.iter().zip(&values).take(position) {
+                sql.push(&column.0).push(" = ").bind(value.clone()).push(" AND ");
+            }
+            let (column, descending) = &columns[position];
+            sql.push(column).push(if *descending { " < " } else { " > " });
+            sql.bind(values[position].clone()).push(")");
+        }
+        sql.push(")");
+    }
+    sql.push(" ORDER BY ");
+    for (index, (column, descending)) in columns.iter().enumerate() {
+        if index > 0 {
+            sql.push(", ");
+        }
+        sql.push(column).push(if *descending { " DESC" } else { " ASC" });
+    }
+    sql.push(" LIMIT ").bind_int(i64::from(request.count) + 1);
+    Ok((sql, kinds))
+}
+
+type RawRow = (String, String, i64, i64, Option<String>, Vec<SortValue>);
+
+macro_rules! read_rows {
+    ($rows:expr, $kinds:expr) => {
+        $rows
+            .iter()
+            .map(|row| {
+                let mut values = Vec::with_capacity($kinds.len());
+                for (index, kind) in $kinds.iter().enumerate() {
+                    let column = format!("s{index}");
+                    values.push(match kind {
+                        SortKind::Int => SortValue::Int(row.try_get::<i64, _>(column.as_str())?),
+                        SortKind::Float => {
+                            SortValue::Float(row.try_get::<f64, _>(column.as_str())?)
+                        }
+                        SortKind::Text => {
+                            SortValue::Text(row.try_get::<String, _>(column.as_str())?)
+                        }
+                    });
+                }
+                Ok::<RawRow, sqlx::Error>((
+                    row.try_get::<String, _>("res_type")?,
+                    row.try_get::<String, _>("res_id")?,
+                    row.try_get::<i64, _>("version")?,
+                    row.try_get::<i64, _>("last_updated")?,
+                    row.try_get::<Option<String>, _>("body")?,
+                    values,
+                ))
+            })
+            .collect::<Result<Vec<RawRow>, sqlx::Error>>()
+    };
+}
+
+fn found(rows: Vec<RawRow>) -> Result<Vec<FoundResource>, StoreError> {
+    rows.into_iter()
+        .map(|(res_type, res_id, version, last_updated, body, values)| {
+            let body = body.ok_or_else(|| {
+                StoreError::Corrupt(format!("{res_type}/{res_id} is live but has no body"))
+            })?;
+            Ok(FoundResource {
+                key: PageKey { values, res_type: res_type.clone(), res_id: res_id.clone() },
+                res_type,
+                res_id,
+                version,
+                last_updated,
+                body,
+            })
+        })
+        .collect()
+}
+
+/// Most sources per `IN (…)` list of an include query.
+const INCLUDE_CHUNK: usize = 500;
+
+impl Store {
+    /// One page of matches, in search order.
+    ///
+    /// # Errors
+    /// [`StoreError::NotSupported`] for a criterion the compiler cannot serve; database failures.
+    pub async fn search(&self, request: &SearchRequest<'_>) -> Result<SearchPage, StoreError> {
+        let (sql, kinds) = page_sql(request)?;
+        let rows = dispatch!(&self.pool, pool => query_of!(&sql)
+            .fetch_all(pool)
+            .await
+            .and_then(|rows| read_rows!(rows, kinds)))?;
+        let mut resources = found(rows)?;
+        let more = resources.len() > request.count as usize;
+        resources.truncate(request.count as usize);
+        if matches!(request.page, Some((PageDirection::Before, _))) {
+            resources.reverse();
+        }
+        Ok(SearchPage { resources, more })
+    }
+
+    /// The number of matches.
+    ///
+    /// # Errors
+    /// As [`Store::search`].
+    pub async fn count(
+        &self,
+        query: &SearchQuery,
+        types: &[String],
+        now_micros: i64,
+    ) -> Result<i64, StoreError> {
+        let mut sql = Sql::new("SELECT COUNT(*) AS n FROM resource r WHERE ");
+        where_clause(&mut sql, query, types, now_micros)?;
+        let count = dispatch!(&self.pool, pool => query_of!(&sql)
+            .fetch_one(pool)
+            .await
+            .and_then(|row| row.try_get::<i64, _>("n")))?;
+        Ok(count)
+    }
+
+    /// The live resources that `sources` point to through `include` (`reverse`: that point to `sources`), at
+    /// most `limit` of them.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn include(
+        &self,
+        sources: &[(String, String)],
+        include: &Include,
+        reverse: bool,
+        limit: i64,
+    ) -> Result<Vec<FoundResource>, StoreError> {
+        let mut by_type: Vec<(&str, Vec<&str>)> = Vec::new();
+        for (res_type, res_id) in sources {
+            match by_type.iter_mut().find(|(known, _)| known == res_type) {
+                Some((_, ids)) => ids.push(res_id),
+                None => by_type.push((res_type, vec![res_id])),
+            }
+        }
+        let mut results: Vec<FoundResource> = Vec::new();
+        for (res_type, ids) in by_type {
+            for chunk in ids.chunks(INCLUDE_CHUNK) {
+                let Some(sql) = include_sql(res_type, chunk, include, reverse, limit) else {
+                    continue;
+                };
+                let kinds: Vec<SortKind> = Vec::new();
+                let rows = dispatch!(&self.pool, pool => query_of!(&sql)
+                    .fetch_all(pool)
+                    .await
+                    .and_then(|rows| read_rows!(rows, kinds)))?;
+                for resource in found(rows)? {
+                    let known = results.iter().any(|other| {
+                        other.res_type == resource.res_type && other.res_id == resource.res_id
+                    });
+                    if !known {
+                        results.push(resource);
+                    }
+                }
+            }
+        }
+        results.truncate(usize::try_from(limit).unwrap_or(0));
+        Ok(results)
+    }
+
+    /// Whether live resources exist but no index rows do: a database written before the search index tables
+    /// existed (every live resource has at least its `_lastUpdated` date row).
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn needs_reindex(&self) -> Result<bool, StoreError> {
+        let sql = Sql::new(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM resource WHERE NOT deleted) \
+             AND NOT EXISTS (SELECT 1 FROM idx_date) THEN 1 ELSE 0 END AS needed",
+        );
+        let needed = dispatch!(&self.pool, pool => query_of!(&sql)
+            .fetch_one(pool)
+            .await
+            .and_then(|row| row.try_get::<i32, _>("needed")))?;
+        Ok(needed == 1)
+    }
+
+    /// Rebuilds every index row from the stored bodies, `batch_size` resources per transaction; returns the
+    /// number of resources indexed.
+    ///
+    /// # Errors
+    /// On database failure or a stored body that is not a resource.
+    pub async fn reindex(
+        &self,
+        registry: &SearchParamRegistry,
+        batch_size: u32,
+    ) -> Result<u64, StoreError> {
+        let mut after: Option<(String, String)> = None;
+        let mut n_indexed = 0;
+        loop {
+            let mut sql = Sql::new("SELECT res_type, res_id, body FROM resource WHERE NOT deleted");
+            if let Some((res_type, res_id)) = &after {
+                sql.push(" AND (res_type > ").bind_text(res_type);
+                sql.push(" OR (res_type = ").bind_text(res_type);
+                sql.push(" AND res_id > ").bind_text(res_id).push("))");
+            }
+            sql.push(" ORDER BY res_type, res_id LIMIT ").bind_int(i64::from(batch_size.max(1)));
+            let rows = dispatch!(&self.pool, pool => query_of!(&sql)
+                .fetch_all(pool)
+                .await
+                .and_then(|rows| rows.iter().map(|row| Ok((
+                    row.try_get::<String, _>("res_type")?,
+                    row.try_get::<String, _>("res_id")?,
+                    row.try_get::<Option<String>, _>("body")?,
+                ))).collect::<Result<Vec<_>, sqlx::Error>>()))?;
+            let Some(last) = rows.last() else { break };
+            after = Some((last.0.clone(), last.1.clone()));
+            let mut tx = self.begin().await?;
+            for (res_type, res_id, body) in &rows {
+                let resource_type = ResourceType::parse(res_type).map_err(|_| {
+                    StoreError::Corrupt(format!("unknown resource type {res_type}"))
+                })?;
+                let body: serde_json::Value = serde_json::from_str(body.as_deref().unwrap_or("{}"))
+                    .map_err(|error| {
+                        StoreError::Corrupt(format!("{res_type}/{res_id}: {error}"))
+                    })?;
+                let extraction = extract(&body, registry, resource_type);
+                tx.replace_index(res_type, res_id, &extraction.entries, false).await?;
+                n_indexed += 1;
+            }
+            tx.commit().await?;
+            tracing::info!(resources = n_indexed, "reindexed a batch");
+        }
+        Ok(n_indexed)
+    }
+}
+
+fn include_sql(
+    res_type: &str,
+    ids: &[&str],
+    include: &Include,
+    reverse: bool,
+    limit: i64,
+) -> Option<Sql> {
+    if include.source_type.is_some_and(|source| !reverse && source.as_str() != res_type) {
+        return None;
+    }
+    let mut sql = Sql::new(
+        "SELECT DISTINCT t.res_type, t.res_id, t.version, t.last_updated, t.body FROM idx_reference x JOIN resource t ON ",
+    );
+    if reverse {
+        sql.push("t.res_type = x.res_type AND t.res_id = x.res_id WHERE NOT t.deleted");
+        if let Some(source) = include.source_type {
+            sql.push(" AND x.res_type = ").bind_text(source.as_str());
+        }
+        if let Some(target) = include.target_type
+            && target.as_str() != res_type
+        {
+            return None;
+        }
+        sql.push(" AND x.target_type = ").bind_text(res_type);
+        sql.push(" AND x.target_id IN ").bind_text_list(ids.iter().copied());
+    } else {
+        sql.push("t.res_type = x.target_type AND t.res_id = x.target_id WHERE NOT t.deleted");
+        sql.push(" AND x.res_type = ").bind_text(res_type);
+        sql.push(" AND x.res_id IN ").bind_text_list(ids.iter().copied());
+        if let Some(target) = include.target_type {
+            sql.push(" AND x.target_type = ").bind_text(target.as_str());
+        }
+    }
+    if let Some(param) = &include.param {
+        sql.push(" AND x.param = ").bind_text(param);
+    }
+    sql.push(" ORDER BY t.res_type, t.res_id LIMIT ").bind_int(limit);
+    Some(sql)
+}
+
+#[cfg(test)]
+mod tests {
+    use cdr_model::ResourceType;
+    use cdr_search::{SearchParamRegistry, parse_query};
+
+    use super::*;
+
+    fn compiled(type_name: &str, query: &str) -> Sql {
+        let registry = SearchParamRegistry::r4().unwrap();
+        let pairs: Vec<(String, String)> = form_urlencoded_pairs(query);
+        let parsed = parse_query(Some(ResourceType::parse(type_name).unwrap()), &pairs, &registry);
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        let types = [type_name.to_owned()];
+        let request = SearchRequest {
+            query: &parsed.query,
+            types: &types,
+            count: 10,
+            page: None,
+            now_micros: 0,
+        };
+        page_sql(&request).unwrap().0
+    }
+
+    fn form_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
+        query
+            .split('&')
+            .map(|pair| {
+                let (name, value) = pair.split_once('=').unwrap();
+                (name.to_owned(), value.to_owned())
+            })
+            .collect()
+    }
+
+    /// Client values reach the database only as binds: none appears in the SQL text, and there is one
+    /// placeholder per bind.
+    #[test]
+    fn values_are_bound_never_spliced() {
+        let cases = [
+            ("Patient", "name='; DROP TABLE resource; --&_sort=-birthdate,family", "DROP"),
+            ("Patient", "identifier=evil'system|code'x&gender:not=o'clock", "evil"),
+            ("Patient", "birthdate=ge1970&_has:ImagingStudy:patient:modality=X'Y", "X'Y"),
+            ("ImagingStudy", "patient.name=Robert'); --&started=ap2020", "Robert"),
+            ("ServiceRequest", "instantiates-uri:below=http://x/'&code:text=a%b", "http://x"),
+        ];
+        for (type_name, query, value) in cases {
+            let sql = compiled(type_name, query);
+            assert!(!sql.text.contains(value), "{} in {}", value, sql.text);
+            assert!(sql.text.matches('\'').count().is_multiple_of(2), "{}", sql.text);
+            let placeholders = sql.text.matches('$').count();
+            assert_eq!(placeholders, sql.binds.len(), "{}", sql.text);
+        }
+    }
+
+    #[test]
+    fn sorted_pages_order_by_keys_then_id() {
+        let sql = compiled("Patient", "_sort=-birthdate,family");
+        assert!(
+            sql.text
+                .ends_with("ORDER BY q.s0 DESC, q.s1 ASC, q.res_type ASC, q.res_id ASC LIMIT $6"),
+            "{}",
+            sql.text
+        );
+    }
+}
