@@ -51,7 +51,7 @@ pub(crate) fn where_clause(
     let anchor = Anchor {
         res_type: "r.res_type".to_owned(),
         res_id: "r.res_id".to_owned(),
-        types: Vec::new(),
+        types: types.to_vec(),
     };
     for clause in &query.clauses {
         compiler.sql.push(" AND ");
@@ -234,6 +234,25 @@ impl Compiler<'_> {
         let table = table_of(filter.param.param_type)?;
         let alias = self.alias("t");
         let negated = filter.modifier == Some(Modifier::Not);
+        if let (false, [only_type]) = (negated, anchor.types.as_slice()) {
+            // When the anchor's type is one known constant, an uncorrelated `IN` lets the planner start from
+            // the index table's (res_type, param, value) index and look the matches up by primary key;
+            // SQLite does not turn the correlated EXISTS below into that plan and scans every resource.
+            self.sql.push("(").push(&anchor.res_type).push(" = ").bind_text(only_type);
+            self.sql.push(" AND ").push(&anchor.res_id).push(" IN (SELECT ").push(&alias);
+            self.sql.push(".res_id FROM ").push(table).push(" ").push(&alias);
+            self.sql.push(" WHERE ").push(&alias).push(".res_type = ").bind_text(only_type);
+            self.sql.push(" AND ").push(&alias).push(".param = ").bind_text(code);
+            self.sql.push(" AND (");
+            for (index, value) in filter.values.iter().enumerate() {
+                if index > 0 {
+                    self.sql.push(" OR ");
+                }
+                self.value(&alias, filter.modifier, value)?;
+            }
+            self.sql.push(")))");
+            return Ok(());
+        }
         self.sql.push(if negated {
             "NOT EXISTS (SELECT 1 FROM "
         } else {
