@@ -17,11 +17,8 @@ pub(crate) struct CompiledSd {
     /// `StructureDefinition.context` entries of type `element` (and `extension`), for extensions.
     pub(crate) contexts: Vec<String>,
     pub(crate) elements: Vec<Elem>,
-    /// Compiled invariants (resource definitions only).
-    pub(crate) invariants: Vec<Invariant>,
-    /// Invariants declared on slices and their children (resource definitions only), by element
-    /// index: evaluated on each item that matched the slice.
-    pub(crate) slice_invariants: HashMap<usize, Vec<Invariant>>,
+    /// Compiled invariants by element index (a slice's include the unsliced element's).
+    pub(crate) invariants: HashMap<usize, Vec<Invariant>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,12 +189,8 @@ impl CompiledSd {
                 elements[idx].content_reference = by_path.get(target).copied();
             }
         }
-        let (invariants, slice_invariants) = if kind == SdKind::Resource {
-            (invariants::compile(&elements), invariants::compile_slices(&elements))
-        } else {
-            (Vec::new(), HashMap::new())
-        };
-        Ok(CompiledSd { url, type_name, kind, contexts, elements, invariants, slice_invariants })
+        let invariants = invariants::compile(&elements);
+        Ok(CompiledSd { url, type_name, kind, contexts, elements, invariants })
     }
 
     /// The element's children, following `contentReference`.

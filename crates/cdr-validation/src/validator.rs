@@ -5,6 +5,7 @@ use std::sync::Arc;
 use cdr_model::{IssueSeverity, IssueType};
 use serde_json::{Map, Value};
 
+use crate::invariants::{Pending, address};
 use crate::primitives;
 use crate::profile_set::ProfileSet;
 use crate::report::{ValidationIssue, ValidationReport};
@@ -29,7 +30,10 @@ pub fn validate(
 ) -> ValidationReport {
     let mut walker = Walker::new(profiles);
     match resource {
-        Value::Object(object) => walker.resource(resource, object, extra_profile_urls, true),
+        Value::Object(object) => {
+            walker.resource(resource, object, extra_profile_urls, true, false);
+            walker.evaluate_invariants(resource);
+        }
         other => walker.issue(
             IssueSeverity::Error,
             IssueType::Structure,
@@ -50,6 +54,10 @@ pub(crate) struct Walker<'a> {
     depth: usize,
     /// The elements whose type definitions are being walked (for extension contexts).
     outer: Vec<(Arc<CompiledSd>, usize)>,
+    /// Items whose invariants are evaluated once the walk is done.
+    pub(crate) pending: Vec<Pending>,
+    /// Addresses of the resources being walked and of the resources containing them.
+    pub(crate) resources: Vec<(usize, usize)>,
 }
 
 /// One JSON property being checked against an element: its value and its `_` sibling.
@@ -65,12 +73,24 @@ pub(crate) struct Property<'v> {
 
 impl<'a> Walker<'a> {
     pub(crate) fn new(set: &'a ProfileSet) -> Walker<'a> {
-        Walker { set, issues: Vec::new(), path: String::new(), depth: 0, outer: Vec::new() }
+        Walker {
+            set,
+            issues: Vec::new(),
+            path: String::new(),
+            depth: 0,
+            outer: Vec::new(),
+            pending: Vec::new(),
+            resources: Vec::new(),
+        }
+    }
+
+    /// The FHIRPath of the element being checked.
+    pub(crate) fn location(&self) -> String {
+        if self.path.is_empty() { "Resource".to_owned() } else { self.path.clone() }
     }
 
     pub(crate) fn issue(&mut self, severity: IssueSeverity, code: IssueType, message: String) {
-        let expression =
-            if self.path.is_empty() { "Resource".to_owned() } else { self.path.clone() };
+        let expression = self.location();
         self.issues.push(ValidationIssue { severity, code, expression, message });
     }
 
@@ -85,6 +105,7 @@ impl<'a> Walker<'a> {
         object: &Map<String, Value>,
         extra_profiles: &[&str],
         top: bool,
+        contained: bool,
     ) {
         let resource_type = match object.get("resourceType") {
             Some(Value::String(resource_type)) => resource_type.as_str(),
@@ -110,9 +131,14 @@ impl<'a> Walker<'a> {
                 );
             }
         };
-        let resource_path = self.path.clone();
+        let here = address(resource_value);
+        let root = match self.resources.last() {
+            Some(&(_, container_root)) if contained => container_root,
+            _ => here,
+        };
+        self.resources.push((here, root));
         self.object(&base, 0, object);
-        self.invariants(&base.invariants, resource_value, &resource_path, resource_type);
+        self.note_invariants(&base, 0, resource_value);
         let declared = object
             .get("meta")
             .and_then(|meta| meta.get("profile"))
@@ -127,12 +153,7 @@ impl<'a> Walker<'a> {
             match self.set.compiled(profile_url) {
                 Ok(profile) if profile.type_name == resource_type => {
                     self.object(&profile, 0, object);
-                    self.invariants(
-                        &profile.invariants,
-                        resource_value,
-                        &resource_path,
-                        resource_type,
-                    );
+                    self.note_invariants(&profile, 0, resource_value);
                 }
                 Ok(profile) => {
                     let message = format!(
@@ -152,6 +173,7 @@ impl<'a> Walker<'a> {
                 }
             }
         }
+        self.resources.pop();
     }
 
     /// Validates the content of a JSON object against the children of element `idx`.
@@ -357,11 +379,8 @@ impl<'a> Walker<'a> {
         type_code: Option<&str>,
     ) {
         let elem = &sd.elements[idx];
-        if let Some(value) = value
-            && let Some(slice_invariants) = sd.slice_invariants.get(&idx)
-        {
-            let location = self.path.clone();
-            self.invariants(slice_invariants, value, &location, "");
+        if let Some(value) = value {
+            self.note_invariants(sd, idx, value);
         }
         let type_ref = match type_code {
             Some(code) => match elem.types.iter().find(|type_ref| type_ref.code == code) {
@@ -405,9 +424,10 @@ impl<'a> Walker<'a> {
         } else if code == "Resource"
             || code.starts_with(|c: char| c.is_ascii_uppercase()) && is_resource(self.set, code)
         {
-            self.resource(value, object, &[], false);
+            let contained = elem.base_path == "DomainResource.contained";
+            self.resource(value, object, &[], false, contained);
         } else if let Some(type_ref) = type_ref {
-            self.complex(sd, idx, type_ref, object);
+            self.complex(sd, idx, type_ref, value, object);
         }
         self.check_value(elem, value, code);
     }
@@ -455,6 +475,7 @@ impl<'a> Walker<'a> {
         sd: &Arc<CompiledSd>,
         idx: usize,
         type_ref: &TypeRef,
+        value: &Value,
         object: &Map<String, Value>,
     ) {
         let mut type_sd = None;
@@ -487,6 +508,7 @@ impl<'a> Walker<'a> {
         self.outer.push((sd.clone(), idx));
         self.object(&type_sd, 0, object);
         self.outer.pop();
+        self.note_invariants(&type_sd, 0, value);
     }
 
     /// The definition of an extension met without a profile, checked for its context of use.
