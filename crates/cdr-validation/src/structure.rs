@@ -56,6 +56,9 @@ pub(crate) struct Elem {
     pub(crate) binding: Option<Binding>,
     pub(crate) constraints: Vec<Constraint>,
     pub(crate) max_length: Option<u64>,
+    /// `minValue[x]` and `maxValue[x]`.
+    pub(crate) min_value: Option<Value>,
+    pub(crate) max_value: Option<Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -248,11 +251,17 @@ fn compile_element(element: &Map<String, Value>) -> Elem {
         .unwrap_or_default();
     let mut fixed = None;
     let mut pattern = None;
+    let mut min_value = None;
+    let mut max_value = None;
     for (key, value) in element {
         if key.starts_with("fixed") {
             fixed = Some(value.clone());
         } else if key.starts_with("pattern") {
             pattern = Some(value.clone());
+        } else if key.starts_with("minValue") {
+            min_value = Some(value.clone());
+        } else if key.starts_with("maxValue") {
+            max_value = Some(value.clone());
         }
     }
     Elem {
@@ -285,6 +294,8 @@ fn compile_element(element: &Map<String, Value>) -> Elem {
             })
             .unwrap_or_default(),
         max_length: element.get("maxLength").and_then(Value::as_u64),
+        min_value,
+        max_value,
     }
 }
 

@@ -6,6 +6,7 @@ use cdr_model::{IssueSeverity, IssueType};
 use serde_json::{Map, Value};
 
 use crate::invariants::{Pending, address};
+use crate::limits;
 use crate::primitives;
 use crate::profile_set::ProfileSet;
 use crate::report::{ValidationIssue, ValidationReport};
@@ -601,8 +602,23 @@ impl<'a> Walker<'a> {
         }
     }
 
-    /// fixed[x], pattern[x] and bindings of one element on one value.
+    /// fixed[x], pattern[x], minValue[x]/maxValue[x] and bindings of one element on one value.
     fn check_value(&mut self, elem: &Elem, value: &Value, code: &str) {
+        for (limit, below) in [(&elem.min_value, true), (&elem.max_value, false)] {
+            let Some(limit) = limit else { continue };
+            let exceeded = match limits::compare(value, limit) {
+                Some(std::cmp::Ordering::Less) => below,
+                Some(std::cmp::Ordering::Greater) => !below,
+                _ => false,
+            };
+            if exceeded {
+                let (name, relation) =
+                    if below { ("minValue", "below") } else { ("maxValue", "above") };
+                let message =
+                    format!("{} is {relation} the {name} {}", compact(value), compact(limit));
+                self.error(IssueType::Value, message);
+            }
+        }
         if let Some(fixed) = &elem.fixed
             && !json_equal(fixed, value)
         {
