@@ -172,8 +172,12 @@ impl CompiledSd {
             let id = elements[idx].id.clone();
             let Some((parent_id, last)) = id.rsplit_once('.') else { continue };
             match last.split_once(':') {
-                Some((name, _slice)) => {
-                    let sliced_id = format!("{parent_id}.{name}");
+                Some((name, slice)) => {
+                    // A reslice (`identifier:JHN/ONHCN`) belongs to its parent slice.
+                    let sliced_id = match slice.rsplit_once('/') {
+                        Some((parent_slice, _)) => format!("{parent_id}.{name}:{parent_slice}"),
+                        None => format!("{parent_id}.{name}"),
+                    };
                     if let Some(&sliced) = by_id.get(&sliced_id) {
                         elements[sliced].slices.push(idx);
                     }
