@@ -19,6 +19,7 @@
 //! See `README.md` next to this crate for what is checked, what is not, and measured figures.
 
 mod invariants;
+mod limits;
 mod primitives;
 mod profile_set;
 mod report;

@@ -156,8 +156,8 @@ fn day_exists(text: &str) -> bool {
 }
 
 /// The narrative rules of R4 §2.4.0 as far as they can be checked without an XML parser: a `div` in
-/// the XHTML namespace, no scripts, forms, frames, objects or other active content, and no event
-/// attributes.
+/// the XHTML namespace, no scripts, forms, frames, objects or other active content, no event
+/// attributes, and some non-whitespace content (text or an image).
 fn check_xhtml(text: &str) -> Option<String> {
     let trimmed = text.trim_start();
     if !trimmed.starts_with("<div") {
@@ -190,6 +190,14 @@ fn check_xhtml(text: &str) -> Option<String> {
         if let Some(problem) = check_attributes(rest) {
             return Some(problem);
         }
+    }
+    let has_text = lower.split('<').any(|part| {
+        part.split_once('>').is_some_and(|(_, text)| !text.trim().is_empty())
+            || part.starts_with("img")
+                && part[3..].starts_with(|c: char| c.is_ascii_whitespace() || c == '/' || c == '>')
+    });
+    if !has_text {
+        return Some("narrative must have some non-whitespace content (txt-2)".to_owned());
     }
     None
 }

@@ -1,5 +1,7 @@
 //! Slicing: assigns each repetition of a sliced element to the slice its discriminators select, and
-//! checks closed/open rules, order and slice cardinalities.
+//! checks closed/open rules, order and slice cardinalities. A slice that is sliced again
+//! (`Patient.identifier:JHN` re-sliced into `Patient.identifier:JHN/ONHCN`) distributes its own items
+//! among its reslices, whose rules and cardinalities are checked within it.
 //!
 //! Discriminators supported: `value` and `pattern` (fixed[x], pattern[x] or a required binding at the
 //! path), `exists`, `type` on `$this`, and `profile`. Paths are dotted element names with `$this` and
@@ -26,13 +28,32 @@ impl Walker<'_> {
         values: &[&Value],
         type_code: Option<&str>,
     ) -> Vec<usize> {
+        let items: Vec<(usize, &Value)> = values.iter().copied().enumerate().collect();
+        self.assign_slices(sd, child, &items, type_code)
+    }
+
+    /// Assigns `items` (index in the property, value) to the slices of element `child`; a slice that
+    /// is sliced again (`identifier:JHN` re-sliced into `identifier:JHN/ONHCN`) assigns its own items
+    /// to its reslices, with their cardinalities checked among them.
+    fn assign_slices(
+        &mut self,
+        sd: &Arc<CompiledSd>,
+        child: usize,
+        items: &[(usize, &Value)],
+        type_code: Option<&str>,
+    ) -> Vec<usize> {
         let elem = &sd.elements[child];
-        let Some(slicing) = &elem.slicing else { return vec![child; values.len()] };
-        let mut assignments: Vec<Option<usize>> = Vec::with_capacity(values.len());
+        let Some(slicing) = &elem.slicing else { return vec![child; items.len()] };
+        // A resliced slice is named by its id (`Patient.identifier:JHN`).
+        let sliced = if elem.slice_name.is_some() { &elem.id } else { &elem.path };
+        if elem.slices.is_empty() {
+            return vec![child; items.len()];
+        }
+        let mut assignments: Vec<Option<usize>> = Vec::with_capacity(items.len());
         // Slices whose discriminators could not be evaluated for some item: no errors about them.
         let mut uncertain = vec![false; elem.slices.len()];
-        let mut uncertain_items = vec![false; values.len()];
-        for (item, value) in values.iter().enumerate() {
+        let mut uncertain_items = vec![false; items.len()];
+        for (item, (_, value)) in items.iter().enumerate() {
             let mut assigned = None;
             for (position, &slice) in elem.slices.iter().enumerate() {
                 match self.matches_slice(sd, slice, slicing, value, type_code) {
@@ -51,7 +72,7 @@ impl Walker<'_> {
         }
         if uncertain.iter().any(|flag| *flag) {
             let message =
-                format!("some slices of {} could not be evaluated and were not checked", elem.path);
+                format!("some slices of {sliced} could not be evaluated and were not checked");
             self.issue(IssueSeverity::Information, IssueType::NotSupported, message);
         }
         let mut counts = vec![0_u64; elem.slices.len()];
@@ -59,21 +80,17 @@ impl Walker<'_> {
         let mut seen_unmatched = false;
         for (item, assigned) in assignments.iter().enumerate() {
             let base_len = self.path.len();
-            self.path.push_str(&format!("[{item}]"));
+            self.path.push_str(&format!("[{}]", items[item].0));
             match assigned {
                 Some(position) => {
                     counts[*position] += 1;
                     if slicing.ordered && *position < last_position {
                         self.error_here(format!(
-                            "item is out of order for the ordered slicing of {}",
-                            elem.path
+                            "item is out of order for the ordered slicing of {sliced}"
                         ));
                     }
                     if slicing.rules == SlicingRules::OpenAtEnd && seen_unmatched {
-                        self.error_here(format!(
-                            "items not in a slice of {} must come last",
-                            elem.path
-                        ));
+                        self.error_here(format!("items not in a slice of {sliced} must come last"));
                     }
                     last_position = *position;
                 }
@@ -81,8 +98,7 @@ impl Walker<'_> {
                     seen_unmatched = true;
                     if slicing.rules == SlicingRules::Closed && !uncertain_items[item] {
                         self.error_here(format!(
-                            "item matches none of the slices of {} (closed slicing)",
-                            elem.path
+                            "item matches none of the slices of {sliced} (closed slicing)"
                         ));
                     }
                 }
@@ -98,8 +114,8 @@ impl Walker<'_> {
             let count = counts[position];
             if count < slice_elem.min {
                 let message = format!(
-                    "slice '{name}' of {} requires at least {} item(s), found {count}",
-                    elem.path, slice_elem.min
+                    "slice '{name}' of {sliced} requires at least {} item(s), found {count}",
+                    slice_elem.min
                 );
                 self.issue(IssueSeverity::Error, IssueType::Required, message);
             }
@@ -107,16 +123,27 @@ impl Walker<'_> {
                 && count > max
             {
                 let message = format!(
-                    "slice '{name}' of {} allows at most {max} item(s), found {count}",
-                    elem.path
+                    "slice '{name}' of {sliced} allows at most {max} item(s), found {count}"
                 );
                 self.issue(IssueSeverity::Error, IssueType::Structure, message);
             }
         }
-        assignments
+        let mut targets: Vec<usize> = assignments
             .into_iter()
             .map(|assigned| assigned.map_or(child, |position| elem.slices[position]))
-            .collect()
+            .collect();
+        for &slice in &elem.slices {
+            if sd.elements[slice].slicing.is_none() {
+                continue;
+            }
+            let positions: Vec<usize> = (0..items.len()).filter(|&i| targets[i] == slice).collect();
+            let members: Vec<(usize, &Value)> = positions.iter().map(|&i| items[i]).collect();
+            let resliced = self.assign_slices(sd, slice, &members, type_code);
+            for (position, target) in positions.into_iter().zip(resliced) {
+                targets[position] = target;
+            }
+        }
+        targets
     }
 
     fn error_here(&mut self, message: String) {

@@ -91,7 +91,11 @@ fn ensure(
         return ensure(elements, &format!("{actual_parent_id}.{last}"), type_snapshots, depth + 1);
     }
     if let Some((name, slice_name)) = last.split_once(':') {
-        let sliced_id = format!("{parent_id}.{name}");
+        // A reslice (`identifier:JHN/ONHCN`) is a slice of its parent slice, copied from it.
+        let sliced_id = match slice_name.rsplit_once('/') {
+            Some((parent_slice, _)) => format!("{parent_id}.{name}:{parent_slice}"),
+            None => format!("{parent_id}.{name}"),
+        };
         let sliced_idx = ensure(elements, &sliced_id, type_snapshots, depth + 1)?;
         return Ok(create_slice(elements, sliced_idx, &sliced_id, id, slice_name));
     }
@@ -150,7 +154,7 @@ fn create_slice(
         && str_field(&elements[end], "id").is_some_and(|id| {
             id.len() > sliced_id.len()
                 && id.starts_with(sliced_id)
-                && matches!(id.as_bytes()[sliced_id.len()], b'.' | b':')
+                && matches!(id.as_bytes()[sliced_id.len()], b'.' | b':' | b'/')
         })
     {
         end += 1;

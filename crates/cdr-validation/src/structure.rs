@@ -17,11 +17,8 @@ pub(crate) struct CompiledSd {
     /// `StructureDefinition.context` entries of type `element` (and `extension`), for extensions.
     pub(crate) contexts: Vec<String>,
     pub(crate) elements: Vec<Elem>,
-    /// Compiled invariants (resource definitions only).
-    pub(crate) invariants: Vec<Invariant>,
-    /// Invariants declared on slices and their children (resource definitions only), by element
-    /// index: evaluated on each item that matched the slice.
-    pub(crate) slice_invariants: HashMap<usize, Vec<Invariant>>,
+    /// Compiled invariants by element index (a slice's include the unsliced element's).
+    pub(crate) invariants: HashMap<usize, Vec<Invariant>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +56,9 @@ pub(crate) struct Elem {
     pub(crate) binding: Option<Binding>,
     pub(crate) constraints: Vec<Constraint>,
     pub(crate) max_length: Option<u64>,
+    /// `minValue[x]` and `maxValue[x]`.
+    pub(crate) min_value: Option<Value>,
+    pub(crate) max_value: Option<Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -172,8 +172,12 @@ impl CompiledSd {
             let id = elements[idx].id.clone();
             let Some((parent_id, last)) = id.rsplit_once('.') else { continue };
             match last.split_once(':') {
-                Some((name, _slice)) => {
-                    let sliced_id = format!("{parent_id}.{name}");
+                Some((name, slice)) => {
+                    // A reslice (`identifier:JHN/ONHCN`) belongs to its parent slice.
+                    let sliced_id = match slice.rsplit_once('/') {
+                        Some((parent_slice, _)) => format!("{parent_id}.{name}:{parent_slice}"),
+                        None => format!("{parent_id}.{name}"),
+                    };
                     if let Some(&sliced) = by_id.get(&sliced_id) {
                         elements[sliced].slices.push(idx);
                     }
@@ -192,12 +196,8 @@ impl CompiledSd {
                 elements[idx].content_reference = by_path.get(target).copied();
             }
         }
-        let (invariants, slice_invariants) = if kind == SdKind::Resource {
-            (invariants::compile(&elements), invariants::compile_slices(&elements))
-        } else {
-            (Vec::new(), HashMap::new())
-        };
-        Ok(CompiledSd { url, type_name, kind, contexts, elements, invariants, slice_invariants })
+        let invariants = invariants::compile(&elements);
+        Ok(CompiledSd { url, type_name, kind, contexts, elements, invariants })
     }
 
     /// The element's children, following `contentReference`.
@@ -255,11 +255,17 @@ fn compile_element(element: &Map<String, Value>) -> Elem {
         .unwrap_or_default();
     let mut fixed = None;
     let mut pattern = None;
+    let mut min_value = None;
+    let mut max_value = None;
     for (key, value) in element {
         if key.starts_with("fixed") {
             fixed = Some(value.clone());
         } else if key.starts_with("pattern") {
             pattern = Some(value.clone());
+        } else if key.starts_with("minValue") {
+            min_value = Some(value.clone());
+        } else if key.starts_with("maxValue") {
+            max_value = Some(value.clone());
         }
     }
     Elem {
@@ -292,6 +298,8 @@ fn compile_element(element: &Map<String, Value>) -> Elem {
             })
             .unwrap_or_default(),
         max_length: element.get("maxLength").and_then(Value::as_u64),
+        min_value,
+        max_value,
     }
 }
 

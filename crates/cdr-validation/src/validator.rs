@@ -5,6 +5,8 @@ use std::sync::Arc;
 use cdr_model::{IssueSeverity, IssueType};
 use serde_json::{Map, Value};
 
+use crate::invariants::{Pending, address};
+use crate::limits;
 use crate::primitives;
 use crate::profile_set::ProfileSet;
 use crate::report::{ValidationIssue, ValidationReport};
@@ -29,7 +31,10 @@ pub fn validate(
 ) -> ValidationReport {
     let mut walker = Walker::new(profiles);
     match resource {
-        Value::Object(object) => walker.resource(resource, object, extra_profile_urls, true),
+        Value::Object(object) => {
+            walker.resource(resource, object, extra_profile_urls, true, false);
+            walker.evaluate_invariants(resource);
+        }
         other => walker.issue(
             IssueSeverity::Error,
             IssueType::Structure,
@@ -50,6 +55,10 @@ pub(crate) struct Walker<'a> {
     depth: usize,
     /// The elements whose type definitions are being walked (for extension contexts).
     outer: Vec<(Arc<CompiledSd>, usize)>,
+    /// Items whose invariants are evaluated once the walk is done.
+    pub(crate) pending: Vec<Pending>,
+    /// Addresses of the resources being walked and of the resources containing them.
+    pub(crate) resources: Vec<(usize, usize)>,
 }
 
 /// One JSON property being checked against an element: its value and its `_` sibling.
@@ -65,12 +74,24 @@ pub(crate) struct Property<'v> {
 
 impl<'a> Walker<'a> {
     pub(crate) fn new(set: &'a ProfileSet) -> Walker<'a> {
-        Walker { set, issues: Vec::new(), path: String::new(), depth: 0, outer: Vec::new() }
+        Walker {
+            set,
+            issues: Vec::new(),
+            path: String::new(),
+            depth: 0,
+            outer: Vec::new(),
+            pending: Vec::new(),
+            resources: Vec::new(),
+        }
+    }
+
+    /// The FHIRPath of the element being checked.
+    pub(crate) fn location(&self) -> String {
+        if self.path.is_empty() { "Resource".to_owned() } else { self.path.clone() }
     }
 
     pub(crate) fn issue(&mut self, severity: IssueSeverity, code: IssueType, message: String) {
-        let expression =
-            if self.path.is_empty() { "Resource".to_owned() } else { self.path.clone() };
+        let expression = self.location();
         self.issues.push(ValidationIssue { severity, code, expression, message });
     }
 
@@ -85,6 +106,7 @@ impl<'a> Walker<'a> {
         object: &Map<String, Value>,
         extra_profiles: &[&str],
         top: bool,
+        contained: bool,
     ) {
         let resource_type = match object.get("resourceType") {
             Some(Value::String(resource_type)) => resource_type.as_str(),
@@ -110,9 +132,14 @@ impl<'a> Walker<'a> {
                 );
             }
         };
-        let resource_path = self.path.clone();
+        let here = address(resource_value);
+        let root = match self.resources.last() {
+            Some(&(_, container_root)) if contained => container_root,
+            _ => here,
+        };
+        self.resources.push((here, root));
         self.object(&base, 0, object);
-        self.invariants(&base.invariants, resource_value, &resource_path, resource_type);
+        self.note_invariants(&base, 0, resource_value);
         let declared = object
             .get("meta")
             .and_then(|meta| meta.get("profile"))
@@ -127,12 +154,7 @@ impl<'a> Walker<'a> {
             match self.set.compiled(profile_url) {
                 Ok(profile) if profile.type_name == resource_type => {
                     self.object(&profile, 0, object);
-                    self.invariants(
-                        &profile.invariants,
-                        resource_value,
-                        &resource_path,
-                        resource_type,
-                    );
+                    self.note_invariants(&profile, 0, resource_value);
                 }
                 Ok(profile) => {
                     let message = format!(
@@ -152,6 +174,7 @@ impl<'a> Walker<'a> {
                 }
             }
         }
+        self.resources.pop();
     }
 
     /// Validates the content of a JSON object against the children of element `idx`.
@@ -357,11 +380,8 @@ impl<'a> Walker<'a> {
         type_code: Option<&str>,
     ) {
         let elem = &sd.elements[idx];
-        if let Some(value) = value
-            && let Some(slice_invariants) = sd.slice_invariants.get(&idx)
-        {
-            let location = self.path.clone();
-            self.invariants(slice_invariants, value, &location, "");
+        if let Some(value) = value {
+            self.note_invariants(sd, idx, value);
         }
         let type_ref = match type_code {
             Some(code) => match elem.types.iter().find(|type_ref| type_ref.code == code) {
@@ -405,9 +425,10 @@ impl<'a> Walker<'a> {
         } else if code == "Resource"
             || code.starts_with(|c: char| c.is_ascii_uppercase()) && is_resource(self.set, code)
         {
-            self.resource(value, object, &[], false);
+            let contained = elem.base_path == "DomainResource.contained";
+            self.resource(value, object, &[], false, contained);
         } else if let Some(type_ref) = type_ref {
-            self.complex(sd, idx, type_ref, object);
+            self.complex(sd, idx, type_ref, value, object);
         }
         self.check_value(elem, value, code);
     }
@@ -455,6 +476,7 @@ impl<'a> Walker<'a> {
         sd: &Arc<CompiledSd>,
         idx: usize,
         type_ref: &TypeRef,
+        value: &Value,
         object: &Map<String, Value>,
     ) {
         let mut type_sd = None;
@@ -487,6 +509,7 @@ impl<'a> Walker<'a> {
         self.outer.push((sd.clone(), idx));
         self.object(&type_sd, 0, object);
         self.outer.pop();
+        self.note_invariants(&type_sd, 0, value);
     }
 
     /// The definition of an extension met without a profile, checked for its context of use.
@@ -579,8 +602,23 @@ impl<'a> Walker<'a> {
         }
     }
 
-    /// fixed[x], pattern[x] and bindings of one element on one value.
+    /// fixed[x], pattern[x], minValue[x]/maxValue[x] and bindings of one element on one value.
     fn check_value(&mut self, elem: &Elem, value: &Value, code: &str) {
+        for (limit, below) in [(&elem.min_value, true), (&elem.max_value, false)] {
+            let Some(limit) = limit else { continue };
+            let exceeded = match limits::compare(value, limit) {
+                Some(std::cmp::Ordering::Less) => below,
+                Some(std::cmp::Ordering::Greater) => !below,
+                _ => false,
+            };
+            if exceeded {
+                let (name, relation) =
+                    if below { ("minValue", "below") } else { ("maxValue", "above") };
+                let message =
+                    format!("{} is {relation} the {name} {}", compact(value), compact(limit));
+                self.error(IssueType::Value, message);
+            }
+        }
         if let Some(fixed) = &elem.fixed
             && !json_equal(fixed, value)
         {

@@ -1,7 +1,8 @@
 //! Data-driven fixtures: `test_data/<suite>/{valid,invalid}/*.json`, each with the expected report in
 //! a `.expect` file next to it (one issue per line). `UPDATE_EXPECT=1 cargo test` rewrites them.
 //! Suite `base` validates against base R4 only; suite `ca-baseline` also loads the (differential-only)
-//! Canadian Baseline profiles from `test_data/ca-baseline/profiles/`.
+//! Canadian Baseline profiles from `test_data/ca-baseline/profiles/`; suites `slicing` and
+//! `value-limits` load their own test profiles (slicing; minValue/maxValue/maxLength).
 
 #![allow(clippy::unwrap_used, reason = "test code: a failure should stop the test")]
 
@@ -81,4 +82,9 @@ fn ca_baseline_fixtures() {
 #[test]
 fn slicing_fixtures() {
     check_suite("slicing");
+}
+
+#[test]
+fn value_limit_fixtures() {
+    check_suite("value-limits");
 }

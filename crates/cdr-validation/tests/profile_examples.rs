@@ -112,3 +112,39 @@ fn ontario_examples_validate_as_described() {
     assert_eq!((n_valid, n_invalid), (11, 31));
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
+
+/// The Ontario Patient profile re-slices the CA Baseline `identifier:JHN` slice by system
+/// (`identifier:JHN/ONHCN`, at most one, with the 10-digit warning `ca-on-mi-pat-5` on its value):
+/// variations of `valid-hcn-only.json` are checked against the reslice.
+#[test]
+fn ontario_health_card_reslice() {
+    let profiles = ontario_profiles();
+    let path = repository_dir().join("profiles/examples/patient/valid-hcn-only.json");
+    let patient: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let hcn = patient["identifier"][0].clone();
+    let report_of = |change: &dyn Fn(&mut serde_json::Value)| {
+        let mut changed = patient.clone();
+        change(&mut changed);
+        validate(&changed, &profiles, &[]).to_string()
+    };
+    assert_eq!(report_of(&|_| {}), "");
+    assert_eq!(
+        report_of(&|p| p["identifier"][0]["value"] = "12345".into()),
+        "warning invariant @ Patient.identifier[0].value: ca-on-mi-pat-5: An Ontario health card \
+         number is 10 digits.\n"
+    );
+    assert_eq!(
+        report_of(&|p| p["identifier"] = serde_json::json!([hcn, hcn])),
+        "error structure @ Patient.identifier: slice 'JHN/ONHCN' of Patient.identifier:JHN allows \
+         at most 1 item(s), found 2\n"
+    );
+    // Another province's card is in the JHN slice but not the ONHCN reslice (the slicing is open),
+    // so the only error is the profile's own rule that a patient needs an MRN or an Ontario card.
+    let other_province = report_of(&|p| {
+        p["identifier"][0]["system"] =
+            "https://fhir.infoway-inforoute.ca/NamingSystem/ca-bc-patient-healthcare-id".into();
+    });
+    assert!(other_province.starts_with("error invariant @ Patient: ca-on-mi-pat-1:"));
+    assert_eq!(other_province.lines().count(), 1);
+}
