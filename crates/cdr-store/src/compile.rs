@@ -129,8 +129,8 @@ impl Compiler<'_> {
             Criterion::Param(filter) => self.param(filter, anchor),
             Criterion::Chain { reference, target_types, inner } => {
                 let alias = self.alias("c");
-                self.sql.push("EXISTS (SELECT 1 FROM idx_reference ").push(&alias);
-                self.correlate(&alias, anchor, &reference.code);
+                let close =
+                    self.open_match(&alias, "idx_reference", anchor, &reference.code, false);
                 if !target_types.is_empty() {
                     self.sql
                         .push(" AND ")
@@ -145,7 +145,7 @@ impl Compiler<'_> {
                     types: target_types.iter().map(|target| target.as_str().to_owned()).collect(),
                 };
                 self.criterion(inner, &inner_anchor)?;
-                self.sql.push(")");
+                self.sql.push(close);
                 Ok(())
             }
             Criterion::Has { source_type, reference, inner } => {
@@ -170,6 +170,39 @@ impl Compiler<'_> {
                 Ok(())
             }
         }
+    }
+
+    /// Opens the test "the anchor has a row in `table` for `code` that …" and returns the text that closes
+    /// it; the caller appends ` AND <conditions on alias>` in between.
+    ///
+    /// When the anchor's type is one known constant (and the test is not negated) it is an uncorrelated
+    /// `anchor.id IN (SELECT alias.res_id …)`: the planner starts from the index table's
+    /// `(res_type, param, value)` index and looks the matches up by key. Otherwise it is a correlated
+    /// `[NOT] EXISTS`, which SQLite would evaluate by scanning every resource of the anchor's type.
+    fn open_match(
+        &mut self,
+        alias: &str,
+        table: &str,
+        anchor: &Anchor,
+        code: &str,
+        negated: bool,
+    ) -> &'static str {
+        if let (false, [only_type]) = (negated, anchor.types.as_slice()) {
+            self.sql.push("(").push(&anchor.res_type).push(" = ").bind_text(only_type);
+            self.sql.push(" AND ").push(&anchor.res_id).push(" IN (SELECT ").push(alias);
+            self.sql.push(".res_id FROM ").push(table).push(" ").push(alias);
+            self.sql.push(" WHERE ").push(alias).push(".res_type = ").bind_text(only_type);
+            self.sql.push(" AND ").push(alias).push(".param = ").bind_text(code);
+            return "))";
+        }
+        self.sql.push(if negated {
+            "NOT EXISTS (SELECT 1 FROM "
+        } else {
+            "EXISTS (SELECT 1 FROM "
+        });
+        self.sql.push(table).push(" ").push(alias);
+        self.correlate(alias, anchor, code);
+        ")"
     }
 
     /// ` WHERE alias.res_type = anchor.type AND alias.res_id = anchor.id AND alias.param = $code`.
@@ -234,32 +267,7 @@ impl Compiler<'_> {
         let table = table_of(filter.param.param_type)?;
         let alias = self.alias("t");
         let negated = filter.modifier == Some(Modifier::Not);
-        if let (false, [only_type]) = (negated, anchor.types.as_slice()) {
-            // When the anchor's type is one known constant, an uncorrelated `IN` lets the planner start from
-            // the index table's (res_type, param, value) index and look the matches up by primary key;
-            // SQLite does not turn the correlated EXISTS below into that plan and scans every resource.
-            self.sql.push("(").push(&anchor.res_type).push(" = ").bind_text(only_type);
-            self.sql.push(" AND ").push(&anchor.res_id).push(" IN (SELECT ").push(&alias);
-            self.sql.push(".res_id FROM ").push(table).push(" ").push(&alias);
-            self.sql.push(" WHERE ").push(&alias).push(".res_type = ").bind_text(only_type);
-            self.sql.push(" AND ").push(&alias).push(".param = ").bind_text(code);
-            self.sql.push(" AND (");
-            for (index, value) in filter.values.iter().enumerate() {
-                if index > 0 {
-                    self.sql.push(" OR ");
-                }
-                self.value(&alias, filter.modifier, value)?;
-            }
-            self.sql.push(")))");
-            return Ok(());
-        }
-        self.sql.push(if negated {
-            "NOT EXISTS (SELECT 1 FROM "
-        } else {
-            "EXISTS (SELECT 1 FROM "
-        });
-        self.sql.push(table).push(" ").push(&alias);
-        self.correlate(&alias, anchor, code);
+        let close = self.open_match(&alias, table, anchor, code, negated);
         self.sql.push(" AND (");
         for (index, value) in filter.values.iter().enumerate() {
             if index > 0 {
@@ -267,7 +275,7 @@ impl Compiler<'_> {
             }
             self.value(&alias, filter.modifier, value)?;
         }
-        self.sql.push("))");
+        self.sql.push(")").push(close);
         Ok(())
     }
 

@@ -133,8 +133,11 @@ fn sort_bind(value: &SortValue) -> Bind {
 /// The page query: matches with their sort values, after or before a key, in (reversed) order.
 fn page_sql(request: &SearchRequest<'_>) -> Result<(Sql, Vec<SortKind>), StoreError> {
     let query = request.query;
-    let mut sql =
-        Sql::new("SELECT q.* FROM (SELECT r.res_type, r.res_id, r.version, r.last_updated, r.body");
+    // The matches are ordered and cut to the page on their keys alone; only the page's rows then fetch their
+    // bodies, so sorting thousands of matches never carries thousands of bodies.
+    let mut sql = Sql::new(
+        "SELECT p.*, b.version, b.last_updated, b.body FROM (SELECT q.* FROM (SELECT r.res_type, r.res_id",
+    );
     let mut kinds = Vec::with_capacity(query.sort.len());
     for (index, key) in query.sort.iter().enumerate() {
         sql.push(", ");
@@ -198,6 +201,14 @@ fn page_sql(request: &SearchRequest<'_>) -> Result<(Sql, Vec<SortKind>), StoreEr
         sql.push(column).push(if *descending { " DESC" } else { " ASC" });
     }
     sql.push(" LIMIT ").bind_int(i64::from(request.count) + 1);
+    sql.push(") p JOIN resource b ON b.res_type = p.res_type AND b.res_id = p.res_id ORDER BY ");
+    for (index, (column, descending)) in columns.iter().enumerate() {
+        if index > 0 {
+            sql.push(", ");
+        }
+        let column = column.replacen("q.", "p.", 1);
+        sql.push(&column).push(if *descending { " DESC" } else { " ASC" });
+    }
     Ok((sql, kinds))
 }
 
@@ -503,7 +514,12 @@ mod tests {
         let sql = compiled("Patient", "_sort=-birthdate,family");
         assert!(
             sql.text
-                .ends_with("ORDER BY q.s0 DESC, q.s1 ASC, q.res_type ASC, q.res_id ASC LIMIT $6"),
+                .contains("ORDER BY q.s0 DESC, q.s1 ASC, q.res_type ASC, q.res_id ASC LIMIT $6)"),
+            "{}",
+            sql.text
+        );
+        assert!(
+            sql.text.ends_with("ORDER BY p.s0 DESC, p.s1 ASC, p.res_type ASC, p.res_id ASC"),
             "{}",
             sql.text
         );
