@@ -1,13 +1,18 @@
 //! The token modifiers that use the loaded terminology: `:in`, `:not-in` (ValueSet expansions), `:below` and
 //! `:above` (CodeSystem hierarchies), and the 400s for what cannot be expanded.
 
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 
 use crate::backend_tests;
 use crate::helpers::TestApp;
-use crate::search::labels;
+use crate::search::{label_of, labels};
 
-backend_tests!(value_set_modifiers, hierarchy_modifiers, unexpandable_terminology_is_400);
+backend_tests!(
+    value_set_modifiers,
+    hierarchy_modifiers,
+    unexpandable_terminology_is_400,
+    conditional_criteria_use_terminology,
+);
 
 const STATUS: &str = "http://hl7.org/fhir/diagnostic-report-status";
 const ACT_CODE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
@@ -156,4 +161,27 @@ async fn unexpandable_terminology_is_400(app: &TestApp) {
         let diagnostics = response.json()["issue"][0]["diagnostics"].clone();
         assert!(diagnostics.as_str().unwrap().contains(name), "{query}: {diagnostics}");
     }
+}
+
+/// Conditional criteria are rewritten the same way: a conditional create matches through `:below`.
+async fn conditional_criteria_use_terminology(app: &TestApp) {
+    reports(app).await;
+    let body = r#"{"resourceType":"DiagnosticReport","identifier":[{"system":"urn:test","value":"corrected"}],
+        "status":"corrected","code":{"text":"CT head"}}"#;
+    let criteria = format!("identifier=urn:test|corrected&status:below={STATUS}|amended");
+    let headers = [("content-type", "application/fhir+json"), ("if-none-exist", criteria.as_str())];
+    let existing = app.request(Method::POST, "/fhir/DiagnosticReport", &headers, body).await;
+    assert_eq!(existing.status, StatusCode::OK, "{}", existing.text());
+    assert_eq!(label_of(&existing.json()), "corrected");
+    let criteria = format!("identifier=urn:test|corrected&status:below={STATUS}|partial");
+    let headers = [("content-type", "application/fhir+json"), ("if-none-exist", criteria.as_str())];
+    let created = app.request(Method::POST, "/fhir/DiagnosticReport", &headers, body).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    let headers = [
+        ("content-type", "application/fhir+json"),
+        ("if-none-exist", "status:in=http://example.org/no-such-vs"),
+    ];
+    app.request(Method::POST, "/fhir/DiagnosticReport", &headers, body)
+        .await
+        .assert_outcome(StatusCode::BAD_REQUEST, "not-found");
 }
