@@ -17,4 +17,5 @@ mod history;
 mod rest;
 mod search;
 mod search_results;
+mod search_terminology;
 mod validation;

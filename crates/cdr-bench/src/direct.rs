@@ -1,87 +1,226 @@
 //! The same work straight on the store, bypassing HTTP and the interaction layer: the floor that the
 //! server's overhead is measured against.
 //!
-//! Only reads by id are measured: the store has no search API yet. A query without a store operation is
-//! reported as "not measured"; adding one is one arm in [`store_operation`].
+//! Reads go through `Store::read`. Searches are parsed with `cdr_search::parse_query` (against the R4 search
+//! parameters plus any custom SearchParameters, as the server loads them), then run with `Store::search` with
+//! the server's default page size, then `Store::include` for each `_include`/`_revinclude` (one round, like
+//! the server without `:iterate`); the paged query follows `next` pages with the last match's key. Only the
+//! store calls are timed: parsing is part of the overhead the comparison measures.
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cdr_store::{Store, StoreConfig};
+use cdr_model::ResourceType;
+use cdr_search::{SearchParamRegistry, SearchQuery, parse_query};
+use cdr_store::{FoundResource, PageDirection, SearchRequest, Store, StoreConfig, StoreError};
+use serde_json::Value;
 
 use crate::BenchError;
 use crate::dataset::IdMap;
 use crate::rng::Rng;
-use crate::run::{Operation, QueryKind, QueryValues, RunConfig, measure};
+use crate::run::{Operation, QueryKind, QueryValues, RunConfig, Samples, SearchSpec, measure};
 use crate::stats::{QueryStats, Sample};
 
+/// The server's page size when a search gives no `_count`, and its largest.
+const DEFAULT_PAGE_SIZE: u32 = 20;
+const MAX_PAGE_SIZE: u32 = 500;
+
+/// Most resources `_include` and `_revinclude` add to one page, as in the server.
+const MAX_INCLUDED: i64 = 1_000;
+
 /// Times `queries` through `cdr_store::Store` on the database at `database_url`, which must hold the
-/// data set loaded from `data_dir`.
+/// data set loaded from `data_dir`. `search_parameters` are the JSON texts of the custom SearchParameters the
+/// server was started with (see [`read_search_parameters`]).
 ///
 /// # Errors
-/// When the database cannot be opened or the data set and its id map cannot be read.
+/// When the database cannot be opened, a SearchParameter is invalid, or the data set and its id map cannot
+/// be read.
 pub async fn direct(
     database_url: &str,
     data_dir: &Path,
     queries: &[QueryKind],
     config: RunConfig,
+    search_parameters: &[String],
 ) -> Result<Vec<QueryStats>, BenchError> {
+    let extra: Vec<&str> = search_parameters.iter().map(String::as_str).collect();
+    let registry = SearchParamRegistry::with_extra(&extra)?;
     let ids = IdMap::load(data_dir)?;
-    let values = Arc::new(QueryValues::from_data_set(data_dir, &ids)?);
+    let values = QueryValues::from_data_set(data_dir, &ids)?;
     let store_config = StoreConfig {
         url: database_url.to_owned(),
         max_connections: u32::try_from(config.concurrency).unwrap_or(u32::MAX).max(1),
         statement_timeout: Duration::from_secs(30),
     };
     let store = Store::connect(&store_config).await?;
+    let context =
+        Arc::new(DirectContext { store: store.clone(), registry, values, seed: config.seed });
     let operations: Vec<(QueryKind, Option<Operation>)> = queries
         .iter()
-        .map(|kind| (*kind, store_operation(*kind, &store, &values, config.seed)))
+        .map(|kind| {
+            let context = Arc::clone(&context);
+            let kind = *kind;
+            let operation: Operation = Arc::new(move |item| {
+                let context = Arc::clone(&context);
+                Box::pin(async move { context.execute(kind, item).await })
+            });
+            (kind, Some(operation))
+        })
         .collect();
-    let rows = measure(&operations, config, "the store has no search API yet").await;
+    let rows = measure(&operations, config, "").await;
     store.close().await;
     Ok(rows)
 }
 
-/// The store call that does the work of `kind`, or `None` when the store cannot do it yet.
-fn store_operation(
-    kind: QueryKind,
-    store: &Store,
-    values: &Arc<QueryValues>,
+/// The JSON texts of the SearchParameters among the `*.json` files directly in `dir` (the server's
+/// `--profiles-dir`); other resources are skipped.
+///
+/// # Errors
+/// When the folder or one of its files cannot be read, or a file is not JSON.
+pub fn read_search_parameters(dir: &Path) -> Result<Vec<String>, BenchError> {
+    let read_error =
+        |path: &Path, source| BenchError::Io { action: "read", path: path.to_owned(), source };
+    let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map_err(|source| read_error(dir, source))?
+        .map(|entry| entry.map(|entry| entry.path()).map_err(|source| read_error(dir, source)))
+        .collect::<Result<_, _>>()?;
+    paths.retain(|path| path.extension().is_some_and(|extension| extension == "json"));
+    paths.sort();
+    let mut texts = Vec::new();
+    for path in paths {
+        let text = std::fs::read_to_string(&path).map_err(|source| read_error(&path, source))?;
+        let resource: Value = serde_json::from_str(&text).map_err(|source| BenchError::Json {
+            path: path.clone(),
+            line: 1,
+            source,
+        })?;
+        if resource["resourceType"] == "SearchParameter" {
+            texts.push(text);
+        }
+    }
+    Ok(texts)
+}
+
+struct DirectContext {
+    store: Store,
+    registry: SearchParamRegistry,
+    values: QueryValues,
     seed: u64,
-) -> Option<Operation> {
-    let res_type = match kind {
-        QueryKind::ReadPatient => "Patient",
-        QueryKind::ReadStudy => "ImagingStudy",
-        QueryKind::StudiesByPatientIdentifier
-        | QueryKind::ReportsByPatient
-        | QueryKind::StudiesByModality
-        | QueryKind::OrderByAccession
-        | QueryKind::PatientByMrn
-        | QueryKind::PatientByName => return None,
-    };
-    let store = store.clone();
-    let values = Arc::clone(values);
-    Some(Arc::new(move |item| {
-        let store = store.clone();
-        let values = Arc::clone(&values);
-        Box::pin(async move {
-            // The same choice of id as the HTTP run for the same item and seed.
-            let mut rng = Rng::for_item(seed, item);
-            let res_id = match kind {
-                QueryKind::ReadPatient => rng.pick(&values.patients).server_id.clone(),
-                _ => rng.pick(&values.study_ids).clone(),
-            };
+}
+
+impl DirectContext {
+    async fn execute(&self, kind: QueryKind, item: u64) -> Samples {
+        // The same values as the HTTP run for the same item and seed.
+        let mut rng = Rng::for_item(self.seed, item);
+        let label = kind.name();
+        let (res_type, res_id) = match kind {
+            QueryKind::ReadPatient => {
+                ("Patient", rng.pick(&self.values.patients).server_id.clone())
+            }
+            QueryKind::ReadStudy => ("ImagingStudy", rng.pick(&self.values.study_ids).clone()),
+            _ => {
+                let Some(search) = SearchSpec::for_kind(kind, &mut rng, &self.values) else {
+                    return Vec::new();
+                };
+                return self.search(kind, &search).await;
+            }
+        };
+        let started = Instant::now();
+        let result = self.store.read(res_type, &res_id).await;
+        let latency = started.elapsed();
+        let error = match result {
+            Ok(Some(version)) if version.body.is_some() => None,
+            Ok(_) => Some(format!("{res_type}/{res_id} is missing or deleted")),
+            Err(error) => Some(describe(&error)),
+        };
+        vec![Sample { label, latency, error }]
+    }
+
+    /// The first page (and for the paged query up to five more), each timed with its includes.
+    async fn search(&self, kind: QueryKind, search: &SearchSpec) -> Samples {
+        let labels = kind.labels();
+        let failed = |error: String| {
+            vec![Sample { label: labels[0], latency: Duration::ZERO, error: Some(error) }]
+        };
+        let resource_type = match ResourceType::parse(search.res_type) {
+            Ok(resource_type) => resource_type,
+            Err(error) => return failed(error.to_string()),
+        };
+        let parsed = parse_query(Some(resource_type), &search.params, &self.registry);
+        if let Some(error) = parsed.errors.first() {
+            return failed(format!("the query does not parse: {error}"));
+        }
+        let query = parsed.query;
+        let types = [search.res_type.to_owned()];
+        let mut samples = Vec::new();
+        let mut after: Option<cdr_store::PageKey> = None;
+        let n_pages = if search.paged { 6 } else { 1 };
+        for page_number in 0..n_pages {
+            let label = labels[usize::from(page_number > 0).min(labels.len() - 1)];
             let started = Instant::now();
-            let result = store.read(res_type, &res_id).await;
+            let result = self.page(&query, &types, after.as_ref()).await;
             let latency = started.elapsed();
-            let error = match result {
-                Ok(Some(version)) if version.body.is_some() => None,
-                Ok(_) => Some(format!("{res_type}/{res_id} is missing or deleted")),
-                Err(error) => Some(format!("{error}: {:?}", std::error::Error::source(&error))),
+            let (error, next) = match result {
+                Err(error) => (Some(describe(&error)), None),
+                Ok((matches, _))
+                    if matches.is_empty() && search.expect_match && page_number == 0 =>
+                {
+                    (Some("no match, yet the data set has one".to_owned()), None)
+                }
+                Ok((matches, more)) => {
+                    (None, matches.last().filter(|_| more).map(|last| last.key.clone()))
+                }
             };
-            vec![Sample { label: kind.name(), latency, error }]
-        })
-    }))
+            samples.push(Sample { label, latency, error });
+            match next {
+                Some(key) => after = Some(key),
+                None => break,
+            }
+        }
+        samples
+    }
+
+    /// One page of matches and its included resources; whether more pages follow.
+    async fn page(
+        &self,
+        query: &SearchQuery,
+        types: &[String],
+        after: Option<&cdr_store::PageKey>,
+    ) -> Result<(Vec<FoundResource>, bool), StoreError> {
+        let now_micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| i64::try_from(since.as_micros()).unwrap_or(i64::MAX));
+        let request = SearchRequest {
+            query,
+            types,
+            count: query.count.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE),
+            page: after.map(|key| (PageDirection::After, key)),
+            now_micros,
+        };
+        let page = self.store.search(&request).await?;
+        let sources: Vec<(String, String)> = page
+            .resources
+            .iter()
+            .map(|resource| (resource.res_type.clone(), resource.res_id.clone()))
+            .collect();
+        let directives = query
+            .includes
+            .iter()
+            .map(|include| (include, false))
+            .chain(query.revincludes.iter().map(|include| (include, true)));
+        let mut n_included = 0;
+        for (include, reverse) in directives {
+            if sources.is_empty() || n_included >= MAX_INCLUDED {
+                break;
+            }
+            let included =
+                self.store.include(&sources, include, reverse, MAX_INCLUDED - n_included).await?;
+            n_included += i64::try_from(included.len()).unwrap_or(0);
+        }
+        Ok((page.resources, page.more))
+    }
+}
+
+fn describe(error: &StoreError) -> String {
+    format!("{error}: {:?}", std::error::Error::source(error))
 }

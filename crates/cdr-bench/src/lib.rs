@@ -1,13 +1,13 @@
 //! `cdr-bench`: a synthetic Ontario imaging data set, a bulk loader, and a load-test harness for
-//! imaging-cdr, speaking only the standard FHIR REST API (plus a `direct` mode that times the same reads
-//! straight on the store, as the floor the server's overhead is measured against).
+//! imaging-cdr, speaking only the standard FHIR REST API (plus a `direct` mode that times the same reads and
+//! searches straight on the store, as the floor the server's overhead is measured against).
 //!
 //! - [`generate`]: the deterministic data set ([`GenerateConfig`] → ndjson files, one per resource type).
 //! - [`load`]: conditional creates (`If-None-Exist` on the first identifier) in dependency order, with
 //!   references rewritten to the server's ids and report amendments applied as updates (`If-Match`).
 //! - [`run`]: the viewer queries with concurrent keep-alive clients, reported per query as throughput,
 //!   latency percentiles and errors ([`stats`]).
-//! - [`direct`]: the same read-by-id work through `cdr_store::Store::read`.
+//! - [`direct`]: the same reads and searches through `cdr_store::Store` (`read`, `search`, `include`).
 
 pub mod catalog;
 pub mod dataset;
@@ -50,4 +50,7 @@ pub enum BenchError {
     Request(String),
     #[error("store error")]
     Store(#[from] cdr_store::StoreError),
+    /// A custom SearchParameter that the registry refuses.
+    #[error("invalid SearchParameter")]
+    SearchParameter(#[from] cdr_search::RegistryError),
 }

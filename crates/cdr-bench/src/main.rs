@@ -48,11 +48,14 @@ enum Command {
         #[command(flatten)]
         measure: MeasureArgs,
     },
-    /// Measures the same reads straight on the database through the store crate.
+    /// Measures the same reads and searches straight on the database through the store crate.
     Direct {
         /// The server's database: sqlite://PATH or postgres://USER@HOST:PORT/DB.
         #[arg(long)]
         database_url: String,
+        /// The server's --profiles-dir: its SearchParameters are added to the R4 ones, as the server does.
+        #[arg(long)]
+        profiles_dir: Option<PathBuf>,
         #[command(flatten)]
         measure: MeasureArgs,
     },
@@ -137,11 +140,20 @@ async fn execute(command: Command) -> Result<ExitCode, BenchError> {
             report(&mut out, &rows, &measure, json!({ "mode": "http", "base": base }))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Direct { database_url, measure } => {
+        Command::Direct { database_url, profiles_dir, measure } => {
             let queries = QueryKind::parse_list(&measure.queries)?;
-            let rows =
-                cdr_bench::direct::direct(&database_url, &measure.data, &queries, measure.config())
-                    .await?;
+            let search_parameters = match &profiles_dir {
+                Some(dir) => cdr_bench::direct::read_search_parameters(dir)?,
+                None => Vec::new(),
+            };
+            let rows = cdr_bench::direct::direct(
+                &database_url,
+                &measure.data,
+                &queries,
+                measure.config(),
+                &search_parameters,
+            )
+            .await?;
             report(&mut out, &rows, &measure, json!({ "mode": "direct" }))?;
             Ok(ExitCode::SUCCESS)
         }

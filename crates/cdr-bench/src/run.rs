@@ -183,6 +183,78 @@ fn date_part(value: &Value) -> String {
     value.as_str().unwrap_or_default().chars().take(10).collect()
 }
 
+/// A search as the viewer issues it, for both the HTTP run and the direct one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SearchSpec {
+    pub(crate) res_type: &'static str,
+    /// Name/value pairs, unencoded.
+    pub(crate) params: Vec<(String, String)>,
+    /// The data set guarantees at least one match (of the first page).
+    pub(crate) expect_match: bool,
+    /// Up to five `next` pages follow the first, timed under the query's second label.
+    pub(crate) paged: bool,
+}
+
+impl SearchSpec {
+    /// The search `kind` issues for the values `rng` draws; `None` for the reads.
+    pub(crate) fn for_kind(
+        kind: QueryKind,
+        rng: &mut Rng,
+        values: &QueryValues,
+    ) -> Option<SearchSpec> {
+        let pairs = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect()
+        };
+        let (res_type, params, expect_match, paged) = match kind {
+            QueryKind::ReadPatient | QueryKind::ReadStudy => return None,
+            QueryKind::StudiesByPatientIdentifier => {
+                let patient = rng.pick(&values.patients);
+                let identifier = format!("{}|{}", patient.mrn_system, patient.mrn_value);
+                ("ImagingStudy", pairs(&[("patient.identifier", &identifier)]), true, false)
+            }
+            QueryKind::ReportsByPatient => {
+                let (patient_id, date) = rng.pick(&values.report_dates);
+                let params = pairs(&[
+                    ("patient", &format!("Patient/{patient_id}")),
+                    ("issued", &format!("ge{date}")),
+                    ("status", "final"),
+                    ("_include", "DiagnosticReport:based-on"),
+                ]);
+                ("DiagnosticReport", params, false, false)
+            }
+            QueryKind::StudiesByModality => {
+                let started = format!("ge{}", rng.pick(&values.ct_study_dates));
+                let params = pairs(&[
+                    ("modality", "CT"),
+                    ("started", &started),
+                    ("_sort", "-started"),
+                    ("_count", "20"),
+                ]);
+                ("ImagingStudy", params, true, true)
+            }
+            QueryKind::OrderByAccession => {
+                let (system, value) = rng.pick(&values.accessions);
+                (
+                    "ServiceRequest",
+                    pairs(&[("identifier", &format!("{system}|{value}"))]),
+                    true,
+                    false,
+                )
+            }
+            QueryKind::PatientByMrn => {
+                let patient = rng.pick(&values.patients);
+                let identifier = format!("{}|{}", patient.mrn_system, patient.mrn_value);
+                ("Patient", pairs(&[("identifier", &identifier)]), true, false)
+            }
+            QueryKind::PatientByName => {
+                let family = &rng.pick(&values.patients).family;
+                ("Patient", pairs(&[("name", family)]), true, false)
+            }
+        };
+        Some(SearchSpec { res_type, params, expect_match, paged })
+    }
+}
+
 /// What a query's work item returns: one sample per request it made.
 pub(crate) type Samples = Vec<Sample>;
 /// One work item of a query, by index.
@@ -298,49 +370,20 @@ impl HttpContext {
             QueryKind::ReadStudy => {
                 (format!("{base}/ImagingStudy/{}", rng.pick(&values.study_ids)), Expect::Resource)
             }
-            QueryKind::StudiesByPatientIdentifier => {
-                let patient = rng.pick(&values.patients);
-                let identifier = format!("{}|{}", patient.mrn_system, patient.mrn_value);
-                (
-                    search_url(base, "ImagingStudy", &[("patient.identifier", &identifier)]),
-                    Expect::Match,
-                )
-            }
-            QueryKind::ReportsByPatient => {
-                let (patient_id, date) = rng.pick(&values.report_dates);
-                let params = [
-                    ("patient", format!("Patient/{patient_id}")),
-                    ("issued", format!("ge{date}")),
-                    ("status", "final".to_owned()),
-                    ("_include", "DiagnosticReport:based-on".to_owned()),
-                ];
-                let params: Vec<(&str, &str)> =
-                    params.iter().map(|(name, value)| (*name, value.as_str())).collect();
-                (search_url(base, "DiagnosticReport", &params), Expect::Bundle)
-            }
-            QueryKind::StudiesByModality => {
-                let started = format!("ge{}", rng.pick(&values.ct_study_dates));
-                let params = [
-                    ("modality", "CT"),
-                    ("started", started.as_str()),
-                    ("_sort", "-started"),
-                    ("_count", "20"),
-                ];
-                return self.paged(&search_url(base, "ImagingStudy", &params)).await;
-            }
-            QueryKind::OrderByAccession => {
-                let (system, value) = rng.pick(&values.accessions);
-                let identifier = format!("{system}|{value}");
-                (search_url(base, "ServiceRequest", &[("identifier", &identifier)]), Expect::Match)
-            }
-            QueryKind::PatientByMrn => {
-                let patient = rng.pick(&values.patients);
-                let identifier = format!("{}|{}", patient.mrn_system, patient.mrn_value);
-                (search_url(base, "Patient", &[("identifier", &identifier)]), Expect::Match)
-            }
-            QueryKind::PatientByName => {
-                let family = &rng.pick(&values.patients).family;
-                (search_url(base, "Patient", &[("name", family)]), Expect::Match)
+            _ => {
+                let Some(search) = SearchSpec::for_kind(kind, &mut rng, values) else {
+                    return Vec::new();
+                };
+                let params: Vec<(&str, &str)> = search
+                    .params
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.as_str()))
+                    .collect();
+                let url = search_url(base, search.res_type, &params);
+                if search.paged {
+                    return self.paged(&url).await;
+                }
+                (url, if search.expect_match { Expect::Match } else { Expect::Bundle })
             }
         };
         let (sample, _) = self.get(kind.labels()[0], &url, expect).await;

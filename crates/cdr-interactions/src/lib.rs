@@ -15,6 +15,7 @@ mod read;
 mod search;
 mod shape;
 mod summary_elements;
+mod terminology;
 mod validate;
 mod write;
 

@@ -14,6 +14,7 @@ use cdr_store::{FoundResource, PageDirection, SearchRequest};
 use serde_json::{Value, json};
 
 use crate::shape::{decode_cursor, encode_cursor, shape_resource};
+use crate::terminology::expand_terminology;
 use crate::{Engine, InteractionError};
 
 /// How to treat parameters the server does not know (`Prefer: handling=…`).
@@ -67,7 +68,8 @@ impl Engine {
         let unknown = check_errors(&parsed.errors, handling)?;
         let used: Vec<(String, String)> =
             pairs.into_iter().filter(|(name, _)| !unknown.contains(&name.as_str())).collect();
-        let query = parsed.query;
+        let mut query = parsed.query;
+        expand_terminology(&mut query, self.profiles.set())?;
         if matches!(query.contained, Some(ContainedMode::True | ContainedMode::Both))
             || query.contained_type.is_some()
         {

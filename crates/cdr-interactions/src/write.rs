@@ -9,6 +9,7 @@ use cdr_store::{NewVersion, StoreTx, WriteMethod};
 use serde_json::Value;
 
 use crate::conditional::parse_criteria;
+use crate::terminology::expand_terminology;
 use crate::{Engine, InteractionError, VersionedResource, parse_id};
 
 /// What a write did.
@@ -185,7 +186,8 @@ impl Engine {
         resource_type: ResourceType,
         query: &str,
     ) -> Result<Vec<String>, InteractionError> {
-        let criteria = parse_criteria(&self.registry, resource_type, query)?;
+        let mut criteria = parse_criteria(&self.registry, resource_type, query)?;
+        expand_terminology(&mut criteria.query, self.profiles.set())?;
         tx.lock(&criteria.lock_key).await?;
         let types = [resource_type.as_str().to_owned()];
         let now_micros = Instant::now().millis() * 1_000;

@@ -31,4 +31,7 @@ mod validator;
 
 pub use crate::profile_set::{ConformanceKind, LoadError, ProfileSet, R4_CORE_PACKAGE};
 pub use crate::report::{ValidationIssue, ValidationReport};
+pub use crate::terminology::{
+    HierarchyDirection, TerminologyError, expand_value_set, hierarchy_codes,
+};
 pub use crate::validator::validate;
