@@ -21,6 +21,9 @@ use clap::Parser;
 
 use crate::config::{Cli, Command, DatabaseArgs, LogFormat, ReindexArgs, ServeArgs, Validation};
 
+/// How often the database's planner statistics are refreshed while serving.
+const STATISTICS_REFRESH: Duration = Duration::from_secs(600);
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -58,6 +61,7 @@ async fn open_store(args: &DatabaseArgs) -> anyhow::Result<Store> {
     };
     let store = Store::connect(&config).await.context("cannot open the database")?;
     store.migrate().await.context("cannot migrate the database")?;
+    store.optimize().await.context("cannot refresh the planner statistics")?;
     Ok(store)
 }
 
@@ -126,6 +130,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         engine,
         ApiConfig { max_body_bytes: args.max_body_bytes, base_url: args.base_url },
     );
+    let statistics = store.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(STATISTICS_REFRESH);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            if let Err(error) = statistics.optimize().await {
+                tracing::warn!(%error, "cannot refresh the planner statistics");
+            }
+        }
+    });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

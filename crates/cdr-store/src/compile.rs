@@ -187,13 +187,26 @@ impl Compiler<'_> {
         code: &str,
         negated: bool,
     ) -> &'static str {
-        if let (false, [only_type]) = (negated, anchor.types.as_slice()) {
-            self.sql.push("(").push(&anchor.res_type).push(" = ").bind_text(only_type);
-            self.sql.push(" AND ").push(&anchor.res_id).push(" IN (SELECT ").push(alias);
-            self.sql.push(".res_id FROM ").push(table).push(" ").push(alias);
-            self.sql.push(" WHERE ").push(alias).push(".res_type = ").bind_text(only_type);
-            self.sql.push(" AND ").push(alias).push(".param = ").bind_text(code);
-            return "))";
+        match (negated, anchor.types.as_slice()) {
+            (false, [only_type]) => {
+                self.sql.push("(").push(&anchor.res_type).push(" = ").bind_text(only_type);
+                self.sql.push(" AND ").push(&anchor.res_id).push(" IN (SELECT ").push(alias);
+                self.sql.push(".res_id FROM ").push(table).push(" ").push(alias);
+                self.sql.push(" WHERE ").push(alias).push(".res_type = ").bind_text(only_type);
+                self.sql.push(" AND ").push(alias).push(".param = ").bind_text(code);
+                return "))";
+            }
+            (false, [_, _, ..]) => {
+                // Several known types (a chain to Patient or Group): the same, on (type, id) row values.
+                self.sql.push("(").push(&anchor.res_type).push(", ").push(&anchor.res_id);
+                self.sql.push(") IN (SELECT ").push(alias).push(".res_type, ").push(alias);
+                self.sql.push(".res_id FROM ").push(table).push(" ").push(alias);
+                self.sql.push(" WHERE ").push(alias).push(".res_type IN ");
+                self.sql.bind_text_list(anchor.types.iter().map(String::as_str));
+                self.sql.push(" AND ").push(alias).push(".param = ").bind_text(code);
+                return ")";
+            }
+            _ => {}
         }
         self.sql.push(if negated {
             "NOT EXISTS (SELECT 1 FROM "

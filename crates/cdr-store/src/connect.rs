@@ -98,6 +98,20 @@ impl Store {
         Ok(())
     }
 
+    /// Refreshes the query planner's statistics where they are missing or stale. SQLite has no automatic
+    /// statistics: without them it may prefer a covering per-resource index to a selective value index, so
+    /// the server calls this at start and periodically (`PRAGMA optimize`, which analyses only what needs it).
+    /// PostgreSQL's autovacuum keeps its own statistics, so there it does nothing.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn optimize(&self) -> Result<(), StoreError> {
+        if let Pool::Sqlite(pool) = &self.pool {
+            sqlx::query("PRAGMA optimize=0x10002").execute(pool).await?;
+        }
+        Ok(())
+    }
+
     /// Closes every pooled connection.
     pub async fn close(&self) {
         dispatch!(&self.pool, pool => pool.close().await);
