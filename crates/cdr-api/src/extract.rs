@@ -36,26 +36,32 @@ impl<S: Send + Sync> FromRequestParts<S> for PreferReturn {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<PreferReturn, ApiError> {
         let mut preference = PreferReturn::default();
-        for value in parts.headers.get_all("prefer") {
-            let text = value
-                .to_str()
-                .map_err(|_| ApiError::BadRequest("the Prefer header is not ASCII".into()))?;
-            for token in text.split([',', ';']).map(str::trim) {
-                match token
-                    .split_once('=')
-                    .map(|(name, value)| (name.trim(), value.trim().trim_matches('"')))
-                {
-                    Some(("return", "minimal")) => preference = PreferReturn::Minimal,
-                    Some(("return", "representation")) => preference = PreferReturn::Representation,
-                    Some(("return", "OperationOutcome")) => {
-                        preference = PreferReturn::OperationOutcome;
-                    }
-                    _ => {}
-                }
+        for (name, value) in prefer_pairs(parts)? {
+            match (name, value) {
+                ("return", "minimal") => preference = PreferReturn::Minimal,
+                ("return", "representation") => preference = PreferReturn::Representation,
+                ("return", "OperationOutcome") => preference = PreferReturn::OperationOutcome,
+                _ => {}
             }
         }
         Ok(preference)
     }
+}
+
+/// The `name=value` preferences of every `Prefer` header, in order (later ones win where they repeat).
+fn prefer_pairs(parts: &Parts) -> Result<Vec<(&str, &str)>, ApiError> {
+    let mut pairs = Vec::new();
+    for value in parts.headers.get_all("prefer") {
+        let text = value
+            .to_str()
+            .map_err(|_| ApiError::BadRequest("the Prefer header is not ASCII".into()))?;
+        for token in text.split([',', ';']) {
+            if let Some((name, value)) = token.split_once('=') {
+                pairs.push((name.trim(), value.trim().trim_matches('"')));
+            }
+        }
+    }
+    Ok(pairs)
 }
 
 /// The `handling` preference of `Prefer` for unknown search parameters (default lenient).
@@ -67,19 +73,11 @@ impl<S: Send + Sync> FromRequestParts<S> for PreferHandling {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<PreferHandling, ApiError> {
         let mut handling = Handling::default();
-        for value in parts.headers.get_all("prefer") {
-            let text = value
-                .to_str()
-                .map_err(|_| ApiError::BadRequest("the Prefer header is not ASCII".into()))?;
-            for token in text.split([',', ';']).map(str::trim) {
-                match token
-                    .split_once('=')
-                    .map(|(name, value)| (name.trim(), value.trim().trim_matches('"')))
-                {
-                    Some(("handling", "strict")) => handling = Handling::Strict,
-                    Some(("handling", "lenient")) => handling = Handling::Lenient,
-                    _ => {}
-                }
+        for (name, value) in prefer_pairs(parts)? {
+            match (name, value) {
+                ("handling", "strict") => handling = Handling::Strict,
+                ("handling", "lenient") => handling = Handling::Lenient,
+                _ => {}
             }
         }
         Ok(PreferHandling(handling))
