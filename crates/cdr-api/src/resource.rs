@@ -39,7 +39,7 @@ async fn read(
         response.headers_mut().extend(version_headers(&version, None));
         return Ok(response);
     }
-    Ok(resource_response(&version))
+    Ok(resource_response(version))
 }
 
 async fn vread(
@@ -47,7 +47,7 @@ async fn vread(
     FhirPath((type_name, id, version)): FhirPath<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let version = state.engine.vread(&type_name, &id, &version).await?;
-    Ok(resource_response(&version))
+    Ok(resource_response(version))
 }
 
 async fn create(
@@ -107,9 +107,11 @@ async fn conditional_delete(
     Ok(delete_response(&outcome, prefer))
 }
 
-fn resource_response(version: &VersionedResource) -> Response {
-    let mut response = fhir_json(StatusCode::OK, version.body.clone().unwrap_or_default());
-    response.headers_mut().extend(version_headers(version, None));
+/// A read's response: the stored JSON text moved into the body as it is, with the version headers.
+fn resource_response(mut version: VersionedResource) -> Response {
+    let headers = version_headers(&version, None);
+    let mut response = fhir_json(StatusCode::OK, version.body.take().unwrap_or_default());
+    response.headers_mut().extend(headers);
     response
 }
 
