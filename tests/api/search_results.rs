@@ -14,6 +14,7 @@ use crate::search::{label_of, labels, patients};
 
 backend_tests!(
     paging_walks_every_match_once,
+    single_key_sorts_page_in_order,
     get_and_post_agree,
     includes,
     totals_summary_and_elements,
@@ -57,6 +58,119 @@ async fn create_numbered(app: &TestApp, label: &str, family: &str, birth_date: &
         ),
     )
     .await;
+}
+
+/// The labels of every page of `query`, walking `next` links forward, and the labels found walking `previous`
+/// links back from the last page (in forward order).
+async fn walk_pages(app: &TestApp, query: &str) -> (Vec<String>, Vec<String>) {
+    let mut url = format!("/fhir/{query}");
+    let mut forward = Vec::new();
+    for page in 0.. {
+        assert!(page < 30, "too many pages: {query}");
+        let bundle = app.get(&url).await.json();
+        forward.extend(match_entries(&bundle).iter().map(label_of));
+        match link(&bundle, "next") {
+            Some(next) => url = local(next),
+            None => break,
+        }
+    }
+    let mut backward = Vec::new();
+    for page in 0.. {
+        assert!(page < 30, "too many pages back: {query}");
+        let bundle = app.get(&url).await.json();
+        backward.extend(match_entries(&bundle).iter().rev().map(label_of));
+        match link(&bundle, "previous") {
+            Some(previous) => url = local(previous),
+            None => break,
+        }
+    }
+    backward.reverse();
+    (forward, backward)
+}
+
+/// One sort key, with ties, missing values and several values per resource: every page in order, forwards
+/// and backwards, with and without other criteria. A resource sorts by its lowest value ascending and its
+/// highest descending; ties go by id in the key's direction; resources without a value come last.
+async fn single_key_sorts_page_in_order(app: &TestApp) {
+    let families = ["Ng", "Adams", "Zhou", "Baker"];
+    for index in 0..14 {
+        let birth_date = if index % 5 == 4 {
+            String::new()
+        } else {
+            format!(r#","birthDate":"19{}-01-01""#, 60 + index % 4)
+        };
+        let mut names = format!(r#"{{"family":"{}"}}"#, families[index % 4]);
+        if index % 3 == 0 {
+            names.push_str(r#",{"family":"Young"}"#);
+        }
+        if index % 7 == 6 {
+            names = r#"{"given":["Nameless"]}"#.to_owned();
+        }
+        let gender = ["male", "female"][index % 2];
+        app.create(
+            "Patient",
+            &format!(
+                r#"{{"resourceType":"Patient","identifier":[{{"system":"urn:test","value":"w{index:02}"}}],
+                "gender":"{gender}","name":[{names}]{birth_date}}}"#
+            ),
+        )
+        .await;
+    }
+    let everyone = app.search("Patient?_count=100").await;
+    let patients = match_entries(&everyone);
+    // (label, id, birth date, lowest family, highest family), families lowercased as the index normalizes them.
+    let facts: Vec<(String, String, Option<String>, Option<String>, Option<String>)> = patients
+        .iter()
+        .map(|patient| {
+            let mut families: Vec<String> = patient["name"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|name| name["family"].as_str().map(str::to_lowercase))
+                .collect();
+            families.sort();
+            (
+                label_of(patient),
+                patient["id"].as_str().unwrap().to_owned(),
+                patient["birthDate"].as_str().map(str::to_owned),
+                families.first().cloned(),
+                families.last().cloned(),
+            )
+        })
+        .collect();
+    let expected = |key: fn(
+        &(String, String, Option<String>, Option<String>, Option<String>),
+    ) -> Option<String>,
+                    descending: bool| {
+        let mut ordered = facts.clone();
+        ordered.sort_by(|a, b| {
+            let (value_a, value_b) = (key(a), key(b));
+            let by_value = match (&value_a, &value_b) {
+                (Some(x), Some(y)) if descending => y.cmp(x),
+                (Some(x), Some(y)) => x.cmp(y),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => std::cmp::Ordering::Equal,
+            };
+            let by_id = if descending { b.1.cmp(&a.1) } else { a.1.cmp(&b.1) };
+            by_value.then(by_id)
+        });
+        ordered.into_iter().map(|fact| fact.0).collect::<Vec<String>>()
+    };
+    let cases = [
+        ("birthdate", expected(|fact| fact.2.clone(), false)),
+        ("-birthdate", expected(|fact| fact.2.clone(), true)),
+        ("family", expected(|fact| fact.3.clone(), false)),
+        ("-family", expected(|fact| fact.4.clone(), true)),
+    ];
+    for (sort, order) in cases {
+        for criteria in ["", "gender=male,female&"] {
+            let query = format!("Patient?{criteria}_sort={sort}&_count=3");
+            let (forward, backward) = walk_pages(app, &query).await;
+            assert_eq!(forward, order, "{query}");
+            assert_eq!(backward, order, "{query} walked back");
+        }
+    }
 }
 
 /// Walks `next` links from `query`, inserting a new match before each page; every resource that existed at the

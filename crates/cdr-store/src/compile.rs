@@ -33,13 +33,26 @@ struct Anchor {
     types: Vec<String>,
 }
 
+/// How the database is to find the matches of a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Drive {
+    /// Walk the resources in page order (the sort parameter's index, or the ids) and test every clause on
+    /// each (correlated `EXISTS`): the right plan when matches are plentiful, as the walk stops at the page
+    /// size.
+    Order,
+    /// Enumerate the matches of this top-level clause (an uncorrelated `IN`), test the others on each, and
+    /// sort: the right plan when that clause matches few resources.
+    Clause(usize),
+}
+
 /// Appends the WHERE conditions of `query` (after `WHERE`, starting with the type filter) for the alias `r`
-/// of the `resource` table.
+/// of the `resource` table, in the form `drive` asks for.
 pub(crate) fn where_clause(
     sql: &mut Sql,
     query: &SearchQuery,
     types: &[String],
     now_micros: i64,
+    drive: Drive,
 ) -> Result<(), StoreError> {
     match types {
         [] => sql.push("1 = 1"),
@@ -48,16 +61,96 @@ pub(crate) fn where_clause(
     };
     sql.push(" AND NOT r.deleted");
     let mut compiler = Compiler { sql, next_alias: 0, now_micros };
-    let anchor = Anchor {
-        res_type: "r.res_type".to_owned(),
-        res_id: "r.res_id".to_owned(),
-        types: types.to_vec(),
-    };
-    for clause in &query.clauses {
+    for (index, clause) in query.clauses.iter().enumerate() {
+        // Knowing the anchor's types is what lets `open_match` use the uncorrelated form; without them a
+        // clause is a correlated test of each resource.
+        let driving = drive == Drive::Clause(index);
+        let anchor = Anchor {
+            res_type: "r.res_type".to_owned(),
+            res_id: "r.res_id".to_owned(),
+            types: if driving { types.to_vec() } else { Vec::new() },
+        };
         compiler.sql.push(" AND ");
         compiler.criterion(&clause.criterion, &anchor)?;
     }
     Ok(())
+}
+
+/// How many resources a top-level clause may match, as far as planning needs to know.
+#[derive(Debug)]
+pub(crate) enum Selectivity {
+    /// Few by its nature: an id, a reference to one resource, a chain or `_has` (whose inner criteria name
+    /// a patient or an order in practice).
+    Few,
+    /// Count its index rows, up to a cap, with this query (one bind left to append: the cap).
+    Probe(Sql),
+    /// It cannot enumerate its matches (a negation, `:missing`, `:contains`, a composite).
+    Unusable,
+}
+
+/// The drive chosen without asking the data: the first clause that is few by nature, else the first that
+/// can enumerate its matches, else the page order. Conditional writes use it (their criteria are business
+/// identifiers), and so does PostgreSQL, whose planner makes its own choice from its statistics whatever the
+/// form of the query.
+pub(crate) fn usual_drive(
+    query: &SearchQuery,
+    types: &[String],
+    now_micros: i64,
+) -> Result<Drive, StoreError> {
+    let res_type = types.first().map_or("", String::as_str);
+    let mut usable = None;
+    for (index, clause) in query.clauses.iter().enumerate() {
+        match selectivity(&clause.criterion, res_type, now_micros)? {
+            Selectivity::Few => return Ok(Drive::Clause(index)),
+            Selectivity::Probe(_) => {
+                usable.get_or_insert(index);
+            }
+            Selectivity::Unusable => {}
+        }
+    }
+    Ok(usable.map_or(Drive::Order, Drive::Clause))
+}
+
+/// The [`Selectivity`] of one top-level clause of a search on `res_type`.
+pub(crate) fn selectivity(
+    criterion: &Criterion,
+    res_type: &str,
+    now_micros: i64,
+) -> Result<Selectivity, StoreError> {
+    let filter = match criterion {
+        Criterion::Chain { .. } | Criterion::Has { .. } => return Ok(Selectivity::Few),
+        Criterion::Param(filter) => filter,
+    };
+    if filter.param.code == "_id" && filter.modifier != Some(Modifier::Not) {
+        return Ok(Selectivity::Few);
+    }
+    let unusable = matches!(
+        filter.modifier,
+        Some(Modifier::Not | Modifier::NotIn | Modifier::Contains | Modifier::Missing)
+    ) || filter.param.param_type == SearchParamType::Composite
+        || filter.values.iter().any(|value| matches!(value, SearchValue::Missing(_)));
+    if unusable {
+        return Ok(Selectivity::Unusable);
+    }
+    let one_target = filter.values.iter().all(|value| {
+        matches!(value, SearchValue::Reference(reference) if reference.id.is_some() || reference.url.is_some())
+    });
+    if filter.param.param_type == SearchParamType::Reference && one_target {
+        return Ok(Selectivity::Few);
+    }
+    let table = table_of(filter.param.param_type)?;
+    let mut sql = Sql::new("SELECT COUNT(*) AS n FROM (SELECT 1 FROM ");
+    sql.push(table).push(" t WHERE t.res_type = ").bind_text(res_type);
+    sql.push(" AND t.param = ").bind_text(&filter.param.code).push(" AND (");
+    let mut compiler = Compiler { sql: &mut sql, next_alias: 0, now_micros };
+    for (index, value) in filter.values.iter().enumerate() {
+        if index > 0 {
+            compiler.sql.push(" OR ");
+        }
+        compiler.value("t", filter.modifier, value)?;
+    }
+    sql.push(") LIMIT ");
+    Ok(Selectivity::Probe(sql))
 }
 
 struct Compiler<'a> {

@@ -3,6 +3,8 @@
 //! Composite values are written component by component into each component's table under the code
 //! `code$N` with a `grp` number shared by the components of one value; plain rows have `grp` 0.
 
+use std::collections::HashMap;
+
 use cdr_model::ResourceType;
 use cdr_search::{IndexEntry, IndexValue};
 
@@ -29,6 +31,9 @@ struct IndexRow {
     param: String,
     grp: i64,
     values: Vec<Bind>,
+    /// 1 = the lowest sort value of its resource and parameter, 2 = the highest, 3 = both, 0 = neither
+    /// (migration 0004 defines the roles).
+    sort_role: i64,
 }
 
 /// The value columns of each table, in [`INDEX_TABLES`] order.
@@ -41,6 +46,9 @@ const VALUE_COLUMNS: [&str; 7] = [
     "low, high, value",
     "uri",
 ];
+
+/// Which of each table's value columns a sort on the parameter reads.
+pub(crate) const SORT_COLUMNS: [usize; 7] = [1, 0, 0, 1, 5, 2, 0];
 
 /// Longest text an index column holds, in bytes: longer values keep their first bytes (at a character
 /// boundary), so that every index row stays far below PostgreSQL's B-tree entry limit (about 2.7 kB).
@@ -143,19 +151,73 @@ fn rows_of(entries: &[IndexEntry]) -> Vec<IndexRow> {
                             table,
                             param: format!("{}${position}", entry.code),
                             grp,
-                            values,
+                            values: values.into_iter().map(clean_bind).collect(),
+                            sort_role: 0,
                         });
                     }
                 }
             }
             value => {
                 if let Some((table, values)) = value_row(value) {
-                    rows.push(IndexRow { table, param: entry.code.clone(), grp: 0, values });
+                    let values = values.into_iter().map(clean_bind).collect();
+                    rows.push(IndexRow {
+                        table,
+                        param: entry.code.clone(),
+                        grp: 0,
+                        values,
+                        sort_role: 0,
+                    });
                 }
             }
         }
     }
+    assign_sort_roles(&mut rows);
     rows
+}
+
+/// Marks, per table and parameter, the first row with the lowest sort value (role 1) and the first with the
+/// highest (role 2; 3 when one row is both). Rows without a sort value (a token without a code) take no role.
+fn assign_sort_roles(rows: &mut [IndexRow]) {
+    // (table, parameter) → positions of its lowest and highest rows so far.
+    let mut extremes: HashMap<(usize, &str), (usize, usize)> = HashMap::new();
+    for (position, row) in rows.iter().enumerate() {
+        let Some(value) = sort_value(row).filter(|_| row.grp == 0) else { continue };
+        let (lowest, highest) =
+            extremes.entry((row.table, row.param.as_str())).or_insert((position, position));
+        if sort_value(&rows[*lowest]).is_some_and(|low| compare(value, low).is_lt()) {
+            *lowest = position;
+        }
+        if sort_value(&rows[*highest]).is_some_and(|high| compare(value, high).is_gt()) {
+            *highest = position;
+        }
+    }
+    let marks: Vec<(usize, usize)> = extremes.into_values().collect();
+    for (lowest, highest) in marks {
+        rows[lowest].sort_role |= 1;
+        rows[highest].sort_role |= 2;
+    }
+}
+
+/// The value a sort on the row's parameter reads, if it has one.
+fn sort_value(row: &IndexRow) -> Option<&Bind> {
+    match &row.values[SORT_COLUMNS[row.table]] {
+        Bind::OptText(None) => None,
+        value => Some(value),
+    }
+}
+
+/// The databases' order of two sort values of one column (texts byte-wise, as the "C" collation and
+/// SQLite's BINARY do).
+fn compare(left: &Bind, right: &Bind) -> std::cmp::Ordering {
+    match (left, right) {
+        (Bind::Int(left), Bind::Int(right)) => left.cmp(right),
+        (Bind::Float(left), Bind::Float(right)) => left.total_cmp(right),
+        (
+            Bind::Text(left) | Bind::OptText(Some(left)),
+            Bind::Text(right) | Bind::OptText(Some(right)),
+        ) => left.as_bytes().cmp(right.as_bytes()),
+        _ => std::cmp::Ordering::Equal,
+    }
 }
 
 /// The statements that replace the index rows of one resource: deletes (unless the resource is `fresh`, a
@@ -182,7 +244,7 @@ pub(crate) fn replace_statements(
             sql.push(table)
                 .push(" (res_type, res_id, param, grp, ")
                 .push(VALUE_COLUMNS[table_index])
-                .push(") VALUES ");
+                .push(", sort_role) VALUES ");
             for (row_index, row) in chunk.iter().enumerate() {
                 if row_index > 0 {
                     sql.push(", ");
@@ -190,9 +252,9 @@ pub(crate) fn replace_statements(
                 sql.push("(").bind_text(res_type).push(", ").bind_text(res_id).push(", ");
                 sql.bind_text(&row.param).push(", ").bind_int(row.grp);
                 for value in &row.values {
-                    sql.push(", ").bind(clean_bind(value.clone()));
+                    sql.push(", ").bind(value.clone());
                 }
-                sql.push(")");
+                sql.push(", ").bind_int(row.sort_role).push(")");
             }
             statements.push(sql);
         }
@@ -203,6 +265,54 @@ pub(crate) fn replace_statements(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(code: &str, value: IndexValue) -> IndexEntry {
+        let param_type = match value {
+            IndexValue::Date(_) => cdr_search::SearchParamType::Date,
+            IndexValue::String { .. } => cdr_search::SearchParamType::String,
+            _ => cdr_search::SearchParamType::Token,
+        };
+        IndexEntry { code: code.to_owned(), param_type, value }
+    }
+
+    fn date(low: i64) -> IndexValue {
+        IndexValue::Date(cdr_search::DateRange { low, high: low + 1 })
+    }
+
+    fn name(text: &str) -> IndexValue {
+        IndexValue::String { normalized: text.to_owned(), exact: text.to_owned() }
+    }
+
+    /// One row per parameter holds the lowest value (role 1) and one the highest (role 2): the first of
+    /// equal values, both on a single value, none on a row without a sort value.
+    #[test]
+    fn sort_roles_mark_the_lowest_and_highest_value_of_each_parameter() {
+        let entries = [
+            entry("date", date(30)),
+            entry("name", name("smith")),
+            entry("date", date(10)),
+            entry("date", date(30)),
+            entry("name", name("adams")),
+            entry("date", date(20)),
+            entry("birthdate", date(5)),
+            entry("name", name("adams")),
+        ];
+        let roles: Vec<(String, i64)> =
+            rows_of(&entries).into_iter().map(|row| (row.param, row.sort_role)).collect();
+        let expected = [
+            ("date", 2),
+            ("name", 2),
+            ("date", 1),
+            ("date", 0),
+            ("name", 1),
+            ("date", 0),
+            ("birthdate", 3),
+            ("name", 0),
+        ];
+        let expected: Vec<(String, i64)> =
+            expected.iter().map(|(code, role)| ((*code).to_owned(), *role)).collect();
+        assert_eq!(roles, expected);
+    }
 
     #[test]
     fn index_text_is_cleaned_and_bounded() {

@@ -9,8 +9,10 @@ use cdr_model::ResourceType;
 use cdr_search::{Include, SearchParamRegistry, SearchParamType, SearchQuery, SortKey, extract};
 use sqlx::Row;
 
-use crate::compile::{MAX_CHAR, table_of, where_clause};
-use crate::connect::dispatch;
+use crate::compile::{
+    Drive, MAX_CHAR, Selectivity, selectivity, table_of, usual_drive, where_clause,
+};
+use crate::connect::{Pool, dispatch};
 use crate::sql::{Bind, Sql, query_of};
 use crate::{Store, StoreError};
 
@@ -81,10 +83,42 @@ enum SortKind {
     Text,
 }
 
+/// The index table and column a sort on an indexed parameter reads, and the kind of value it yields.
+fn sort_column(key: &SortKey) -> Result<(&'static str, &'static str, SortKind), StoreError> {
+    let (column, kind) = match key.param.param_type {
+        SearchParamType::Date => ("low", SortKind::Int),
+        SearchParamType::Number | SearchParamType::Quantity => ("value", SortKind::Float),
+        SearchParamType::String => ("normalized", SortKind::Text),
+        SearchParamType::Token => ("code", SortKind::Text),
+        SearchParamType::Reference => ("target_id", SortKind::Text),
+        SearchParamType::Uri => ("uri", SortKind::Text),
+        SearchParamType::Composite | SearchParamType::Special => {
+            return Err(StoreError::NotSupported(format!("cannot sort by '{}'", key.param.code)));
+        }
+    };
+    Ok((table_of(key.param.param_type)?, column, kind))
+}
+
+/// The value standing for "no value" in a sort key: it sorts after every real value in the key's direction.
+fn missing_value(kind: SortKind, descending: bool) -> Bind {
+    match (kind, descending) {
+        (SortKind::Int, false) => Bind::Int(i64::MAX),
+        (SortKind::Int, true) => Bind::Int(i64::MIN),
+        (SortKind::Float, false) => Bind::Float(f64::MAX),
+        (SortKind::Float, true) => Bind::Float(f64::MIN),
+        (SortKind::Text, false) => Bind::Text(MAX_CHAR.to_string()),
+        (SortKind::Text, true) => Bind::Text(String::new()),
+    }
+}
+
+/// The `sort_role` values of the rows that represent a resource in a sort (migration 0004).
+fn sort_roles(descending: bool) -> &'static str {
+    if descending { "(2, 3)" } else { "(1, 3)" }
+}
+
 /// The SQL expression of a sort key on `resource r`, and the kind of value it yields.
 fn sort_expression(sql: &mut Sql, key: &SortKey) -> Result<SortKind, StoreError> {
-    let code = key.param.code.as_str();
-    match code {
+    match key.param.code.as_str() {
         "_id" => {
             sql.push("r.res_id");
             return Ok(SortKind::Text);
@@ -95,31 +129,21 @@ fn sort_expression(sql: &mut Sql, key: &SortKey) -> Result<SortKind, StoreError>
         }
         _ => {}
     }
-    let (column, kind) = match key.param.param_type {
-        SearchParamType::Date => ("low", SortKind::Int),
-        SearchParamType::Number | SearchParamType::Quantity => ("value", SortKind::Float),
-        SearchParamType::String => ("normalized", SortKind::Text),
-        SearchParamType::Token => ("code", SortKind::Text),
-        SearchParamType::Reference => ("target_id", SortKind::Text),
-        SearchParamType::Uri => ("uri", SortKind::Text),
-        SearchParamType::Composite | SearchParamType::Special => {
-            return Err(StoreError::NotSupported(format!("cannot sort by '{code}'")));
-        }
-    };
-    let table = table_of(key.param.param_type)?;
-    let aggregate = if key.descending { "MAX" } else { "MIN" };
-    let missing = match (kind, key.descending) {
-        (SortKind::Int, false) => Bind::Int(i64::MAX),
-        (SortKind::Int, true) => Bind::Int(i64::MIN),
-        (SortKind::Float, false) => Bind::Float(f64::MAX),
-        (SortKind::Float, true) => Bind::Float(f64::MIN),
-        (SortKind::Text, false) => Bind::Text(MAX_CHAR.to_string()),
-        (SortKind::Text, true) => Bind::Text(String::new()),
-    };
-    sql.push("COALESCE((SELECT ").push(aggregate).push("(s.").push(column).push(") FROM ");
-    sql.push(table).push(" s WHERE s.res_type = r.res_type AND s.res_id = r.res_id AND s.param = ");
-    sql.bind_text(code).push("), ").bind(missing).push(")");
+    let (table, column, kind) = sort_column(key)?;
+    sql.push("COALESCE((SELECT s.").push(column).push(" FROM ").push(table);
+    sql.push(" s WHERE s.res_type = r.res_type AND s.res_id = r.res_id AND s.param = ");
+    sql.bind_text(&key.param.code).push(" AND s.sort_role IN ").push(sort_roles(key.descending));
+    sql.push("), ").bind(missing_value(kind, key.descending)).push(")");
     Ok(kind)
+}
+
+fn same_kind(value: &SortValue, kind: SortKind) -> bool {
+    matches!(
+        (value, kind),
+        (SortValue::Int(_), SortKind::Int)
+            | (SortValue::Float(_), SortKind::Float)
+            | (SortValue::Text(_), SortKind::Text)
+    )
 }
 
 fn sort_bind(value: &SortValue) -> Bind {
@@ -131,7 +155,7 @@ fn sort_bind(value: &SortValue) -> Bind {
 }
 
 /// The page query: matches with their sort values, after or before a key, in (reversed) order.
-fn page_sql(request: &SearchRequest<'_>) -> Result<(Sql, Vec<SortKind>), StoreError> {
+fn page_sql(request: &SearchRequest<'_>, drive: Drive) -> Result<(Sql, Vec<SortKind>), StoreError> {
     let query = request.query;
     // The matches are ordered and cut to the page on their keys alone; only the page's rows then fetch their
     // bodies, so sorting thousands of matches never carries thousands of bodies.
@@ -145,7 +169,7 @@ fn page_sql(request: &SearchRequest<'_>) -> Result<(Sql, Vec<SortKind>), StoreEr
         sql.push(&format!(" AS s{index}"));
     }
     sql.push(" FROM resource r WHERE ");
-    where_clause(&mut sql, query, request.types, request.now_micros)?;
+    where_clause(&mut sql, query, request.types, request.now_micros, drive)?;
     sql.push(") q");
     let backwards = matches!(request.page, Some((PageDirection::Before, _)));
     // Every ordering column with its direction (true = descending) as read for this page.
@@ -162,14 +186,7 @@ fn page_sql(request: &SearchRequest<'_>) -> Result<(Sql, Vec<SortKind>), StoreEr
     columns.push(("q.res_id".to_owned(), tiebreak_descending));
     if let Some((_, key)) = request.page {
         let same_kinds = key.values.len() == kinds.len()
-            && key.values.iter().zip(&kinds).all(|(value, kind)| {
-                matches!(
-                    (value, kind),
-                    (SortValue::Int(_), SortKind::Int)
-                        | (SortValue::Float(_), SortKind::Float)
-                        | (SortValue::Text(_), SortKind::Text)
-                )
-            });
+            && key.values.iter().zip(&kinds).all(|(value, kind)| same_kind(value, *kind));
         if !same_kinds {
             return Err(StoreError::NotSupported(
                 "the paging cursor does not belong to this search".to_owned(),
@@ -210,6 +227,90 @@ fn page_sql(request: &SearchRequest<'_>) -> Result<(Sql, Vec<SortKind>), StoreEr
         sql.push(&column).push(if *descending { " DESC" } else { " ASC" });
     }
     Ok((sql, kinds))
+}
+
+/// A search of one type sorted on one indexed parameter, read by walking that parameter's index in order:
+/// first the resources that have a value (their representative rows, `sort_role`), then those without one
+/// (the tail, in id order), which sort last in either direction.
+#[derive(Debug, Clone, Copy)]
+struct SortWalk<'a> {
+    key: &'a SortKey,
+    table: &'static str,
+    column: &'static str,
+    kind: SortKind,
+}
+
+/// The two stretches of a [`SortWalk`]'s order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stretch {
+    Valued,
+    Tail,
+}
+
+/// The [`SortWalk`] of a request, when it is one.
+fn sort_walk<'a>(request: &SearchRequest<'a>) -> Result<Option<SortWalk<'a>>, StoreError> {
+    let ([key], [_]) = (request.query.sort.as_slice(), request.types) else { return Ok(None) };
+    if matches!(key.param.code.as_str(), "_id" | "_lastUpdated") {
+        return Ok(None);
+    }
+    let (table, column, kind) = sort_column(key)?;
+    Ok(Some(SortWalk { key, table, column, kind }))
+}
+
+/// The query of one stretch of a [`SortWalk`]: at most `limit` rows strictly after `cursor` (or from the
+/// start) in the reading direction (`backwards` reverses the order).
+fn walk_sql(
+    request: &SearchRequest<'_>,
+    walk: &SortWalk<'_>,
+    stretch: Stretch,
+    cursor: Option<&PageKey>,
+    backwards: bool,
+    limit: i64,
+) -> Result<Sql, StoreError> {
+    let descending = walk.key.descending != backwards;
+    let (order, after) = if descending { (" DESC", " < ") } else { (" ASC", " > ") };
+    let code = walk.key.param.code.as_str();
+    let roles = sort_roles(walk.key.descending);
+    let mut sql = Sql::new("SELECT p.*, b.version, b.last_updated, b.body FROM (");
+    match stretch {
+        // CROSS JOIN keeps SQLite's join order (index walk outside); PostgreSQL plans it freely.
+        Stretch::Valued => {
+            sql.push("SELECT z.res_type, z.res_id, z.").push(walk.column).push(" AS s0 FROM ");
+            sql.push(walk.table).push(" z CROSS JOIN resource r WHERE z.res_type = ");
+            sql.bind_text(&request.types[0]).push(" AND z.param = ").bind_text(code);
+            sql.push(" AND z.sort_role IN ").push(roles);
+            sql.push(" AND r.res_type = z.res_type AND r.res_id = z.res_id AND ");
+            where_clause(&mut sql, request.query, request.types, request.now_micros, Drive::Order)?;
+            if let Some(cursor) = cursor {
+                let value = sort_bind(&cursor.values[0]);
+                let column = format!("z.{}", walk.column);
+                sql.push(" AND (").push(&column).push(after).bind(value.clone());
+                sql.push(" OR (").push(&column).push(" = ").bind(value);
+                sql.push(" AND z.res_id").push(after).bind_text(&cursor.res_id).push("))");
+            }
+            sql.push(" ORDER BY z.").push(walk.column).push(order);
+            sql.push(", z.res_id").push(order);
+        }
+        Stretch::Tail => {
+            sql.push("SELECT r.res_type, r.res_id, ");
+            sql.bind(missing_value(walk.kind, walk.key.descending))
+                .push(" AS s0 FROM resource r WHERE ");
+            where_clause(&mut sql, request.query, request.types, request.now_micros, Drive::Order)?;
+            sql.push(" AND NOT EXISTS (SELECT 1 FROM ").push(walk.table);
+            sql.push(" z WHERE z.res_type = r.res_type AND z.res_id = r.res_id AND z.param = ");
+            sql.bind_text(code).push(" AND z.sort_role IN ").push(roles).push(")");
+            if let Some(cursor) = cursor {
+                sql.push(" AND r.res_id").push(after).bind_text(&cursor.res_id);
+            }
+            sql.push(" ORDER BY r.res_type").push(order).push(", r.res_id").push(order);
+        }
+    }
+    sql.push(" LIMIT ").bind_int(limit);
+    sql.push(
+        ") p JOIN resource b ON b.res_type = p.res_type AND b.res_id = p.res_id ORDER BY p.s0",
+    );
+    sql.push(order).push(", p.res_id").push(order);
+    Ok(sql)
 }
 
 type RawRow = (String, String, i64, i64, Option<String>, Vec<SortValue>);
@@ -263,6 +364,12 @@ fn found(rows: Vec<RawRow>) -> Result<Vec<FoundResource>, StoreError> {
         .collect()
 }
 
+/// Where SQLite's planning stops counting a clause's index rows: a clause with more matches than this is
+/// cheaper to test on each resource of a walk in page order than to enumerate and sort. Walking finds a
+/// page of 20 after about 21 × (resources of the type) / (matches) resources, which at this cap is about
+/// 2,000 resources per 100,000: comparable to enumerating and sorting the cap.
+const PROBE_CAP: i64 = 1_000;
+
 /// Most sources per `IN (…)` list of an include query.
 const INCLUDE_CHUNK: usize = 500;
 
@@ -272,11 +379,17 @@ impl Store {
     /// # Errors
     /// [`StoreError::NotSupported`] for a criterion the compiler cannot serve; database failures.
     pub async fn search(&self, request: &SearchRequest<'_>) -> Result<SearchPage, StoreError> {
-        let (sql, kinds) = page_sql(request)?;
-        let rows = dispatch!(&self.pool, pool => query_of!(&sql)
-            .fetch_all(pool)
-            .await
-            .and_then(|rows| read_rows!(rows, kinds)))?;
+        let drive = self.drive(request.query, request.types, request.now_micros, false).await?;
+        let rows = match (drive, sort_walk(request)?) {
+            (Drive::Order, Some(walk)) => self.walk(request, &walk).await?,
+            _ => {
+                let (sql, kinds) = page_sql(request, drive)?;
+                dispatch!(&self.pool, pool => query_of!(&sql)
+                    .fetch_all(pool)
+                    .await
+                    .and_then(|rows| read_rows!(rows, kinds)))?
+            }
+        };
         let mut resources = found(rows)?;
         let more = resources.len() > request.count as usize;
         resources.truncate(request.count as usize);
@@ -284,6 +397,89 @@ impl Store {
             resources.reverse();
         }
         Ok(SearchPage { resources, more })
+    }
+
+    /// The rows of a page read by a [`SortWalk`], in reading order: the stretch of the cursor from the
+    /// cursor, then the other stretch from its start when the page is not yet full.
+    async fn walk(
+        &self,
+        request: &SearchRequest<'_>,
+        walk: &SortWalk<'_>,
+    ) -> Result<Vec<RawRow>, StoreError> {
+        let backwards = matches!(request.page, Some((PageDirection::Before, _)));
+        let cursor = request.page.map(|(_, key)| key);
+        let missing = match missing_value(walk.kind, walk.key.descending) {
+            Bind::Int(value) => SortValue::Int(value),
+            Bind::Float(value) => SortValue::Float(value),
+            Bind::Text(value) | Bind::OptText(Some(value)) => SortValue::Text(value),
+            Bind::OptText(None) => SortValue::Text(String::new()),
+        };
+        let cursor_stretch = match cursor {
+            Some(key) if key.values.len() != 1 || !same_kind(&key.values[0], walk.kind) => {
+                return Err(StoreError::NotSupported(
+                    "the paging cursor does not belong to this search".to_owned(),
+                ));
+            }
+            Some(key) if key.values[0] == missing => Stretch::Tail,
+            _ => Stretch::Valued,
+        };
+        let stretches: &[Stretch] = match (backwards, cursor_stretch) {
+            (false, Stretch::Valued) => &[Stretch::Valued, Stretch::Tail],
+            (false, Stretch::Tail) => &[Stretch::Tail],
+            (true, Stretch::Valued) => &[Stretch::Valued],
+            (true, Stretch::Tail) => &[Stretch::Tail, Stretch::Valued],
+        };
+        let wanted = i64::from(request.count) + 1;
+        let kinds = [walk.kind];
+        let mut rows: Vec<RawRow> = Vec::new();
+        for &stretch in stretches {
+            let remaining = wanted - i64::try_from(rows.len()).unwrap_or(wanted);
+            if remaining <= 0 {
+                break;
+            }
+            let from = cursor.filter(|_| stretch == cursor_stretch);
+            let sql = walk_sql(request, walk, stretch, from, backwards, remaining)?;
+            let mut stretch_rows = dispatch!(&self.pool, pool => query_of!(&sql)
+                .fetch_all(pool)
+                .await
+                .and_then(|rows| read_rows!(rows, kinds)))?;
+            rows.append(&mut stretch_rows);
+        }
+        Ok(rows)
+    }
+
+    /// The [`Drive`] of a search. PostgreSQL's planner chooses from per-value statistics, so it gets the
+    /// query that leaves every plan open. SQLite's cannot tell a common code from a rare one, so the store
+    /// asks the data: each clause that can enumerate its matches counts its index rows up to
+    /// [`PROBE_CAP`]; the clause with the fewest drives if that is under the cap (or always, for `counting`,
+    /// which needs every match anyway), else the walk in page order does.
+    async fn drive(
+        &self,
+        query: &SearchQuery,
+        types: &[String],
+        now_micros: i64,
+        counting: bool,
+    ) -> Result<Drive, StoreError> {
+        let Pool::Sqlite(pool) = &self.pool else { return Ok(Drive::Order) };
+        let [res_type] = types else { return usual_drive(query, types, now_micros) };
+        let mut fewest: Option<(i64, usize)> = None;
+        for (index, clause) in query.clauses.iter().enumerate() {
+            let count = match selectivity(&clause.criterion, res_type, now_micros)? {
+                Selectivity::Few => return Ok(Drive::Clause(index)),
+                Selectivity::Unusable => continue,
+                Selectivity::Probe(mut sql) => {
+                    sql.bind_int(PROBE_CAP).push(") x");
+                    query_of!(&sql).fetch_one(pool).await?.try_get::<i64, _>("n")?
+                }
+            };
+            if fewest.is_none_or(|(least, _)| count < least) {
+                fewest = Some((count, index));
+            }
+        }
+        Ok(match fewest {
+            Some((count, index)) if counting || count < PROBE_CAP => Drive::Clause(index),
+            _ => Drive::Order,
+        })
     }
 
     /// The number of matches.
@@ -296,8 +492,9 @@ impl Store {
         types: &[String],
         now_micros: i64,
     ) -> Result<i64, StoreError> {
+        let drive = self.drive(query, types, now_micros, true).await?;
         let mut sql = Sql::new("SELECT COUNT(*) AS n FROM resource r WHERE ");
-        where_clause(&mut sql, query, types, now_micros)?;
+        where_clause(&mut sql, query, types, now_micros, drive)?;
         let count = dispatch!(&self.pool, pool => query_of!(&sql)
             .fetch_one(pool)
             .await
@@ -463,12 +660,19 @@ mod tests {
 
     use super::*;
 
-    fn compiled(type_name: &str, query: &str) -> Sql {
+    /// Every SQL text a search may run: the page query in both drives, the stretches of a sort walk, and
+    /// the probes of planning.
+    fn compiled(type_name: &str, query: &str) -> Vec<Sql> {
         let registry = SearchParamRegistry::r4().unwrap();
         let pairs: Vec<(String, String)> = form_urlencoded_pairs(query);
         let parsed = parse_query(Some(ResourceType::parse(type_name).unwrap()), &pairs, &registry);
         assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
         let types = [type_name.to_owned()];
+        let key = PageKey {
+            values: parsed.query.sort.iter().map(|_| SortValue::Text("x".to_owned())).collect(),
+            res_type: type_name.to_owned(),
+            res_id: "id".to_owned(),
+        };
         let request = SearchRequest {
             query: &parsed.query,
             types: &types,
@@ -476,7 +680,25 @@ mod tests {
             page: None,
             now_micros: 0,
         };
-        page_sql(&request).unwrap().0
+        let mut texts = vec![
+            page_sql(&request, Drive::Clause(0)).unwrap().0,
+            page_sql(&request, Drive::Order).unwrap().0,
+        ];
+        if let Some(walk) = sort_walk(&request).unwrap() {
+            for stretch in [Stretch::Valued, Stretch::Tail] {
+                texts.push(walk_sql(&request, &walk, stretch, None, false, 5).unwrap());
+                texts.push(walk_sql(&request, &walk, stretch, Some(&key), true, 5).unwrap());
+            }
+        }
+        for clause in &parsed.query.clauses {
+            if let Selectivity::Probe(mut sql) =
+                selectivity(&clause.criterion, type_name, 0).unwrap()
+            {
+                sql.bind_int(PROBE_CAP).push(") x");
+                texts.push(sql);
+            }
+        }
+        texts
     }
 
     fn form_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
@@ -499,19 +721,22 @@ mod tests {
             ("Patient", "birthdate=ge1970&_has:ImagingStudy:patient:modality=X'Y", "X'Y"),
             ("ImagingStudy", "patient.name=Robert'); --&started=ap2020", "Robert"),
             ("ServiceRequest", "instantiates-uri:below=http://x/'&code:text=a%b", "http://x"),
+            ("ImagingStudy", "modality=C'T&started=ge2020&_sort=-started", "C'T"),
+            ("Patient", "family=O'Brien&_sort=given", "O'Brien"),
         ];
         for (type_name, query, value) in cases {
-            let sql = compiled(type_name, query);
-            assert!(!sql.text.contains(value), "{} in {}", value, sql.text);
-            assert!(sql.text.matches('\'').count().is_multiple_of(2), "{}", sql.text);
-            let placeholders = sql.text.matches('$').count();
-            assert_eq!(placeholders, sql.binds.len(), "{}", sql.text);
+            for sql in compiled(type_name, query) {
+                assert!(!sql.text.contains(value), "{} in {}", value, sql.text);
+                assert!(sql.text.matches('\'').count().is_multiple_of(2), "{}", sql.text);
+                let placeholders = sql.text.matches('$').count();
+                assert_eq!(placeholders, sql.binds.len(), "{}", sql.text);
+            }
         }
     }
 
     #[test]
     fn sorted_pages_order_by_keys_then_id() {
-        let sql = compiled("Patient", "_sort=-birthdate,family");
+        let sql = compiled("Patient", "_sort=-birthdate,family").remove(0);
         assert!(
             sql.text
                 .contains("ORDER BY q.s0 DESC, q.s1 ASC, q.res_type ASC, q.res_id ASC LIMIT $6)"),

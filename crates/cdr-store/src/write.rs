@@ -5,7 +5,7 @@ use sqlx::{Postgres, Row, Sqlite, Transaction};
 
 use cdr_search::{IndexEntry, SearchQuery};
 
-use crate::compile::where_clause;
+use crate::compile::{usual_drive, where_clause};
 use crate::connect::{Pool, dispatch};
 use crate::index::replace_statements;
 use crate::sql::{Sql, pack, query_of};
@@ -147,7 +147,7 @@ impl StoreTx {
         limit: i64,
     ) -> Result<Vec<String>, StoreError> {
         let mut sql = Sql::new("SELECT r.res_id FROM resource r WHERE ");
-        where_clause(&mut sql, query, types, now_micros)?;
+        where_clause(&mut sql, query, types, now_micros, usual_drive(query, types, now_micros)?)?;
         sql.push(" ORDER BY r.res_id LIMIT ").bind_int(limit);
         let ids = dispatch!(Tx, &mut self.tx, tx => query_of!(&sql)
         .fetch_all(&mut **tx)
