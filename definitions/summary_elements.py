@@ -1,6 +1,14 @@
 #!/usr/bin/env python3
-"""Writes crates/cdr-interactions/src/summary_elements.rs: per served resource type, the top-level elements
-R4 marks isSummary (kept by _summary=true) and those with min > 0 (kept by _summary=text).
+"""Writes crates/cdr-interactions/src/summary_elements.rs: per served resource type, the elements `_summary=true`
+keeps at every depth, and the top-level elements with min > 0 (kept by `_summary=text`).
+
+An element is kept by `_summary=true` when R4 marks it isSummary, or isModifier (ElementDefinition.isSummary: a
+modifier must be summary; R4's own snapshots miss this for the root `modifierExtension`), and its parent is kept.
+Elements defined inline (BackboneElement or Element) have their members listed under their own path; an element
+with a contentReference has the members of the element it names. Every other element holds a primitive or a data
+type and is kept whole, except that an Attachment loses `data` ("Other than Attachment.data, all data type
+properties are included in the summary form"). `id`, `meta` and `implicitRules` of the resource are kept by
+shape.rs itself and not listed. Choice elements are listed by their JSON names (`effectiveDateTime`, ...).
 
 Usage: python3 definitions/summary_elements.py /work/shared/fhir-r4/hl7.fhir.r4.core-4.0.1.tgz \
            crates/cdr-interactions/src/summary_elements.rs
@@ -12,39 +20,98 @@ import tarfile
 SERVED = ["AuditEvent", "Binary", "DiagnosticReport", "DocumentReference", "Encounter", "Endpoint",
           "ImagingStudy", "Location", "Organization", "Patient", "Practitioner", "PractitionerRole",
           "Provenance", "ServiceRequest"]
+ALWAYS_KEPT = ("id", "meta", "implicitRules")
+INLINE = ("BackboneElement", "Element")
+
+
+def relative(path):
+    """A snapshot path without the resource type: `ImagingStudy.series.uid` -> `series.uid`."""
+    return path.split(".", 1)[1] if "." in path else ""
+
+
+def json_names(element):
+    """(JSON member name, type codes) for an element: one per type for a choice element."""
+    name = relative(element["path"])
+    codes = [kind["code"] for kind in element.get("type", [])]
+    if not name.endswith("[x]"):
+        return [(name, codes)]
+    stem = name[:-3]
+    return [(stem + code[0].upper() + code[1:], [code]) for code in codes]
+
+
+def content(element, codes):
+    if "contentReference" in element:
+        return f'Backbone("{relative(element["contentReference"].lstrip("#"))}")'
+    if any(code in INLINE for code in codes):
+        return f'Backbone("{relative(element["path"])}")'
+    if codes == ["Attachment"]:
+        return "Attachment"
+    return "Whole"
+
+
+def summary_paths(definition):
+    elements = [element for element in definition["snapshot"]["element"] if "." in element["path"]]
+    kept = [element for element in elements if element.get("isSummary") or element.get("isModifier")]
+    # Backbone paths whose members are reached from the root through kept elements (a contentReference can
+    # reach a path whose own parent is not kept, so this runs to a fixpoint).
+    reached = {""}
+    while True:
+        grown = set(reached)
+        for element in kept:
+            parent = relative(element["path"]).rpartition(".")[0]
+            if parent in reached:
+                for _, codes in json_names(element):
+                    kind = content(element, codes)
+                    if kind.startswith("Backbone"):
+                        grown.add(kind.split('"')[1])
+        if grown == reached:
+            break
+        reached = grown
+    rows = []
+    for element in kept:
+        path = relative(element["path"])
+        if path.rpartition(".")[0] not in reached or path in ALWAYS_KEPT:
+            continue
+        for name, codes in json_names(element):
+            rows.append((name, content(element, codes)))
+    return sorted(rows)
+
+
+def mandatory_elements(definition):
+    names = []
+    for element in definition["snapshot"]["element"]:
+        path = relative(element["path"])
+        if path and "." not in path and path not in ALWAYS_KEPT and element.get("min", 0) > 0:
+            names.append(path.replace("[x]", ""))
+    return names
 
 
 def main(package, output):
     archive = tarfile.open(package)
-    rows = []
-    for name in SERVED:
-        definition = json.load(archive.extractfile(f"package/StructureDefinition-{name}.json"))
-        summary, mandatory = [], []
-        for element in definition["snapshot"]["element"]:
-            path = element["path"].split(".")
-            if len(path) != 2:
-                continue
-            code = path[1].replace("[x]", "")
-            if code in ("id", "meta", "implicitRules"):
-                continue
-            if element.get("isSummary"):
-                summary.append(code)
-            if element.get("min", 0) > 0:
-                mandatory.append(code)
-        rows.append((name, summary, mandatory))
-    quoted = lambda names: ", ".join(f'"{name}"' for name in names)
     lines = [
         "//! @generated by definitions/summary_elements.py from hl7.fhir.r4.core 4.0.1 (CC0); do not edit.",
+        "//! Regenerate: `python3 definitions/summary_elements.py /work/shared/fhir-r4/hl7.fhir.r4.core-4.0.1.tgz",
+        "//! crates/cdr-interactions/src/summary_elements.rs` (the script's docstring gives the rules).",
         "//!",
-        "//! Per served type: the top-level elements R4 marks `isSummary` (`_summary=true`) and the mandatory ones",
-        "//! (`_summary=text`). Choice elements appear without `[x]`.",
+        "//! Per served type: the elements `_summary=true` keeps, at every depth, and the top-level mandatory elements",
+        "//! (`_summary=text`).",
         "",
-        "/// `(type, summary elements, mandatory elements)`, sorted by type.",
+        "use crate::shape::Content::{Attachment, Backbone, Whole};",
+        "use crate::shape::KeptPaths;",
+        "",
+        "/// `(type, kept paths, mandatory elements)`, sorted by type. Kept paths are relative to the resource, sorted,",
+        "/// with choice elements under their JSON names (`effectiveDateTime`); mandatory elements are top-level names",
+        "/// with choice elements without `[x]` (`effective`).",
         "#[rustfmt::skip]",
-        "pub(crate) const SUMMARY_ELEMENTS: &[(&str, &[&str], &[&str])] = &[",
+        "pub(crate) const SUMMARY_ELEMENTS: &[(&str, KeptPaths, &[&str])] = &[",
     ]
-    for name, summary, mandatory in rows:
-        lines.append(f'    ("{name}", &[{quoted(summary)}], &[{quoted(mandatory)}]),')
+    for name in SERVED:
+        definition = json.load(archive.extractfile(f"package/StructureDefinition-{name}.json"))
+        lines.append(f'    ("{name}", &[')
+        for path, kind in summary_paths(definition):
+            lines.append(f'        ("{path}", {kind}),')
+        mandatory = ", ".join(f'"{element}"' for element in mandatory_elements(definition))
+        lines.append(f"    ], &[{mandatory}]),")
     lines.append("];")
     with open(output, "w") as out:
         out.write("\n".join(lines) + "\n")

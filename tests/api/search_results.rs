@@ -621,5 +621,30 @@ mod summaries {
         let report = &text["entry"][0]["resource"];
         assert_eq!(report["code"]["text"], "x", "mandatory elements stay: {text}");
         assert!(report.get("conclusion").is_none());
+        let study = app
+            .create(
+                "ImagingStudy",
+                r#"{"resourceType":"ImagingStudy","status":"available","subject":{"reference":"Patient/p"},
+                "text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">CT</div>"},
+                "series":[{"uid":"1.2.3.1","number":1,
+                    "modality":{"system":"http://dicom.nema.org/resources/ontology/DCM","code":"CT"},
+                    "performer":[{"actor":{"reference":"Practitioner/x","display":"Dr X"}}],
+                    "instance":[{"uid":"1.2.3.1.1","sopClass":{"system":"urn:ietf:rfc:3986",
+                        "code":"urn:oid:1.2.840.10008.5.1.4.1.1.2"},"number":1}]}]}"#,
+            )
+            .await;
+        let bundle = app.search(&format!("ImagingStudy?_id={study}&_summary=true")).await;
+        let study = &bundle["entry"][0]["resource"];
+        let series = &study["series"][0];
+        assert_eq!(series["uid"], "1.2.3.1");
+        assert_eq!(series["modality"]["code"], "CT");
+        assert_eq!(series["performer"][0]["actor"]["display"], "Dr X", "data types stay whole");
+        assert!(series.get("instance").is_none(), "series.instance is not summary: {study}");
+        assert!(study.get("text").is_none() && study["subject"].is_object(), "{study}");
+        assert!(
+            study["meta"]["tag"].as_array().unwrap().iter().any(|tag| tag["code"] == "SUBSETTED")
+        );
+        let full = app.search(&format!("ImagingStudy?_id={}", study["id"].as_str().unwrap())).await;
+        assert!(full["entry"][0]["resource"]["series"][0]["instance"].is_array(), "{full}");
     }
 }

@@ -76,48 +76,115 @@ pub(crate) fn decode_cursor(text: &str) -> Result<(PageDirection, PageKey), Inte
     Ok((direction, PageKey { values, res_type: res_type.to_owned(), res_id: res_id.to_owned() }))
 }
 
-/// Applies `_summary` (`true`, `text`, `data`) and `_elements` to a matched resource, at the top level only:
-/// `_summary=true` keeps the elements R4 marks as summary (their nested non-summary children stay).
-pub(crate) fn shape_resource(body: Value, query: &SearchQuery) -> Value {
-    let Value::Object(resource) = body else { return body };
-    let kept: Option<Map<String, Value>> = match query.summary {
-        Some(SummaryMode::Text) => {
-            let (_, mandatory) = summary_lists(&resource);
-            Some(keep(&resource, |name| name == "text" || is_listed(mandatory, name)))
-        }
-        Some(SummaryMode::Data) => {
-            let mut data = resource.clone();
-            data.remove("text");
-            Some(data)
-        }
-        Some(SummaryMode::True) => {
-            let (summary, _) = summary_lists(&resource);
-            Some(keep(&resource, |name| is_listed(summary, name)))
-        }
-        _ if !query.elements.is_empty() => Some(keep(&resource, |name| {
-            query.elements.iter().any(|element| element_matches(element, name))
-        })),
-        _ => None,
-    };
-    match kept {
-        Some(mut subset) => {
-            mark_subsetted(&mut subset);
-            Value::Object(subset)
-        }
-        None => Value::Object(resource),
-    }
+/// How `_summary=true` keeps a summary element's value (the generated table in `summary_elements.rs` names one
+/// per element path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Content {
+    /// A primitive or a data type: kept whole (data types' own members are all summary in R4).
+    Whole,
+    /// An `Attachment`: kept without `data`, the one data type member R4 leaves out of summaries.
+    Attachment,
+    /// A backbone element, each object trimmed to the summary members listed under this path (its own path, or
+    /// the element its `contentReference` names).
+    Backbone(&'static str),
 }
 
-/// `resourceType`, `id` and `meta`, plus the top-level elements `wanted` accepts, in their original order.
-fn keep(resource: &Map<String, Value>, wanted: impl Fn(&str) -> bool) -> Map<String, Value> {
+/// The paths `_summary=true` keeps in one resource type, sorted, each with how its value is kept.
+pub(crate) type KeptPaths = &'static [(&'static str, Content)];
+
+/// Applies `_summary` (`true`, `text`, `data`) and `_elements` to a matched resource, and tags any subset
+/// `SUBSETTED`. `id`, `meta` and `implicitRules` always stay.
+///
+/// - `true` keeps the elements R4 marks summary (or modifier) at every depth: inside a backbone element (such as
+///   `ImagingStudy.series`) only its summary members stay (`series.uid` does, `series.instance` does not), while a
+///   data type value (`HumanName`, `Reference`, …) stays whole except `Attachment.data`.
+/// - `text` keeps `text` and the top-level mandatory elements; `data` drops `text`.
+/// - `_elements` keeps the named top-level elements plus the mandatory ones (R4: servers SHOULD return those).
+///
+/// A primitive's extension member (`_status`) follows its element.
+pub(crate) fn shape_resource(body: Value, query: &SearchQuery) -> Value {
+    let Value::Object(resource) = body else { return body };
+    let (summary, mandatory) = summary_lists(&resource);
+    let mut subset = match query.summary {
+        Some(SummaryMode::Text) => {
+            keep(resource, |name| name == "text" || is_listed(mandatory, name))
+        }
+        Some(SummaryMode::Data) => {
+            let mut data = resource;
+            data.remove("text");
+            data
+        }
+        Some(SummaryMode::True) => summarize(resource, summary, ""),
+        _ if !query.elements.is_empty() => keep(resource, |name| {
+            is_listed(mandatory, name)
+                || query.elements.iter().any(|element| element_matches(element, name))
+        }),
+        _ => return Value::Object(resource),
+    };
+    mark_subsetted(&mut subset);
+    Value::Object(subset)
+}
+
+/// Whether a top-level member stays in every subset.
+fn always_kept(name: &str) -> bool {
+    matches!(name, "resourceType" | "id" | "meta" | "implicitRules")
+}
+
+/// `resourceType`, `id`, `meta` and `implicitRules`, plus the top-level elements `wanted` accepts, in their
+/// original order.
+fn keep(resource: Map<String, Value>, wanted: impl Fn(&str) -> bool) -> Map<String, Value> {
     resource
-        .iter()
+        .into_iter()
         .filter(|(name, _)| {
             let base = name.strip_prefix('_').unwrap_or(name);
-            matches!(base, "resourceType" | "id" | "meta" | "implicitRules") || wanted(base)
+            always_kept(base) || wanted(base)
         })
-        .map(|(name, value)| (name.clone(), value.clone()))
         .collect()
+}
+
+/// The members of `object` (the resource when `prefix` is empty, else an object of the backbone element at
+/// `prefix`) whose paths `paths` lists, each trimmed as its [`Content`] says.
+fn summarize(object: Map<String, Value>, paths: KeptPaths, prefix: &str) -> Map<String, Value> {
+    object
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let base = name.strip_prefix('_').unwrap_or(&name);
+            if prefix.is_empty() && always_kept(base) {
+                return Some((name, value));
+            }
+            let path = if prefix.is_empty() { base.to_owned() } else { format!("{prefix}.{base}") };
+            let index = paths.binary_search_by(|(listed, _)| (*listed).cmp(path.as_str())).ok()?;
+            let value = match paths.get(index)?.1 {
+                Content::Whole => value,
+                Content::Attachment => each_object(value, |mut attachment| {
+                    attachment.remove("data");
+                    attachment.remove("_data");
+                    attachment
+                }),
+                Content::Backbone(members) => {
+                    each_object(value, |backbone| summarize(backbone, paths, members))
+                }
+            };
+            Some((name, value))
+        })
+        .collect()
+}
+
+/// Applies `change` to an object, or to each object of an array; other values pass unchanged.
+fn each_object(value: Value, change: impl Fn(Map<String, Value>) -> Map<String, Value>) -> Value {
+    match value {
+        Value::Object(object) => Value::Object(change(object)),
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|item| match item {
+                    Value::Object(object) => Value::Object(change(object)),
+                    other => other,
+                })
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 /// The data type suffixes of choice elements (`value[x]` is written `valueQuantity`, …).
@@ -168,10 +235,9 @@ fn element_matches(element: &str, name: &str) -> bool {
     name == element || name.strip_prefix(element).is_some_and(|rest| CHOICE_TYPES.contains(&rest))
 }
 
-/// The summary and mandatory top-level elements of the resource's type (empty for an unknown type).
-fn summary_lists(
-    resource: &Map<String, Value>,
-) -> (&'static [&'static str], &'static [&'static str]) {
+/// The paths `_summary=true` keeps and the mandatory top-level elements of the resource's type (both empty for an
+/// unknown type).
+fn summary_lists(resource: &Map<String, Value>) -> (KeptPaths, &'static [&'static str]) {
     let type_name = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
     SUMMARY_ELEMENTS
         .iter()
@@ -187,7 +253,9 @@ fn mark_subsetted(resource: &mut Map<String, Value>) {
     let meta = resource.entry("meta").or_insert_with(|| json!({}));
     let Value::Object(meta) = meta else { return };
     let tags = meta.entry("tag").or_insert_with(|| json!([]));
-    if let Value::Array(tags) = tags {
+    let Value::Array(tags) = tags else { return };
+    let tagged = tags.iter().any(|tag| tag["system"] == SUBSETTED.0 && tag["code"] == SUBSETTED.1);
+    if !tagged {
         tags.push(json!({ "system": SUBSETTED.0, "code": SUBSETTED.1 }));
     }
 }
@@ -195,6 +263,155 @@ fn mark_subsetted(resource: &mut Map<String, Value>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An official R4 example from `test_data/r4-examples/`.
+    fn example(file_name: &str) -> Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("test_data/r4-examples")
+            .join(file_name);
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn query(summary: Option<SummaryMode>, elements: &[&str]) -> SearchQuery {
+        SearchQuery {
+            resource_type: None,
+            types: Vec::new(),
+            clauses: Vec::new(),
+            includes: Vec::new(),
+            revincludes: Vec::new(),
+            sort: Vec::new(),
+            count: None,
+            total: None,
+            summary,
+            elements: elements.iter().map(|element| (*element).to_owned()).collect(),
+            contained: None,
+            contained_type: None,
+        }
+    }
+
+    fn summary_true(resource: Value) -> Value {
+        shape_resource(resource, &query(Some(SummaryMode::True), &[]))
+    }
+
+    fn subsetted_tags(resource: &Value) -> usize {
+        resource["meta"]["tag"]
+            .as_array()
+            .map_or(0, |tags| tags.iter().filter(|tag| tag["code"] == "SUBSETTED").count())
+    }
+
+    /// R4 ImagingStudy: every top-level element the example uses is summary except `text`; in `series` every
+    /// member is summary except `instance`; `series.performer` keeps `function` and `actor`.
+    #[test]
+    fn summary_trims_imaging_series_to_summary_members() {
+        let original = example("ImagingStudy-example-xr.json");
+        let summary = summary_true(original.clone());
+        let mut expected = original;
+        let expected_object = expected.as_object_mut().unwrap();
+        expected_object.remove("text");
+        for series in expected_object["series"].as_array_mut().unwrap() {
+            series.as_object_mut().unwrap().remove("instance");
+        }
+        expected_object.insert(
+            "meta".into(),
+            json!({ "tag": [{ "system": SUBSETTED.0, "code": SUBSETTED.1 }] }),
+        );
+        assert_eq!(summary, expected);
+        let series = &summary["series"][0];
+        assert!(series["uid"].is_string() && series.get("instance").is_none(), "{series}");
+        assert_eq!(series["performer"][0]["actor"]["reference"], "Practitioner/example");
+        assert_eq!(
+            summary["identifier"][1]["type"]["coding"][0]["code"], "ACSN",
+            "data types stay whole"
+        );
+    }
+
+    /// R4 DiagnosticReport: `effective[x]` and `media` are summary, `media.comment`, `conclusion` and `text`
+    /// are not.
+    #[test]
+    fn summary_keeps_choice_elements_and_trims_media() {
+        let summary = summary_true(example("DiagnosticReport-ultrasound.json"));
+        assert!(summary["effectiveDateTime"].is_string(), "{summary}");
+        assert!(summary["media"][0]["link"]["reference"].is_string());
+        assert!(summary["media"][0].get("comment").is_none(), "{summary}");
+        for gone in ["text", "conclusion"] {
+            assert!(summary.get(gone).is_none(), "{gone}: {summary}");
+        }
+        assert_eq!(summary["id"], "ultrasound");
+        assert_eq!(subsetted_tags(&summary), 1);
+    }
+
+    /// R4 DocumentReference: `context` keeps only `period` (its one summary member besides
+    /// `modifierExtension`), `content.attachment` loses `data`, non-summary top-level elements go, and a
+    /// primitive's extension member follows its element.
+    #[test]
+    fn summary_trims_document_context_and_attachment_data() {
+        let mut original = example("DocumentReference-example.json");
+        original["content"][0]["attachment"]["data"] = json!("PGRpdi8+");
+        original["_status"] = json!({ "extension": [{ "url": "urn:x", "valueString": "s" }] });
+        original["_language"] = json!({ "extension": [{ "url": "urn:x", "valueString": "l" }] });
+        original["meta"] =
+            json!({ "versionId": "3", "tag": [{ "system": SUBSETTED.0, "code": SUBSETTED.1 }] });
+        let summary = summary_true(original.clone());
+        assert_eq!(summary["context"], json!({ "period": original["context"]["period"] }));
+        let attachment = &summary["content"][0]["attachment"];
+        assert!(attachment.get("data").is_none(), "{attachment}");
+        assert_eq!(attachment["url"], original["content"][0]["attachment"]["url"]);
+        assert_eq!(summary["content"][0]["format"], original["content"][0]["format"]);
+        assert_eq!(summary["relatesTo"], original["relatesTo"]);
+        assert_eq!(summary["_status"], original["_status"]);
+        for gone in ["_language", "text", "contained", "authenticator", "custodian"] {
+            assert!(summary.get(gone).is_none(), "{gone}: {summary}");
+        }
+        assert_eq!(summary["meta"]["versionId"], "3");
+        assert_eq!(subsetted_tags(&summary), 1, "an existing SUBSETTED tag is not repeated");
+    }
+
+    #[test]
+    fn other_modes_stay_top_level() {
+        let original = example("ImagingStudy-example-xr.json");
+        let text = shape_resource(original.clone(), &query(Some(SummaryMode::Text), &[]));
+        let mut names: Vec<&str> = text.as_object().unwrap().keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["id", "meta", "resourceType", "status", "subject", "text"]);
+        let data = shape_resource(original.clone(), &query(Some(SummaryMode::Data), &[]));
+        assert!(data.get("text").is_none() && data["series"][0]["instance"].is_array());
+        let elements = shape_resource(original.clone(), &query(None, &["series", "started"]));
+        let mut names: Vec<&str> =
+            elements.as_object().unwrap().keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            ["id", "meta", "resourceType", "series", "started", "status", "subject"],
+            "mandatory elements come with the requested ones"
+        );
+        assert_eq!(elements["series"], original["series"]);
+        assert_eq!(subsetted_tags(&elements), 1);
+        let plain = shape_resource(original.clone(), &query(Some(SummaryMode::False), &[]));
+        assert_eq!(plain, original);
+    }
+
+    /// The generated table: sorted by type and by path (lookups are binary searches), and every backbone
+    /// element's members are listed under the path it names.
+    #[test]
+    fn summary_table_is_well_formed() {
+        assert!(SUMMARY_ELEMENTS.windows(2).all(|pair| pair[0].0 < pair[1].0));
+        for (type_name, paths, _) in SUMMARY_ELEMENTS {
+            assert!(paths.windows(2).all(|pair| pair[0].0 < pair[1].0), "{type_name}");
+            for (path, content) in *paths {
+                if let Some((parent, _)) = path.rsplit_once('.') {
+                    assert!(
+                        paths.iter().any(|(listed, kind)| *listed == parent
+                            && matches!(kind, Content::Backbone(_))),
+                        "{type_name}.{path}"
+                    );
+                }
+                if let Content::Backbone(members) = content {
+                    let prefix = format!("{members}.");
+                    assert!(paths.iter().any(|(listed, _)| listed.starts_with(&prefix)), "{path}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn cursors_round_trip() {
