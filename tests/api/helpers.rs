@@ -182,6 +182,14 @@ impl TestApp {
         &self.store
     }
 
+    /// The administrative connection URL and the schema of a PostgreSQL test database.
+    pub(crate) fn postgres_schema(&self) -> Option<(&str, &str)> {
+        match &self.cleanup {
+            Cleanup::Schema { admin_url, schema } => Some((admin_url, schema)),
+            Cleanup::Folder(_) => None,
+        }
+    }
+
     /// Drops the test database or schema.
     pub(crate) async fn cleanup(self) {
         self.store.close().await;

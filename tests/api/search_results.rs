@@ -22,6 +22,7 @@ backend_tests!(
     system_search,
     conditional_writes_use_search,
     reindex_rebuilds_rows,
+    planner_statistics_refresh,
     capabilities_list_search_parameters
 );
 
@@ -88,6 +89,16 @@ async fn walk_pages(app: &TestApp, query: &str) -> (Vec<String>, Vec<String>) {
     (forward, backward)
 }
 
+/// What a patient sorts by.
+#[derive(Debug, Clone)]
+struct SortFacts {
+    label: String,
+    id: String,
+    birth_date: Option<String>,
+    lowest_family: Option<String>,
+    highest_family: Option<String>,
+}
+
 /// One sort key, with ties, missing values and several values per resource: every page in order, forwards
 /// and backwards, with and without other criteria. A resource sorts by its lowest value ascending and its
 /// highest descending; ties go by id in the key's direction; resources without a value come last.
@@ -118,8 +129,8 @@ async fn single_key_sorts_page_in_order(app: &TestApp) {
     }
     let everyone = app.search("Patient?_count=100").await;
     let patients = match_entries(&everyone);
-    // (label, id, birth date, lowest family, highest family), families lowercased as the index normalizes them.
-    let facts: Vec<(String, String, Option<String>, Option<String>, Option<String>)> = patients
+    // Families lowercased, as the index normalizes them.
+    let facts: Vec<SortFacts> = patients
         .iter()
         .map(|patient| {
             let mut families: Vec<String> = patient["name"]
@@ -129,19 +140,16 @@ async fn single_key_sorts_page_in_order(app: &TestApp) {
                 .filter_map(|name| name["family"].as_str().map(str::to_lowercase))
                 .collect();
             families.sort();
-            (
-                label_of(patient),
-                patient["id"].as_str().unwrap().to_owned(),
-                patient["birthDate"].as_str().map(str::to_owned),
-                families.first().cloned(),
-                families.last().cloned(),
-            )
+            SortFacts {
+                label: label_of(patient),
+                id: patient["id"].as_str().unwrap().to_owned(),
+                birth_date: patient["birthDate"].as_str().map(str::to_owned),
+                lowest_family: families.first().cloned(),
+                highest_family: families.last().cloned(),
+            }
         })
         .collect();
-    let expected = |key: fn(
-        &(String, String, Option<String>, Option<String>, Option<String>),
-    ) -> Option<String>,
-                    descending: bool| {
+    let expected = |key: fn(&SortFacts) -> Option<String>, descending: bool| {
         let mut ordered = facts.clone();
         ordered.sort_by(|a, b| {
             let (value_a, value_b) = (key(a), key(b));
@@ -152,16 +160,16 @@ async fn single_key_sorts_page_in_order(app: &TestApp) {
                 (None, Some(_)) => std::cmp::Ordering::Greater,
                 (None, None) => std::cmp::Ordering::Equal,
             };
-            let by_id = if descending { b.1.cmp(&a.1) } else { a.1.cmp(&b.1) };
+            let by_id = if descending { b.id.cmp(&a.id) } else { a.id.cmp(&b.id) };
             by_value.then(by_id)
         });
-        ordered.into_iter().map(|fact| fact.0).collect::<Vec<String>>()
+        ordered.into_iter().map(|fact| fact.label).collect::<Vec<String>>()
     };
     let cases = [
-        ("birthdate", expected(|fact| fact.2.clone(), false)),
-        ("-birthdate", expected(|fact| fact.2.clone(), true)),
-        ("family", expected(|fact| fact.3.clone(), false)),
-        ("-family", expected(|fact| fact.4.clone(), true)),
+        ("birthdate", expected(|fact| fact.birth_date.clone(), false)),
+        ("-birthdate", expected(|fact| fact.birth_date.clone(), true)),
+        ("family", expected(|fact| fact.lowest_family.clone(), false)),
+        ("-family", expected(|fact| fact.highest_family.clone(), true)),
     ];
     for (sort, order) in cases {
         for criteria in ["", "gender=male,female&"] {
@@ -483,6 +491,42 @@ async fn reindex_rebuilds_rows(app: &TestApp) {
     assert_eq!(labels(&app.search("ImagingStudy?identifier=urn:test|s1").await), ["s1"]);
     app.store().reindex(search_params(), 100).await.unwrap();
     assert_eq!(labels(&app.search("ImagingStudy?number-of-series=3").await), ["s1"]);
+}
+
+/// `Store::optimize` analyses what changed: on PostgreSQL every store table that took more than 50 rows plus
+/// 10% since its last analysis has statistics afterwards (the server calls it every minute, so that plans
+/// stay right when autovacuum is off or behind a bulk load).
+async fn planner_statistics_refresh(app: &TestApp) {
+    for index in 0..60 {
+        create_numbered(app, &format!("a{index}"), "Ng", "1970-01-01").await;
+    }
+    app.store().optimize().await.unwrap();
+    let Some((admin_url, schema)) = app.postgres_schema() else { return };
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(admin_url).await.unwrap();
+    // Table statistics reach the catalogue up to a second after the writes; wait for them.
+    let mut tables: Vec<String> = Vec::new();
+    for _ in 0..50 {
+        tables = sqlx::query_scalar(
+            "SELECT relname::text FROM pg_stat_user_tables WHERE schemaname = $1 \
+             AND last_analyze IS NOT NULL ORDER BY relname",
+        )
+        .bind(schema)
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+        if tables.iter().any(|table| table == "resource") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        app.store().optimize().await.unwrap();
+    }
+    for table in ["idx_date", "idx_string", "idx_token", "resource", "resource_version"] {
+        assert!(
+            tables.iter().any(|analysed| analysed == table),
+            "{table} not analysed: {tables:?}"
+        );
+    }
+    assert!(!tables.iter().any(|table| table == "idx_quantity"), "unchanged tables are left alone");
 }
 
 async fn capabilities_list_search_parameters(app: &TestApp) {

@@ -22,7 +22,7 @@ use clap::Parser;
 use crate::config::{Cli, Command, DatabaseArgs, LogFormat, ReindexArgs, ServeArgs, Validation};
 
 /// How often the database's planner statistics are refreshed while serving.
-const STATISTICS_REFRESH: Duration = Duration::from_secs(600);
+const STATISTICS_REFRESH: Duration = Duration::from_secs(60);
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -30,6 +30,19 @@ macro_rules! dispatch {
 }
 pub(crate) use dispatch;
 
+/// The store's PostgreSQL tables, each with the statement that refreshes its statistics.
+const ANALYZE_STATEMENTS: [(&str, &str); 9] = [
+    ("resource", "ANALYZE resource"),
+    ("resource_version", "ANALYZE resource_version"),
+    ("idx_token", "ANALYZE idx_token"),
+    ("idx_string", "ANALYZE idx_string"),
+    ("idx_date", "ANALYZE idx_date"),
+    ("idx_reference", "ANALYZE idx_reference"),
+    ("idx_quantity", "ANALYZE idx_quantity"),
+    ("idx_number", "ANALYZE idx_number"),
+    ("idx_uri", "ANALYZE idx_uri"),
+];
+
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
@@ -98,16 +111,35 @@ impl Store {
         Ok(())
     }
 
-    /// Refreshes the query planner's statistics where they are missing or stale. SQLite has no automatic
-    /// statistics: without them it may prefer a covering per-resource index to a selective value index, so
-    /// the server calls this at start and periodically (`PRAGMA optimize`, which analyses only what needs it).
-    /// PostgreSQL's autovacuum keeps its own statistics, so there it does nothing.
+    /// Refreshes the query planner's statistics where they are missing or stale; the server calls this at
+    /// start and every minute. Both planners need them to prefer a selective value index to a per-resource
+    /// one. SQLite has no automatic statistics: `PRAGMA optimize` analyses the tables that need it.
+    /// PostgreSQL's autovacuum normally keeps them, but it can be switched off (it is on some managed and
+    /// test servers), and a bulk load outruns it: without statistics a conditional create by identifier walked
+    /// every identifier row of the type. So the store analyses each of its tables changed by more than
+    /// autovacuum's own threshold (50 rows + 10%) since it was last analysed, by anyone.
     ///
     /// # Errors
     /// On database failure.
     pub async fn optimize(&self) -> Result<(), StoreError> {
-        if let Pool::Sqlite(pool) = &self.pool {
-            sqlx::query("PRAGMA optimize=0x10002").execute(pool).await?;
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                sqlx::query("PRAGMA optimize=0x10002").execute(pool).await?;
+            }
+            Pool::Postgres(pool) => {
+                let stale: Vec<String> = sqlx::query_scalar(
+                    "SELECT relname::text FROM pg_stat_user_tables \
+                     WHERE schemaname = current_schema() \
+                     AND n_mod_since_analyze > 50 + 0.1 * n_live_tup",
+                )
+                .fetch_all(pool)
+                .await?;
+                for (table, statement) in ANALYZE_STATEMENTS {
+                    if stale.iter().any(|name| name == table) {
+                        sqlx::query(statement).execute(pool).await?;
+                    }
+                }
+            }
         }
         Ok(())
     }
