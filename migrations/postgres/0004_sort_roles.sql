@@ -4,6 +4,10 @@
 -- A sorted search can then walk the parameter's rows in index order, one row per resource, and stop at
 -- the page size instead of computing and sorting the sort value of every match. Existing rows get their
 -- roles here; new rows get them when written (cdr-store, index.rs), by the same rule.
+-- On a large database this takes minutes (about one per million index rows on a 2-core machine), longer
+-- than the server's statement timeout: lift it for this migration's transaction.
+
+SET LOCAL statement_timeout = 0;
 
 ALTER TABLE idx_token ADD COLUMN sort_role SMALLINT NOT NULL DEFAULT 0;
 UPDATE idx_token t SET sort_role = w.role FROM (
@@ -62,9 +66,13 @@ UPDATE idx_uri t SET sort_role = w.role FROM (
 ) w WHERE t.ctid = w.row_ref AND w.role <> 0;
 
 -- The value indexes of the parameters most often sorted on end with the resource id, the tiebreaker of
--- every search order, so that a sorted page is one ordered index walk.
+-- every search order, so that a sorted page is one ordered index walk. Dates: the `low` index walks, the
+-- `high` index (with `low`, so that it covers the `ge` test `high > a AND (low >= a OR high > b)`) bounds
+-- range tests from below.
 DROP INDEX idx_date_low;
-CREATE INDEX idx_date_low ON idx_date (res_type, param, low, res_id, high);
+CREATE INDEX idx_date_low ON idx_date (res_type, param, low, res_id);
+DROP INDEX idx_date_high;
+CREATE INDEX idx_date_high ON idx_date (res_type, param, high, low);
 DROP INDEX idx_string_value;
 CREATE INDEX idx_string_value ON idx_string (res_type, param, normalized, res_id);
 DROP INDEX idx_uri_value;

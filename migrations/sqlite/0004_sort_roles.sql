@@ -62,9 +62,13 @@ UPDATE idx_uri SET sort_role = w.role FROM (
 ) w WHERE idx_uri.rowid = w.row_ref AND w.role <> 0;
 
 -- The value indexes of the parameters most often sorted on end with the resource id, the tiebreaker of
--- every search order, so that a sorted page is one ordered index walk.
+-- every search order, so that a sorted page is one ordered index walk. Dates: the `low` index walks, the
+-- `high` index (with `low`, so that it covers the `ge` test `high > a AND (low >= a OR high > b)`) bounds
+-- range tests from below.
 DROP INDEX idx_date_low;
-CREATE INDEX idx_date_low ON idx_date (res_type, param, low, res_id, high);
+CREATE INDEX idx_date_low ON idx_date (res_type, param, low, res_id);
+DROP INDEX idx_date_high;
+CREATE INDEX idx_date_high ON idx_date (res_type, param, high, low);
 DROP INDEX idx_string_value;
 CREATE INDEX idx_string_value ON idx_string (res_type, param, normalized, res_id);
 DROP INDEX idx_uri_value;

@@ -31,7 +31,23 @@ struct Anchor {
     res_type: String,
     res_id: String,
     types: Vec<String>,
+    /// Whether a correlated test on this anchor must stay a test of each resource (see [`FENCE`]).
+    fence: bool,
 }
+
+impl Anchor {
+    /// The text that closes a correlated `[NOT] EXISTS (SELECT …` on this anchor.
+    fn exists_end(&self) -> &'static str {
+        if self.fence { FENCE } else { ")" }
+    }
+}
+
+/// Ends a correlated `EXISTS` subquery that must be evaluated for each resource reached, never turned into a
+/// join. PostgreSQL turns a plain `EXISTS` into a semi-join and, misjudging how many rows the index tables'
+/// (type, parameter, value) combinations hold, may then enumerate every match of a common value (all CT
+/// studies) and sort them instead of walking the page order and stopping at a page; it never pulls up a
+/// subquery with an `OFFSET`. SQLite evaluates correlated subqueries per row anyway, and accepts the same text.
+const FENCE: &str = " LIMIT 1 OFFSET 0)";
 
 /// How the database is to find the matches of a page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,13 +62,15 @@ pub(crate) enum Drive {
 }
 
 /// Appends the WHERE conditions of `query` (after `WHERE`, starting with the type filter) for the alias `r`
-/// of the `resource` table, in the form `drive` asks for.
+/// of the `resource` table, in the form `drive` asks for; `fenced` keeps the other clauses tests of each
+/// resource (for pages; a count leaves PostgreSQL free to join).
 pub(crate) fn where_clause(
     sql: &mut Sql,
     query: &SearchQuery,
     types: &[String],
     now_micros: i64,
     drive: Drive,
+    fenced: bool,
 ) -> Result<(), StoreError> {
     match types {
         [] => sql.push("1 = 1"),
@@ -69,6 +87,7 @@ pub(crate) fn where_clause(
             res_type: "r.res_type".to_owned(),
             res_id: "r.res_id".to_owned(),
             types: if driving { types.to_vec() } else { Vec::new() },
+            fence: fenced && !driving,
         };
         compiler.sql.push(" AND ");
         compiler.criterion(&clause.criterion, &anchor)?;
@@ -79,8 +98,8 @@ pub(crate) fn where_clause(
 /// How many resources a top-level clause may match, as far as planning needs to know.
 #[derive(Debug)]
 pub(crate) enum Selectivity {
-    /// Few by its nature: an id, a reference to one resource, a chain or `_has` (whose inner criteria name
-    /// a patient or an order in practice).
+    /// Few by its nature: an id, an identifier, a reference to one resource, a chain or `_has` (whose inner
+    /// criteria name a patient or an order in practice).
     Few,
     /// Count its index rows, up to a cap, with this query (one bind left to append: the cap).
     Probe(Sql),
@@ -90,8 +109,7 @@ pub(crate) enum Selectivity {
 
 /// The drive chosen without asking the data: the first clause that is few by nature, else the first that
 /// can enumerate its matches, else the page order. Conditional writes use it (their criteria are business
-/// identifiers), and so does PostgreSQL, whose planner makes its own choice from its statistics whatever the
-/// form of the query.
+/// identifiers), and so do searches of several types.
 pub(crate) fn usual_drive(
     query: &SearchQuery,
     types: &[String],
@@ -131,6 +149,15 @@ pub(crate) fn selectivity(
         || filter.values.iter().any(|value| matches!(value, SearchValue::Missing(_)));
     if unusable {
         return Ok(Selectivity::Unusable);
+    }
+    let identifies = filter.param.code == "identifier"
+        && filter.values.iter().all(|value| match value {
+            SearchValue::Token(token) => token.code.is_some(),
+            SearchValue::OfType { .. } => true,
+            _ => false,
+        });
+    if identifies {
+        return Ok(Selectivity::Few);
     }
     let one_target = filter.values.iter().all(|value| {
         matches!(value, SearchValue::Reference(reference) if reference.id.is_some() || reference.url.is_some())
@@ -236,6 +263,7 @@ impl Compiler<'_> {
                     res_type: format!("{alias}.target_type"),
                     res_id: format!("{alias}.target_id"),
                     types: target_types.iter().map(|target| target.as_str().to_owned()).collect(),
+                    fence: false,
                 };
                 self.criterion(inner, &inner_anchor)?;
                 self.sql.push(close);
@@ -257,9 +285,10 @@ impl Compiler<'_> {
                     res_type: format!("{alias}.res_type"),
                     res_id: format!("{alias}.res_id"),
                     types: Vec::new(),
+                    fence: false,
                 };
                 self.criterion(inner, &inner_anchor)?;
-                self.sql.push(")");
+                self.sql.push(anchor.exists_end());
                 Ok(())
             }
         }
@@ -308,7 +337,7 @@ impl Compiler<'_> {
         });
         self.sql.push(table).push(" ").push(alias);
         self.correlate(alias, anchor, code);
-        ")"
+        anchor.exists_end()
     }
 
     /// ` WHERE alias.res_type = anchor.type AND alias.res_id = anchor.id AND alias.param = $code`.
@@ -337,7 +366,7 @@ impl Compiler<'_> {
             });
             self.sql.push(table).push(" ").push(&alias);
             self.correlate(&alias, anchor, code);
-            self.sql.push(")");
+            self.sql.push(anchor.exists_end());
             return Ok(());
         }
         match filter.modifier {
@@ -425,6 +454,7 @@ impl Compiler<'_> {
                         res_type: format!("{first}.res_type"),
                         res_id: format!("{first}.res_id"),
                         types: Vec::new(),
+                        fence: false,
                     };
                     self.correlate(&alias, &group_anchor, &component_code);
                     self.sql.push(" AND ").push(&alias).push(".grp = ").push(first).push(".grp");
@@ -436,8 +466,9 @@ impl Compiler<'_> {
             previous.get_or_insert(alias);
         }
         self.sql.push("1 = 1");
-        for _ in components {
-            self.sql.push(")");
+        // The first component's subquery, the one on the anchor, closes last.
+        for position in (0..components.len()).rev() {
+            self.sql.push(if position == 0 { anchor.exists_end() } else { ")" });
         }
         Ok(())
     }
@@ -622,16 +653,20 @@ impl Compiler<'_> {
             Prefix::Lt => {
                 sql.push(&low).push(" < ").bind(search_low.clone());
             }
-            // `gt or eq`: a row starting at or after the search range is either inside it or ends after it,
-            // so the test needs no conjunction (each side can use an index).
+            // `gt or eq`: a row starting at or after the search range is either inside it or ends after it.
+            // Either way it ends after the search range starts (every range is non-empty), which the first
+            // conjunct states so that one index range scan (on `high`) bounds the rows read, and a LIMIT can
+            // stop it early; alone, the disjunction reads two whole index ranges.
             Prefix::Ge => {
-                sql.push("(").push(&low).push(" >= ").bind(search_low.clone());
-                sql.push(" OR ").push(&high).push(" > ").bind(search_high.clone()).push(")");
+                sql.push("(").push(&high).push(" > ").bind(search_low.clone());
+                sql.push(" AND (").push(&low).push(" >= ").bind(search_low.clone());
+                sql.push(" OR ").push(&high).push(" > ").bind(search_high.clone()).push("))");
             }
-            // `lt or eq`, likewise.
+            // `lt or eq`, likewise: it starts before the search range ends.
             Prefix::Le => {
-                sql.push("(").push(&high).push(" <= ").bind(search_high.clone());
-                sql.push(" OR ").push(&low).push(" < ").bind(search_low.clone()).push(")");
+                sql.push("(").push(&low).push(" < ").bind(search_high.clone());
+                sql.push(" AND (").push(&high).push(" <= ").bind(search_high.clone());
+                sql.push(" OR ").push(&low).push(" < ").bind(search_low.clone()).push("))");
             }
             Prefix::Sa => {
                 sql.push(&low).push(" >= ").bind(search_high.clone());

@@ -12,7 +12,7 @@ use sqlx::Row;
 use crate::compile::{
     Drive, MAX_CHAR, Selectivity, selectivity, table_of, usual_drive, where_clause,
 };
-use crate::connect::{Pool, dispatch};
+use crate::connect::dispatch;
 use crate::sql::{Bind, Sql, query_of};
 use crate::{Store, StoreError};
 
@@ -169,7 +169,7 @@ fn page_sql(request: &SearchRequest<'_>, drive: Drive) -> Result<(Sql, Vec<SortK
         sql.push(&format!(" AS s{index}"));
     }
     sql.push(" FROM resource r WHERE ");
-    where_clause(&mut sql, query, request.types, request.now_micros, drive)?;
+    where_clause(&mut sql, query, request.types, request.now_micros, drive, true)?;
     sql.push(") q");
     let backwards = matches!(request.page, Some((PageDirection::Before, _)));
     // Every ordering column with its direction (true = descending) as read for this page.
@@ -280,13 +280,19 @@ fn walk_sql(
             sql.bind_text(&request.types[0]).push(" AND z.param = ").bind_text(code);
             sql.push(" AND z.sort_role IN ").push(roles);
             sql.push(" AND r.res_type = z.res_type AND r.res_id = z.res_id AND ");
-            where_clause(&mut sql, request.query, request.types, request.now_micros, Drive::Order)?;
+            where_clause(
+                &mut sql,
+                request.query,
+                request.types,
+                request.now_micros,
+                Drive::Order,
+                true,
+            )?;
+            // A row-value comparison, which both databases turn into an index range bound.
             if let Some(cursor) = cursor {
-                let value = sort_bind(&cursor.values[0]);
-                let column = format!("z.{}", walk.column);
-                sql.push(" AND (").push(&column).push(after).bind(value.clone());
-                sql.push(" OR (").push(&column).push(" = ").bind(value);
-                sql.push(" AND z.res_id").push(after).bind_text(&cursor.res_id).push("))");
+                sql.push(" AND (z.").push(walk.column).push(", z.res_id)").push(after).push("(");
+                sql.bind(sort_bind(&cursor.values[0])).push(", ").bind_text(&cursor.res_id);
+                sql.push(")");
             }
             sql.push(" ORDER BY z.").push(walk.column).push(order);
             sql.push(", z.res_id").push(order);
@@ -295,7 +301,14 @@ fn walk_sql(
             sql.push("SELECT r.res_type, r.res_id, ");
             sql.bind(missing_value(walk.kind, walk.key.descending))
                 .push(" AS s0 FROM resource r WHERE ");
-            where_clause(&mut sql, request.query, request.types, request.now_micros, Drive::Order)?;
+            where_clause(
+                &mut sql,
+                request.query,
+                request.types,
+                request.now_micros,
+                Drive::Order,
+                true,
+            )?;
             sql.push(" AND NOT EXISTS (SELECT 1 FROM ").push(walk.table);
             sql.push(" z WHERE z.res_type = r.res_type AND z.res_id = r.res_id AND z.param = ");
             sql.bind_text(code).push(" AND z.sort_role IN ").push(roles).push(")");
@@ -364,10 +377,11 @@ fn found(rows: Vec<RawRow>) -> Result<Vec<FoundResource>, StoreError> {
         .collect()
 }
 
-/// Where SQLite's planning stops counting a clause's index rows: a clause with more matches than this is
-/// cheaper to test on each resource of a walk in page order than to enumerate and sort. Walking finds a
-/// page of 20 after about 21 × (resources of the type) / (matches) resources, which at this cap is about
-/// 2,000 resources per 100,000: comparable to enumerating and sorting the cap.
+/// Where planning stops counting a clause's index rows. Walking the page order finds a page of n after
+/// testing about (n + 1) × T / c resources of the type (T resources, c matches); enumerating the clause's c
+/// matches tests each of them; a test costs about the same either way (a few index lookups: the resource, the
+/// other clauses, the sort value). The two cross near c = √((n + 1) T): 460 for pages of 20 among 10,000
+/// resources, 1,450 among 100,000. Past this many matches the walk drives.
 const PROBE_CAP: i64 = 1_000;
 
 /// Most sources per `IN (…)` list of an include query.
@@ -448,11 +462,12 @@ impl Store {
         Ok(rows)
     }
 
-    /// The [`Drive`] of a search. PostgreSQL's planner chooses from per-value statistics, so it gets the
-    /// query that leaves every plan open. SQLite's cannot tell a common code from a rare one, so the store
-    /// asks the data: each clause that can enumerate its matches counts its index rows up to
-    /// [`PROBE_CAP`]; the clause with the fewest drives if that is under the cap (or always, for `counting`,
-    /// which needs every match anyway), else the walk in page order does.
+    /// The [`Drive`] of a search of one type. Neither planner can tell a common value from a rare one in the
+    /// index tables (SQLite plans before it sees the bound values; PostgreSQL's statistics see a column's
+    /// common values, not those of one parameter), so the store asks the data: a clause that is few by
+    /// nature drives; else each clause that can enumerate its matches counts its index rows up to
+    /// [`PROBE_CAP`], and the one with the fewest drives if that is under the cap (or always, for
+    /// `counting`, which needs every match anyway); else the walk in page order does.
     async fn drive(
         &self,
         query: &SearchQuery,
@@ -460,18 +475,24 @@ impl Store {
         now_micros: i64,
         counting: bool,
     ) -> Result<Drive, StoreError> {
-        let Pool::Sqlite(pool) = &self.pool else { return Ok(Drive::Order) };
         let [res_type] = types else { return usual_drive(query, types, now_micros) };
-        let mut fewest: Option<(i64, usize)> = None;
+        let mut probes = Vec::new();
         for (index, clause) in query.clauses.iter().enumerate() {
-            let count = match selectivity(&clause.criterion, res_type, now_micros)? {
+            match selectivity(&clause.criterion, res_type, now_micros)? {
                 Selectivity::Few => return Ok(Drive::Clause(index)),
-                Selectivity::Unusable => continue,
+                Selectivity::Unusable => {}
                 Selectivity::Probe(mut sql) => {
                     sql.bind_int(PROBE_CAP).push(") x");
-                    query_of!(&sql).fetch_one(pool).await?.try_get::<i64, _>("n")?
+                    probes.push((index, sql));
                 }
-            };
+            }
+        }
+        let mut fewest: Option<(i64, usize)> = None;
+        for (index, sql) in probes {
+            let count = dispatch!(&self.pool, pool => query_of!(&sql)
+                .fetch_one(pool)
+                .await
+                .and_then(|row| row.try_get::<i64, _>("n")))?;
             if fewest.is_none_or(|(least, _)| count < least) {
                 fewest = Some((count, index));
             }
@@ -494,7 +515,7 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let drive = self.drive(query, types, now_micros, true).await?;
         let mut sql = Sql::new("SELECT COUNT(*) AS n FROM resource r WHERE ");
-        where_clause(&mut sql, query, types, now_micros, drive)?;
+        where_clause(&mut sql, query, types, now_micros, drive, false)?;
         let count = dispatch!(&self.pool, pool => query_of!(&sql)
             .fetch_one(pool)
             .await

@@ -147,7 +147,8 @@ impl StoreTx {
         limit: i64,
     ) -> Result<Vec<String>, StoreError> {
         let mut sql = Sql::new("SELECT r.res_id FROM resource r WHERE ");
-        where_clause(&mut sql, query, types, now_micros, usual_drive(query, types, now_micros)?)?;
+        let drive = usual_drive(query, types, now_micros)?;
+        where_clause(&mut sql, query, types, now_micros, drive, true)?;
         sql.push(" ORDER BY r.res_id LIMIT ").bind_int(limit);
         let ids = dispatch!(Tx, &mut self.tx, tx => query_of!(&sql)
         .fetch_all(&mut **tx)
