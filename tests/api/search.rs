@@ -302,6 +302,8 @@ async fn composite_parameters(app: &TestApp) {
             ("DocumentReference?relation-target=replaces$DocumentReference/other", &[]),
             (&either, &["d2", "d3", "d4"]),
             ("DocumentReference?location=http://example.org/docs/1", &["d1"]),
+            ("DocumentReference?relation-target:missing=true", &["d1"]),
+            ("DocumentReference?relation-target:missing=false", &["d2", "d3", "d4"]),
         ],
     )
     .await;

@@ -17,7 +17,7 @@ use cdr_search::{
 };
 
 use crate::StoreError;
-use crate::index::decimal_to_f64;
+use crate::index::{INDEX_TABLES, decimal_to_f64};
 use crate::sql::{Bind, Sql};
 
 /// The largest character, appended to a prefix to bound a range scan of the strings that start with it.
@@ -357,6 +357,9 @@ impl Compiler<'_> {
             return self.id_param(filter, anchor);
         }
         if let [SearchValue::Missing(missing)] = filter.values.as_slice() {
+            if filter.param.param_type == SearchParamType::Composite {
+                return self.composite_missing(code, *missing, anchor);
+            }
             let table = table_of(filter.param.param_type)?;
             let alias = self.alias("m");
             self.sql.push(if *missing {
@@ -411,6 +414,29 @@ impl Compiler<'_> {
             self.value(&alias, filter.modifier, value)?;
         }
         self.sql.push(")").push(close);
+        Ok(())
+    }
+
+    /// `:missing` on a composite: whether the resource has a first component row (`code$0`), in whichever
+    /// table that component's type keeps it (the store does not know the component types, so it asks all).
+    fn composite_missing(
+        &mut self,
+        code: &str,
+        missing: bool,
+        anchor: &Anchor,
+    ) -> Result<(), StoreError> {
+        let component_code = format!("{code}$0");
+        self.sql.push(if missing { "(" } else { "NOT (" });
+        for (index, table) in INDEX_TABLES.iter().enumerate() {
+            if index > 0 {
+                self.sql.push(" AND ");
+            }
+            let alias = self.alias("m");
+            self.sql.push("NOT EXISTS (SELECT 1 FROM ").push(table).push(" ").push(&alias);
+            self.correlate(&alias, anchor, &component_code);
+            self.sql.push(anchor.exists_end());
+        }
+        self.sql.push(")");
         Ok(())
     }
 

@@ -20,14 +20,11 @@
 //! ([`Store::search`]), `COUNT` ([`Store::count`]), `_include`/`_revinclude` targets ([`Store::include`]),
 //! conditional matching ([`StoreTx::find`]) and [`Store::reindex`].
 //! Not supported (the caller gets [`StoreError::NotSupported`]): token `:above`/`:below`/`:in`/`:not-in` (no
-//! terminology here: `cdr-interactions` rewrites them into token lists first), reference `:above`/`:below`, `:missing` on composites, `special` parameters.
+//! terminology here: `cdr-interactions` rewrites them into token lists first), reference `:above`/`:below`,
+//! `special` parameters.
 //!
-//! Measured once with `EXPLAIN ANALYZE` on PostgreSQL 15 over synthetic index rows of 100,000 Patients and
-//! 200,000 ImagingStudies: `ImagingStudy?patient.identifier=s|v&_sort=-started` 0.5 ms;
-//! `Patient?name=smi&birthdate=ge1970&_sort=-birthdate` 0.3 ms; `Patient?birthdate=le1950&_sort=birthdate`
-//! (~15,000 matches, every one sorted) 175 ms; `Patient?_has:ImagingStudy:patient:started=ge2024-06` 0.35–0.9 s
-//! (the planner walks the references in id order for the `LIMIT`; the statement timeout bounds it);
-//! `Patient?_sort=-_lastUpdated` 0.2 ms (one backward scan of `resource_live_updated`).
+//! How a search is planned (a driving clause or a walk in page order) is in ARCHITECTURE.md; measured plans and
+//! figures at 100,000 ImagingStudy are in bench/README.md.
 
 mod compile;
 mod connect;
