@@ -101,7 +101,7 @@ pub(crate) enum Selectivity {
     /// Few by its nature: an id, an identifier, a reference to one resource, a chain or `_has` (whose inner
     /// criteria name a patient or an order in practice).
     Few,
-    /// Count its index rows, up to a cap, with this query (one bind left to append: the cap).
+    /// Count its index rows, up to a cap, with this query (the cap and `) x` left to append).
     Probe(Sql),
     /// It cannot enumerate its matches (a negation, `:missing`, `:contains`, a composite).
     Unusable,

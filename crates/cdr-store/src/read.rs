@@ -145,7 +145,8 @@ impl Store {
             if let Some(before_seq) = query.before_seq {
                 sql.push(" AND seq < ").push_bind(before_seq);
             }
-            sql.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(query.count) + 1);
+            // Written out, not bound: see `Sql::push_limit`.
+            sql.push(" ORDER BY seq DESC LIMIT ").push(i64::from(query.count) + 1);
             sql.build()
                 .fetch_all(pool)
                 .await

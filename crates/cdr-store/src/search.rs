@@ -217,7 +217,7 @@ fn page_sql(request: &SearchRequest<'_>, drive: Drive) -> Result<(Sql, Vec<SortK
         }
         sql.push(column).push(if *descending { " DESC" } else { " ASC" });
     }
-    sql.push(" LIMIT ").bind_int(i64::from(request.count) + 1);
+    sql.push_limit(i64::from(request.count) + 1);
     sql.push(") p JOIN resource b ON b.res_type = p.res_type AND b.res_id = p.res_id ORDER BY ");
     for (index, (column, descending)) in columns.iter().enumerate() {
         if index > 0 {
@@ -318,7 +318,7 @@ fn walk_sql(
             sql.push(" ORDER BY r.res_type").push(order).push(", r.res_id").push(order);
         }
     }
-    sql.push(" LIMIT ").bind_int(limit);
+    sql.push_limit(limit);
     sql.push(
         ") p JOIN resource b ON b.res_type = p.res_type AND b.res_id = p.res_id ORDER BY p.s0",
     );
@@ -492,7 +492,7 @@ impl Store {
                 Selectivity::Few => return Ok(Drive::Clause(index)),
                 Selectivity::Unusable => {}
                 Selectivity::Probe(mut sql) => {
-                    sql.bind_int(cap).push(") x");
+                    sql.push(&cap.to_string()).push(") x");
                     probes.push((index, sql));
                 }
             }
@@ -613,7 +613,7 @@ impl Store {
                 sql.push(" OR (res_type = ").bind_text(res_type);
                 sql.push(" AND res_id > ").bind_text(res_id).push("))");
             }
-            sql.push(" ORDER BY res_type, res_id LIMIT ").bind_int(i64::from(batch_size.max(1)));
+            sql.push(" ORDER BY res_type, res_id").push_limit(i64::from(batch_size.max(1)));
             let rows = dispatch!(&self.pool, pool => query_of!(&sql)
                 .fetch_all(pool)
                 .await
@@ -680,7 +680,7 @@ fn include_sql(
     if let Some(param) = &include.param {
         sql.push(" AND x.param = ").bind_text(param);
     }
-    sql.push(" ORDER BY t.res_type, t.res_id LIMIT ").bind_int(limit);
+    sql.push(" ORDER BY t.res_type, t.res_id").push_limit(limit);
     Some(sql)
 }
 
@@ -725,7 +725,7 @@ mod tests {
             if let Selectivity::Probe(mut sql) =
                 selectivity(&clause.criterion, type_name, 0).unwrap()
             {
-                sql.bind_int(PROBE_CAP).push(") x");
+                sql.push(&PROBE_CAP.to_string()).push(") x");
                 texts.push(sql);
             }
         }
@@ -770,7 +770,7 @@ mod tests {
         let sql = compiled("Patient", "_sort=-birthdate,family").remove(0);
         assert!(
             sql.text
-                .contains("ORDER BY q.s0 DESC, q.s1 ASC, q.res_type ASC, q.res_id ASC LIMIT $6)"),
+                .contains("ORDER BY q.s0 DESC, q.s1 ASC, q.res_type ASC, q.res_id ASC LIMIT 11)"),
             "{}",
             sql.text
         );

@@ -149,7 +149,7 @@ impl StoreTx {
         let mut sql = Sql::new("SELECT r.res_id FROM resource r WHERE ");
         let drive = usual_drive(query, types, now_micros)?;
         where_clause(&mut sql, query, types, now_micros, drive, true)?;
-        sql.push(" ORDER BY r.res_id LIMIT ").bind_int(limit);
+        sql.push(" ORDER BY r.res_id").push_limit(limit);
         let ids = dispatch!(Tx, &mut self.tx, tx => query_of!(&sql)
         .fetch_all(&mut **tx)
         .await
