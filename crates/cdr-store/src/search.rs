@@ -743,7 +743,7 @@ mod tests {
     }
 
     /// Client values reach the database only as binds: none appears in the SQL text, and there is one
-    /// placeholder per bind.
+    /// placeholder per bind; row limits are the server's own and written out.
     #[test]
     fn values_are_bound_never_spliced() {
         let cases = [
@@ -761,6 +761,8 @@ mod tests {
                 assert!(sql.text.matches('\'').count().is_multiple_of(2), "{}", sql.text);
                 let placeholders = sql.text.matches('$').count();
                 assert_eq!(placeholders, sql.binds.len(), "{}", sql.text);
+                // A bound LIMIT makes SQLite re-prepare the statement on every execution.
+                assert!(!sql.text.contains("LIMIT $"), "{}", sql.text);
             }
         }
     }
