@@ -14,6 +14,9 @@ pub enum IdError {
     /// The version id is not a positive integer.
     #[error("invalid version id '{0}': version ids are positive integers")]
     InvalidVersion(String),
+    /// The text is not an entity tag of the form `W/"n"` or `"n"`.
+    #[error("invalid entity tag '{0}': expected a version tag such as W/\"3\"")]
+    InvalidETag(String),
 }
 
 /// A resource's logical id.
@@ -88,6 +91,50 @@ impl VersionId {
     pub fn next(self) -> VersionId {
         VersionId { value: self.value + 1 }
     }
+
+    /// The entity tag of this version, as the `ETag` header and a Bundle entry's `response.etag` carry it.
+    #[must_use]
+    pub fn etag(self) -> ETag {
+        ETag { version: self }
+    }
+}
+
+/// The weak entity tag of a version: `W/"3"` (FHIR R4 http.html#versioning); `Display` writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ETag {
+    version: VersionId,
+}
+
+impl ETag {
+    /// Parses an entity tag as clients send it in `If-Match` and `If-None-Match`: `W/"3"`, or `"3"`.
+    ///
+    /// # Errors
+    /// [`IdError::InvalidETag`] when the text is not a quoted decimal number, weak or not;
+    /// [`IdError::InvalidVersion`] when it is one but names no version (`W/"0"`), which matches no resource.
+    pub fn parse(text: &str) -> Result<ETag, IdError> {
+        let invalid = || IdError::InvalidETag(text.to_owned());
+        let trimmed = text.trim();
+        let quoted = trimmed.strip_prefix("W/").unwrap_or(trimmed);
+        let digits = quoted.strip_prefix('"').and_then(|rest| rest.strip_suffix('"'));
+        let Some(digits) = digits.filter(|digits| {
+            !digits.is_empty() && digits.bytes().all(|byte| byte.is_ascii_digit())
+        }) else {
+            return Err(invalid());
+        };
+        let number = digits.parse::<i64>().map_err(|_| invalid())?;
+        Ok(ETag { version: VersionId::from_number(number)? })
+    }
+
+    #[must_use]
+    pub fn version(self) -> VersionId {
+        self.version
+    }
+}
+
+impl fmt::Display for ETag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "W/\"{}\"", self.version.value)
+    }
 }
 
 impl fmt::Display for VersionId {
@@ -108,6 +155,19 @@ mod tests {
         for bad in ["", "a b", "a_b", "é", "a/b", &"x".repeat(65)] {
             assert!(LogicalId::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn etags() {
+        let three = VersionId::parse("3").unwrap();
+        assert_eq!(three.etag().to_string(), "W/\"3\"");
+        assert_eq!(ETag::parse("W/\"3\"").unwrap().version(), three);
+        assert_eq!(ETag::parse(" \"12\" ").unwrap().version().get(), 12);
+        for bad in ["3", "W/3", "W/\"\"", "W/\"a\"", "*", "W/\"-1\"", "W/\"99999999999999999999\""]
+        {
+            assert!(matches!(ETag::parse(bad), Err(IdError::InvalidETag(_))), "{bad}");
+        }
+        assert!(matches!(ETag::parse("W/\"0\""), Err(IdError::InvalidVersion(_))));
     }
 
     #[test]

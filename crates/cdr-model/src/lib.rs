@@ -13,7 +13,7 @@ mod resource;
 mod resource_type;
 
 pub use crate::bundle::{Bundle, BundleEntry, BundleLink, BundleType};
-pub use crate::id::{IdError, LogicalId, VersionId};
+pub use crate::id::{ETag, IdError, LogicalId, VersionId};
 pub use crate::instant::{Instant, InstantError};
 pub use crate::outcome::{Issue, IssueSeverity, IssueType, OperationOutcome};
 pub use crate::resource::{Resource, ResourceError};

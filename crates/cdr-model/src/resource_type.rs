@@ -173,10 +173,43 @@ impl ResourceType {
         }
     }
 
+    /// The type of a name known when the program is written, for constants such as
+    /// `const PATIENT: ResourceType = ResourceType::known("Patient")`.
+    ///
+    /// # Panics
+    /// When the name is not a concrete R4 resource type; evaluated in a constant, that fails the build.
+    #[must_use]
+    pub const fn known(name: &'static str) -> ResourceType {
+        let mut index = 0;
+        while index < ALL_RESOURCE_TYPES.len() {
+            if same_text(ALL_RESOURCE_TYPES[index], name) {
+                return ResourceType { name: ALL_RESOURCE_TYPES[index] };
+            }
+            index += 1;
+        }
+        panic!("not a concrete FHIR R4 resource type")
+    }
+
     #[must_use]
     pub fn as_str(self) -> &'static str {
         self.name
     }
+}
+
+/// String equality usable in a `const fn`.
+const fn same_text(left: &str, right: &str) -> bool {
+    let (left, right) = (left.as_bytes(), right.as_bytes());
+    if left.len() != right.len() {
+        return false;
+    }
+    let mut index = 0;
+    while index < left.len() {
+        if left[index] != right[index] {
+            return false;
+        }
+        index += 1;
+    }
+    true
 }
 
 impl fmt::Display for ResourceType {
@@ -199,5 +232,12 @@ mod tests {
         assert_eq!(ResourceType::parse("ImagingStudy").unwrap().as_str(), "ImagingStudy");
         assert!(ResourceType::parse("imagingstudy").is_err());
         assert!(ResourceType::parse("Resource").is_err());
+    }
+
+    #[test]
+    fn known_names_are_the_parsed_types() {
+        const STUDY: ResourceType = ResourceType::known("ImagingStudy");
+        assert_eq!(STUDY, ResourceType::parse("ImagingStudy").unwrap());
+        assert!(std::panic::catch_unwind(|| ResourceType::known("Imaging")).is_err());
     }
 }
