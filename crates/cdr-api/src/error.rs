@@ -132,7 +132,7 @@ impl IntoResponse for ApiError {
         let mut response = (mapping.status, outcome.to_json().to_string()).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
         if let ApiError::Interaction(InteractionError::Gone { version, last_updated, .. }) = &self
-            && let Ok(etag) = HeaderValue::from_str(&format!("W/\"{version}\""))
+            && let Ok(etag) = HeaderValue::from_str(&version.etag().to_string())
         {
             response.headers_mut().insert(header::ETAG, etag);
             if let Ok(date) = HeaderValue::from_str(&last_updated.to_http_date()) {

@@ -6,12 +6,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use cdr_interactions::{VersionedResource, WriteOutcome, WriteStatus};
-use cdr_model::Instant;
+use cdr_model::{ETag, Instant};
 
 use crate::error::ApiError;
-use crate::extract::{
-    BaseUrl, FhirBody, FhirPath, IfMatch, IfNoneExist, PreferReturn, parse_etag_version,
-};
+use crate::extract::{BaseUrl, FhirBody, FhirPath, IfMatch, IfNoneExist, PreferReturn};
 use crate::respond::{fhir_json, informational, version_headers, write_response};
 use crate::{AppState, search};
 
@@ -118,9 +116,9 @@ fn resource_response(mut version: VersionedResource) -> Response {
 /// Whether `If-None-Match` or `If-Modified-Since` says the client's copy is current.
 fn not_modified(version: &VersionedResource, headers: &HeaderMap) -> bool {
     if let Some(value) = headers.get(header::IF_NONE_MATCH).and_then(|value| value.to_str().ok()) {
-        return value
-            .split(',')
-            .any(|tag| tag.trim() == "*" || parse_etag_version(tag) == Some(version.version));
+        return value.split(',').any(|tag| {
+            tag.trim() == "*" || ETag::parse(tag).is_ok_and(|tag| tag.version() == version.version)
+        });
     }
     let since = headers
         .get(header::IF_MODIFIED_SINCE)

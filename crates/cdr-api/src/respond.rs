@@ -23,7 +23,7 @@ pub(crate) fn version_headers(
     location_base: Option<&str>,
 ) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{}\"", version.version)) {
+    if let Ok(etag) = HeaderValue::from_str(&version.version.etag().to_string()) {
         headers.insert(header::ETAG, etag);
     }
     if let Ok(date) = HeaderValue::from_str(&version.last_updated.to_http_date()) {

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cdr_model::ResourceType;
+use cdr_model::{LogicalId, ResourceType};
 use cdr_search::{SearchParamRegistry, SearchQuery, parse_query};
 use cdr_store::{FoundResource, PageDirection, SearchRequest, Store, StoreConfig, StoreError};
 use serde_json::Value;
@@ -115,14 +115,26 @@ impl DirectContext {
         let label = kind.name();
         let (res_type, res_id) = match kind {
             QueryKind::ReadPatient => {
-                ("Patient", rng.pick(&self.values.patients).server_id.clone())
+                (ResourceType::known("Patient"), rng.pick(&self.values.patients).server_id.as_str())
             }
-            QueryKind::ReadStudy => ("ImagingStudy", rng.pick(&self.values.study_ids).clone()),
+            QueryKind::ReadStudy => {
+                (ResourceType::known("ImagingStudy"), rng.pick(&self.values.study_ids).as_str())
+            }
             _ => {
                 let Some(search) = SearchSpec::for_kind(kind, &mut rng, &self.values) else {
                     return Vec::new();
                 };
                 return self.search(kind, &search).await;
+            }
+        };
+        let res_id = match LogicalId::parse(res_id) {
+            Ok(res_id) => res_id,
+            Err(error) => {
+                return vec![Sample {
+                    label,
+                    latency: Duration::ZERO,
+                    error: Some(error.to_string()),
+                }];
             }
         };
         let started = Instant::now();
@@ -151,7 +163,7 @@ impl DirectContext {
             return failed(format!("the query does not parse: {error}"));
         }
         let query = parsed.query;
-        let types = [search.res_type.to_owned()];
+        let types = [resource_type];
         let mut samples = Vec::new();
         let mut after: Option<cdr_store::PageKey> = None;
         let n_pages = if search.paged { 6 } else { 1 };
@@ -184,7 +196,7 @@ impl DirectContext {
     async fn page(
         &self,
         query: &SearchQuery,
-        types: &[String],
+        types: &[ResourceType],
         after: Option<&cdr_store::PageKey>,
     ) -> Result<(Vec<FoundResource>, bool), StoreError> {
         let now_micros = SystemTime::now()
@@ -198,10 +210,10 @@ impl DirectContext {
             now_micros,
         };
         let page = self.store.search(&request).await?;
-        let sources: Vec<(String, String)> = page
+        let sources: Vec<(ResourceType, LogicalId)> = page
             .resources
             .iter()
-            .map(|resource| (resource.res_type.clone(), resource.res_id.clone()))
+            .map(|resource| (resource.res_type, resource.res_id.clone()))
             .collect();
         let directives = query
             .includes

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cdr_model::VersionId;
 use hyper::Method;
 use serde_json::{Value, json};
 
@@ -256,19 +257,20 @@ async fn amend(
 ) -> Result<ItemOutcome, String> {
     let (res_type, local_id) = type_and_id(&resource)?;
     let local_reference = format!("{res_type}/{local_id}");
-    let version: u64 = resource["meta"]["versionId"]
+    let version = resource["meta"]["versionId"]
         .as_str()
-        .and_then(|version| version.parse().ok())
-        .filter(|version| *version >= 2)
+        .and_then(|version| VersionId::parse(version).ok())
+        .filter(|version| *version > VersionId::FIRST)
         .ok_or_else(|| {
             format!("amendment of {local_reference} without a meta.versionId of 2 or more")
         })?;
+    let replaced = VersionId::from_number(version.get() - 1).map_err(|error| error.to_string())?;
     let Some(server_id) = ids.get(&local_reference).map(str::to_owned) else {
         return Err(format!("amendment of {local_reference}, which was not loaded"));
     };
     prepare_body(&mut resource, ids, Some(&server_id))?;
     let url = format!("{base}/{res_type}/{server_id}");
-    let if_match = format!("W/\"{}\"", version - 1);
+    let if_match = replaced.etag().to_string();
     let response = client
         .send(
             Method::PUT,

@@ -29,8 +29,7 @@ impl Engine {
             TYPE_INTERACTIONS.iter().map(|code| json!({ "code": code })).collect();
         let validate_operation = json!({ "name": "validate", "definition": VALIDATE_DEFINITION });
         let resources: Vec<Value> = SERVED_TYPES
-            .iter()
-            .filter_map(|name| ResourceType::parse(name).ok())
+            .into_iter()
             .map(|resource_type| {
                 let (search_params, includes, revincludes) =
                     self.search_capabilities(resource_type);
@@ -109,7 +108,7 @@ impl Engine {
                 .map(|def| format!("{resource_type}:{}", def.code)),
         );
         let mut revincludes = vec!["*".to_owned()];
-        for source in SERVED_TYPES.iter().filter_map(|name| ResourceType::parse(name).ok()) {
+        for source in SERVED_TYPES {
             let mut source_params = self.registry.params_for(source);
             source_params.sort_by(|left, right| left.code.cmp(&right.code));
             revincludes.extend(

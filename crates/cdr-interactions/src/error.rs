@@ -1,6 +1,6 @@
 //! The semantic errors of interactions.
 
-use cdr_model::{Instant, Issue, IssueType, OperationOutcome};
+use cdr_model::{Instant, Issue, IssueType, OperationOutcome, VersionId};
 use cdr_store::StoreError;
 
 /// Why an interaction did not happen. Each variant has one HTTP meaning, assigned in `cdr-api`.
@@ -14,7 +14,7 @@ pub enum InteractionError {
     NotFound(String),
     /// The resource exists but its current version is a deletion.
     #[error("{address} was deleted")]
-    Gone { address: String, version: i64, last_updated: Instant },
+    Gone { address: String, version: VersionId, last_updated: Instant },
     /// The input is malformed or breaks a rule of the FHIR REST API; the outcome says where.
     #[error("invalid request")]
     Invalid(OperationOutcome),

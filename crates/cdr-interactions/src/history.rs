@@ -80,25 +80,21 @@ impl Engine {
         let (scope, path) = match (&resource_type, &id) {
             (None, _) => (HistoryScope::System, "_history".to_owned()),
             (Some(resource_type), None) => {
-                (HistoryScope::Type(resource_type.as_str()), format!("{resource_type}/_history"))
+                (HistoryScope::Type(*resource_type), format!("{resource_type}/_history"))
             }
             (Some(resource_type), Some(id)) => {
-                if self.store.read(resource_type.as_str(), id.as_str()).await?.is_none() {
+                if self.store.read(*resource_type, id).await?.is_none() {
                     return Err(InteractionError::NotFound(format!("{resource_type}/{id}")));
                 }
                 (
-                    HistoryScope::Instance(resource_type.as_str(), id.as_str()),
+                    HistoryScope::Instance(*resource_type, id),
                     format!("{resource_type}/{id}/_history"),
                 )
             }
         };
         let count = self.page_size(params.count);
-        let query = HistoryQuery {
-            since: params.since.map(Instant::millis),
-            until: None,
-            before_seq: params.cursor,
-            count,
-        };
+        let query =
+            HistoryQuery { since: params.since, until: None, before_seq: params.cursor, count };
         let mut entries = self.store.history(scope, &query).await?;
         let has_next = entries.len() > count as usize;
         entries.truncate(count as usize);
@@ -142,7 +138,7 @@ fn history_entry(base: &str, entry: &HistoryEntry) -> Result<BundleEntry, Intera
         None => None,
     };
     let (request_url, status) = match entry.method {
-        WriteMethod::Create => (entry.res_type.clone(), "201 Created"),
+        WriteMethod::Create => (entry.res_type.as_str().to_owned(), "201 Created"),
         WriteMethod::Update => (format!("{}/{}", entry.res_type, entry.res_id), "200 OK"),
         WriteMethod::Delete => (format!("{}/{}", entry.res_type, entry.res_id), "204 No Content"),
     };
@@ -153,8 +149,8 @@ fn history_entry(base: &str, entry: &HistoryEntry) -> Result<BundleEntry, Intera
         request: Some(json!({"method": entry.method.verb(), "url": request_url})),
         response: Some(json!({
             "status": status,
-            "etag": format!("W/\"{}\"", entry.version.version),
-            "lastModified": Instant::from_millis(entry.version.last_updated).to_fhir(),
+            "etag": entry.version.version.etag().to_string(),
+            "lastModified": entry.version.last_updated.to_fhir(),
         })),
     })
 }

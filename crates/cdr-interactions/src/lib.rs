@@ -21,7 +21,7 @@ mod write;
 
 use std::sync::Arc;
 
-use cdr_model::{Instant, LogicalId, ResourceType};
+use cdr_model::{Instant, LogicalId, ResourceType, VersionId};
 use cdr_search::SearchParamRegistry;
 use cdr_store::Store;
 
@@ -32,21 +32,21 @@ pub use crate::validate::{ONTARIO_PROFILES, Profiles, ValidationMode};
 pub use crate::write::{Precondition, WriteOutcome, WriteStatus};
 
 /// The resource types this server serves, sorted.
-pub const SERVED_TYPES: [&str; 14] = [
-    "AuditEvent",
-    "Binary",
-    "DiagnosticReport",
-    "DocumentReference",
-    "Encounter",
-    "Endpoint",
-    "ImagingStudy",
-    "Location",
-    "Organization",
-    "Patient",
-    "Practitioner",
-    "PractitionerRole",
-    "Provenance",
-    "ServiceRequest",
+pub const SERVED_TYPES: [ResourceType; 14] = [
+    ResourceType::known("AuditEvent"),
+    ResourceType::known("Binary"),
+    ResourceType::known("DiagnosticReport"),
+    ResourceType::known("DocumentReference"),
+    ResourceType::known("Encounter"),
+    ResourceType::known("Endpoint"),
+    ResourceType::known("ImagingStudy"),
+    ResourceType::known("Location"),
+    ResourceType::known("Organization"),
+    ResourceType::known("Patient"),
+    ResourceType::known("Practitioner"),
+    ResourceType::known("PractitionerRole"),
+    ResourceType::known("Provenance"),
+    ResourceType::known("ServiceRequest"),
 ];
 
 /// Behaviour switches of the interaction layer.
@@ -81,7 +81,7 @@ pub struct Engine {
 pub struct VersionedResource {
     pub resource_type: ResourceType,
     pub id: LogicalId,
-    pub version: i64,
+    pub version: VersionId,
     pub last_updated: Instant,
     /// The JSON text to serve; `None` for a deletion.
     pub body: Option<String>,
@@ -135,10 +135,12 @@ impl Engine {
     /// # Errors
     /// [`InteractionError::UnknownType`] when the name is not a served type.
     pub fn served_type(&self, name: &str) -> Result<ResourceType, InteractionError> {
-        if SERVED_TYPES.binary_search(&name).is_err() {
-            return Err(InteractionError::UnknownType(name.to_owned()));
+        match ResourceType::parse(name) {
+            Ok(resource_type) if SERVED_TYPES.binary_search(&resource_type).is_ok() => {
+                Ok(resource_type)
+            }
+            _ => Err(InteractionError::UnknownType(name.to_owned())),
         }
-        ResourceType::parse(name).map_err(|_| InteractionError::UnknownType(name.to_owned()))
     }
 
     fn page_size(&self, requested: Option<u32>) -> u32 {

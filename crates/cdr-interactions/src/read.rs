@@ -1,6 +1,6 @@
 //! read and vread.
 
-use cdr_model::{Instant, LogicalId, ResourceType, VersionId};
+use cdr_model::{LogicalId, ResourceType, VersionId};
 use cdr_store::StoredVersion;
 
 use crate::{Engine, InteractionError, VersionedResource, parse_id};
@@ -17,7 +17,7 @@ impl Engine {
     ) -> Result<VersionedResource, InteractionError> {
         let resource_type = self.served_type(type_name)?;
         let id = parse_id(id)?;
-        let stored = self.store.read(resource_type.as_str(), id.as_str()).await?;
+        let stored = self.store.read(resource_type, &id).await?;
         let Some(stored) = stored else {
             return Err(InteractionError::NotFound(format!("{resource_type}/{id}")));
         };
@@ -38,7 +38,7 @@ impl Engine {
         let id = parse_id(id)?;
         let version = VersionId::parse(version)
             .map_err(|error| InteractionError::invalid(error.to_string()))?;
-        let stored = self.store.vread(resource_type.as_str(), id.as_str(), version.get()).await?;
+        let stored = self.store.vread(resource_type, &id, version).await?;
         let Some(stored) = stored else {
             return Err(InteractionError::NotFound(format!(
                 "{resource_type}/{id}/_history/{version}"
@@ -53,7 +53,7 @@ fn live_version(
     id: LogicalId,
     stored: StoredVersion,
 ) -> Result<VersionedResource, InteractionError> {
-    let last_updated = Instant::from_millis(stored.last_updated);
+    let last_updated = stored.last_updated;
     if stored.deleted {
         return Err(InteractionError::Gone {
             address: format!("{resource_type}/{id}"),

@@ -3,8 +3,8 @@
 //! `_elements`.
 
 use cdr_model::{
-    Bundle, BundleEntry, BundleLink, BundleType, Instant, Issue, IssueType, OperationOutcome,
-    ResourceType,
+    Bundle, BundleEntry, BundleLink, BundleType, Instant, Issue, IssueType, LogicalId,
+    OperationOutcome, ResourceType,
 };
 use cdr_search::{
     ContainedMode, Criterion, Include, SearchError, SearchQuery, SearchValue, SummaryMode,
@@ -83,12 +83,12 @@ impl Engine {
         {
             check_patient_identifier(resource_type, &query)?;
         }
-        let types: Vec<String> = match resource_type {
-            Some(resource_type) => vec![resource_type.as_str().to_owned()],
-            None => query.types.iter().map(|name| name.as_str().to_owned()).collect(),
+        let types: Vec<ResourceType> = match resource_type {
+            Some(resource_type) => vec![resource_type],
+            None => query.types.clone(),
         };
         for name in &types {
-            self.served_type(name)?;
+            self.served_type(name.as_str())?;
         }
         let page = cursor.map(decode_cursor).transpose()?;
         let count_only = query.summary == Some(SummaryMode::Count) || query.count == Some(0);
@@ -156,10 +156,8 @@ impl Engine {
         query: &SearchQuery,
         matches: &[FoundResource],
     ) -> Result<Vec<FoundResource>, InteractionError> {
-        let mut seen: Vec<(String, String)> = matches
-            .iter()
-            .map(|resource| (resource.res_type.clone(), resource.res_id.clone()))
-            .collect();
+        let mut seen: Vec<(ResourceType, LogicalId)> =
+            matches.iter().map(|resource| (resource.res_type, resource.res_id.clone())).collect();
         let mut included: Vec<FoundResource> = Vec::new();
         let mut sources = seen.clone();
         let directives: Vec<(&Include, bool)> = query
@@ -179,7 +177,7 @@ impl Engine {
                     break;
                 }
                 for resource in self.store.include(&sources, include, *reverse, remaining).await? {
-                    let address = (resource.res_type.clone(), resource.res_id.clone());
+                    let address = (resource.res_type, resource.res_id.clone());
                     if !seen.contains(&address) {
                         seen.push(address.clone());
                         added.push(address);

@@ -5,6 +5,7 @@
 //! the row the page starts next to, and its sort values (`{"i":…}`, `{"f":…}` or `{"t":…}`). It names no
 //! database position, so it stays valid while data changes and can be replayed on any server of a cluster.
 
+use cdr_model::{LogicalId, ResourceType};
 use cdr_search::{SearchQuery, SummaryMode};
 use cdr_store::{PageDirection, PageKey, SortValue};
 use serde_json::{Map, Value, json};
@@ -31,7 +32,7 @@ pub(crate) fn encode_cursor(direction: PageDirection, key: &PageKey) -> String {
         PageDirection::After => "a",
         PageDirection::Before => "b",
     };
-    let text = json!([direction, key.res_type, key.res_id, values]).to_string();
+    let text = json!([direction, key.res_type.as_str(), key.res_id.as_str(), values]).to_string();
     text.bytes().map(|byte| format!("{byte:02x}")).collect()
 }
 
@@ -70,10 +71,12 @@ pub(crate) fn decode_cursor(text: &str) -> Result<(PageDirection, PageKey), Inte
         })
         .collect::<Option<Vec<SortValue>>>()
         .ok_or_else(invalid)?;
-    let (Some(res_type), Some(res_id)) = (res_type.as_str(), res_id.as_str()) else {
+    let res_type = res_type.as_str().and_then(|name| ResourceType::parse(name).ok());
+    let res_id = res_id.as_str().and_then(|id| LogicalId::parse(id).ok());
+    let (Some(res_type), Some(res_id)) = (res_type, res_id) else {
         return Err(invalid());
     };
-    Ok((direction, PageKey { values, res_type: res_type.to_owned(), res_id: res_id.to_owned() }))
+    Ok((direction, PageKey { values, res_type, res_id }))
 }
 
 /// How `_summary=true` keeps a summary element's value (the generated table in `summary_elements.rs` names one
@@ -421,8 +424,8 @@ mod tests {
                 SortValue::Float(0.1),
                 SortValue::Text("a\u{10FFFF}\"".into()),
             ],
-            res_type: "Patient".into(),
-            res_id: "p-1".into(),
+            res_type: ResourceType::parse("Patient").unwrap(),
+            res_id: LogicalId::parse("p-1").unwrap(),
         };
         for direction in [PageDirection::After, PageDirection::Before] {
             let text = encode_cursor(direction, &key);

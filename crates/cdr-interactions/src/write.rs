@@ -3,6 +3,7 @@
 
 use cdr_model::{
     Instant, Issue, IssueType, LogicalId, OperationOutcome, Resource, ResourceError, ResourceType,
+    VersionId,
 };
 use cdr_search::{SearchParamRegistry, extract};
 use cdr_store::{NewVersion, StoreTx, WriteMethod};
@@ -39,7 +40,7 @@ pub struct WriteOutcome {
 pub enum Precondition {
     None,
     /// The current version must be this one.
-    IfMatch(i64),
+    IfMatch(VersionId),
 }
 
 impl Engine {
@@ -63,7 +64,7 @@ impl Engine {
                 [] => {}
                 [id] => {
                     drop(tx);
-                    let existing = self.read(resource_type.as_str(), id).await?;
+                    let existing = self.read(resource_type.as_str(), id.as_str()).await?;
                     return Ok(WriteOutcome {
                         status: WriteStatus::Existing,
                         resource: Some(existing),
@@ -79,7 +80,7 @@ impl Engine {
             resource_type,
             &id,
             resource,
-            1,
+            VersionId::FIRST,
             WriteMethod::Create,
         )
         .await?;
@@ -150,7 +151,7 @@ impl Engine {
                     resource_type,
                     &id,
                     resource,
-                    1,
+                    VersionId::FIRST,
                     WriteMethod::Create,
                 )
                 .await?;
@@ -161,7 +162,7 @@ impl Engine {
                 self.update_in(&mut tx, resource_type, &id, resource, precondition).await?
             }
             ([found], body_id) => {
-                if let Some(body_id) = body_id.filter(|body_id| body_id != found) {
+                if let Some(body_id) = body_id.filter(|body_id| *body_id != found.as_str()) {
                     return Err(invalid_at(
                         format!(
                             "the resource id '{body_id}' is not the id '{found}' of the resource matching '{query}'"
@@ -169,8 +170,7 @@ impl Engine {
                         "id",
                     ));
                 }
-                let id = parse_id(found)?;
-                self.update_in(&mut tx, resource_type, &id, resource, precondition).await?
+                self.update_in(&mut tx, resource_type, found, resource, precondition).await?
             }
             _ => return Err(multiple_matches(resource_type, query)),
         };
@@ -185,11 +185,11 @@ impl Engine {
         tx: &mut StoreTx,
         resource_type: ResourceType,
         query: &str,
-    ) -> Result<Vec<String>, InteractionError> {
+    ) -> Result<Vec<LogicalId>, InteractionError> {
         let mut criteria = parse_criteria(&self.registry, resource_type, query)?;
         expand_terminology(&mut criteria.query, self.profiles.set())?;
         tx.lock(&criteria.lock_key).await?;
-        let types = [resource_type.as_str().to_owned()];
+        let types = [resource_type];
         let now_micros = Instant::now().millis() * 1_000;
         Ok(tx.find(&criteria.query, &types, now_micros, 2).await?)
     }
@@ -202,7 +202,7 @@ impl Engine {
         resource: Resource,
         precondition: Precondition,
     ) -> Result<WriteOutcome, InteractionError> {
-        let current = tx.current(resource_type.as_str(), id.as_str()).await?;
+        let current = tx.current(resource_type, id).await?;
         let (version, status) = match (current, precondition) {
             (Some((current, _)), Precondition::IfMatch(expected)) if current != expected => {
                 return Err(InteractionError::PreconditionFailed(format!(
@@ -210,7 +210,7 @@ impl Engine {
                 )));
             }
             (Some((current, deleted)), _) => {
-                (current + 1, if deleted { WriteStatus::Created } else { WriteStatus::Updated })
+                (current.next(), if deleted { WriteStatus::Created } else { WriteStatus::Updated })
             }
             (None, Precondition::IfMatch(expected)) => {
                 return Err(InteractionError::PreconditionFailed(format!(
@@ -222,9 +222,10 @@ impl Engine {
                     "{resource_type}/{id} does not exist and this server assigns ids itself (update as create is off); use POST to create"
                 )));
             }
-            (None, Precondition::None) => (1, WriteStatus::Created),
+            (None, Precondition::None) => (VersionId::FIRST, WriteStatus::Created),
         };
-        let method = if version == 1 { WriteMethod::Create } else { WriteMethod::Update };
+        let method =
+            if version == VersionId::FIRST { WriteMethod::Create } else { WriteMethod::Update };
         let written =
             write_version(tx, &self.registry, resource_type, id, resource, version, method).await?;
         Ok(WriteOutcome { status, resource: Some(written) })
@@ -263,13 +264,9 @@ impl Engine {
         let matches = self.conditional_matches(&mut tx, resource_type, query).await?;
         let outcome = match matches.as_slice() {
             [] => WriteOutcome { status: WriteStatus::NothingToDelete, resource: None },
-            [found] => {
-                let id = parse_id(found)?;
-                delete_in(&mut tx, resource_type, &id).await?.unwrap_or(WriteOutcome {
-                    status: WriteStatus::NothingToDelete,
-                    resource: None,
-                })
-            }
+            [found] => delete_in(&mut tx, resource_type, found)
+                .await?
+                .unwrap_or(WriteOutcome { status: WriteStatus::NothingToDelete, resource: None }),
             _ => return Err(multiple_matches(resource_type, query)),
         };
         tx.commit().await?;
@@ -283,19 +280,19 @@ async fn delete_in(
     resource_type: ResourceType,
     id: &LogicalId,
 ) -> Result<Option<WriteOutcome>, InteractionError> {
-    let Some((current, deleted)) = tx.current(resource_type.as_str(), id.as_str()).await? else {
+    let Some((current, deleted)) = tx.current(resource_type, id).await? else {
         return Ok(None);
     };
     if deleted {
         return Ok(Some(WriteOutcome { status: WriteStatus::NothingToDelete, resource: None }));
     }
-    let version = current + 1;
+    let version = current.next();
     let last_updated = Instant::now();
     tx.write(&NewVersion {
-        res_type: resource_type.as_str(),
-        res_id: id.as_str(),
+        res_type: resource_type,
+        res_id: id,
         version,
-        last_updated: last_updated.millis(),
+        last_updated,
         method: WriteMethod::Delete,
         body: None,
         index: &[],
@@ -313,7 +310,7 @@ async fn write_version(
     resource_type: ResourceType,
     id: &LogicalId,
     mut resource: Resource,
-    version: i64,
+    version: VersionId,
     method: WriteMethod,
 ) -> Result<VersionedResource, InteractionError> {
     let last_updated = Instant::now();
@@ -326,10 +323,10 @@ async fn write_version(
         tracing::warn!(%resource_type, %id, %failure, "search parameter not indexed");
     }
     tx.write(&NewVersion {
-        res_type: resource_type.as_str(),
-        res_id: id.as_str(),
+        res_type: resource_type,
+        res_id: id,
         version,
-        last_updated: last_updated.millis(),
+        last_updated,
         method,
         body: Some(&body),
         index: &extraction.entries,

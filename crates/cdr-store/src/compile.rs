@@ -16,6 +16,8 @@ use cdr_search::{
     SearchQuery, SearchValue, TokenSystem, TokenValue,
 };
 
+use cdr_model::ResourceType;
+
 use crate::StoreError;
 use crate::index::{INDEX_TABLES, decimal_to_f64};
 use crate::sql::{Bind, Sql};
@@ -30,7 +32,7 @@ pub(crate) const MAX_CHAR: char = '\u{10FFFF}';
 struct Anchor {
     res_type: String,
     res_id: String,
-    types: Vec<String>,
+    types: Vec<ResourceType>,
     /// Whether a correlated test on this anchor must stay a test of each resource (see [`FENCE`]).
     fence: bool,
 }
@@ -67,15 +69,15 @@ pub(crate) enum Drive {
 pub(crate) fn where_clause(
     sql: &mut Sql,
     query: &SearchQuery,
-    types: &[String],
+    types: &[ResourceType],
     now_micros: i64,
     drive: Drive,
     fenced: bool,
 ) -> Result<(), StoreError> {
     match types {
         [] => sql.push("1 = 1"),
-        [only] => sql.push("r.res_type = ").bind_text(only),
-        many => sql.push("r.res_type IN ").bind_text_list(many.iter().map(String::as_str)),
+        [only] => sql.push("r.res_type = ").bind_text(only.as_str()),
+        many => sql.push("r.res_type IN ").bind_text_list(many.iter().map(|only| only.as_str())),
     };
     sql.push(" AND NOT r.deleted");
     let mut compiler = Compiler { sql, next_alias: 0, now_micros };
@@ -97,12 +99,12 @@ pub(crate) fn where_clause(
 
 /// How many resources a top-level clause may match, as far as planning needs to know.
 #[derive(Debug)]
-pub(crate) enum Selectivity {
+pub(crate) enum Selectivity<'a> {
     /// Few by its nature: an id, an identifier, a reference to one resource, a chain or `_has` (whose inner
     /// criteria name a patient or an order in practice).
     Few,
-    /// Count its index rows, up to a cap, with this query (the cap and `) x` left to append).
-    Probe(Sql),
+    /// Count its index rows, up to a cap ([`probe_sql`]).
+    Probe(&'a ParamFilter),
     /// It cannot enumerate its matches (a negation, `:missing`, `:contains`, a composite).
     Unusable,
 }
@@ -110,37 +112,28 @@ pub(crate) enum Selectivity {
 /// The drive chosen without asking the data: the first clause that is few by nature, else the first that
 /// can enumerate its matches, else the page order. Conditional writes use it (their criteria are business
 /// identifiers), and so do searches of several types.
-pub(crate) fn usual_drive(
-    query: &SearchQuery,
-    types: &[String],
-    now_micros: i64,
-) -> Result<Drive, StoreError> {
-    let res_type = types.first().map_or("", String::as_str);
+pub(crate) fn usual_drive(query: &SearchQuery) -> Drive {
     let mut usable = None;
     for (index, clause) in query.clauses.iter().enumerate() {
-        match selectivity(&clause.criterion, res_type, now_micros)? {
-            Selectivity::Few => return Ok(Drive::Clause(index)),
+        match selectivity(&clause.criterion) {
+            Selectivity::Few => return Drive::Clause(index),
             Selectivity::Probe(_) => {
                 usable.get_or_insert(index);
             }
             Selectivity::Unusable => {}
         }
     }
-    Ok(usable.map_or(Drive::Order, Drive::Clause))
+    usable.map_or(Drive::Order, Drive::Clause)
 }
 
-/// The [`Selectivity`] of one top-level clause of a search on `res_type`.
-pub(crate) fn selectivity(
-    criterion: &Criterion,
-    res_type: &str,
-    now_micros: i64,
-) -> Result<Selectivity, StoreError> {
+/// The [`Selectivity`] of one top-level clause.
+pub(crate) fn selectivity(criterion: &Criterion) -> Selectivity<'_> {
     let filter = match criterion {
-        Criterion::Chain { .. } | Criterion::Has { .. } => return Ok(Selectivity::Few),
+        Criterion::Chain { .. } | Criterion::Has { .. } => return Selectivity::Few,
         Criterion::Param(filter) => filter,
     };
     if filter.param.code == "_id" && filter.modifier != Some(Modifier::Not) {
-        return Ok(Selectivity::Few);
+        return Selectivity::Few;
     }
     let unusable = matches!(
         filter.modifier,
@@ -148,7 +141,7 @@ pub(crate) fn selectivity(
     ) || filter.param.param_type == SearchParamType::Composite
         || filter.values.iter().any(|value| matches!(value, SearchValue::Missing(_)));
     if unusable {
-        return Ok(Selectivity::Unusable);
+        return Selectivity::Unusable;
     }
     let identifies = filter.param.code == "identifier"
         && filter.values.iter().all(|value| match value {
@@ -157,17 +150,27 @@ pub(crate) fn selectivity(
             _ => false,
         });
     if identifies {
-        return Ok(Selectivity::Few);
+        return Selectivity::Few;
     }
     let one_target = filter.values.iter().all(|value| {
         matches!(value, SearchValue::Reference(reference) if reference.id.is_some() || reference.url.is_some())
     });
     if filter.param.param_type == SearchParamType::Reference && one_target {
-        return Ok(Selectivity::Few);
+        return Selectivity::Few;
     }
+    Selectivity::Probe(filter)
+}
+
+/// The query that counts the index rows of `filter` on `res_type`, up to `cap`, as `n`.
+pub(crate) fn probe_sql(
+    filter: &ParamFilter,
+    res_type: ResourceType,
+    now_micros: i64,
+    cap: i64,
+) -> Result<Sql, StoreError> {
     let table = table_of(filter.param.param_type)?;
     let mut sql = Sql::new("SELECT COUNT(*) AS n FROM (SELECT 1 FROM ");
-    sql.push(table).push(" t WHERE t.res_type = ").bind_text(res_type);
+    sql.push(table).push(" t WHERE t.res_type = ").bind_text(res_type.as_str());
     sql.push(" AND t.param = ").bind_text(&filter.param.code).push(" AND (");
     let mut compiler = Compiler { sql: &mut sql, next_alias: 0, now_micros };
     for (index, value) in filter.values.iter().enumerate() {
@@ -176,8 +179,8 @@ pub(crate) fn selectivity(
         }
         compiler.value("t", filter.modifier, value)?;
     }
-    sql.push(") LIMIT ");
-    Ok(Selectivity::Probe(sql))
+    sql.push(")").push_limit(cap).push(") x");
+    Ok(sql)
 }
 
 struct Compiler<'a> {
@@ -262,7 +265,7 @@ impl Compiler<'_> {
                 let inner_anchor = Anchor {
                     res_type: format!("{alias}.target_type"),
                     res_id: format!("{alias}.target_id"),
-                    types: target_types.iter().map(|target| target.as_str().to_owned()).collect(),
+                    types: target_types.clone(),
                     fence: false,
                 };
                 self.criterion(inner, &inner_anchor)?;
@@ -311,10 +314,14 @@ impl Compiler<'_> {
     ) -> &'static str {
         match (negated, anchor.types.as_slice()) {
             (false, [only_type]) => {
-                self.sql.push("(").push(&anchor.res_type).push(" = ").bind_text(only_type);
+                self.sql.push("(").push(&anchor.res_type).push(" = ").bind_text(only_type.as_str());
                 self.sql.push(" AND ").push(&anchor.res_id).push(" IN (SELECT ").push(alias);
                 self.sql.push(".res_id FROM ").push(table).push(" ").push(alias);
-                self.sql.push(" WHERE ").push(alias).push(".res_type = ").bind_text(only_type);
+                self.sql
+                    .push(" WHERE ")
+                    .push(alias)
+                    .push(".res_type = ")
+                    .bind_text(only_type.as_str());
                 self.sql.push(" AND ").push(alias).push(".param = ").bind_text(code);
                 return "))";
             }
@@ -324,7 +331,7 @@ impl Compiler<'_> {
                 self.sql.push(") IN (SELECT ").push(alias).push(".res_type, ").push(alias);
                 self.sql.push(".res_id FROM ").push(table).push(" ").push(alias);
                 self.sql.push(" WHERE ").push(alias).push(".res_type IN ");
-                self.sql.bind_text_list(anchor.types.iter().map(String::as_str));
+                self.sql.bind_text_list(anchor.types.iter().map(|only| only.as_str()));
                 self.sql.push(" AND ").push(alias).push(".param = ").bind_text(code);
                 return ")";
             }
@@ -345,7 +352,7 @@ impl Compiler<'_> {
         self.sql.push(" WHERE ").push(alias).push(".res_type = ").push(&anchor.res_type);
         if !anchor.types.is_empty() {
             self.sql.push(" AND ").push(alias).push(".res_type IN ");
-            self.sql.bind_text_list(anchor.types.iter().map(String::as_str));
+            self.sql.bind_text_list(anchor.types.iter().map(|only| only.as_str()));
         }
         self.sql.push(" AND ").push(alias).push(".res_id = ").push(&anchor.res_id);
         self.sql.push(" AND ").push(alias).push(".param = ").bind_text(code);

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use cdr_model::ResourceType;
+use cdr_model::{LogicalId, ResourceType};
 use cdr_search::{IndexEntry, IndexValue};
 
 use crate::sql::{Bind, Sql};
@@ -223,16 +223,16 @@ fn compare(left: &Bind, right: &Bind) -> std::cmp::Ordering {
 /// The statements that replace the index rows of one resource: deletes (unless the resource is `fresh`, a
 /// first version), then multi-row inserts.
 pub(crate) fn replace_statements(
-    res_type: &str,
-    res_id: &str,
+    res_type: ResourceType,
+    res_id: &LogicalId,
     entries: &[IndexEntry],
     fresh: bool,
 ) -> Vec<Sql> {
     let mut statements = Vec::new();
     for table in INDEX_TABLES.iter().filter(|_| !fresh) {
         let mut sql = Sql::new("DELETE FROM ");
-        sql.push(table).push(" WHERE res_type = ").bind_text(res_type);
-        sql.push(" AND res_id = ").bind_text(res_id);
+        sql.push(table).push(" WHERE res_type = ").bind_text(res_type.as_str());
+        sql.push(" AND res_id = ").bind_text(res_id.as_str());
         statements.push(sql);
     }
     let rows = rows_of(entries);
@@ -249,7 +249,11 @@ pub(crate) fn replace_statements(
                 if row_index > 0 {
                     sql.push(", ");
                 }
-                sql.push("(").bind_text(res_type).push(", ").bind_text(res_id).push(", ");
+                sql.push("(")
+                    .bind_text(res_type.as_str())
+                    .push(", ")
+                    .bind_text(res_id.as_str())
+                    .push(", ");
                 sql.bind_text(&row.param).push(", ").bind_int(row.grp);
                 for value in &row.values {
                     sql.push(", ").bind(value.clone());

@@ -30,6 +30,7 @@ mod compile;
 mod connect;
 mod index;
 mod read;
+mod row;
 mod search;
 mod sql;
 mod write;

@@ -5,14 +5,15 @@
 //! tiebreaker (in the direction of the last key), and the next page starts strictly after the last row's key (the previous page strictly
 //! before the first row's). A resource without a value for a sort key sorts last in either direction.
 
-use cdr_model::ResourceType;
+use cdr_model::{Instant, LogicalId, ResourceType, VersionId};
 use cdr_search::{Include, SearchParamRegistry, SearchParamType, SearchQuery, SortKey, extract};
-use sqlx::Row;
+use sqlx::{FromRow, Row};
 
 use crate::compile::{
-    Drive, MAX_CHAR, Selectivity, selectivity, table_of, usual_drive, where_clause,
+    Drive, MAX_CHAR, Selectivity, probe_sql, selectivity, table_of, usual_drive, where_clause,
 };
 use crate::connect::dispatch;
+use crate::row::{BodyRow, ResourceRow, logical_id, resource_type, version_id};
 use crate::sql::{Bind, Sql, query_of};
 use crate::{Store, StoreError};
 
@@ -28,8 +29,8 @@ pub enum SortValue {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PageKey {
     pub values: Vec<SortValue>,
-    pub res_type: String,
-    pub res_id: String,
+    pub res_type: ResourceType,
+    pub res_id: LogicalId,
 }
 
 /// Which side of a [`PageKey`] a page lies on.
@@ -46,7 +47,7 @@ pub enum PageDirection {
 pub struct SearchRequest<'a> {
     pub query: &'a SearchQuery,
     /// The resource types searched; empty means every type.
-    pub types: &'a [String],
+    pub types: &'a [ResourceType],
     /// Page size.
     pub count: u32,
     /// Where the page starts; `None` for the first page.
@@ -58,11 +59,10 @@ pub struct SearchRequest<'a> {
 /// A current resource version found by a search.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FoundResource {
-    pub res_type: String,
-    pub res_id: String,
-    pub version: i64,
-    /// Milliseconds since the Unix epoch.
-    pub last_updated: i64,
+    pub res_type: ResourceType,
+    pub res_id: LogicalId,
+    pub version: VersionId,
+    pub last_updated: Instant,
     pub body: String,
     /// The resource's place in the search order (empty values for included resources).
     pub key: PageKey,
@@ -193,8 +193,8 @@ fn page_sql(request: &SearchRequest<'_>, drive: Drive) -> Result<(Sql, Vec<SortK
             ));
         }
         let mut values: Vec<Bind> = key.values.iter().map(sort_bind).collect();
-        values.push(Bind::Text(key.res_type.clone()));
-        values.push(Bind::Text(key.res_id.clone()));
+        values.push(Bind::Text(key.res_type.as_str().to_owned()));
+        values.push(Bind::Text(key.res_id.as_str().to_owned()));
         sql.push(" WHERE (");
         for position in 0..columns.len() {
             if position > 0 {
@@ -277,7 +277,7 @@ fn walk_sql(
         Stretch::Valued => {
             sql.push("SELECT z.res_type, z.res_id, z.").push(walk.column).push(" AS s0 FROM ");
             sql.push(walk.table).push(" z CROSS JOIN resource r WHERE z.res_type = ");
-            sql.bind_text(&request.types[0]).push(" AND z.param = ").bind_text(code);
+            sql.bind_text(request.types[0].as_str()).push(" AND z.param = ").bind_text(code);
             sql.push(" AND z.sort_role IN ").push(roles);
             sql.push(" AND r.res_type = z.res_type AND r.res_id = z.res_id AND ");
             where_clause(
@@ -291,7 +291,7 @@ fn walk_sql(
             // A row-value comparison, which both databases turn into an index range bound.
             if let Some(cursor) = cursor {
                 sql.push(" AND (z.").push(walk.column).push(", z.res_id)").push(after).push("(");
-                sql.bind(sort_bind(&cursor.values[0])).push(", ").bind_text(&cursor.res_id);
+                sql.bind(sort_bind(&cursor.values[0])).push(", ").bind_text(cursor.res_id.as_str());
                 sql.push(")");
             }
             sql.push(" ORDER BY z.").push(walk.column).push(order);
@@ -313,7 +313,7 @@ fn walk_sql(
             sql.push(" z WHERE z.res_type = r.res_type AND z.res_id = r.res_id AND z.param = ");
             sql.bind_text(code).push(" AND z.sort_role IN ").push(roles).push(")");
             if let Some(cursor) = cursor {
-                sql.push(" AND r.res_id").push(after).bind_text(&cursor.res_id);
+                sql.push(" AND r.res_id").push(after).bind_text(cursor.res_id.as_str());
             }
             sql.push(" ORDER BY r.res_type").push(order).push(", r.res_id").push(order);
         }
@@ -326,8 +326,11 @@ fn walk_sql(
     Ok(sql)
 }
 
-type RawRow = (String, String, i64, i64, Option<String>, Vec<SortValue>);
+/// A row of a page: the resource, and its sort values.
+type RawRow = (ResourceRow, Vec<SortValue>);
 
+/// Reads the rows of a page query (`sqlx::Row` of either backend): the resource columns, then the sort
+/// value columns `s0, s1, …` of `$kinds`. A macro because the row type differs by backend.
 macro_rules! read_rows {
     ($rows:expr, $kinds:expr) => {
         $rows
@@ -346,14 +349,7 @@ macro_rules! read_rows {
                         }
                     });
                 }
-                Ok::<RawRow, sqlx::Error>((
-                    row.try_get::<String, _>("res_type")?,
-                    row.try_get::<String, _>("res_id")?,
-                    row.try_get::<i64, _>("version")?,
-                    row.try_get::<i64, _>("last_updated")?,
-                    row.try_get::<Option<String>, _>("body")?,
-                    values,
-                ))
+                Ok::<RawRow, sqlx::Error>((ResourceRow::from_row(row)?, values))
             })
             .collect::<Result<Vec<RawRow>, sqlx::Error>>()
     };
@@ -361,16 +357,18 @@ macro_rules! read_rows {
 
 fn found(rows: Vec<RawRow>) -> Result<Vec<FoundResource>, StoreError> {
     rows.into_iter()
-        .map(|(res_type, res_id, version, last_updated, body, values)| {
-            let body = body.ok_or_else(|| {
+        .map(|(row, values)| {
+            let res_type = resource_type(&row.res_type)?;
+            let res_id = logical_id(&row.res_id)?;
+            let body = row.body.ok_or_else(|| {
                 StoreError::Corrupt(format!("{res_type}/{res_id} is live but has no body"))
             })?;
             Ok(FoundResource {
-                key: PageKey { values, res_type: res_type.clone(), res_id: res_id.clone() },
+                key: PageKey { values, res_type, res_id: res_id.clone() },
                 res_type,
                 res_id,
-                version,
-                last_updated,
+                version: version_id(row.version)?,
+                last_updated: Instant::from_millis(row.last_updated),
                 body,
             })
         })
@@ -476,11 +474,11 @@ impl Store {
     async fn drive(
         &self,
         query: &SearchQuery,
-        types: &[String],
+        types: &[ResourceType],
         now_micros: i64,
         counting: bool,
     ) -> Result<Drive, StoreError> {
-        let [res_type] = types else { return usual_drive(query, types, now_micros) };
+        let [res_type] = types else { return Ok(usual_drive(query)) };
         let cap = if query.clauses.len() == 1 && query.sort.is_empty() {
             LONE_PROBE_CAP
         } else {
@@ -488,12 +486,11 @@ impl Store {
         };
         let mut probes = Vec::new();
         for (index, clause) in query.clauses.iter().enumerate() {
-            match selectivity(&clause.criterion, res_type, now_micros)? {
+            match selectivity(&clause.criterion) {
                 Selectivity::Few => return Ok(Drive::Clause(index)),
                 Selectivity::Unusable => {}
-                Selectivity::Probe(mut sql) => {
-                    sql.push(&cap.to_string()).push(") x");
-                    probes.push((index, sql));
+                Selectivity::Probe(filter) => {
+                    probes.push((index, probe_sql(filter, *res_type, now_micros, cap)?));
                 }
             }
         }
@@ -520,7 +517,7 @@ impl Store {
     pub async fn count(
         &self,
         query: &SearchQuery,
-        types: &[String],
+        types: &[ResourceType],
         now_micros: i64,
     ) -> Result<i64, StoreError> {
         let drive = self.drive(query, types, now_micros, true).await?;
@@ -540,16 +537,16 @@ impl Store {
     /// On database failure.
     pub async fn include(
         &self,
-        sources: &[(String, String)],
+        sources: &[(ResourceType, LogicalId)],
         include: &Include,
         reverse: bool,
         limit: i64,
     ) -> Result<Vec<FoundResource>, StoreError> {
-        let mut by_type: Vec<(&str, Vec<&str>)> = Vec::new();
+        let mut by_type: Vec<(ResourceType, Vec<&str>)> = Vec::new();
         for (res_type, res_id) in sources {
             match by_type.iter_mut().find(|(known, _)| known == res_type) {
-                Some((_, ids)) => ids.push(res_id),
-                None => by_type.push((res_type, vec![res_id])),
+                Some((_, ids)) => ids.push(res_id.as_str()),
+                None => by_type.push((*res_type, vec![res_id.as_str()])),
             }
         }
         let mut results: Vec<FoundResource> = Vec::new();
@@ -617,24 +614,19 @@ impl Store {
             let rows = dispatch!(&self.pool, pool => query_of!(&sql)
                 .fetch_all(pool)
                 .await
-                .and_then(|rows| rows.iter().map(|row| Ok((
-                    row.try_get::<String, _>("res_type")?,
-                    row.try_get::<String, _>("res_id")?,
-                    row.try_get::<Option<String>, _>("body")?,
-                ))).collect::<Result<Vec<_>, sqlx::Error>>()))?;
+                .and_then(|rows| rows.iter().map(BodyRow::from_row).collect::<Result<Vec<_>, _>>()))?;
             let Some(last) = rows.last() else { break };
-            after = Some((last.0.clone(), last.1.clone()));
+            after = Some((last.res_type.clone(), last.res_id.clone()));
             let mut tx = self.begin().await?;
-            for (res_type, res_id, body) in &rows {
-                let resource_type = ResourceType::parse(res_type).map_err(|_| {
-                    StoreError::Corrupt(format!("unknown resource type {res_type}"))
-                })?;
+            for BodyRow { res_type, res_id, body } in &rows {
+                let resource_type = resource_type(res_type)?;
+                let res_id = logical_id(res_id)?;
                 let body: serde_json::Value = serde_json::from_str(body.as_deref().unwrap_or("{}"))
                     .map_err(|error| {
                         StoreError::Corrupt(format!("{res_type}/{res_id}: {error}"))
                     })?;
                 let extraction = extract(&body, registry, resource_type);
-                tx.replace_index(res_type, res_id, &extraction.entries, false).await?;
+                tx.replace_index(resource_type, &res_id, &extraction.entries, false).await?;
                 n_indexed += 1;
             }
             tx.commit().await?;
@@ -645,13 +637,13 @@ impl Store {
 }
 
 fn include_sql(
-    res_type: &str,
+    res_type: ResourceType,
     ids: &[&str],
     include: &Include,
     reverse: bool,
     limit: i64,
 ) -> Option<Sql> {
-    if include.source_type.is_some_and(|source| !reverse && source.as_str() != res_type) {
+    if include.source_type.is_some_and(|source| !reverse && source != res_type) {
         return None;
     }
     let mut sql = Sql::new(
@@ -663,15 +655,15 @@ fn include_sql(
             sql.push(" AND x.res_type = ").bind_text(source.as_str());
         }
         if let Some(target) = include.target_type
-            && target.as_str() != res_type
+            && target != res_type
         {
             return None;
         }
-        sql.push(" AND x.target_type = ").bind_text(res_type);
+        sql.push(" AND x.target_type = ").bind_text(res_type.as_str());
         sql.push(" AND x.target_id IN ").bind_text_list(ids.iter().copied());
     } else {
         sql.push("t.res_type = x.target_type AND t.res_id = x.target_id WHERE NOT t.deleted");
-        sql.push(" AND x.res_type = ").bind_text(res_type);
+        sql.push(" AND x.res_type = ").bind_text(res_type.as_str());
         sql.push(" AND x.res_id IN ").bind_text_list(ids.iter().copied());
         if let Some(target) = include.target_type {
             sql.push(" AND x.target_type = ").bind_text(target.as_str());
@@ -698,11 +690,12 @@ mod tests {
         let pairs: Vec<(String, String)> = form_urlencoded_pairs(query);
         let parsed = parse_query(Some(ResourceType::parse(type_name).unwrap()), &pairs, &registry);
         assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
-        let types = [type_name.to_owned()];
+        let res_type = ResourceType::parse(type_name).unwrap();
+        let types = [res_type];
         let key = PageKey {
             values: parsed.query.sort.iter().map(|_| SortValue::Text("x".to_owned())).collect(),
-            res_type: type_name.to_owned(),
-            res_id: "id".to_owned(),
+            res_type,
+            res_id: LogicalId::parse("id").unwrap(),
         };
         let request = SearchRequest {
             query: &parsed.query,
@@ -722,11 +715,8 @@ mod tests {
             }
         }
         for clause in &parsed.query.clauses {
-            if let Selectivity::Probe(mut sql) =
-                selectivity(&clause.criterion, type_name, 0).unwrap()
-            {
-                sql.push(&PROBE_CAP.to_string()).push(") x");
-                texts.push(sql);
+            if let Selectivity::Probe(filter) = selectivity(&clause.criterion) {
+                texts.push(probe_sql(filter, res_type, 0, PROBE_CAP).unwrap());
             }
         }
         texts

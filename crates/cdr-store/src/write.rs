@@ -1,13 +1,14 @@
 //! Writes: a [`StoreTx`] wraps one database transaction in which an interaction (or a whole Bundle)
 //! reads what it needs, takes its locks and writes new versions.
 
-use sqlx::{Postgres, Row, Sqlite, Transaction};
-
+use cdr_model::{Instant, LogicalId, ResourceType, VersionId};
 use cdr_search::{IndexEntry, SearchQuery};
+use sqlx::{Postgres, Row, Sqlite, Transaction};
 
 use crate::compile::{usual_drive, where_clause};
 use crate::connect::{Pool, dispatch};
 use crate::index::replace_statements;
+use crate::row::{logical_id, version_id};
 use crate::sql::{Sql, pack, query_of};
 use crate::{Store, StoreError};
 
@@ -43,11 +44,10 @@ impl WriteMethod {
 /// A new version to write.
 #[derive(Debug, Clone, Copy)]
 pub struct NewVersion<'a> {
-    pub res_type: &'a str,
-    pub res_id: &'a str,
-    pub version: i64,
-    /// Milliseconds since the Unix epoch.
-    pub last_updated: i64,
+    pub res_type: ResourceType,
+    pub res_id: &'a LogicalId,
+    pub version: VersionId,
+    pub last_updated: Instant,
     pub method: WriteMethod,
     /// The JSON to serve, with `id` and `meta` set; `None` for a deletion.
     pub body: Option<&'a str>,
@@ -111,28 +111,26 @@ impl StoreTx {
     /// On database failure.
     pub async fn current(
         &mut self,
-        res_type: &str,
-        res_id: &str,
-    ) -> Result<Option<(i64, bool)>, StoreError> {
-        let row = match &mut self.tx {
+        res_type: ResourceType,
+        res_id: &LogicalId,
+    ) -> Result<Option<(VersionId, bool)>, StoreError> {
+        let row: Option<(i64, bool)> = match &mut self.tx {
             Tx::Postgres(tx) => {
-                sqlx::query(
+                sqlx::query_as(
                     "SELECT version, deleted FROM resource WHERE res_type = $1 AND res_id = $2 FOR UPDATE",
                 )
-                .bind(res_type)
-                .bind(res_id)
+                .bind(res_type.as_str())
+                .bind(res_id.as_str())
                 .fetch_optional(&mut **tx)
                 .await?
-                .map(|row| Ok::<_, sqlx::Error>((row.try_get("version")?, row.try_get("deleted")?)))
             }
-            Tx::Sqlite(tx) => sqlx::query("SELECT version, deleted FROM resource WHERE res_type = $1 AND res_id = $2")
-                .bind(res_type)
-                .bind(res_id)
+            Tx::Sqlite(tx) => sqlx::query_as("SELECT version, deleted FROM resource WHERE res_type = $1 AND res_id = $2")
+                .bind(res_type.as_str())
+                .bind(res_id.as_str())
                 .fetch_optional(&mut **tx)
-                .await?
-                .map(|row| Ok((row.try_get("version")?, row.try_get("deleted")?))),
+                .await?,
         };
-        Ok(row.transpose()?)
+        row.map(|(version, deleted)| Ok((version_id(version)?, deleted))).transpose()
     }
 
     /// The ids of live resources of `types` matching `query`'s criteria, at most `limit` of them, in id order.
@@ -142,12 +140,12 @@ impl StoreTx {
     pub async fn find(
         &mut self,
         query: &SearchQuery,
-        types: &[String],
+        types: &[ResourceType],
         now_micros: i64,
         limit: i64,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<LogicalId>, StoreError> {
         let mut sql = Sql::new("SELECT r.res_id FROM resource r WHERE ");
-        let drive = usual_drive(query, types, now_micros)?;
+        let drive = usual_drive(query);
         where_clause(&mut sql, query, types, now_micros, drive, true)?;
         sql.push(" ORDER BY r.res_id").push_limit(limit);
         let ids = dispatch!(Tx, &mut self.tx, tx => query_of!(&sql)
@@ -156,15 +154,15 @@ impl StoreTx {
         .and_then(|rows| {
             rows.iter().map(|row| row.try_get::<String, _>("res_id")).collect::<Result<Vec<_>, _>>()
         }))?;
-        Ok(ids)
+        ids.iter().map(|id| logical_id(id)).collect()
     }
 
     /// Replaces the index rows of one resource (no deletes for a `fresh` first version). On PostgreSQL the
     /// deletes and inserts go as one packed statement.
     pub(crate) async fn replace_index(
         &mut self,
-        res_type: &str,
-        res_id: &str,
+        res_type: ResourceType,
+        res_id: &LogicalId,
         entries: &[IndexEntry],
         fresh: bool,
     ) -> Result<(), StoreError> {
@@ -198,10 +196,10 @@ impl StoreTx {
                 "INSERT INTO resource_version (res_type, res_id, version, last_updated, method, body) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
             )
-            .bind(new.res_type)
-            .bind(new.res_id)
-            .bind(new.version)
-            .bind(new.last_updated)
+            .bind(new.res_type.as_str())
+            .bind(new.res_id.as_str())
+            .bind(new.version.get())
+            .bind(new.last_updated.millis())
             .bind(new.method.verb())
             .bind(new.body)
             .execute(&mut **tx)
@@ -212,17 +210,18 @@ impl StoreTx {
                  ON CONFLICT (res_type, res_id) DO UPDATE SET version = excluded.version, \
                  last_updated = excluded.last_updated, deleted = excluded.deleted, body = excluded.body",
             )
-            .bind(new.res_type)
-            .bind(new.res_id)
-            .bind(new.version)
-            .bind(new.last_updated)
+            .bind(new.res_type.as_str())
+            .bind(new.res_id.as_str())
+            .bind(new.version.get())
+            .bind(new.last_updated.millis())
             .bind(deleted)
             .bind(new.body)
             .execute(&mut **tx)
             .await?;
             Ok::<(), sqlx::Error>(())
         })?;
-        self.replace_index(new.res_type, new.res_id, new.index, new.version == 1).await?;
+        self.replace_index(new.res_type, new.res_id, new.index, new.version == VersionId::FIRST)
+            .await?;
         Ok(())
     }
 
