@@ -486,10 +486,10 @@ async fn reindex_rebuilds_rows(app: &TestApp) {
     assert!(!app.store().needs_reindex().await.unwrap(), "written resources are indexed");
     // Without the custom parameter its rows go; with it they come back.
     let r4 = SearchParamRegistry::r4().unwrap();
-    assert_eq!(app.store().reindex(&r4, 1).await.unwrap(), 1);
+    assert_eq!(cdr_interactions::reindex(app.store(), &r4, 1).await.unwrap(), 1);
     assert!(labels(&app.search("ImagingStudy?number-of-series=3").await).is_empty());
     assert_eq!(labels(&app.search("ImagingStudy?identifier=urn:test|s1").await), ["s1"]);
-    app.store().reindex(search_params(), 100).await.unwrap();
+    cdr_interactions::reindex(app.store(), search_params(), 100).await.unwrap();
     assert_eq!(labels(&app.search("ImagingStudy?number-of-series=3").await), ["s1"]);
 }
 

@@ -29,7 +29,7 @@ pub use crate::error::InteractionError;
 pub use crate::history::HistoryParams;
 pub use crate::search::Handling;
 pub use crate::validate::{ONTARIO_PROFILES, Profiles, ValidationMode};
-pub use crate::write::{Precondition, WriteOutcome, WriteStatus};
+pub use crate::write::{Precondition, WriteOutcome, WriteStatus, reindex};
 
 /// The resource types this server serves, sorted.
 pub const SERVED_TYPES: [ResourceType; 14] = [
@@ -106,7 +106,7 @@ impl Engine {
     /// # Errors
     /// On storage failure.
     pub async fn reindex(&self, batch_size: u32) -> Result<u64, InteractionError> {
-        Ok(self.store.reindex(&self.registry, batch_size).await?)
+        reindex(&self.store, &self.registry, batch_size).await
     }
 
     /// Whether the database holds resources but no index rows (written before the index tables existed).

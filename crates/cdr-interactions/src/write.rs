@@ -1,12 +1,15 @@
-//! create, update and delete, plain and conditional. Each public method runs in one store transaction;
-//! the `*_in` steps take that transaction so a Bundle can chain them in a single one.
+//! create, update and delete, plain and conditional, and [`reindex`]. Each public method runs in one store
+//! transaction; the `*_in` steps take that transaction so a Bundle can chain them in a single one.
+//!
+//! Index rows are computed here and only here (`cdr_search::extract`), for every written version and for a
+//! reindex of the stored bodies; the store writes the rows it is given.
 
 use cdr_model::{
     Instant, Issue, IssueType, LogicalId, OperationOutcome, Resource, ResourceError, ResourceType,
     VersionId,
 };
-use cdr_search::{SearchParamRegistry, extract};
-use cdr_store::{NewVersion, StoreTx, WriteMethod};
+use cdr_search::{IndexEntry, SearchParamRegistry, extract};
+use cdr_store::{LiveBody, NewVersion, Store, StoreError, StoreTx, WriteMethod};
 use serde_json::Value;
 
 use crate::conditional::parse_criteria;
@@ -318,10 +321,7 @@ async fn write_version(
     resource.set_meta(&version.to_string(), &last_updated.to_fhir());
     let body = resource.to_json_string();
     let json = Value::Object(resource.into_json());
-    let extraction = extract(&json, registry, resource_type);
-    for failure in &extraction.failures {
-        tracing::warn!(%resource_type, %id, %failure, "search parameter not indexed");
-    }
+    let index = index_entries(&json, registry, resource_type, id);
     tx.write(&NewVersion {
         res_type: resource_type,
         res_id: id,
@@ -329,10 +329,59 @@ async fn write_version(
         last_updated,
         method,
         body: Some(&body),
-        index: &extraction.entries,
+        index: &index,
     })
     .await?;
     Ok(VersionedResource { resource_type, id: id.clone(), version, last_updated, body: Some(body) })
+}
+
+/// The index rows of a resource; a value a parameter's expression cannot index is logged and left out.
+fn index_entries(
+    json: &Value,
+    registry: &SearchParamRegistry,
+    resource_type: ResourceType,
+    id: &LogicalId,
+) -> Vec<IndexEntry> {
+    let extraction = extract(json, registry, resource_type);
+    for failure in &extraction.failures {
+        tracing::warn!(%resource_type, %id, %failure, "search parameter not indexed");
+    }
+    extraction.entries
+}
+
+/// Rebuilds every index row from the stored bodies of the live resources, `batch_size` resources per
+/// transaction, with the parameters of `registry`; returns the number of resources indexed.
+///
+/// # Errors
+/// On storage failure, or a stored body that is not JSON.
+pub async fn reindex(
+    store: &Store,
+    registry: &SearchParamRegistry,
+    batch_size: u32,
+) -> Result<u64, InteractionError> {
+    let mut after: Option<(ResourceType, LogicalId)> = None;
+    let mut n_indexed = 0;
+    loop {
+        let batch = store
+            .live_bodies(after.as_ref().map(|(res_type, res_id)| (*res_type, res_id)), batch_size)
+            .await?;
+        let Some(last) = batch.last() else { break };
+        after = Some((last.res_type, last.res_id.clone()));
+        let mut tx = store.begin().await?;
+        for LiveBody { res_type, res_id, body } in &batch {
+            let json: Value = serde_json::from_str(body).map_err(|error| {
+                InteractionError::Internal(StoreError::Corrupt(format!(
+                    "{res_type}/{res_id}: {error}"
+                )))
+            })?;
+            let index = index_entries(&json, registry, *res_type, res_id);
+            tx.replace_index(*res_type, res_id, &index).await?;
+            n_indexed += 1;
+        }
+        tx.commit().await?;
+        tracing::info!(resources = n_indexed, "reindexed a batch");
+    }
+    Ok(n_indexed)
 }
 
 /// Parses a request body and applies the structural checks every write needs.

@@ -1,8 +1,9 @@
 //! Resource storage on PostgreSQL and SQLite behind one [`Store`].
 //!
-//! Architecture Invariant: this is the only crate that speaks SQL. It stores what it is given and never
-//! validates profiles; index rows are derived data that callers compute from the resource JSON with
-//! `cdr_search::extract` (and that [`Store::reindex`] recomputes from the stored bodies).
+//! Architecture Invariant: this is the only crate that speaks SQL. It stores what it is given and validates
+//! nothing; index rows are derived data that callers compute from the resource JSON with
+//! `cdr_search::extract`, on every write and in a reindex (which reads [`Store::live_bodies`] in batches and
+//! writes [`StoreTx::replace_index`]).
 //! Searches compile a `cdr_search::SearchQuery` to SQL with bind parameters only (`compile.rs`).
 //!
 //! Both backends share one logical schema (`migrations/postgres`, `migrations/sqlite`) and, where the
@@ -18,7 +19,7 @@
 //! `:above`/`:below` on uri, token forms `system|code`, `|code`, `code`, `system|`, OR and AND, chains and `_has`
 //! to the parser's depth, `_id`, `_lastUpdated`, `_tag`, `_profile`, `_security`, multi-key `_sort`, keyset pages
 //! ([`Store::search`]), `COUNT` ([`Store::count`]), `_include`/`_revinclude` targets ([`Store::include`]),
-//! conditional matching ([`StoreTx::find`]) and [`Store::reindex`].
+//! and conditional matching ([`StoreTx::find`]).
 //! Not supported (the caller gets [`StoreError::NotSupported`]): token `:above`/`:below`/`:in`/`:not-in` (no
 //! terminology here: `cdr-interactions` rewrites them into token lists first), reference `:above`/`:below`,
 //! `special` parameters.
@@ -39,7 +40,7 @@ use std::time::Duration;
 
 pub use crate::read::{HistoryEntry, HistoryQuery, HistoryScope, StoredVersion};
 pub use crate::search::{
-    FoundResource, PageDirection, PageKey, SearchPage, SearchRequest, SortValue,
+    FoundResource, LiveBody, PageDirection, PageKey, SearchPage, SearchRequest, SortValue,
 };
 pub use crate::write::{NewVersion, StoreTx, WriteMethod};
 

@@ -6,7 +6,7 @@
 //! before the first row's). A resource without a value for a sort key sorts last in either direction.
 
 use cdr_model::{Instant, LogicalId, ResourceType, VersionId};
-use cdr_search::{Include, SearchParamRegistry, SearchParamType, SearchQuery, SortKey, extract};
+use cdr_search::{Include, SearchParamType, SearchQuery, SortKey};
 use sqlx::{FromRow, Row};
 
 use crate::compile::{
@@ -66,6 +66,15 @@ pub struct FoundResource {
     pub body: String,
     /// The resource's place in the search order (empty values for included resources).
     pub key: PageKey,
+}
+
+/// A live resource's stored body, as [`Store::live_bodies`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveBody {
+    pub res_type: ResourceType,
+    pub res_id: LogicalId,
+    /// The resource JSON as served.
+    pub body: String,
 }
 
 /// A page of matches, in order.
@@ -591,48 +600,37 @@ impl Store {
         Ok(needed == 1)
     }
 
-    /// Rebuilds every index row from the stored bodies, `batch_size` resources per transaction; returns the
-    /// number of resources indexed.
+    /// At most `limit` live resources with their bodies, in `(type, id)` order, strictly after `after`: the
+    /// batches a reindex reads.
     ///
     /// # Errors
-    /// On database failure or a stored body that is not a resource.
-    pub async fn reindex(
+    /// On database failure, or a live resource without a body.
+    pub async fn live_bodies(
         &self,
-        registry: &SearchParamRegistry,
-        batch_size: u32,
-    ) -> Result<u64, StoreError> {
-        let mut after: Option<(String, String)> = None;
-        let mut n_indexed = 0;
-        loop {
-            let mut sql = Sql::new("SELECT res_type, res_id, body FROM resource WHERE NOT deleted");
-            if let Some((res_type, res_id)) = &after {
-                sql.push(" AND (res_type > ").bind_text(res_type);
-                sql.push(" OR (res_type = ").bind_text(res_type);
-                sql.push(" AND res_id > ").bind_text(res_id).push("))");
-            }
-            sql.push(" ORDER BY res_type, res_id").push_limit(i64::from(batch_size.max(1)));
-            let rows = dispatch!(&self.pool, pool => query_of!(&sql)
-                .fetch_all(pool)
-                .await
-                .and_then(|rows| rows.iter().map(BodyRow::from_row).collect::<Result<Vec<_>, _>>()))?;
-            let Some(last) = rows.last() else { break };
-            after = Some((last.res_type.clone(), last.res_id.clone()));
-            let mut tx = self.begin().await?;
-            for BodyRow { res_type, res_id, body } in &rows {
-                let resource_type = resource_type(res_type)?;
-                let res_id = logical_id(res_id)?;
-                let body: serde_json::Value = serde_json::from_str(body.as_deref().unwrap_or("{}"))
-                    .map_err(|error| {
-                        StoreError::Corrupt(format!("{res_type}/{res_id}: {error}"))
-                    })?;
-                let extraction = extract(&body, registry, resource_type);
-                tx.replace_index(resource_type, &res_id, &extraction.entries, false).await?;
-                n_indexed += 1;
-            }
-            tx.commit().await?;
-            tracing::info!(resources = n_indexed, "reindexed a batch");
+        after: Option<(ResourceType, &LogicalId)>,
+        limit: u32,
+    ) -> Result<Vec<LiveBody>, StoreError> {
+        let mut sql = Sql::new("SELECT res_type, res_id, body FROM resource WHERE NOT deleted");
+        if let Some((res_type, res_id)) = after {
+            sql.push(" AND (res_type > ").bind_text(res_type.as_str());
+            sql.push(" OR (res_type = ").bind_text(res_type.as_str());
+            sql.push(" AND res_id > ").bind_text(res_id.as_str()).push("))");
         }
-        Ok(n_indexed)
+        sql.push(" ORDER BY res_type, res_id").push_limit(i64::from(limit.max(1)));
+        let rows = dispatch!(&self.pool, pool => query_of!(&sql)
+            .fetch_all(pool)
+            .await
+            .and_then(|rows| rows.iter().map(BodyRow::from_row).collect::<Result<Vec<_>, _>>()))?;
+        rows.into_iter()
+            .map(|row| {
+                let res_type = resource_type(&row.res_type)?;
+                let res_id = logical_id(&row.res_id)?;
+                let body = row.body.ok_or_else(|| {
+                    StoreError::Corrupt(format!("{res_type}/{res_id} is live but has no body"))
+                })?;
+                Ok(LiveBody { res_type, res_id, body })
+            })
+            .collect()
     }
 }
 

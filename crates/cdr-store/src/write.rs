@@ -157,9 +157,23 @@ impl StoreTx {
         ids.iter().map(|id| logical_id(id)).collect()
     }
 
+    /// Replaces the index rows of one resource with `entries` (from `cdr_search::extract`), as a reindex
+    /// does.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn replace_index(
+        &mut self,
+        res_type: ResourceType,
+        res_id: &LogicalId,
+        entries: &[IndexEntry],
+    ) -> Result<(), StoreError> {
+        self.write_index(res_type, res_id, entries, false).await
+    }
+
     /// Replaces the index rows of one resource (no deletes for a `fresh` first version). On PostgreSQL the
     /// deletes and inserts go as one packed statement.
-    pub(crate) async fn replace_index(
+    async fn write_index(
         &mut self,
         res_type: ResourceType,
         res_id: &LogicalId,
@@ -220,7 +234,7 @@ impl StoreTx {
             .await?;
             Ok::<(), sqlx::Error>(())
         })?;
-        self.replace_index(new.res_type, new.res_id, new.index, new.version == VersionId::FIRST)
+        self.write_index(new.res_type, new.res_id, new.index, new.version == VersionId::FIRST)
             .await?;
         Ok(())
     }
