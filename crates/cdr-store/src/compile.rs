@@ -20,6 +20,7 @@ use cdr_model::ResourceType;
 
 use crate::StoreError;
 use crate::index::{INDEX_TABLES, decimal_to_f64};
+use crate::plan::Drive;
 use crate::sql::{Bind, Sql};
 
 /// The largest character, appended to a prefix to bound a range scan of the strings that start with it.
@@ -50,18 +51,6 @@ impl Anchor {
 /// studies) and sort them instead of walking the page order and stopping at a page; it never pulls up a
 /// subquery with an `OFFSET`. SQLite evaluates correlated subqueries per row anyway, and accepts the same text.
 const FENCE: &str = " LIMIT 1 OFFSET 0)";
-
-/// How the database is to find the matches of a page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Drive {
-    /// Walk the resources in page order (the sort parameter's index, or the ids) and test every clause on
-    /// each (correlated `EXISTS`): the right plan when matches are plentiful, as the walk stops at the page
-    /// size.
-    Order,
-    /// Enumerate the matches of this top-level clause (an uncorrelated `IN`), test the others on each, and
-    /// sort: the right plan when that clause matches few resources.
-    Clause(usize),
-}
 
 /// Appends the WHERE conditions of `query` (after `WHERE`, starting with the type filter) for the alias `r`
 /// of the `resource` table, in the form `drive` asks for; `fenced` keeps the other clauses tests of each
@@ -95,70 +84,6 @@ pub(crate) fn where_clause(
         compiler.criterion(&clause.criterion, &anchor)?;
     }
     Ok(())
-}
-
-/// How many resources a top-level clause may match, as far as planning needs to know.
-#[derive(Debug)]
-pub(crate) enum Selectivity<'a> {
-    /// Few by its nature: an id, an identifier, a reference to one resource, a chain or `_has` (whose inner
-    /// criteria name a patient or an order in practice).
-    Few,
-    /// Count its index rows, up to a cap ([`probe_sql`]).
-    Probe(&'a ParamFilter),
-    /// It cannot enumerate its matches (a negation, `:missing`, `:contains`, a composite).
-    Unusable,
-}
-
-/// The drive chosen without asking the data: the first clause that is few by nature, else the first that
-/// can enumerate its matches, else the page order. Conditional writes use it (their criteria are business
-/// identifiers), and so do searches of several types.
-pub(crate) fn usual_drive(query: &SearchQuery) -> Drive {
-    let mut usable = None;
-    for (index, clause) in query.clauses.iter().enumerate() {
-        match selectivity(&clause.criterion) {
-            Selectivity::Few => return Drive::Clause(index),
-            Selectivity::Probe(_) => {
-                usable.get_or_insert(index);
-            }
-            Selectivity::Unusable => {}
-        }
-    }
-    usable.map_or(Drive::Order, Drive::Clause)
-}
-
-/// The [`Selectivity`] of one top-level clause.
-pub(crate) fn selectivity(criterion: &Criterion) -> Selectivity<'_> {
-    let filter = match criterion {
-        Criterion::Chain { .. } | Criterion::Has { .. } => return Selectivity::Few,
-        Criterion::Param(filter) => filter,
-    };
-    if filter.param.code == "_id" && filter.modifier != Some(Modifier::Not) {
-        return Selectivity::Few;
-    }
-    let unusable = matches!(
-        filter.modifier,
-        Some(Modifier::Not | Modifier::NotIn | Modifier::Contains | Modifier::Missing)
-    ) || filter.param.param_type == SearchParamType::Composite
-        || filter.values.iter().any(|value| matches!(value, SearchValue::Missing(_)));
-    if unusable {
-        return Selectivity::Unusable;
-    }
-    let identifies = filter.param.code == "identifier"
-        && filter.values.iter().all(|value| match value {
-            SearchValue::Token(token) => token.code.is_some(),
-            SearchValue::OfType { .. } => true,
-            _ => false,
-        });
-    if identifies {
-        return Selectivity::Few;
-    }
-    let one_target = filter.values.iter().all(|value| {
-        matches!(value, SearchValue::Reference(reference) if reference.id.is_some() || reference.url.is_some())
-    });
-    if filter.param.param_type == SearchParamType::Reference && one_target {
-        return Selectivity::Few;
-    }
-    Selectivity::Probe(filter)
 }
 
 /// The query that counts the index rows of `filter` on `res_type`, up to `cap`, as `n`.

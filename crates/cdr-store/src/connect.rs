@@ -62,7 +62,7 @@ impl Store {
             // JIT compilation starts when a plan's estimated cost passes 100,000 (a count over a large type
             // can); it costs tens of milliseconds per query, and these short queries gain nothing from it.
             // Generic plans: the statements are prepared once per connection, and their SQL already fixes
-            // the plan's shape (see `compile::Drive`), so planning each execution for its bound values
+            // the plan's shape (see `plan::Drive`), so planning each execution for its bound values
             // (3 ms for a patient's reports, twice the execution) buys nothing.
             let options = PgConnectOptions::from_str(url)?.options([
                 ("statement_timeout", timeout_ms.as_str()),

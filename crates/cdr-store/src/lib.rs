@@ -24,24 +24,32 @@
 //! terminology here: `cdr-interactions` rewrites them into token lists first), reference `:above`/`:below`,
 //! `special` parameters.
 //!
-//! How a search is planned (a driving clause or a walk in page order) is in ARCHITECTURE.md; measured plans and
+//! Where each concern lives: `compile.rs` turns criteria into SQL conditions, `plan.rs` chooses how a search is
+//! driven (a driving clause or a walk in page order; its module doc has the reasoning and the figures),
+//! `page.rs` reads a page in sort order, `count.rs` the total, `include.rs` `_include`/`_revinclude` targets,
+//! `index.rs` the index tables and their rows, and `sql.rs` builds every statement's text; measured plans and
 //! figures at 100,000 ImagingStudy are in bench/README.md.
 
 mod compile;
 mod connect;
+mod count;
+mod include;
 mod index;
+mod page;
+mod plan;
 mod read;
+mod reindex;
 mod row;
-mod search;
 mod sql;
 mod write;
 
 use std::time::Duration;
 
-pub use crate::read::{HistoryEntry, HistoryQuery, HistoryScope, StoredVersion};
-pub use crate::search::{
-    FoundResource, LiveBody, PageDirection, PageKey, SearchPage, SearchRequest, SortValue,
+pub use crate::page::{
+    FoundResource, PageDirection, PageKey, SearchPage, SearchRequest, SortValue,
 };
+pub use crate::read::{HistoryEntry, HistoryQuery, HistoryScope, StoredVersion};
+pub use crate::reindex::LiveBody;
 pub use crate::write::{NewVersion, StoreTx, WriteMethod};
 
 /// How to reach the database.

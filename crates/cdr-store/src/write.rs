@@ -5,9 +5,10 @@ use cdr_model::{Instant, LogicalId, ResourceType, VersionId};
 use cdr_search::{IndexEntry, SearchQuery};
 use sqlx::{Postgres, Row, Sqlite, Transaction};
 
-use crate::compile::{usual_drive, where_clause};
+use crate::compile::where_clause;
 use crate::connect::{Pool, dispatch};
 use crate::index::replace_statements;
+use crate::plan::usual_drive;
 use crate::row::{logical_id, version_id};
 use crate::sql::{Sql, pack, query_of};
 use crate::{Store, StoreError};

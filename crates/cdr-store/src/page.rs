@@ -1,19 +1,19 @@
-//! Search queries: a page of matches in sort order with keyset paging, the total, `_include` and
-//! `_revinclude` targets, and `reindex`.
+//! A page of matches in sort order, with keyset paging: the page query, and the walk along a sort
+//! parameter's index.
 //!
 //! Paging is by keyset: every page is ordered by the `_sort` keys, then `(res_type, res_id)` as the
-//! tiebreaker (in the direction of the last key), and the next page starts strictly after the last row's key (the previous page strictly
-//! before the first row's). A resource without a value for a sort key sorts last in either direction.
+//! tiebreaker (in the direction of the last key), and the next page starts strictly after the last row's key
+//! (the previous page strictly before the first row's). A resource without a value for a sort key sorts last
+//! in either direction.
 
 use cdr_model::{Instant, LogicalId, ResourceType, VersionId};
-use cdr_search::{Include, SearchParamType, SearchQuery, SortKey};
+use cdr_search::{SearchParamType, SearchQuery, SortKey};
 use sqlx::{FromRow, Row};
 
-use crate::compile::{
-    Drive, MAX_CHAR, Selectivity, probe_sql, selectivity, table_of, usual_drive, where_clause,
-};
+use crate::compile::{MAX_CHAR, table_of, where_clause};
 use crate::connect::dispatch;
-use crate::row::{BodyRow, ResourceRow, logical_id, resource_type, version_id};
+use crate::plan::Drive;
+use crate::row::{ResourceRow, logical_id, resource_type, version_id};
 use crate::sql::{Bind, Sql, query_of};
 use crate::{Store, StoreError};
 
@@ -66,15 +66,6 @@ pub struct FoundResource {
     pub body: String,
     /// The resource's place in the search order (empty values for included resources).
     pub key: PageKey,
-}
-
-/// A live resource's stored body, as [`Store::live_bodies`] reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LiveBody {
-    pub res_type: ResourceType,
-    pub res_id: LogicalId,
-    /// The resource JSON as served.
-    pub body: String,
 }
 
 /// A page of matches, in order.
@@ -364,7 +355,7 @@ macro_rules! read_rows {
     };
 }
 
-fn found(rows: Vec<RawRow>) -> Result<Vec<FoundResource>, StoreError> {
+pub(crate) fn found(rows: Vec<RawRow>) -> Result<Vec<FoundResource>, StoreError> {
     rows.into_iter()
         .map(|(row, values)| {
             let res_type = resource_type(&row.res_type)?;
@@ -383,21 +374,6 @@ fn found(rows: Vec<RawRow>) -> Result<Vec<FoundResource>, StoreError> {
         })
         .collect()
 }
-
-/// Where planning stops counting a clause's index rows: past this many matches the walk in page order
-/// drives. Walking finds a page of n after testing about (n + 1) × T / c resources of the type (T resources, c
-/// matches); enumerating tests each of the c matches. When each enumerated match costs about what a walked
-/// resource does (its sort value, the other clauses: a few index lookups each), the two cross near
-/// c = √((n + 1) T): 460 for pages of 20 among 10,000 resources, 1,450 among 100,000.
-const PROBE_CAP: i64 = 1_000;
-
-/// The cap for a lone unsorted clause, whose enumerated matches only need their ids sorted: a tenth of a
-/// walked resource's cost or less, which moves the crossing up by √10 (measured at 50,000 patients: a family
-/// name with 1,200 matches ran at 430 searches/s walked, 830 enumerated).
-const LONE_PROBE_CAP: i64 = 4_000;
-
-/// Most sources per `IN (…)` list of an include query.
-const INCLUDE_CHUNK: usize = 500;
 
 impl Store {
     /// One page of matches, in search order.
@@ -473,205 +449,6 @@ impl Store {
         }
         Ok(rows)
     }
-
-    /// The [`Drive`] of a search of one type. Neither planner can tell a common value from a rare one in the
-    /// index tables (SQLite plans before it sees the bound values; PostgreSQL's statistics see a column's
-    /// common values, not those of one parameter), so the store asks the data: a clause that is few by
-    /// nature drives; else each clause that can enumerate its matches counts its index rows up to
-    /// [`PROBE_CAP`] (or [`LONE_PROBE_CAP`]), and the one with the fewest drives if that is under the cap
-    /// (or always, for `counting`, which needs every match anyway); else the walk in page order does.
-    async fn drive(
-        &self,
-        query: &SearchQuery,
-        types: &[ResourceType],
-        now_micros: i64,
-        counting: bool,
-    ) -> Result<Drive, StoreError> {
-        let [res_type] = types else { return Ok(usual_drive(query)) };
-        let cap = if query.clauses.len() == 1 && query.sort.is_empty() {
-            LONE_PROBE_CAP
-        } else {
-            PROBE_CAP
-        };
-        let mut probes = Vec::new();
-        for (index, clause) in query.clauses.iter().enumerate() {
-            match selectivity(&clause.criterion) {
-                Selectivity::Few => return Ok(Drive::Clause(index)),
-                Selectivity::Unusable => {}
-                Selectivity::Probe(filter) => {
-                    probes.push((index, probe_sql(filter, *res_type, now_micros, cap)?));
-                }
-            }
-        }
-        let mut fewest: Option<(i64, usize)> = None;
-        for (index, sql) in probes {
-            let count = dispatch!(&self.pool, pool => query_of!(&sql)
-                .fetch_one(pool)
-                .await
-                .and_then(|row| row.try_get::<i64, _>("n")))?;
-            if fewest.is_none_or(|(least, _)| count < least) {
-                fewest = Some((count, index));
-            }
-        }
-        Ok(match fewest {
-            Some((count, index)) if counting || count < cap => Drive::Clause(index),
-            _ => Drive::Order,
-        })
-    }
-
-    /// The number of matches.
-    ///
-    /// # Errors
-    /// As [`Store::search`].
-    pub async fn count(
-        &self,
-        query: &SearchQuery,
-        types: &[ResourceType],
-        now_micros: i64,
-    ) -> Result<i64, StoreError> {
-        let drive = self.drive(query, types, now_micros, true).await?;
-        let mut sql = Sql::new("SELECT COUNT(*) AS n FROM resource r WHERE ");
-        where_clause(&mut sql, query, types, now_micros, drive, false)?;
-        let count = dispatch!(&self.pool, pool => query_of!(&sql)
-            .fetch_one(pool)
-            .await
-            .and_then(|row| row.try_get::<i64, _>("n")))?;
-        Ok(count)
-    }
-
-    /// The live resources that `sources` point to through `include` (`reverse`: that point to `sources`), at
-    /// most `limit` of them.
-    ///
-    /// # Errors
-    /// On database failure.
-    pub async fn include(
-        &self,
-        sources: &[(ResourceType, LogicalId)],
-        include: &Include,
-        reverse: bool,
-        limit: i64,
-    ) -> Result<Vec<FoundResource>, StoreError> {
-        let mut by_type: Vec<(ResourceType, Vec<&str>)> = Vec::new();
-        for (res_type, res_id) in sources {
-            match by_type.iter_mut().find(|(known, _)| known == res_type) {
-                Some((_, ids)) => ids.push(res_id.as_str()),
-                None => by_type.push((*res_type, vec![res_id.as_str()])),
-            }
-        }
-        let mut results: Vec<FoundResource> = Vec::new();
-        for (res_type, ids) in by_type {
-            for chunk in ids.chunks(INCLUDE_CHUNK) {
-                let Some(sql) = include_sql(res_type, chunk, include, reverse, limit) else {
-                    continue;
-                };
-                let kinds: Vec<SortKind> = Vec::new();
-                let rows = dispatch!(&self.pool, pool => query_of!(&sql)
-                    .fetch_all(pool)
-                    .await
-                    .and_then(|rows| read_rows!(rows, kinds)))?;
-                for resource in found(rows)? {
-                    let known = results.iter().any(|other| {
-                        other.res_type == resource.res_type && other.res_id == resource.res_id
-                    });
-                    if !known {
-                        results.push(resource);
-                    }
-                }
-            }
-        }
-        results.truncate(usize::try_from(limit).unwrap_or(0));
-        Ok(results)
-    }
-
-    /// Whether live resources exist but no index rows do: a database written before the search index tables
-    /// existed (every live resource has at least its `_lastUpdated` date row).
-    ///
-    /// # Errors
-    /// On database failure.
-    pub async fn needs_reindex(&self) -> Result<bool, StoreError> {
-        let sql = Sql::new(
-            "SELECT CASE WHEN EXISTS (SELECT 1 FROM resource WHERE NOT deleted) \
-             AND NOT EXISTS (SELECT 1 FROM idx_date) THEN 1 ELSE 0 END AS needed",
-        );
-        let needed = dispatch!(&self.pool, pool => query_of!(&sql)
-            .fetch_one(pool)
-            .await
-            .and_then(|row| row.try_get::<i32, _>("needed")))?;
-        Ok(needed == 1)
-    }
-
-    /// At most `limit` live resources with their bodies, in `(type, id)` order, strictly after `after`: the
-    /// batches a reindex reads.
-    ///
-    /// # Errors
-    /// On database failure, or a live resource without a body.
-    pub async fn live_bodies(
-        &self,
-        after: Option<(ResourceType, &LogicalId)>,
-        limit: u32,
-    ) -> Result<Vec<LiveBody>, StoreError> {
-        let mut sql = Sql::new("SELECT res_type, res_id, body FROM resource WHERE NOT deleted");
-        if let Some((res_type, res_id)) = after {
-            sql.push(" AND (res_type > ").bind_text(res_type.as_str());
-            sql.push(" OR (res_type = ").bind_text(res_type.as_str());
-            sql.push(" AND res_id > ").bind_text(res_id.as_str()).push("))");
-        }
-        sql.push(" ORDER BY res_type, res_id").push_limit(i64::from(limit.max(1)));
-        let rows = dispatch!(&self.pool, pool => query_of!(&sql)
-            .fetch_all(pool)
-            .await
-            .and_then(|rows| rows.iter().map(BodyRow::from_row).collect::<Result<Vec<_>, _>>()))?;
-        rows.into_iter()
-            .map(|row| {
-                let res_type = resource_type(&row.res_type)?;
-                let res_id = logical_id(&row.res_id)?;
-                let body = row.body.ok_or_else(|| {
-                    StoreError::Corrupt(format!("{res_type}/{res_id} is live but has no body"))
-                })?;
-                Ok(LiveBody { res_type, res_id, body })
-            })
-            .collect()
-    }
-}
-
-fn include_sql(
-    res_type: ResourceType,
-    ids: &[&str],
-    include: &Include,
-    reverse: bool,
-    limit: i64,
-) -> Option<Sql> {
-    if include.source_type.is_some_and(|source| !reverse && source != res_type) {
-        return None;
-    }
-    let mut sql = Sql::new(
-        "SELECT DISTINCT t.res_type, t.res_id, t.version, t.last_updated, t.body FROM idx_reference x JOIN resource t ON ",
-    );
-    if reverse {
-        sql.push("t.res_type = x.res_type AND t.res_id = x.res_id WHERE NOT t.deleted");
-        if let Some(source) = include.source_type {
-            sql.push(" AND x.res_type = ").bind_text(source.as_str());
-        }
-        if let Some(target) = include.target_type
-            && target != res_type
-        {
-            return None;
-        }
-        sql.push(" AND x.target_type = ").bind_text(res_type.as_str());
-        sql.push(" AND x.target_id IN ").bind_text_list(ids.iter().copied());
-    } else {
-        sql.push("t.res_type = x.target_type AND t.res_id = x.target_id WHERE NOT t.deleted");
-        sql.push(" AND x.res_type = ").bind_text(res_type.as_str());
-        sql.push(" AND x.res_id IN ").bind_text_list(ids.iter().copied());
-        if let Some(target) = include.target_type {
-            sql.push(" AND x.target_type = ").bind_text(target.as_str());
-        }
-    }
-    if let Some(param) = &include.param {
-        sql.push(" AND x.param = ").bind_text(param);
-    }
-    sql.push(" ORDER BY t.res_type, t.res_id").push_limit(limit);
-    Some(sql)
 }
 
 #[cfg(test)]
@@ -680,6 +457,8 @@ mod tests {
     use cdr_search::{SearchParamRegistry, parse_query};
 
     use super::*;
+    use crate::compile::probe_sql;
+    use crate::plan::{PROBE_CAP, Selectivity, selectivity};
 
     /// Every SQL text a search may run: the page query in both drives, the stretches of a sort walk, and
     /// the probes of planning.
