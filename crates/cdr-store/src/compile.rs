@@ -19,7 +19,7 @@ use cdr_search::{
 use cdr_model::ResourceType;
 
 use crate::StoreError;
-use crate::index::{INDEX_TABLES, decimal_to_f64};
+use crate::index::{IndexTable, decimal_to_f64};
 use crate::plan::Drive;
 use crate::sql::{Bind, Sql};
 
@@ -118,23 +118,9 @@ fn not_supported(message: impl Into<String>) -> StoreError {
     StoreError::NotSupported(message.into())
 }
 
-/// The index table of a parameter type.
+/// The index table of a parameter type, by name.
 pub(crate) fn table_of(param_type: SearchParamType) -> Result<&'static str, StoreError> {
-    Ok(match param_type {
-        SearchParamType::Token => "idx_token",
-        SearchParamType::String => "idx_string",
-        SearchParamType::Date => "idx_date",
-        SearchParamType::Reference => "idx_reference",
-        SearchParamType::Quantity => "idx_quantity",
-        SearchParamType::Number => "idx_number",
-        SearchParamType::Uri => "idx_uri",
-        SearchParamType::Composite | SearchParamType::Special => {
-            return Err(not_supported(format!(
-                "{} parameters cannot be used here",
-                param_type.as_str()
-            )));
-        }
-    })
+    Ok(IndexTable::of(param_type)?.name())
 }
 
 /// The index table of a composite component, from the type of its search value.
@@ -359,12 +345,12 @@ impl Compiler<'_> {
     ) -> Result<(), StoreError> {
         let component_code = format!("{code}$0");
         self.sql.push(if missing { "(" } else { "NOT (" });
-        for (index, table) in INDEX_TABLES.iter().enumerate() {
+        for (index, table) in IndexTable::ALL.iter().enumerate() {
             if index > 0 {
                 self.sql.push(" AND ");
             }
             let alias = self.alias("m");
-            self.sql.push("NOT EXISTS (SELECT 1 FROM ").push(table).push(" ").push(&alias);
+            self.sql.push("NOT EXISTS (SELECT 1 FROM ").push(table.name()).push(" ").push(&alias);
             self.correlate(&alias, anchor, &component_code);
             self.sql.push(anchor.exists_end());
         }

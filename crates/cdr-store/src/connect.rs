@@ -6,6 +6,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+use crate::index::IndexTable;
 use crate::{Backend, Store, StoreConfig, StoreError};
 
 #[derive(Debug, Clone)]
@@ -34,18 +35,10 @@ pub(crate) use dispatch;
 /// the operating system's cache).
 const SQLITE_MMAP_BYTES: u64 = 16 << 30;
 
-/// The store's PostgreSQL tables, each with the statement that refreshes its statistics.
-const ANALYZE_STATEMENTS: [(&str, &str); 9] = [
-    ("resource", "ANALYZE resource"),
-    ("resource_version", "ANALYZE resource_version"),
-    ("idx_token", "ANALYZE idx_token"),
-    ("idx_string", "ANALYZE idx_string"),
-    ("idx_date", "ANALYZE idx_date"),
-    ("idx_reference", "ANALYZE idx_reference"),
-    ("idx_quantity", "ANALYZE idx_quantity"),
-    ("idx_number", "ANALYZE idx_number"),
-    ("idx_uri", "ANALYZE idx_uri"),
-];
+/// The store's PostgreSQL tables besides the index tables ([`IndexTable`]), each with the statement that
+/// refreshes its statistics.
+const ANALYZE_STATEMENTS: [(&str, &str); 2] =
+    [("resource", "ANALYZE resource"), ("resource_version", "ANALYZE resource_version")];
 
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -164,7 +157,8 @@ impl Store {
                 )
                 .fetch_all(pool)
                 .await?;
-                for (table, statement) in ANALYZE_STATEMENTS {
+                let index_tables = IndexTable::ALL.map(|table| (table.name(), table.analyze()));
+                for (table, statement) in ANALYZE_STATEMENTS.into_iter().chain(index_tables) {
                     if stale.iter().any(|name| name == table) {
                         sqlx::query(statement).execute(pool).await?;
                     }

@@ -1,4 +1,5 @@
-//! Index rows: the [`IndexEntry`] values of `cdr-search` as rows of the `idx_*` tables.
+//! The index tables ([`IndexTable`]: names, value and sort columns, which parameter types they hold), and the
+//! [`IndexEntry`] values of `cdr-search` as their rows.
 //!
 //! Composite values are written component by component into each component's table under the code
 //! `code$N` with a `grp` number shared by the components of one value; plain rows have `grp` 0.
@@ -6,20 +7,120 @@
 use std::collections::HashMap;
 
 use cdr_model::{LogicalId, ResourceType};
-use cdr_search::{IndexEntry, IndexValue};
+use cdr_search::{IndexEntry, IndexValue, SearchParamType};
 
+use crate::StoreError;
 use crate::sql::{Bind, Sql};
 
-/// The index tables, in the order rows are deleted and inserted.
-pub(crate) const INDEX_TABLES: [&str; 7] = [
-    "idx_token",
-    "idx_string",
-    "idx_date",
-    "idx_reference",
-    "idx_quantity",
-    "idx_number",
-    "idx_uri",
-];
+/// One of the index tables: where the rows of the search parameters of one type live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum IndexTable {
+    Token,
+    String,
+    Date,
+    Reference,
+    Quantity,
+    Number,
+    Uri,
+}
+
+/// The kind of value a sort on an index table's sort column yields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SortKind {
+    Int,
+    Float,
+    Text,
+}
+
+impl IndexTable {
+    /// Every index table, in the order rows are deleted and inserted.
+    pub(crate) const ALL: [IndexTable; 7] = [
+        IndexTable::Token,
+        IndexTable::String,
+        IndexTable::Date,
+        IndexTable::Reference,
+        IndexTable::Quantity,
+        IndexTable::Number,
+        IndexTable::Uri,
+    ];
+
+    /// The table that holds the rows of a parameter type.
+    pub(crate) fn of(param_type: SearchParamType) -> Result<IndexTable, StoreError> {
+        Ok(match param_type {
+            SearchParamType::Token => IndexTable::Token,
+            SearchParamType::String => IndexTable::String,
+            SearchParamType::Date => IndexTable::Date,
+            SearchParamType::Reference => IndexTable::Reference,
+            SearchParamType::Quantity => IndexTable::Quantity,
+            SearchParamType::Number => IndexTable::Number,
+            SearchParamType::Uri => IndexTable::Uri,
+            SearchParamType::Composite | SearchParamType::Special => {
+                return Err(StoreError::NotSupported(format!(
+                    "{} parameters cannot be used here",
+                    param_type.as_str()
+                )));
+            }
+        })
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            IndexTable::Token => "idx_token",
+            IndexTable::String => "idx_string",
+            IndexTable::Date => "idx_date",
+            IndexTable::Reference => "idx_reference",
+            IndexTable::Quantity => "idx_quantity",
+            IndexTable::Number => "idx_number",
+            IndexTable::Uri => "idx_uri",
+        }
+    }
+
+    /// The statement that refreshes the table's PostgreSQL planner statistics.
+    pub(crate) fn analyze(self) -> &'static str {
+        match self {
+            IndexTable::Token => "ANALYZE idx_token",
+            IndexTable::String => "ANALYZE idx_string",
+            IndexTable::Date => "ANALYZE idx_date",
+            IndexTable::Reference => "ANALYZE idx_reference",
+            IndexTable::Quantity => "ANALYZE idx_quantity",
+            IndexTable::Number => "ANALYZE idx_number",
+            IndexTable::Uri => "ANALYZE idx_uri",
+        }
+    }
+
+    /// The value columns, in the order [`value_row`] binds them.
+    fn value_columns(self) -> &'static str {
+        match self {
+            IndexTable::Token => "system, code, text, type_system, type_code",
+            IndexTable::String => "normalized, exact",
+            IndexTable::Date => "low, high",
+            IndexTable::Reference => "target_type, target_id, version, url, id_system, id_value",
+            IndexTable::Quantity => "system, code, unit, low, high, value",
+            IndexTable::Number => "low, high, value",
+            IndexTable::Uri => "uri",
+        }
+    }
+
+    /// The value column a sort on a parameter of this table reads: its position among the value columns,
+    /// its name, and the kind of value it yields.
+    fn sort(self) -> (usize, &'static str, SortKind) {
+        match self {
+            IndexTable::Token => (1, "code", SortKind::Text),
+            IndexTable::String => (0, "normalized", SortKind::Text),
+            IndexTable::Date => (0, "low", SortKind::Int),
+            IndexTable::Reference => (1, "target_id", SortKind::Text),
+            IndexTable::Quantity => (5, "value", SortKind::Float),
+            IndexTable::Number => (2, "value", SortKind::Float),
+            IndexTable::Uri => (0, "uri", SortKind::Text),
+        }
+    }
+
+    /// The name and kind of the sort column (see [`IndexTable::sort`]).
+    pub(crate) fn sort_column(self) -> (&'static str, SortKind) {
+        let (_, column, kind) = self.sort();
+        (column, kind)
+    }
+}
 
 /// Most rows per multi-row `INSERT` (keeps every statement well under both backends' bind limits).
 const ROWS_PER_INSERT: usize = 400;
@@ -27,7 +128,7 @@ const ROWS_PER_INSERT: usize = 400;
 /// One row of one index table: the table, its value columns and their binds.
 #[derive(Debug, Clone)]
 struct IndexRow {
-    table: usize,
+    table: IndexTable,
     param: String,
     grp: i64,
     values: Vec<Bind>,
@@ -35,20 +136,6 @@ struct IndexRow {
     /// (migration 0004 defines the roles).
     sort_role: i64,
 }
-
-/// The value columns of each table, in [`INDEX_TABLES`] order.
-const VALUE_COLUMNS: [&str; 7] = [
-    "system, code, text, type_system, type_code",
-    "normalized, exact",
-    "low, high",
-    "target_type, target_id, version, url, id_system, id_value",
-    "system, code, unit, low, high, value",
-    "low, high, value",
-    "uri",
-];
-
-/// Which of each table's value columns a sort on the parameter reads.
-pub(crate) const SORT_COLUMNS: [usize; 7] = [1, 0, 0, 1, 5, 2, 0];
 
 /// Longest text an index column holds, in bytes: longer values keep their first bytes (at a character
 /// boundary), so that every index row stays far below PostgreSQL's B-tree entry limit (about 2.7 kB).
@@ -85,10 +172,10 @@ fn text(value: Option<&str>) -> Bind {
 }
 
 /// The table index and value binds of one non-composite index value.
-fn value_row(value: &IndexValue) -> Option<(usize, Vec<Bind>)> {
+fn value_row(value: &IndexValue) -> Option<(IndexTable, Vec<Bind>)> {
     let row = match value {
         IndexValue::Token(token) => (
-            0,
+            IndexTable::Token,
             vec![
                 text(token.system.as_deref()),
                 text(token.code.as_deref()),
@@ -98,11 +185,13 @@ fn value_row(value: &IndexValue) -> Option<(usize, Vec<Bind>)> {
             ],
         ),
         IndexValue::String { normalized, exact } => {
-            (1, vec![Bind::Text(normalized.clone()), Bind::Text(exact.clone())])
+            (IndexTable::String, vec![Bind::Text(normalized.clone()), Bind::Text(exact.clone())])
         }
-        IndexValue::Date(range) => (2, vec![Bind::Int(range.low), Bind::Int(range.high)]),
+        IndexValue::Date(range) => {
+            (IndexTable::Date, vec![Bind::Int(range.low), Bind::Int(range.high)])
+        }
         IndexValue::Reference(reference) => (
-            3,
+            IndexTable::Reference,
             vec![
                 text(reference.target_type.map(ResourceType::as_str)),
                 text(reference.target_id.as_deref()),
@@ -113,7 +202,7 @@ fn value_row(value: &IndexValue) -> Option<(usize, Vec<Bind>)> {
             ],
         ),
         IndexValue::Quantity(quantity) => (
-            4,
+            IndexTable::Quantity,
             vec![
                 text(quantity.system.as_deref()),
                 text(quantity.code.as_deref()),
@@ -124,14 +213,14 @@ fn value_row(value: &IndexValue) -> Option<(usize, Vec<Bind>)> {
             ],
         ),
         IndexValue::Number(number) => (
-            5,
+            IndexTable::Number,
             vec![
                 Bind::Float(decimal_to_f64(&number.low)),
                 Bind::Float(decimal_to_f64(&number.high)),
                 Bind::Float(decimal_to_f64(&number.value)),
             ],
         ),
-        IndexValue::Uri(uri) => (6, vec![Bind::Text(uri.clone())]),
+        IndexValue::Uri(uri) => (IndexTable::Uri, vec![Bind::Text(uri.clone())]),
         IndexValue::Composite(_) => return None,
     };
     Some(row)
@@ -179,7 +268,7 @@ fn rows_of(entries: &[IndexEntry]) -> Vec<IndexRow> {
 /// highest (role 2; 3 when one row is both). Rows without a sort value (a token without a code) take no role.
 fn assign_sort_roles(rows: &mut [IndexRow]) {
     // (table, parameter) → positions of its lowest and highest rows so far.
-    let mut extremes: HashMap<(usize, &str), (usize, usize)> = HashMap::new();
+    let mut extremes: HashMap<(IndexTable, &str), (usize, usize)> = HashMap::new();
     for (position, row) in rows.iter().enumerate() {
         let Some(value) = sort_value(row).filter(|_| row.grp == 0) else { continue };
         let (lowest, highest) =
@@ -200,7 +289,7 @@ fn assign_sort_roles(rows: &mut [IndexRow]) {
 
 /// The value a sort on the row's parameter reads, if it has one.
 fn sort_value(row: &IndexRow) -> Option<&Bind> {
-    match &row.values[SORT_COLUMNS[row.table]] {
+    match &row.values[row.table.sort().0] {
         Bind::OptText(None) => None,
         value => Some(value),
     }
@@ -229,21 +318,20 @@ pub(crate) fn replace_statements(
     fresh: bool,
 ) -> Vec<Sql> {
     let mut statements = Vec::new();
-    for table in INDEX_TABLES.iter().filter(|_| !fresh) {
+    for table in IndexTable::ALL.iter().filter(|_| !fresh) {
         let mut sql = Sql::new("DELETE FROM ");
-        sql.push(table).push(" WHERE res_type = ").bind_text(res_type.as_str());
+        sql.push(table.name()).push(" WHERE res_type = ").bind_text(res_type.as_str());
         sql.push(" AND res_id = ").bind_text(res_id.as_str());
         statements.push(sql);
     }
     let rows = rows_of(entries);
-    for (table_index, table) in INDEX_TABLES.iter().enumerate() {
-        let table_rows: Vec<&IndexRow> =
-            rows.iter().filter(|row| row.table == table_index).collect();
+    for table in IndexTable::ALL {
+        let table_rows: Vec<&IndexRow> = rows.iter().filter(|row| row.table == table).collect();
         for chunk in table_rows.chunks(ROWS_PER_INSERT) {
             let mut sql = Sql::new("INSERT INTO ");
-            sql.push(table)
+            sql.push(table.name())
                 .push(" (res_type, res_id, param, grp, ")
-                .push(VALUE_COLUMNS[table_index])
+                .push(table.value_columns())
                 .push(", sort_role) VALUES ");
             for (row_index, row) in chunk.iter().enumerate() {
                 if row_index > 0 {
@@ -316,6 +404,17 @@ mod tests {
         let expected: Vec<(String, i64)> =
             expected.iter().map(|(code, role)| ((*code).to_owned(), *role)).collect();
         assert_eq!(roles, expected);
+    }
+
+    /// Each table's sort column is the value column at its stated position.
+    #[test]
+    fn sort_columns_are_value_columns() {
+        for table in IndexTable::ALL {
+            let (position, column, _) = table.sort();
+            let columns: Vec<&str> = table.value_columns().split(", ").collect();
+            assert_eq!(columns[position], column, "{}", table.name());
+            assert_eq!(table.analyze(), format!("ANALYZE {}", table.name()));
+        }
     }
 
     #[test]

@@ -10,8 +10,9 @@ use cdr_model::{Instant, LogicalId, ResourceType, VersionId};
 use cdr_search::{SearchParamType, SearchQuery, SortKey};
 use sqlx::{FromRow, Row};
 
-use crate::compile::{MAX_CHAR, table_of, where_clause};
+use crate::compile::{MAX_CHAR, where_clause};
 use crate::connect::dispatch;
+use crate::index::{IndexTable, SortKind};
 use crate::plan::Drive;
 use crate::row::{ResourceRow, logical_id, resource_type, version_id};
 use crate::sql::{Bind, Sql, query_of};
@@ -76,27 +77,14 @@ pub struct SearchPage {
     pub more: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SortKind {
-    Int,
-    Float,
-    Text,
-}
-
 /// The index table and column a sort on an indexed parameter reads, and the kind of value it yields.
 fn sort_column(key: &SortKey) -> Result<(&'static str, &'static str, SortKind), StoreError> {
-    let (column, kind) = match key.param.param_type {
-        SearchParamType::Date => ("low", SortKind::Int),
-        SearchParamType::Number | SearchParamType::Quantity => ("value", SortKind::Float),
-        SearchParamType::String => ("normalized", SortKind::Text),
-        SearchParamType::Token => ("code", SortKind::Text),
-        SearchParamType::Reference => ("target_id", SortKind::Text),
-        SearchParamType::Uri => ("uri", SortKind::Text),
-        SearchParamType::Composite | SearchParamType::Special => {
-            return Err(StoreError::NotSupported(format!("cannot sort by '{}'", key.param.code)));
-        }
-    };
-    Ok((table_of(key.param.param_type)?, column, kind))
+    if matches!(key.param.param_type, SearchParamType::Composite | SearchParamType::Special) {
+        return Err(StoreError::NotSupported(format!("cannot sort by '{}'", key.param.code)));
+    }
+    let table = IndexTable::of(key.param.param_type)?;
+    let (column, kind) = table.sort_column();
+    Ok((table.name(), column, kind))
 }
 
 /// The value standing for "no value" in a sort key: it sorts after every real value in the key's direction.
