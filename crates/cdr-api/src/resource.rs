@@ -9,9 +9,8 @@ use cdr_interactions::{VersionedResource, WriteOutcome, WriteStatus};
 use cdr_model::Instant;
 
 use crate::error::ApiError;
-use crate::extract::{
-    BaseUrl, FhirBody, FhirPath, IfMatch, IfNoneExist, PreferReturn, parse_etag_version,
-};
+use crate::extract::{FhirBody, FhirPath, IfMatch, IfNoneExist, PreferReturn, parse_etag_version};
+use crate::links::BaseUrl;
 use crate::respond::{fhir_json, informational, version_headers, write_response};
 use crate::{AppState, search};
 
