@@ -1,5 +1,6 @@
 //! The bounds on a request: the cap on requests in flight (503 with `Retry-After`), the request
-//! deadline (503) and the body-read deadline (408), each answered with an OperationOutcome.
+//! deadline (503) and the body-read deadline (408), each answered with an OperationOutcome; and page
+//! sizes configured as 0, which page by one instead of panicking.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -90,3 +91,32 @@ backend_tests!(
     a_stalled_body_gets_408,
     a_request_over_its_deadline_gets_503,
 );
+
+mod zero_page_sizes {
+    use cdr_interactions::EngineConfig;
+
+    use crate::backend_tests;
+    use crate::helpers::{TestApp, engine_config};
+
+    fn zero_page_sizes() -> EngineConfig {
+        EngineConfig { default_page_size: 0, max_page_size: 0, ..engine_config() }
+    }
+
+    async fn searches_page_by_one(app: &TestApp) {
+        for family in ["Tremblay", "Roy"] {
+            app.create(
+                "Patient",
+                &format!(r#"{{"resourceType":"Patient","name":[{{"family":"{family}"}}]}}"#),
+            )
+            .await;
+        }
+        for (query, expected) in [("Patient", 1), ("Patient?_count=10", 1), ("Patient?_count=0", 0)]
+        {
+            let bundle = app.search(query).await;
+            let entries = bundle["entry"].as_array().map_or(0, Vec::len);
+            assert_eq!(entries, expected, "{query}: {bundle}");
+        }
+    }
+
+    backend_tests!(with super::zero_page_sizes(); searches_page_by_one);
+}
