@@ -41,9 +41,9 @@ impl Server {
             .current_dir(&folder)
             .env_remove("PROFILES_DIR")
             .env_remove("BASE_URL")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "info,tower_http=debug")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(folder.join("server.log")).unwrap())
             .spawn()
             .unwrap();
         let mut server = Server { child, address, folder };
@@ -59,6 +59,11 @@ impl Server {
             assert!(started.elapsed() < Duration::from_secs(120), "the server did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// What the server has logged so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.folder.join("server.log")).unwrap()
     }
 
     fn connect(&self) -> TcpStream {
@@ -187,6 +192,24 @@ fn shutdown_waits_for_requests_at_most_the_shutdown_timeout() {
     assert!(status.success(), "{status}");
     assert!(elapsed >= Duration::from_millis(900), "stopped after {elapsed:?}");
     assert!(elapsed < Duration::from_secs(10), "stopped after {elapsed:?}");
+}
+
+#[test]
+fn request_logs_name_query_parameters_but_never_their_values() {
+    let mut server = Server::start(&[]);
+    let response = server
+        .try_request(
+            "GET /fhir/Patient?identifier=https%3A%2F%2Fehealthontario.ca%7C9876543217&family=Tremblay \
+             HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    server.terminate(Duration::from_secs(20));
+    let log = server.log();
+    assert!(log.contains("identifier=…&family=…"), "{log}");
+    for value in ["9876543217", "Tremblay", "ehealthontario"] {
+        assert!(!log.contains(value), "{value} in {log}");
+    }
 }
 
 #[test]
