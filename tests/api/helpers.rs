@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
-use cdr_api::{ApiConfig, AppState};
+use cdr_api::{ApiConfig, AppState, LinkConfig};
 use cdr_interactions::{Engine, EngineConfig, Profiles, ValidationMode};
 use cdr_search::SearchParamRegistry;
 use cdr_store::{Store, StoreConfig};
@@ -28,6 +28,7 @@ pub(crate) enum Backend {
 /// The application on its own database.
 pub(crate) struct TestApp {
     router: Router,
+    engine: Engine,
     store: Store,
     cleanup: Cleanup,
 }
@@ -166,10 +167,13 @@ impl TestApp {
         let store = Store::connect(&config).await.expect("connect to the test database");
         store.migrate().await.expect("migrate the test database");
         let engine = Engine::new(store.clone(), profiles(), engine_config, search_params().clone());
-        let api_config =
-            ApiConfig { max_body_bytes: 64 * 1024, base_url: Some("http://cdr.test/fhir".into()) };
-        let router = cdr_api::app(AppState::new(engine, api_config));
-        TestApp { router, store, cleanup }
+        let router = cdr_api::app(AppState::new(engine.clone(), api_config()));
+        TestApp { router, engine, store, cleanup }
+    }
+
+    /// The application on the same database with other HTTP settings.
+    pub(crate) fn router_with(&self, config: ApiConfig) -> Router {
+        cdr_api::app(AppState::new(self.engine.clone(), config))
     }
 
     /// Closes the database pool under the running application, as a lost database would.
@@ -208,11 +212,7 @@ impl TestApp {
     }
 
     pub(crate) async fn send(&self, request: Request<Body>) -> TestResponse {
-        let response =
-            self.router.clone().oneshot(request).await.expect("the router is infallible");
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.expect("read the response body").to_bytes().to_vec();
-        TestResponse { status: parts.status, headers: parts.headers, body }
+        send_to(&self.router, request).await
     }
 
     pub(crate) async fn request(
@@ -264,6 +264,26 @@ impl TestApp {
         assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
         response.json()["id"].as_str().expect("created resource has an id").to_owned()
     }
+}
+
+/// The HTTP settings of [`TestApp`]: small bodies, links under `http://cdr.test/fhir`.
+pub(crate) fn api_config() -> ApiConfig {
+    ApiConfig {
+        max_body_bytes: 64 * 1024,
+        links: LinkConfig {
+            base_url: Some("http://cdr.test/fhir".parse().expect("a valid base URL")),
+            ..LinkConfig::default()
+        },
+        ..ApiConfig::default()
+    }
+}
+
+/// Sends a request to `router` and reads the whole response.
+pub(crate) async fn send_to(router: &Router, request: Request<Body>) -> TestResponse {
+    let response = router.clone().oneshot(request).await.expect("the router is infallible");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("read the response body").to_bytes().to_vec();
+    TestResponse { status: parts.status, headers: parts.headers, body }
 }
 
 async fn connect_admin(url: &str) -> sqlx::PgConnection {

@@ -10,10 +10,12 @@
 
 mod helpers;
 
+mod bounds;
 mod concurrency;
 mod conditional;
 mod errors;
 mod history;
+mod links;
 mod rest;
 mod search;
 mod search_results;

@@ -1,10 +1,13 @@
 //! `ApiError` and the one table that maps every error to an HTTP status and an OperationOutcome.
 
+use std::time::Duration;
+
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cdr_interactions::InteractionError;
 use cdr_model::{Issue, IssueSeverity, IssueType, OperationOutcome};
 
+use crate::bounds::RETRY_AFTER_SECONDS;
 use crate::respond::FHIR_JSON;
 
 /// Every way a request can fail at the HTTP surface.
@@ -31,6 +34,15 @@ pub enum ApiError {
     /// The body is larger than the configured limit.
     #[error("the body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    /// Too many requests are in flight; the client may retry after `Retry-After`.
+    #[error("the server is busy: too many requests in flight; retry shortly")]
+    Overloaded,
+    /// The request took longer than the request timeout.
+    #[error("the request took longer than the limit of {} s", .0.as_secs_f64())]
+    RequestTimeout(Duration),
+    /// The client sent nothing of the body for longer than the body-read timeout.
+    #[error("no part of the request body arrived within {} s", .0.as_secs_f64())]
+    BodyTimeout(Duration),
     /// The handler panicked; caught so the client still gets an OperationOutcome.
     #[error("the request handler panicked: {0}")]
     Panic(String),
@@ -90,6 +102,9 @@ impl ApiError {
                 map(StatusCode::UNSUPPORTED_MEDIA_TYPE, IssueType::NotSupported)
             }
             ApiError::PayloadTooLarge(_) => map(StatusCode::PAYLOAD_TOO_LARGE, IssueType::TooLong),
+            ApiError::Overloaded => map(StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient),
+            ApiError::RequestTimeout(_) => map(StatusCode::SERVICE_UNAVAILABLE, IssueType::Timeout),
+            ApiError::BodyTimeout(_) => map(StatusCode::REQUEST_TIMEOUT, IssueType::Timeout),
             ApiError::Panic(_) => Mapping {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
                 code: IssueType::Exception,
@@ -138,6 +153,11 @@ impl IntoResponse for ApiError {
             if let Ok(date) = HeaderValue::from_str(&last_updated.to_http_date()) {
                 response.headers_mut().insert(header::LAST_MODIFIED, date);
             }
+        }
+        if matches!(self, ApiError::Overloaded) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
         }
         if self.is_internal() {
             response.extensions_mut().insert(InternalErrorCause(error_chain(&self)));

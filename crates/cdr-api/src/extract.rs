@@ -130,27 +130,6 @@ impl<S: Send + Sync> FromRequestParts<S> for IfNoneExist {
     }
 }
 
-/// The FHIR base URL of this request: the configured one, or `http://{Host}/fhir`.
-#[derive(Debug, Clone)]
-pub(crate) struct BaseUrl(pub(crate) String);
-
-impl FromRequestParts<AppState> for BaseUrl {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<BaseUrl, ApiError> {
-        if let Some(base) = &state.config.base_url {
-            return Ok(BaseUrl(base.clone()));
-        }
-        let host = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|host| host.to_str().ok())
-            .or_else(|| parts.uri.authority().map(axum::http::uri::Authority::as_str))
-            .unwrap_or("localhost");
-        Ok(BaseUrl(format!("http://{host}/fhir")))
-    }
-}
-
 /// A request body that claims to be FHIR JSON and fits the size limit.
 #[derive(Debug)]
 pub(crate) struct FhirBody(pub(crate) Bytes);

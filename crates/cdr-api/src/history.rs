@@ -9,7 +9,8 @@ use cdr_interactions::HistoryParams;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{BaseUrl, FhirPath};
+use crate::extract::FhirPath;
+use crate::links::BaseUrl;
 use crate::respond::fhir_json;
 
 pub(crate) fn router() -> Router<AppState> {

@@ -4,10 +4,12 @@
 //! thin: extract, call `cdr-interactions`, convert. Every error becomes an OperationOutcome through the
 //! one table in `error.rs`; internal causes are logged with the request id, never sent.
 
+mod bounds;
 mod error;
 mod extract;
 mod health;
 mod history;
+mod links;
 mod metadata;
 mod middleware;
 mod resource;
@@ -16,6 +18,7 @@ mod search;
 mod validate;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderName, Method, Uri};
@@ -27,15 +30,35 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 pub use crate::error::ApiError;
+pub use crate::links::{Host, IpCidr, LinkConfig, PublicBaseUrl};
 
 /// HTTP settings.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// Largest accepted request body, in bytes; larger ones get 413.
     pub max_body_bytes: usize,
-    /// The public FHIR base URL (e.g. `https://cdr.example.org/fhir`); when absent it is derived from
-    /// the `Host` header as `http://{host}/fhir`.
-    pub base_url: Option<String>,
+    /// How the base URL of links is decided: a configured one, or the checked `Host` (see [`LinkConfig`]).
+    pub links: LinkConfig,
+    /// Most FHIR requests handled at once; more get 503 with `Retry-After`.
+    pub max_in_flight_requests: usize,
+    /// Longest a FHIR request may take, body included; longer ones get 503.
+    pub request_timeout: Duration,
+    /// Longest wait for the next part of a request body; longer ones get 408.
+    pub body_read_timeout: Duration,
+}
+
+impl Default for ApiConfig {
+    /// 16 MiB bodies, links from the `Host` header, 256 requests in flight, 60 s per request and 30 s
+    /// between body parts.
+    fn default() -> ApiConfig {
+        ApiConfig {
+            max_body_bytes: 16 * 1024 * 1024,
+            links: LinkConfig::default(),
+            max_in_flight_requests: 256,
+            request_timeout: Duration::from_secs(60),
+            body_read_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// What every handler can reach.
@@ -55,6 +78,11 @@ impl AppState {
 /// The whole application: FHIR routes under `/fhir`, health checks at `/livez` and `/readyz`.
 pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static(middleware::REQUEST_ID);
+    let bounds = bounds::Bounds {
+        in_flight: Arc::new(tokio::sync::Semaphore::new(state.config.max_in_flight_requests)),
+        request_timeout: state.config.request_timeout,
+        body_read_timeout: state.config.body_read_timeout,
+    };
     let fhir = Router::new()
         .merge(metadata::router())
         .merge(history::router())
@@ -62,7 +90,8 @@ pub fn app(state: AppState) -> Router {
         .merge(validate::router())
         .merge(search::router())
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn(middleware::negotiate));
+        .layer(axum::middleware::from_fn(middleware::negotiate))
+        .layer(axum::middleware::from_fn_with_state(bounds, bounds::bound));
     Router::new()
         .nest("/fhir", fhir)
         .merge(health::router())
@@ -73,6 +102,7 @@ pub fn app(state: AppState) -> Router {
                 .layer(TraceLayer::new_for_http().make_span_with(make_span))
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(axum::middleware::from_fn(middleware::log_internal_errors))
+                .layer(axum::middleware::from_fn(links::check_host))
                 .layer(CatchPanicLayer::custom(panic_response)),
         )
         .with_state(state)
@@ -81,7 +111,14 @@ pub fn app(state: AppState) -> Router {
 fn make_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
     let request_id =
         request.headers().get(middleware::REQUEST_ID).and_then(|id| id.to_str().ok()).unwrap_or("");
-    tracing::info_span!("request", method = %request.method(), uri = %request.uri(), request_id)
+    let query = request.uri().query().map(middleware::redacted_query).unwrap_or_default();
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = request.uri().path(),
+        query,
+        request_id
+    )
 }
 
 async fn no_route(uri: Uri) -> ApiError {

@@ -7,7 +7,7 @@ use axum::response::Response;
 use axum::routing::get;
 
 use crate::AppState;
-use crate::extract::BaseUrl;
+use crate::links::BaseUrl;
 use crate::respond::fhir_json;
 
 pub(crate) fn router() -> Router<AppState> {

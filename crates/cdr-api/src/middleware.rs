@@ -1,4 +1,5 @@
-//! Request-level middleware: content negotiation and the logging of internal errors.
+//! Request-level middleware: content negotiation, the logging of internal errors, and the redacted query
+//! shape the request log carries instead of the query (whose values can identify patients).
 
 use axum::extract::Request;
 use axum::http::{HeaderMap, header};
@@ -70,6 +71,31 @@ fn check_acceptable(query: Option<&str>, headers: &HeaderMap) -> Result<(), ApiE
     )))
 }
 
+/// The shape of a query string for the log: parameter names, each value replaced by `…`
+/// (`patient.identifier=…&_count=…`). A name that does not look like a search parameter name (a letter
+/// or `_` first, then letters, digits, `_ - . : $`, up to 64 bytes) is replaced by `…` too, so no value
+/// leaks in the name position.
+pub(crate) fn redacted_query(query: &str) -> String {
+    let mut shape = String::with_capacity(query.len().min(256));
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = match pair.split_once('=') {
+            Some((name, value)) => (name, Some(value)),
+            None => (pair, None),
+        };
+        let plain = name.len() <= 64
+            && name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:$".contains(&b));
+        if !shape.is_empty() {
+            shape.push('&');
+        }
+        shape.push_str(if plain { name } else { "…" });
+        if value.is_some() {
+            shape.push_str("=…");
+        }
+    }
+    shape
+}
+
 /// Logs the cause of every internal error once, with the request id, and tells the client only the id.
 pub(crate) async fn log_internal_errors(request: Request, next: Next) -> Response {
     let request_id = request
@@ -108,6 +134,20 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
         headers
+    }
+
+    #[test]
+    fn query_shapes_keep_names_only() {
+        assert_eq!(
+            redacted_query(
+                "patient.identifier=https%3A%2F%2Fehealthontario.ca%7C9876543217&_count=10"
+            ),
+            "patient.identifier=…&_count=…"
+        );
+        assert_eq!(redacted_query("_summary&&name:exact=Smith"), "_summary&name:exact=…");
+        assert_eq!(redacted_query("9876543217&family%20name=x"), "…&…=…");
+        assert_eq!(redacted_query(&"a".repeat(65)), "…");
+        assert_eq!(redacted_query(""), "");
     }
 
     #[test]

@@ -9,7 +9,8 @@ use cdr_interactions::{VersionedResource, WriteOutcome, WriteStatus};
 use cdr_model::{ETag, Instant};
 
 use crate::error::ApiError;
-use crate::extract::{BaseUrl, FhirBody, FhirPath, IfMatch, IfNoneExist, PreferReturn};
+use crate::extract::{FhirBody, FhirPath, IfMatch, IfNoneExist, PreferReturn};
+use crate::links::BaseUrl;
 use crate::respond::{fhir_json, informational, version_headers, write_response};
 use crate::{AppState, search};
 

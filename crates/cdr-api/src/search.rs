@@ -11,7 +11,8 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{BaseUrl, FhirPath, PreferHandling};
+use crate::extract::{FhirPath, PreferHandling};
+use crate::links::BaseUrl;
 use crate::respond::fhir_json;
 
 pub(crate) fn router() -> Router<AppState> {

@@ -38,7 +38,7 @@ async fn generate_load_run_and_direct_on_sqlite() {
     let profiles = Arc::new(Profiles::new(ProfileSet::r4_core().unwrap()));
     let state = AppState::new(
         Engine::new(store.clone(), profiles, engine_config, SearchParamRegistry::r4().unwrap()),
-        ApiConfig { max_body_bytes: 16 << 20, base_url: None },
+        ApiConfig::default(),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/fhir", listener.local_addr().unwrap());

@@ -143,8 +143,10 @@ impl Engine {
         }
     }
 
+    /// The requested page size (else the default), at most the maximum and at least 1, whatever the
+    /// configuration (a maximum of 0 pages by 1 rather than panicking in `clamp`).
     fn page_size(&self, requested: Option<u32>) -> u32 {
-        requested.unwrap_or(self.config.default_page_size).clamp(1, self.config.max_page_size)
+        requested.unwrap_or(self.config.default_page_size).min(self.config.max_page_size).max(1)
     }
 }
 

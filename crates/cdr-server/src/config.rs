@@ -1,8 +1,10 @@
 //! Command-line configuration, with environment-variable fallbacks.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 
+use cdr_api::{Host, IpCidr, PublicBaseUrl};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// imaging-cdr: an open FHIR R4 imaging repository server.
@@ -113,9 +115,20 @@ pub(crate) struct ServeArgs {
     /// Address and port to listen on.
     #[arg(long, env = "LISTEN", default_value = "127.0.0.1:8080")]
     pub(crate) listen: SocketAddr,
-    /// Public FHIR base URL used in links and Location headers (default: http://{Host header}/fhir).
+    /// Public FHIR base URL (absolute http or https) of every link and Location header. Without it links
+    /// are `http://{Host}/fhir`, with the Host checked (see --allowed-hosts, --trusted-proxies).
     #[arg(long, env = "BASE_URL")]
-    pub(crate) base_url: Option<String>,
+    pub(crate) base_url: Option<PublicBaseUrl>,
+    /// Without --base-url: the hosts requests may name (`name` allows every port, `name:port` one);
+    /// other hosts get 400. Comma-separated; empty: any well-formed host.
+    #[arg(long, env = "ALLOWED_HOSTS", value_delimiter = ',', value_name = "HOST")]
+    pub(crate) allowed_hosts: Vec<Host>,
+    /// Without --base-url: peers (IP addresses or CIDR blocks, comma-separated) whose `Forwarded` or
+    /// `X-Forwarded-Proto`/`X-Forwarded-Host` headers decide the scheme and host of links.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_name = "CIDR")]
+    pub(crate) trusted_proxies: Vec<IpCidr>,
+    #[command(flatten)]
+    pub(crate) http: HttpArgs,
     /// Largest accepted request body in bytes; larger requests get 413.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub(crate) max_body_bytes: usize,
@@ -123,11 +136,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "UPDATE_CREATE")]
     pub(crate) update_create: bool,
     /// Page size of history (and search) bundles when the client gives no _count.
-    #[arg(long, env = "DEFAULT_PAGE_SIZE", default_value_t = 20)]
-    pub(crate) default_page_size: u32,
-    /// Largest page size a client may ask for with _count.
-    #[arg(long, env = "MAX_PAGE_SIZE", default_value_t = 500)]
-    pub(crate) max_page_size: u32,
+    /// (At least 1 and at most --max-page-size.)
+    #[arg(long, env = "DEFAULT_PAGE_SIZE", default_value = "20")]
+    pub(crate) default_page_size: NonZeroU32,
+    /// Largest page size a client may ask for with _count (at least 1).
+    #[arg(long, env = "MAX_PAGE_SIZE", default_value = "500")]
+    pub(crate) max_page_size: NonZeroU32,
     /// Profile validation of creates and updates.
     #[arg(long, env = "VALIDATION", value_enum, default_value_t = Validation::Base)]
     pub(crate) validation: Validation,
@@ -137,4 +151,27 @@ pub(crate) struct ServeArgs {
     /// name the patient by patient.identifier=system|value (the Ontario MI viewer rule).
     #[arg(long, env = "REQUIRE_PATIENT_IDENTIFIER")]
     pub(crate) require_patient_identifier: bool,
+}
+
+/// Bounds on connections and requests.
+#[derive(Debug, Args)]
+pub(crate) struct HttpArgs {
+    /// Longest wait for the whole header of a request (also how long an idle connection stays open).
+    #[arg(long, env = "HEADER_READ_TIMEOUT_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) header_read_timeout_seconds: u64,
+    /// Longest wait for the next part of a request body; longer gets 408.
+    #[arg(long, env = "BODY_READ_TIMEOUT_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) body_read_timeout_seconds: u64,
+    /// Longest a FHIR request may take, body included; longer gets 503.
+    #[arg(long, env = "REQUEST_TIMEOUT_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) request_timeout_seconds: u64,
+    /// Most open client connections; further ones wait in the listen backlog.
+    #[arg(long, env = "MAX_HTTP_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) max_http_connections: u32,
+    /// Most FHIR requests handled at once; more get 503 with Retry-After.
+    #[arg(long, env = "MAX_IN_FLIGHT_REQUESTS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) max_in_flight_requests: u32,
+    /// On SIGTERM or Ctrl-C, how long requests in progress may take to finish before connections are cut.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub(crate) shutdown_timeout_seconds: u64,
 }

@@ -4,6 +4,7 @@
 //! configuration; it hands typed sub-configurations to the library crates.
 
 mod config;
+mod http;
 mod profiles;
 mod validate;
 
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use cdr_api::{ApiConfig, AppState};
+use cdr_api::{ApiConfig, AppState, LinkConfig};
 use cdr_interactions::{Engine, EngineConfig, Profiles, ValidationMode};
 use cdr_search::SearchParamRegistry;
 use cdr_store::{Store, StoreConfig};
@@ -106,6 +107,13 @@ async fn reindex(args: &ReindexArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if args.default_page_size > args.max_page_size {
+        anyhow::bail!(
+            "--default-page-size {} is larger than --max-page-size {}",
+            args.default_page_size,
+            args.max_page_size
+        );
+    }
     let (profiles, registry) = load_conformance(&args)?;
     let validation = match args.validation {
         Validation::Strict => ValidationMode::Strict,
@@ -115,8 +123,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = open_store(&args.database).await?;
     let config = EngineConfig {
         update_create: args.update_create,
-        default_page_size: args.default_page_size,
-        max_page_size: args.max_page_size,
+        default_page_size: args.default_page_size.get(),
+        max_page_size: args.max_page_size.get(),
         validation,
         require_patient_identifier: args.require_patient_identifier,
     };
@@ -126,10 +134,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let n_indexed = engine.reindex(500).await.context("reindex failed")?;
         tracing::info!(resources = n_indexed, "reindexed");
     }
-    let state = AppState::new(
-        engine,
-        ApiConfig { max_body_bytes: args.max_body_bytes, base_url: args.base_url },
-    );
+    let http = &args.http;
+    let api_config = ApiConfig {
+        max_body_bytes: args.max_body_bytes,
+        links: LinkConfig {
+            base_url: args.base_url,
+            allowed_hosts: args.allowed_hosts,
+            trusted_proxies: args.trusted_proxies,
+        },
+        max_in_flight_requests: usize::try_from(http.max_in_flight_requests)?,
+        request_timeout: Duration::from_secs(http.request_timeout_seconds),
+        body_read_timeout: Duration::from_secs(http.body_read_timeout_seconds),
+    };
+    let limits = http::ConnectionLimits {
+        header_read_timeout: Duration::from_secs(http.header_read_timeout_seconds),
+        max_connections: usize::try_from(http.max_http_connections)?,
+        shutdown_timeout: Duration::from_secs(http.shutdown_timeout_seconds),
+    };
+    let state = AppState::new(engine, api_config);
     let statistics = store.clone();
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(STATISTICS_REFRESH);
@@ -145,10 +167,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(listen = %args.listen, backend = ?store.backend(), "imaging-cdr serving FHIR R4 at /fhir");
-    axum::serve(listener, cdr_api::app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("the server stopped with an error")?;
+    http::serve(listener, cdr_api::app(state), limits, shutdown_signal()).await;
     store.close().await;
     Ok(())
 }

@@ -1,0 +1,251 @@
+//! `imaging-cdr serve` as a process on a free port with SQLite, driven over raw TCP: the header-read
+//! timeout, the connection cap, the peer address behind `--trusted-proxies`, graceful shutdown with a
+//! deadline, and the settings refused at startup.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is the test failing"
+)]
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running server, killed when dropped.
+struct Server {
+    child: Child,
+    address: SocketAddr,
+    folder: PathBuf,
+}
+
+impl Server {
+    /// Starts `imaging-cdr serve` with `args` on a free port and waits until `/livez` answers.
+    fn start(args: &[&str]) -> Server {
+        let folder = std::env::temp_dir().join(format!(
+            "imaging-cdr-serve-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        ));
+        std::fs::create_dir_all(&folder).unwrap();
+        let address = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_imaging-cdr"))
+            .arg("serve")
+            .arg("--listen")
+            .arg(address.to_string())
+            .arg("--database-url")
+            .arg(format!("sqlite://{}/cdr.db", folder.display()))
+            .args(args)
+            .current_dir(&folder)
+            .env_remove("PROFILES_DIR")
+            .env_remove("BASE_URL")
+            .env("RUST_LOG", "info,tower_http=debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(folder.join("server.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut server = Server { child, address, folder };
+        let started = Instant::now();
+        loop {
+            if let Ok(response) =
+                server.try_request("GET /livez HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+                && response.starts_with("HTTP/1.1 200")
+            {
+                return server;
+            }
+            assert!(server.child.try_wait().unwrap().is_none(), "the server exited at startup");
+            assert!(started.elapsed() < Duration::from_secs(120), "the server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// What the server has logged so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.folder.join("server.log")).unwrap()
+    }
+
+    fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.address).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        stream
+    }
+
+    /// Sends `request` on a new connection and reads until the server closes it.
+    fn try_request(&self, request: &str) -> std::io::Result<String> {
+        let mut stream = TcpStream::connect(self.address)?;
+        stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+        stream.write_all(request.as_bytes())?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response)
+    }
+
+    /// Sends SIGTERM and waits (at most `limit`) for the process to exit.
+    fn terminate(&mut self, limit: Duration) -> (ExitStatus, Duration) {
+        let started = Instant::now();
+        let status =
+            Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, started.elapsed());
+            }
+            assert!(started.elapsed() < limit, "the server did not stop within {limit:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.folder);
+    }
+}
+
+/// Reads until the peer closes the connection; `Err` when it stays open past the read timeout.
+fn read_until_closed(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+#[test]
+fn half_a_header_is_cut_off_after_the_header_read_timeout() {
+    let server = Server::start(&["--header-read-timeout-seconds", "1"]);
+    let mut stream = server.connect();
+    let started = Instant::now();
+    stream.write_all(b"GET /fhir/metadata HTTP/1.1\r\nHost: test\r\nAccept: appl").unwrap();
+    read_until_closed(&mut stream).expect("the server closes the connection");
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(900), "closed after {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(10), "closed after {elapsed:?}");
+    // An idle keep-alive connection is closed the same way.
+    let mut stream = server.connect();
+    stream.write_all(b"GET /livez HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let started = Instant::now();
+    let response = read_until_closed(&mut stream).expect("the server closes the idle connection");
+    assert!(String::from_utf8_lossy(&response).starts_with("HTTP/1.1 200"));
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn connections_over_the_cap_wait_until_one_closes() {
+    let server =
+        Server::start(&["--max-http-connections", "1", "--header-read-timeout-seconds", "30"]);
+    let first = server.connect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut second = server.connect();
+    second.write_all(b"GET /livez HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
+    second.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let mut byte = [0_u8; 1];
+    let waiting = second.read(&mut byte).expect_err("no answer while the first connection is open");
+    assert!(matches!(waiting.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut), "{waiting}");
+    drop(first);
+    second.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let response = read_until_closed(&mut second).unwrap();
+    assert!(String::from_utf8_lossy(&response).starts_with("HTTP/1.1 200"), "{response:?}");
+}
+
+#[test]
+fn forwarded_headers_count_only_from_trusted_peers() {
+    let request = "GET /fhir/metadata HTTP/1.1\r\nHost: backend:8080\r\nX-Forwarded-Proto: https\r\n\
+                   X-Forwarded-Host: cdr.example.org\r\nConnection: close\r\n\r\n";
+    let trusting = Server::start(&["--trusted-proxies", "10.0.0.0/8,127.0.0.1"]);
+    let response = trusting.try_request(request).unwrap();
+    assert!(response.contains(r#""url":"https://cdr.example.org/fhir""#), "{response}");
+    let untrusting = Server::start(&["--trusted-proxies", "10.0.0.0/8"]);
+    let response = untrusting.try_request(request).unwrap();
+    assert!(response.contains(r#""url":"http://backend:8080/fhir""#), "{response}");
+    let response = untrusting
+        .try_request(
+            "GET /fhir/metadata HTTP/1.1\r\nHost: good@evil.example\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    assert!(!response.contains("evil.example/fhir"), "{response}");
+}
+
+#[test]
+fn shutdown_waits_for_requests_at_most_the_shutdown_timeout() {
+    let mut server = Server::start(&[
+        "--shutdown-timeout-seconds",
+        "1",
+        "--body-read-timeout-seconds",
+        "60",
+        "--request-timeout-seconds",
+        "60",
+    ]);
+    let mut stream = server.connect();
+    // A create whose body never finishes: a request in flight for as long as the client likes.
+    stream
+        .write_all(
+            b"POST /fhir/Patient HTTP/1.1\r\nHost: test\r\nContent-Type: application/fhir+json\r\n\
+              Content-Length: 100\r\n\r\n{\"resourceType\":",
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, elapsed) = server.terminate(Duration::from_secs(20));
+    assert!(status.success(), "{status}");
+    assert!(elapsed >= Duration::from_millis(900), "stopped after {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(10), "stopped after {elapsed:?}");
+}
+
+#[test]
+fn request_logs_name_query_parameters_but_never_their_values() {
+    let mut server = Server::start(&[]);
+    let response = server
+        .try_request(
+            "GET /fhir/Patient?identifier=https%3A%2F%2Fehealthontario.ca%7C9876543217&family=Tremblay \
+             HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    server.terminate(Duration::from_secs(20));
+    let log = server.log();
+    assert!(log.contains("identifier=…&family=…"), "{log}");
+    for value in ["9876543217", "Tremblay", "ehealthontario"] {
+        assert!(!log.contains(value), "{value} in {log}");
+    }
+}
+
+#[test]
+fn an_idle_server_stops_at_once() {
+    let mut server = Server::start(&["--shutdown-timeout-seconds", "30"]);
+    let (status, elapsed) = server.terminate(Duration::from_secs(20));
+    assert!(status.success(), "{status}");
+    assert!(elapsed < Duration::from_secs(5), "stopped after {elapsed:?}");
+}
+
+/// Runs `imaging-cdr serve` with settings that must be refused before it opens anything.
+fn refused(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_imaging-cdr"))
+        .arg("serve")
+        .args(["--database-url", "sqlite:///nonexistent-folder/never-opened.db"])
+        .args(args)
+        .env_remove("BASE_URL")
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "{args:?} started");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn bad_settings_are_refused_at_startup() {
+    assert!(refused(&["--max-page-size", "0"]).contains("--max-page-size"));
+    assert!(refused(&["--default-page-size", "0"]).contains("--default-page-size"));
+    let text = refused(&["--default-page-size", "50", "--max-page-size", "10"]);
+    assert!(text.contains("--default-page-size 50 is larger than --max-page-size 10"), "{text}");
+    for base in
+        ["cdr.example.org/fhir", "ftp://cdr.example.org/fhir", "https://a@evil.example/fhir"]
+    {
+        assert!(refused(&["--base-url", base]).contains("--base-url"), "{base}");
+    }
+    assert!(refused(&["--trusted-proxies", "10.0.0.0/40"]).contains("--trusted-proxies"));
+    assert!(refused(&["--allowed-hosts", "good@evil.example"]).contains("--allowed-hosts"));
+    assert!(refused(&["--max-http-connections", "0"]).contains("--max-http-connections"));
+    assert!(refused(&["--header-read-timeout-seconds", "0"]).contains("--header-read-timeout"));
+}
