@@ -11,6 +11,7 @@
 mod helpers;
 
 mod bounds;
+mod budget;
 mod concurrency;
 mod conditional;
 mod errors;

@@ -76,6 +76,9 @@ impl ApiError {
                 InteractionError::NotSupported(_) => {
                     map(StatusCode::BAD_REQUEST, IssueType::NotSupported)
                 }
+                InteractionError::TooCostly(_) => {
+                    map(StatusCode::UNPROCESSABLE_ENTITY, IssueType::TooCostly)
+                }
                 InteractionError::NotAllowed(_) => {
                     map(StatusCode::METHOD_NOT_ALLOWED, IssueType::NotSupported)
                 }

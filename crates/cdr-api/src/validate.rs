@@ -21,7 +21,7 @@ async fn validate_any(
     State(state): State<AppState>,
     FhirBody(body): FhirBody,
 ) -> Result<Response, ApiError> {
-    let outcome = state.engine.validate_operation(None, &body)?;
+    let outcome = state.engine.validate_operation(None, &body).await?;
     Ok(fhir_json(StatusCode::OK, outcome.to_json().to_string()))
 }
 
@@ -30,6 +30,6 @@ async fn validate_type(
     FhirPath(type_name): FhirPath<String>,
     FhirBody(body): FhirBody,
 ) -> Result<Response, ApiError> {
-    let outcome = state.engine.validate_operation(Some(&type_name), &body)?;
+    let outcome = state.engine.validate_operation(Some(&type_name), &body).await?;
     Ok(fhir_json(StatusCode::OK, outcome.to_json().to_string()))
 }

@@ -25,6 +25,10 @@ pub enum InteractionError {
     /// The request asks for something this server does not do (e.g. an unsupported search parameter).
     #[error("{0}")]
     NotSupported(String),
+    /// The request is within the size limit but would cost more than a bound of the server allows
+    /// (too many elements, contained resources or profiles); the message names the bound.
+    #[error("{0}")]
+    TooCostly(String),
     /// The interaction is not allowed on this resource, e.g. update-as-create when it is switched off.
     #[error("{0}")]
     NotAllowed(String),

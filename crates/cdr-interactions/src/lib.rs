@@ -7,6 +7,7 @@
 //! `cdr_store::StoreTx` internally so that a transaction Bundle can run many of them in one database
 //! transaction.
 
+mod budget;
 mod capabilities;
 mod conditional;
 mod error;
@@ -25,6 +26,9 @@ use cdr_model::{Instant, LogicalId, ResourceType, VersionId};
 use cdr_search::SearchParamRegistry;
 use cdr_store::Store;
 
+use crate::budget::CpuPool;
+
+pub use crate::budget::ResourceLimits;
 pub use crate::error::InteractionError;
 pub use crate::history::HistoryParams;
 pub use crate::search::Handling;
@@ -74,6 +78,8 @@ pub struct Engine {
     profiles: Arc<Profiles>,
     config: EngineConfig,
     registry: Arc<SearchParamRegistry>,
+    limits: ResourceLimits,
+    cpu: CpuPool,
 }
 
 /// One version of a resource as the interactions return it.
@@ -97,7 +103,24 @@ impl Engine {
         config: EngineConfig,
         registry: SearchParamRegistry,
     ) -> Engine {
-        Engine { store, profiles, config, registry: Arc::new(registry) }
+        let cpu = CpuPool::new(std::thread::available_parallelism().map_or(1, usize::from));
+        let limits = ResourceLimits::default();
+        Engine { store, profiles, config, registry: Arc::new(registry), limits, cpu }
+    }
+
+    /// This engine with other bounds on resource bodies than [`ResourceLimits::default`].
+    #[must_use]
+    pub fn with_resource_limits(mut self, limits: ResourceLimits) -> Engine {
+        self.limits = limits;
+        self
+    }
+
+    /// This engine running at most `permits` validations at once (default: one per core), on the
+    /// blocking pool.
+    #[must_use]
+    pub fn with_cpu_concurrency(mut self, permits: usize) -> Engine {
+        self.cpu = CpuPool::new(permits);
+        self
     }
 
     /// Rebuilds every search index row from the stored resources, `batch_size` per transaction; returns how

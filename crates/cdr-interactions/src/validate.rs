@@ -129,19 +129,27 @@ impl Engine {
         validate(&value, self.profiles.set(), type_profile.as_slice())
     }
 
-    /// [`Engine::validate_for_write`] as a gate: [`InteractionError::Unprocessable`] listing the errors
-    /// and warnings when there are errors.
+    /// [`Engine::validate_for_write`] as a gate, after the [`ResourceLimits`](crate::ResourceLimits)
+    /// check, on the blocking pool: [`InteractionError::Unprocessable`] listing the errors and warnings
+    /// when there are errors. Gives the resource back when it passes.
     ///
     /// # Errors
-    /// When the resource breaks a profile it must conform to.
-    pub fn check_for_write(&self, resource: &Resource) -> Result<(), InteractionError> {
-        let report = self.validate_for_write(resource);
-        if !report.has_errors() {
-            return Ok(());
-        }
-        let mut outcome = report.to_operation_outcome();
-        outcome.issues.retain(|issue| issue.severity != IssueSeverity::Information);
-        Err(InteractionError::Unprocessable(outcome))
+    /// When the resource is over a limit or breaks a profile it must conform to.
+    pub async fn check_for_write(&self, resource: Resource) -> Result<Resource, InteractionError> {
+        let engine = self.clone();
+        self.cpu
+            .clone()
+            .run(move || {
+                engine.limits.check(resource.json())?;
+                let report = engine.validate_for_write(&resource);
+                if !report.has_errors() {
+                    return Ok(resource);
+                }
+                let mut outcome = report.to_operation_outcome();
+                outcome.issues.retain(|issue| issue.severity != IssueSeverity::Information);
+                Err(InteractionError::Unprocessable(outcome))
+            })
+            .await
     }
 
     /// The `$validate` operation: `type_name` is the type of `POST [base]/[type]/$validate`, `None`
@@ -152,12 +160,23 @@ impl Engine {
     /// # Errors
     /// Unknown type, a body that is not a resource (or a Parameters without one), a resource of
     /// another type than the URL's, or an unsupported `mode`.
-    pub fn validate_operation(
+    pub async fn validate_operation(
         &self,
         type_name: Option<&str>,
         body: &[u8],
     ) -> Result<OperationOutcome, InteractionError> {
         let expected_type = type_name.map(|name| self.served_type(name)).transpose()?;
+        let engine = self.clone();
+        let body = body.to_vec();
+        self.cpu.clone().run(move || engine.validate_now(expected_type, &body)).await
+    }
+
+    /// [`Engine::validate_operation`] on the calling thread.
+    fn validate_now(
+        &self,
+        expected_type: Option<ResourceType>,
+        body: &[u8],
+    ) -> Result<OperationOutcome, InteractionError> {
         let request = parse_validate_request(expected_type, body)?;
         let resource = &request.resource;
         if let Some(expected) = expected_type
@@ -174,6 +193,7 @@ impl Engine {
         {
             extra.push(url);
         }
+        self.limits.check(resource.json())?;
         let value = Value::Object(resource.json().clone());
         let report = validate(&value, self.profiles.set(), &extra);
         let mut outcome = report.to_operation_outcome();

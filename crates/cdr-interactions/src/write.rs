@@ -59,7 +59,7 @@ impl Engine {
     ) -> Result<WriteOutcome, InteractionError> {
         let resource_type = self.served_type(type_name)?;
         let resource = parse_body(resource_type, body)?;
-        self.check_for_write(&resource)?;
+        let resource = self.check_for_write(resource).await?;
         let mut tx = self.store.begin().await?;
         if let Some(query) = if_none_exist {
             let matches = self.conditional_matches(&mut tx, resource_type, query).await?;
@@ -121,7 +121,7 @@ impl Engine {
             }
             Some(_) => {}
         }
-        self.check_for_write(&resource)?;
+        let resource = self.check_for_write(resource).await?;
         let mut tx = self.store.begin().await?;
         let outcome = self.update_in(&mut tx, resource_type, &id, resource, precondition).await?;
         tx.commit().await?;
@@ -142,7 +142,7 @@ impl Engine {
     ) -> Result<WriteOutcome, InteractionError> {
         let resource_type = self.served_type(type_name)?;
         let resource = parse_body(resource_type, body)?;
-        self.check_for_write(&resource)?;
+        let resource = self.check_for_write(resource).await?;
         let mut tx = self.store.begin().await?;
         let matches = self.conditional_matches(&mut tx, resource_type, query).await?;
         let outcome = match (matches.as_slice(), resource.id()) {

@@ -5,6 +5,7 @@ use std::num::NonZeroU32;
 use std::path::PathBuf;
 
 use cdr_api::{Host, IpCidr, PublicBaseUrl};
+use cdr_interactions::ResourceLimits;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// imaging-cdr: an open FHIR R4 imaging repository server.
@@ -129,6 +130,8 @@ pub(crate) struct ServeArgs {
     pub(crate) trusted_proxies: Vec<IpCidr>,
     #[command(flatten)]
     pub(crate) http: HttpArgs,
+    #[command(flatten)]
+    pub(crate) cost: CostArgs,
     /// Largest accepted request body in bytes; larger requests get 413.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub(crate) max_body_bytes: usize,
@@ -151,6 +154,33 @@ pub(crate) struct ServeArgs {
     /// name the patient by patient.identifier=system|value (the Ontario MI viewer rule).
     #[arg(long, env = "REQUIRE_PATIENT_IDENTIFIER")]
     pub(crate) require_patient_identifier: bool,
+}
+
+/// Bounds on what one request may cost.
+#[derive(Debug, Args)]
+pub(crate) struct CostArgs {
+    /// Most JSON values (objects, arrays, primitives) in a resource body; more get 422 too-costly.
+    #[arg(long, env = "MAX_RESOURCE_ELEMENTS", default_value_t = ResourceLimits::default().max_elements)]
+    pub(crate) max_resource_elements: usize,
+    /// Most contained resources in a resource body (at every level); more get 422 too-costly.
+    #[arg(long, env = "MAX_CONTAINED_RESOURCES", default_value_t = ResourceLimits::default().max_contained)]
+    pub(crate) max_contained_resources: usize,
+    /// Most distinct meta.profile URLs in a resource body; more get 422 too-costly.
+    #[arg(long, env = "MAX_PROFILES", default_value_t = ResourceLimits::default().max_profiles)]
+    pub(crate) max_profiles: usize,
+    /// Most validations running at once, off the request workers (default: one per core).
+    #[arg(long, env = "CPU_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) cpu_concurrency: Option<u32>,
+}
+
+impl CostArgs {
+    pub(crate) fn resource_limits(&self) -> ResourceLimits {
+        ResourceLimits {
+            max_elements: self.max_resource_elements,
+            max_contained: self.max_contained_resources,
+            max_profiles: self.max_profiles,
+        }
+    }
 }
 
 /// Bounds on connections and requests.

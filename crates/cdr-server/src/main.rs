@@ -128,7 +128,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         validation,
         require_patient_identifier: args.require_patient_identifier,
     };
-    let engine = Engine::new(store.clone(), Arc::new(profiles), config, registry);
+    let mut engine = Engine::new(store.clone(), Arc::new(profiles), config, registry)
+        .with_resource_limits(args.cost.resource_limits());
+    if let Some(permits) = args.cost.cpu_concurrency {
+        engine = engine.with_cpu_concurrency(permits as usize);
+    }
     if engine.needs_reindex().await.context("cannot inspect the search index")? {
         tracing::info!("the database has resources but no search index rows: reindexing once");
         let n_indexed = engine.reindex(500).await.context("reindex failed")?;
