@@ -161,8 +161,12 @@ impl TestApp {
                 (url, Cleanup::Schema { admin_url, schema })
             }
         };
-        let config =
-            StoreConfig { url, max_connections: 8, statement_timeout: Duration::from_secs(30) };
+        let config = StoreConfig {
+            url,
+            max_connections: 8,
+            statement_timeout: Duration::from_secs(30),
+            pool_timeout: Duration::from_secs(5),
+        };
         let store = Store::connect(&config).await.expect("connect to the test database");
         store.migrate().await.expect("migrate the test database");
         let engine = Engine::new(store.clone(), profiles(), engine_config, search_params().clone());

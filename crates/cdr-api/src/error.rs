@@ -36,6 +36,9 @@ pub enum ApiError {
     Panic(String),
 }
 
+/// Seconds a client is asked to wait (`Retry-After`) before retrying a request refused as overloaded (503).
+const RETRY_AFTER_SECONDS: &str = "3";
+
 /// What a failed response is made of.
 struct Mapping {
     status: StatusCode,
@@ -74,6 +77,15 @@ impl ApiError {
                     map(StatusCode::PRECONDITION_FAILED, IssueType::MultipleMatches)
                 }
                 InteractionError::Conflict(_) => map(StatusCode::CONFLICT, IssueType::Conflict),
+                InteractionError::TooCostly(_) => {
+                    map(StatusCode::BAD_REQUEST, IssueType::TooCostly)
+                }
+                InteractionError::Busy(_) => {
+                    map(StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient)
+                }
+                InteractionError::TimedOut(_) => {
+                    map(StatusCode::SERVICE_UNAVAILABLE, IssueType::Timeout)
+                }
                 InteractionError::Internal(_) => Mapping {
                     status: StatusCode::INTERNAL_SERVER_ERROR,
                     code: IssueType::Exception,
@@ -138,6 +150,11 @@ impl IntoResponse for ApiError {
             if let Ok(date) = HeaderValue::from_str(&last_updated.to_http_date()) {
                 response.headers_mut().insert(header::LAST_MODIFIED, date);
             }
+        }
+        if mapping.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
         }
         if self.is_internal() {
             response.extensions_mut().insert(InternalErrorCause(error_chain(&self)));

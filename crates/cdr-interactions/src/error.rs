@@ -37,6 +37,17 @@ pub enum InteractionError {
     /// A concurrent request changed the resource first.
     #[error("{0}")]
     Conflict(String),
+    /// The request is well-formed but asks for more than the database can do in one statement (too many
+    /// values or parameters); the text names the limit.
+    #[error("{0}")]
+    TooCostly(String),
+    /// The database is overloaded for now (no free connection, or its lock stayed taken); retrying later
+    /// may succeed.
+    #[error("the server is busy; retry in a few seconds")]
+    Busy(#[source] StoreError),
+    /// The database cancelled a statement that ran past the statement timeout.
+    #[error("the request took longer than the server's time limit for one database statement")]
+    TimedOut(#[source] StoreError),
     /// A failure of the server itself; the client is told nothing of its cause.
     #[error("internal error")]
     Internal(#[source] StoreError),
@@ -60,6 +71,9 @@ impl From<StoreError> for InteractionError {
                 "the resource was changed by a concurrent request; retry".to_owned(),
             ),
             StoreError::NotSupported(message) => InteractionError::NotSupported(message),
+            StoreError::LimitExceeded(message) => InteractionError::TooCostly(message),
+            busy @ StoreError::Busy(_) => InteractionError::Busy(busy),
+            timeout @ StoreError::Timeout(_) => InteractionError::TimedOut(timeout),
             other => InteractionError::Internal(other),
         }
     }
