@@ -194,6 +194,14 @@ impl TestApp {
         }
     }
 
+    /// The folder of a SQLite test database (its file is `cdr.db`).
+    pub(crate) fn sqlite_folder(&self) -> Option<&Path> {
+        match &self.cleanup {
+            Cleanup::Folder(folder) => Some(folder),
+            Cleanup::Schema { .. } => None,
+        }
+    }
+
     /// Drops the test database or schema.
     pub(crate) async fn cleanup(self) {
         self.store.close().await;
