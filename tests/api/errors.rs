@@ -5,12 +5,15 @@ use axum::http::{Method, Request, StatusCode};
 
 use crate::backend_tests;
 use crate::helpers::TestApp;
+use cdr_store::Backend;
 
 backend_tests!(
     malformed_bodies,
     wrong_addresses,
     formats_and_media_types,
-    database_failure_is_a_500_without_details
+    database_failure_is_a_500_without_details,
+    requests_past_database_limits_are_client_errors,
+    an_exhausted_pool_is_a_503_with_retry_after
 );
 
 async fn malformed_bodies(app: &TestApp) {
@@ -131,4 +134,51 @@ async fn database_failure_is_a_500_without_details(app: &TestApp) {
     let diagnostics = response.json()["issue"][0]["diagnostics"].as_str().unwrap().to_owned();
     assert_eq!(diagnostics, format!("internal server error (request id {request_id})"));
     assert_eq!(app.get("/readyz").await.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+async fn requests_past_database_limits_are_client_errors(app: &TestApp) {
+    app.create("Patient", r#"{"resourceType":"Patient","name":[{"family":"Chalmers"}]}"#).await;
+    let many_clauses = vec!["name=chalmers"; 1_100].join("&");
+    let many_sort_keys = vec!["birthdate"; 2_100].join(",");
+    for query in [many_clauses.clone(), format!("name=chalmers&_sort={many_sort_keys}")] {
+        // As a form, like a client whose query would make a URL too long.
+        let form = [("content-type", "application/x-www-form-urlencoded")];
+        let response = app.request(Method::POST, "/fhir/Patient/_search", &form, &query).await;
+        response.assert_outcome(StatusCode::BAD_REQUEST, "too-costly");
+        let diagnostics = response.json()["issue"][0]["diagnostics"].as_str().unwrap().to_owned();
+        assert!(diagnostics.contains("limit"), "{diagnostics}");
+    }
+    // Conditional criteria compile the same way.
+    let headers = [("content-type", "application/fhir+json"), ("if-none-exist", &many_clauses)];
+    app.request(Method::POST, "/fhir/Patient", &headers, r#"{"resourceType":"Patient"}"#)
+        .await
+        .assert_outcome(StatusCode::BAD_REQUEST, "too-costly");
+    // The server still answers afterwards.
+    assert_eq!(app.search("Patient?name=chalmers").await["entry"].as_array().unwrap().len(), 1);
+}
+
+async fn an_exhausted_pool_is_a_503_with_retry_after(app: &TestApp) {
+    let id = app.create("Patient", r#"{"resourceType":"Patient"}"#).await;
+    // Hold what a request needs: on PostgreSQL every pooled connection (the tests' pool has 8), on SQLite
+    // the one writer's turn.
+    let holders = match app.store().backend() {
+        Backend::Postgres => 8,
+        Backend::Sqlite => 1,
+    };
+    let mut held = Vec::new();
+    for _ in 0..holders {
+        held.push(app.store().begin().await.unwrap());
+    }
+    let started = std::time::Instant::now();
+    let response = app
+        .put(
+            &format!("/fhir/Patient/{id}"),
+            &format!(r#"{{"resourceType":"Patient","id":"{id}"}}"#),
+        )
+        .await;
+    response.assert_outcome(StatusCode::SERVICE_UNAVAILABLE, "transient");
+    assert_eq!(response.header("retry-after"), Some("3"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+    drop(held);
+    assert_eq!(app.get(&format!("/fhir/Patient/{id}")).await.status, StatusCode::OK);
 }

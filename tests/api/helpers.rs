@@ -162,8 +162,12 @@ impl TestApp {
                 (url, Cleanup::Schema { admin_url, schema })
             }
         };
-        let config =
-            StoreConfig { url, max_connections: 8, statement_timeout: Duration::from_secs(30) };
+        let config = StoreConfig {
+            url,
+            max_connections: 8,
+            statement_timeout: Duration::from_secs(30),
+            pool_timeout: Duration::from_secs(5),
+        };
         let store = Store::connect(&config).await.expect("connect to the test database");
         store.migrate().await.expect("migrate the test database");
         let engine = Engine::new(store.clone(), profiles(), engine_config, search_params().clone());
@@ -191,6 +195,14 @@ impl TestApp {
         match &self.cleanup {
             Cleanup::Schema { admin_url, schema } => Some((admin_url, schema)),
             Cleanup::Folder(_) => None,
+        }
+    }
+
+    /// The folder of a SQLite test database (its file is `cdr.db`).
+    pub(crate) fn sqlite_folder(&self) -> Option<&Path> {
+        match &self.cleanup {
+            Cleanup::Folder(folder) => Some(folder),
+            Cleanup::Schema { .. } => None,
         }
     }
 

@@ -22,6 +22,7 @@ backend_tests!(
     system_search,
     conditional_writes_use_search,
     reindex_rebuilds_rows,
+    reindex_of_a_live_resource_without_a_body_fails,
     planner_statistics_refresh,
     capabilities_list_search_parameters
 );
@@ -491,6 +492,28 @@ async fn reindex_rebuilds_rows(app: &TestApp) {
     assert_eq!(labels(&app.search("ImagingStudy?identifier=urn:test|s1").await), ["s1"]);
     cdr_interactions::reindex(app.store(), search_params(), 100).await.unwrap();
     assert_eq!(labels(&app.search("ImagingStudy?number-of-series=3").await), ["s1"]);
+}
+
+/// A live row without a body is a corrupt database: a reindex stops with an error rather than dropping the
+/// resource's index rows or skipping it unnoticed.
+async fn reindex_of_a_live_resource_without_a_body_fails(app: &TestApp) {
+    let id = app.create("Patient", r#"{"resourceType":"Patient","gender":"female"}"#).await;
+    let corrupt = "UPDATE resource SET body = NULL WHERE res_type = 'Patient' AND res_id = $1";
+    if let Some((admin_url, schema)) = app.postgres_schema() {
+        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(admin_url).await.unwrap();
+        let statement = corrupt.replace("resource", &format!("{schema}.resource"));
+        sqlx::query(sqlx::AssertSqlSafe(statement)).bind(&id).execute(&mut admin).await.unwrap();
+    } else if let Some(folder) = app.sqlite_folder() {
+        let url = format!("sqlite://{}", folder.join("cdr.db").display());
+        let mut file = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
+        sqlx::query(corrupt).bind(&id).execute(&mut file).await.unwrap();
+    }
+    let error = cdr_interactions::reindex(app.store(), search_params(), 10).await.unwrap_err();
+    assert!(error.to_string().contains("internal"), "{error}");
+    let cause = std::error::Error::source(&error).map(ToString::to_string).unwrap_or_default();
+    assert!(cause.contains(&format!("Patient/{id} is live but has no body")), "{cause}");
+    // Nothing was reindexed: the resource's rows are still there (a count reads no body).
+    assert_eq!(app.search("Patient?gender=female&_summary=count").await["total"], 1);
 }
 
 /// `Store::optimize` analyses what changed: on PostgreSQL every store table that took more than 50 rows plus

@@ -48,6 +48,10 @@ pub enum ApiError {
     Panic(String),
 }
 
+/// Seconds a client is asked to wait (`Retry-After`) before retrying any other 503 (a busy or slow
+/// database, a request past its deadline).
+const UNAVAILABLE_RETRY_AFTER_SECONDS: u64 = 3;
+
 /// What a failed response is made of.
 struct Mapping {
     status: StatusCode,
@@ -76,7 +80,7 @@ impl ApiError {
                 InteractionError::NotSupported(_) => {
                     map(StatusCode::BAD_REQUEST, IssueType::NotSupported)
                 }
-                InteractionError::TooCostly(_) => {
+                InteractionError::ResourceTooCostly(_) => {
                     map(StatusCode::UNPROCESSABLE_ENTITY, IssueType::TooCostly)
                 }
                 InteractionError::NotAllowed(_) => {
@@ -89,6 +93,15 @@ impl ApiError {
                     map(StatusCode::PRECONDITION_FAILED, IssueType::MultipleMatches)
                 }
                 InteractionError::Conflict(_) => map(StatusCode::CONFLICT, IssueType::Conflict),
+                InteractionError::TooCostly(_) => {
+                    map(StatusCode::BAD_REQUEST, IssueType::TooCostly)
+                }
+                InteractionError::Busy(_) => {
+                    map(StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient)
+                }
+                InteractionError::TimedOut(_) => {
+                    map(StatusCode::SERVICE_UNAVAILABLE, IssueType::Timeout)
+                }
                 InteractionError::Internal(_) => Mapping {
                     status: StatusCode::INTERNAL_SERVER_ERROR,
                     code: IssueType::Exception,
@@ -157,10 +170,13 @@ impl IntoResponse for ApiError {
                 response.headers_mut().insert(header::LAST_MODIFIED, date);
             }
         }
-        if matches!(self, ApiError::Overloaded) {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        if mapping.status == StatusCode::SERVICE_UNAVAILABLE {
+            let seconds = if matches!(self, ApiError::Overloaded) {
+                RETRY_AFTER_SECONDS
+            } else {
+                UNAVAILABLE_RETRY_AFTER_SECONDS
+            };
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if self.is_internal() {
             response.extensions_mut().insert(InternalErrorCause(error_chain(&self)));

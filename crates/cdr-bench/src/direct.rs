@@ -51,6 +51,7 @@ pub async fn direct(
         url: database_url.to_owned(),
         max_connections: u32::try_from(config.concurrency).unwrap_or(u32::MAX).max(1),
         statement_timeout: Duration::from_secs(30),
+        pool_timeout: Duration::from_secs(5),
     };
     let store = Store::connect(&store_config).await?;
     let context =

@@ -25,6 +25,7 @@ async fn generate_load_run_and_direct_on_sqlite() {
         url: database_url.clone(),
         max_connections: 8,
         statement_timeout: Duration::from_secs(30),
+        pool_timeout: Duration::from_secs(5),
     };
     let store = Store::connect(&store_config).await.unwrap();
     store.migrate().await.unwrap();

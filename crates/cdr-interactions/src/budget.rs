@@ -4,7 +4,7 @@
 //! resources (each one's references are checked against the whole resource by `dom-3`) and of distinct
 //! profiles it claims (each one is validated in full) multiply the validator's work. [`ResourceLimits`]
 //! bounds each, counted in one pass over the parsed JSON before any validation; a body over a limit is
-//! refused with [`InteractionError::TooCostly`] naming the limit.
+//! refused with [`InteractionError::ResourceTooCostly`] naming the limit.
 //!
 //! Validation runs on tokio's blocking pool through [`CpuPool`], at most `permits` at a time, so that
 //! however many heavy writes or `$validate` calls arrive, the async workers stay free to answer health
@@ -43,7 +43,7 @@ impl ResourceLimits {
     /// Checks a resource against the limits in one pass, stopping at the first one exceeded.
     ///
     /// # Errors
-    /// [`InteractionError::TooCostly`] naming the limit.
+    /// [`InteractionError::ResourceTooCostly`] naming the limit.
     pub(crate) fn check(&self, resource: &Map<String, Value>) -> Result<(), InteractionError> {
         let mut count = Count::default();
         let mut stack = Vec::new();
@@ -106,7 +106,7 @@ impl<'a> Count<'a> {
 }
 
 fn too_costly(what: &str, limit: usize) -> InteractionError {
-    InteractionError::TooCostly(format!(
+    InteractionError::ResourceTooCostly(format!(
         "the resource holds more than {limit} {what}, the most this server accepts"
     ))
 }
@@ -155,7 +155,7 @@ mod tests {
 
     fn refusal(body: &Value) -> String {
         match check(body) {
-            Err(InteractionError::TooCostly(message)) => message,
+            Err(InteractionError::ResourceTooCostly(message)) => message,
             other => panic!("expected a refusal, got {other:?}"),
         }
     }

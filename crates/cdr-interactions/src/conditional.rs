@@ -2,10 +2,15 @@
 //! search compiler, so conditional create, update and delete accept every search parameter.
 //!
 //! Unknown parameters are always an error here (a criterion silently dropped could match the wrong
-//! resource). Result parameters (`_count`, `_sort`, …) do not affect matching.
+//! resource). Result parameters (`_count`, `_sort`, …) do not affect matching. A value longer than the
+//! index holds ([`MAX_INDEXED_BYTES`]) is refused: the index keeps only the first bytes of a stored value, so
+//! the criteria could not find the resource they name, and a conditional create would duplicate it.
 
 use cdr_model::{Issue, IssueType, OperationOutcome, ResourceType};
-use cdr_search::{SearchError, SearchParamRegistry, SearchQuery, parse_query};
+use cdr_search::{
+    Criterion, SearchError, SearchParamRegistry, SearchQuery, SearchValue, TokenSystem, parse_query,
+};
+use cdr_store::MAX_INDEXED_BYTES;
 
 use crate::InteractionError;
 
@@ -75,6 +80,21 @@ pub(crate) fn parse_criteria(
             "conditional criteria are empty: give at least one search parameter",
         ));
     }
+    if let Some(longest) = parsed
+        .query
+        .clauses
+        .iter()
+        .filter_map(|clause| longest_text(&clause.criterion))
+        .max()
+        .filter(|longest| *longest > MAX_INDEXED_BYTES)
+    {
+        return Err(InteractionError::Invalid(OperationOutcome::single(Issue::error(
+            IssueType::TooLong,
+            format!(
+                "conditional criteria: a value of {longest} bytes is longer than the {MAX_INDEXED_BYTES} bytes the search index compares"
+            ),
+        ))));
+    }
     let mut parts: Vec<String> = parsed
         .query
         .clauses
@@ -85,6 +105,45 @@ pub(crate) fn parse_criteria(
     parts.sort();
     parts.dedup();
     Ok(Criteria { query: parsed.query, lock_key: format!("{resource_type}?{}", parts.join("&")) })
+}
+
+/// The length in bytes of the longest text a criterion compares, if it compares any.
+fn longest_text(criterion: &Criterion) -> Option<usize> {
+    match criterion {
+        Criterion::Param(filter) => filter.values.iter().filter_map(value_text_length).max(),
+        Criterion::Chain { inner, .. } | Criterion::Has { inner, .. } => longest_text(inner),
+    }
+}
+
+fn value_text_length(value: &SearchValue) -> Option<usize> {
+    let texts: Vec<&str> = match value {
+        SearchValue::Missing(_) | SearchValue::Number { .. } | SearchValue::Date { .. } => {
+            Vec::new()
+        }
+        SearchValue::String { exact, normalized } => vec![exact, normalized],
+        SearchValue::Token(token) => {
+            let system = match &token.system {
+                TokenSystem::Is(system) => Some(system.as_str()),
+                TokenSystem::Any | TokenSystem::NoSystem => None,
+            };
+            system.into_iter().chain(token.code.as_deref()).collect()
+        }
+        SearchValue::OfType { type_system, type_code, value } => {
+            vec![type_system, type_code, value]
+        }
+        SearchValue::Reference(reference) => [&reference.id, &reference.version, &reference.url]
+            .into_iter()
+            .filter_map(Option::as_deref)
+            .collect(),
+        SearchValue::Quantity { system, code, .. } => {
+            [system, code].into_iter().filter_map(Option::as_deref).collect()
+        }
+        SearchValue::Uri(text) | SearchValue::Special(text) => vec![text],
+        SearchValue::Composite(components) => {
+            return components.iter().filter_map(value_text_length).max();
+        }
+    };
+    texts.into_iter().map(str::len).max()
 }
 
 #[cfg(test)]
@@ -109,8 +168,19 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_match() {
         let registry = SearchParamRegistry::r4().unwrap();
-        for query in ["", "_format=json", "nonsense=smith", "identifier=a|b|c", "birthdate=soon"] {
+        let too_long = format!("identifier=s|{}", "x".repeat(MAX_INDEXED_BYTES + 1));
+        let chained_too_long = format!("general-practitioner.name={}", "é".repeat(301));
+        for query in ["", "_format=json", "nonsense=smith", "identifier=a|b|c", "birthdate=soon"]
+            .into_iter()
+            .chain([too_long.as_str(), chained_too_long.as_str()])
+        {
             assert!(parse_criteria(&registry, patient(), query).is_err(), "{query}");
         }
+        let longest = format!(
+            "identifier={}|{}",
+            "s".repeat(MAX_INDEXED_BYTES),
+            "x".repeat(MAX_INDEXED_BYTES)
+        );
+        parse_criteria(&registry, patient(), &longest).unwrap();
     }
 }

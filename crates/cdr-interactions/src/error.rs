@@ -25,10 +25,10 @@ pub enum InteractionError {
     /// The request asks for something this server does not do (e.g. an unsupported search parameter).
     #[error("{0}")]
     NotSupported(String),
-    /// The request is within the size limit but would cost more than a bound of the server allows
-    /// (too many elements, contained resources or profiles); the message names the bound.
+    /// A resource body within the size limit holds more than a bound of the server allows (elements,
+    /// contained resources or distinct profiles); the message names the bound.
     #[error("{0}")]
-    TooCostly(String),
+    ResourceTooCostly(String),
     /// The interaction is not allowed on this resource, e.g. update-as-create when it is switched off.
     #[error("{0}")]
     NotAllowed(String),
@@ -41,6 +41,17 @@ pub enum InteractionError {
     /// A concurrent request changed the resource first.
     #[error("{0}")]
     Conflict(String),
+    /// The request is well-formed but asks for more than the database can do in one statement (too many
+    /// values or parameters); the text names the limit.
+    #[error("{0}")]
+    TooCostly(String),
+    /// The database is overloaded for now (no free connection, or its lock stayed taken); retrying later
+    /// may succeed.
+    #[error("the server is busy; retry in a few seconds")]
+    Busy(#[source] StoreError),
+    /// The database cancelled a statement that ran past the statement timeout.
+    #[error("the request took longer than the server's time limit for one database statement")]
+    TimedOut(#[source] StoreError),
     /// A failure of the server itself; the client is told nothing of its cause.
     #[error("internal error")]
     Internal(#[source] StoreError),
@@ -64,6 +75,9 @@ impl From<StoreError> for InteractionError {
                 "the resource was changed by a concurrent request; retry".to_owned(),
             ),
             StoreError::NotSupported(message) => InteractionError::NotSupported(message),
+            StoreError::LimitExceeded(message) => InteractionError::TooCostly(message),
+            busy @ StoreError::Busy(_) => InteractionError::Busy(busy),
+            timeout @ StoreError::Timeout(_) => InteractionError::TimedOut(timeout),
             other => InteractionError::Internal(other),
         }
     }

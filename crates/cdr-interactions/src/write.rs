@@ -132,7 +132,8 @@ impl Engine {
     ///
     /// # Errors
     /// Unknown type, invalid body or criteria, several matches, an id in the body that is not the
-    /// matched one, failed precondition, or a storage failure.
+    /// matched one, or (with no match) the id of an existing resource, update-as-create when switched off,
+    /// failed precondition, or a storage failure.
     pub async fn conditional_update(
         &self,
         type_name: &str,
@@ -161,7 +162,14 @@ impl Engine {
                 WriteOutcome { status: WriteStatus::Created, resource: Some(created) }
             }
             ([], Some(body_id)) => {
+                // Nothing matches: an id that exists is another resource, which the criteria did not
+                // select (409); a new one is an update-as-create, refused when that is off (R5 3.1.0.4.3).
                 let id = parse_id(body_id)?;
+                if tx.current(resource_type, &id).await?.is_some() {
+                    return Err(InteractionError::Conflict(format!(
+                        "no {resource_type} matches '{query}', and {resource_type}/{id} named by the resource's id exists: a conditional update only changes the resource its criteria match"
+                    )));
+                }
                 self.update_in(&mut tx, resource_type, &id, resource, precondition).await?
             }
             ([found], body_id) => {

@@ -107,6 +107,9 @@ pub(crate) struct DatabaseArgs {
     /// Longest a single database statement may run, in seconds.
     #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT", default_value_t = 30)]
     pub(crate) statement_timeout_seconds: u64,
+    /// Longest a request waits for a free database connection, in seconds, before it is answered 503.
+    #[arg(long, env = "DATABASE_POOL_TIMEOUT", default_value_t = 5)]
+    pub(crate) pool_timeout_seconds: u64,
 }
 
 #[derive(Debug, Args)]

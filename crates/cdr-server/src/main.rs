@@ -59,6 +59,7 @@ async fn open_store(args: &DatabaseArgs) -> anyhow::Result<Store> {
         url: args.database_url.clone(),
         max_connections: args.max_connections,
         statement_timeout: Duration::from_secs(args.statement_timeout_seconds),
+        pool_timeout: Duration::from_secs(args.pool_timeout_seconds),
     };
     let store = Store::connect(&config).await.context("cannot open the database")?;
     store.migrate().await.context("cannot migrate the database")?;

@@ -64,11 +64,13 @@ impl Store {
             ]);
             let pool = PgPoolOptions::new()
                 .max_connections(config.max_connections)
+                .acquire_timeout(config.pool_timeout)
                 .connect_with(options)
                 .await?;
             return Ok(Store {
                 pool: Pool::Postgres(pool),
                 writer_gate: std::sync::Arc::default(),
+                pool_timeout: config.pool_timeout,
             });
         }
         if let Some(path) = url.strip_prefix("sqlite://") {
@@ -82,11 +84,24 @@ impl Store {
                 // cache: searches touch many index pages, and sixteen connections would otherwise each copy
                 // them. Writes still go through the WAL.
                 .pragma("mmap_size", SQLITE_MMAP_BYTES.to_string());
+            let timeout = config.statement_timeout;
             let pool = SqlitePoolOptions::new()
                 .max_connections(config.max_connections)
+                .acquire_timeout(config.pool_timeout)
+                // Arming the deadline takes the connection's worker thread, which proves it alive as well as
+                // the default ping did; a local file has no other end to lose.
+                .test_before_acquire(false)
+                .after_connect(move |connection, _| Box::pin(arm_deadline(connection, timeout)))
+                .before_acquire(move |connection, _| {
+                    Box::pin(async move { arm_deadline(connection, timeout).await.map(|()| true) })
+                })
                 .connect_with(options)
                 .await?;
-            return Ok(Store { pool: Pool::Sqlite(pool), writer_gate: std::sync::Arc::default() });
+            return Ok(Store {
+                pool: Pool::Sqlite(pool),
+                writer_gate: std::sync::Arc::default(),
+                pool_timeout: config.pool_timeout,
+            });
         }
         Err(StoreError::UnsupportedUrl(url.to_owned()))
     }
@@ -174,6 +189,26 @@ impl Store {
     }
 }
 
+/// How many SQLite virtual machine instructions run between two checks of the deadline (a check reads the
+/// clock, some 25 ns; ten thousand instructions take tens of microseconds).
+const DEADLINE_CHECK_INSTRUCTIONS: i32 = 10_000;
+
+/// SQLite has no statement timeout (`busy_timeout` only bounds waiting for a lock), so each connection gets a
+/// deadline whenever it leaves the pool: a progress handler interrupts any statement still running after
+/// it, which then fails with `SQLITE_INTERRUPT` ([`StoreError::Timeout`]), and a transaction rolls back.
+/// A statement run on the pool is bounded by `timeout`; so are all the statements of one transaction
+/// together.
+async fn arm_deadline(
+    connection: &mut sqlx::SqliteConnection,
+    timeout: std::time::Duration,
+) -> Result<(), sqlx::Error> {
+    let deadline = std::time::Instant::now() + timeout;
+    connection.lock_handle().await?.set_progress_handler(DEADLINE_CHECK_INSTRUCTIONS, move || {
+        std::time::Instant::now() < deadline
+    });
+    Ok(())
+}
+
 fn create_parent_folder(path: &str) -> Result<(), StoreError> {
     let path = path.split('?').next().unwrap_or(path);
     let Some(parent) = std::path::Path::new(path).parent() else {
@@ -184,4 +219,118 @@ fn create_parent_folder(path: &str) -> Result<(), StoreError> {
     }
     std::fs::create_dir_all(parent)
         .map_err(|source| StoreError::CreateFolder { path: parent.display().to_string(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::sql::{MAX_BINDS, Sql, query_of};
+
+    /// A query that never ends on its own: counting an unbounded recursive sequence.
+    const ENDLESS: &str =
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n";
+
+    /// A store on one in-memory SQLite connection.
+    async fn sqlite(statement_timeout: Duration, pool_timeout: Duration) -> (Store, SqlitePool) {
+        let config = StoreConfig {
+            url: "sqlite://:memory:".to_owned(),
+            max_connections: 1,
+            statement_timeout,
+            pool_timeout,
+        };
+        let store = Store::connect(&config).await.unwrap();
+        let Pool::Sqlite(pool) = &store.pool else { panic!("a sqlite:// URL opens SQLite") };
+        let pool = pool.clone();
+        (store, pool)
+    }
+
+    async fn run(pool: &SqlitePool, sql: &Sql) -> Result<(), StoreError> {
+        query_of!(sql).execute(pool).await?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn sqlite_statements_stop_at_the_statement_timeout() {
+        let (store, pool) = sqlite(Duration::from_millis(200), Duration::from_secs(5)).await;
+        let started = std::time::Instant::now();
+        let error = run(&pool, &Sql::new(ENDLESS)).await.unwrap_err();
+        assert!(matches!(error, StoreError::Timeout(_)), "{error:?}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        // The same (only) connection is usable afterwards, with a new deadline.
+        store.ping().await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT 41 + 1").fetch_one(&pool).await.unwrap();
+        assert_eq!(n, 42);
+
+        // A transaction is bounded as a whole, and rolled back.
+        let mut tx = store.begin().await.unwrap();
+        tx.execute(&Sql::new("CREATE TABLE t (x INTEGER)")).await.unwrap();
+        let error = tx.execute(&Sql::new(ENDLESS)).await.unwrap_err();
+        assert!(matches!(error, StoreError::Timeout(_)), "{error:?}");
+        drop(tx);
+        let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_schema WHERE name = 't'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(tables, 0);
+    }
+
+    #[tokio::test]
+    async fn a_pool_without_a_free_connection_is_busy() {
+        let (store, pool) = sqlite(Duration::from_secs(30), Duration::from_millis(100)).await;
+        let held = pool.acquire().await.unwrap();
+        let error = store.ping().await.unwrap_err();
+        assert!(matches!(error, StoreError::Busy(_)), "{error:?}");
+        drop(held);
+        store.ping().await.unwrap();
+
+        // A writer waiting for its turn behind another is busy after the same time.
+        let writer = store.begin().await.unwrap();
+        let error = store.begin().await.unwrap_err();
+        assert!(matches!(error, StoreError::Busy(_)), "{error:?}");
+        drop(writer);
+        store.begin().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn statements_past_the_database_limits_are_client_errors() {
+        let (_store, pool) = sqlite(Duration::from_secs(30), Duration::from_secs(5)).await;
+        // Refused before they run.
+        let mut many_binds = Sql::new("SELECT 1 WHERE 1 IN ");
+        many_binds.bind_text_list(std::iter::repeat_n("x", MAX_BINDS + 1));
+        let error = run(&pool, &many_binds).await.unwrap_err();
+        assert!(
+            matches!(&error, StoreError::LimitExceeded(text) if text.contains("32766")),
+            "{error:?}"
+        );
+        let deep = format!("SELECT 1 WHERE {}", vec!["1 = 1"; 1_100].join(" AND "));
+        let error = run(&pool, &Sql::new(&deep)).await.unwrap_err();
+        assert!(
+            matches!(&error, StoreError::LimitExceeded(text) if text.contains("levels deep")),
+            "{error:?}"
+        );
+        let mut within = Sql::new("SELECT 1 WHERE 'x' IN ");
+        within.bind_text_list(std::iter::repeat_n("x", MAX_BINDS));
+        run(&pool, &within).await.unwrap();
+
+        // What SQLite itself refuses (run past the check) maps to the same error, naming the limit.
+        let deep = sqlx::query(sqlx::AssertSqlSafe(deep)).execute(&pool).await.unwrap_err();
+        let error = StoreError::from(deep);
+        assert!(
+            matches!(&error, StoreError::LimitExceeded(text) if text.contains("expression depth")),
+            "{error:?}"
+        );
+        let placeholders = vec!["?"; MAX_BINDS + 1].join(", ");
+        let mut query =
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT 1 WHERE 1 IN ({placeholders})")));
+        for _ in 0..=MAX_BINDS {
+            query = query.bind(1_i64);
+        }
+        let error = StoreError::from(query.execute(&pool).await.unwrap_err());
+        assert!(
+            matches!(&error, StoreError::LimitExceeded(text) if text.contains("bound values")),
+            "{error:?}"
+        );
+    }
 }

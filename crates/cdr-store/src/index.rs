@@ -139,7 +139,7 @@ struct IndexRow {
 
 /// Longest text an index column holds, in bytes: longer values keep their first bytes (at a character
 /// boundary), so that every index row stays far below PostgreSQL's B-tree entry limit (about 2.7 kB).
-pub(crate) const MAX_INDEXED_BYTES: usize = 600;
+pub const MAX_INDEXED_BYTES: usize = 600;
 
 /// Index text without NUL characters (PostgreSQL text cannot hold them), cut to [`MAX_INDEXED_BYTES`].
 fn clean(text: &str) -> String {

@@ -45,6 +45,7 @@ mod write;
 
 use std::time::Duration;
 
+pub use crate::index::MAX_INDEXED_BYTES;
 pub use crate::page::{
     FoundResource, PageDirection, PageKey, SearchPage, SearchRequest, SortValue,
 };
@@ -59,8 +60,11 @@ pub struct StoreConfig {
     pub url: String,
     /// Upper bound of pooled connections.
     pub max_connections: u32,
-    /// Longest time one statement may run before the database cancels it.
+    /// Longest time one statement may run before the database cancels it (on SQLite: one statement, or
+    /// every statement of one transaction together, counted from when its connection leaves the pool).
     pub statement_timeout: Duration,
+    /// Longest a caller waits for a pooled connection before the store reports [`StoreError::Busy`].
+    pub pool_timeout: Duration,
 }
 
 /// Which database a [`Store`] runs on.
@@ -70,7 +74,9 @@ pub enum Backend {
     Sqlite,
 }
 
-/// A storage failure. Callers map every variant except the conflicts to an internal error.
+/// A storage failure. Callers map [`StoreError::Conflict`], [`StoreError::NotSupported`] and
+/// [`StoreError::LimitExceeded`] to client errors, [`StoreError::Busy`] and [`StoreError::Timeout`] to
+/// "try again later", and every other variant to an internal error.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The URL names no supported database.
@@ -92,6 +98,17 @@ pub enum StoreError {
     /// The search asks for something the query compiler does not do (a client error).
     #[error("{0}")]
     NotSupported(String),
+    /// The statement would pass a limit of the database (bound values, expression depth, program limits):
+    /// the request asks too much (a client error); the text names the limit.
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// No connection became free within the pool timeout, or the database refused another connection or
+    /// its lock stayed taken: the server is overloaded for now.
+    #[error("the database is busy")]
+    Busy(#[source] sqlx::Error),
+    /// The database cancelled a statement that ran past the statement timeout.
+    #[error("the database statement ran past its time limit")]
+    Timeout(#[source] sqlx::Error),
     /// Applying migrations failed.
     #[error("database migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
@@ -100,15 +117,73 @@ pub enum StoreError {
     Database(#[source] sqlx::Error),
 }
 
+/// SQLite's error messages for statements past one of its compile-time limits (all under result code 1,
+/// `SQLITE_ERROR`, so the text is what tells them apart), each with the limit it names.
+const SQLITE_LIMIT_MESSAGES: [(&str, &str); 7] = [
+    ("Expression tree is too large", "the database's expression depth limit"),
+    ("too many SQL variables", "the database's limit of bound values"),
+    ("parser stack overflow", "the database's parser depth limit"),
+    ("at most 64 tables in a join", "the database's limit of 64 tables in a join"),
+    ("too many terms in compound SELECT", "the database's limit of terms in a compound SELECT"),
+    ("too many columns", "the database's limit of columns"),
+    ("too many terms in ORDER BY", "the database's limit of ORDER BY terms"),
+];
+
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> StoreError {
         match &error {
             sqlx::Error::Database(database_error) if database_error.is_unique_violation() => {
                 StoreError::Conflict
             }
+            sqlx::Error::PoolTimedOut => StoreError::Busy(error),
+            sqlx::Error::Database(database_error) => {
+                let code = database_error.code().unwrap_or_default();
+                let message = database_error.message();
+                match code.as_ref() {
+                    // PostgreSQL: query_canceled (statement_timeout); SQLite: SQLITE_INTERRUPT (the deadline
+                    // set in `connect.rs`).
+                    "57014" | "9" => StoreError::Timeout(error),
+                    // PostgreSQL: too_many_connections, lock_not_available; SQLite: SQLITE_BUSY and
+                    // SQLITE_LOCKED with their extended codes (busy_timeout passed).
+                    "53300" | "55P03" => StoreError::Busy(error),
+                    code if sqlite_primary_code(code)
+                        .is_some_and(|primary| [5, 6].contains(&primary)) =>
+                    {
+                        StoreError::Busy(error)
+                    }
+                    // PostgreSQL: program_limit_exceeded, statement_too_complex, too_many_columns.
+                    "54000" | "54001" | "54011" => StoreError::LimitExceeded(format!(
+                        "the request compiles to a statement past a database limit: {message}"
+                    )),
+                    // SQLite: SQLITE_TOOBIG.
+                    "18" => StoreError::LimitExceeded(
+                        "the request compiles to a statement past the database's size limit"
+                            .to_owned(),
+                    ),
+                    "1" => {
+                        match SQLITE_LIMIT_MESSAGES.iter().find(|(text, _)| message.contains(text))
+                        {
+                            Some((_, limit)) => StoreError::LimitExceeded(format!(
+                                "the request compiles to a statement past {limit}; ask for fewer values or parameters"
+                            )),
+                            None => StoreError::Database(error),
+                        }
+                    }
+                    _ => StoreError::Database(error),
+                }
+            }
             _ => StoreError::Database(error),
         }
     }
+}
+
+/// The primary result code of a SQLite (extended) result code written in decimal, such as 5 for 517
+/// (`SQLITE_BUSY_SNAPSHOT`); `None` for PostgreSQL's SQLSTATE codes, which are five characters.
+fn sqlite_primary_code(code: &str) -> Option<i64> {
+    if code.len() == 5 {
+        return None;
+    }
+    code.parse::<i64>().ok().map(|code| code & 0xff)
 }
 
 /// The resource store: a connection pool on one backend.
@@ -119,4 +194,6 @@ pub struct Store {
     /// transaction, instead of polling SQLite's lock with its busy handler (which is unfair and makes
     /// tail latency under concurrent writes hundreds of milliseconds). Unused on PostgreSQL.
     writer_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Longest wait for a connection, and on SQLite for a writer's turn.
+    pool_timeout: Duration,
 }

@@ -142,9 +142,19 @@ fn sort_bind(value: &SortValue) -> Bind {
     }
 }
 
+/// Most `_sort` keys a page query takes: each is a column of the result and a term of its `ORDER BY`, and
+/// the databases allow some 2,000 (SQLite) and 1,664 (PostgreSQL) of those.
+const MAX_SORT_KEYS: usize = 1_000;
+
 /// The page query: matches with their sort values, after or before a key, in (reversed) order.
 fn page_sql(request: &SearchRequest<'_>, drive: Drive) -> Result<(Sql, Vec<SortKind>), StoreError> {
     let query = request.query;
+    if query.sort.len() > MAX_SORT_KEYS {
+        return Err(StoreError::LimitExceeded(format!(
+            "the search has {} sort keys, more than the limit of {MAX_SORT_KEYS}",
+            query.sort.len()
+        )));
+    }
     // The matches are ordered and cut to the page on their keys alone; only the page's rows then fetch their
     // bodies, so sorting thousands of matches never carries thousands of bodies.
     let mut sql = Sql::new(
@@ -519,6 +529,44 @@ mod tests {
                 // A bound LIMIT makes SQLite re-prepare the statement on every execution.
                 assert!(!sql.text.contains("LIMIT $"), "{}", sql.text);
             }
+        }
+    }
+
+    /// Searches too large for one database statement are refused when compiled, naming the limit; an
+    /// ordinary one is far inside both limits.
+    #[test]
+    fn oversized_searches_are_refused_before_they_run() {
+        let registry = SearchParamRegistry::r4().unwrap();
+        let patient = || ResourceType::parse("Patient").unwrap();
+        // The parser takes 100 alternatives per parameter: 400 parameters of 100.
+        let hundred = (0..100).map(|n| format!("id{n}")).collect::<Vec<_>>().join(",");
+        let many_values = vec![format!("_id={hundred}"); 400].join("&");
+        let many_clauses = vec!["name=a"; 1_000].join("&");
+        let many_sort_keys = format!("_sort={}", vec!["birthdate"; 2_100].join(","));
+        for (query, limit) in
+            [(many_values, "32766"), (many_clauses, "levels deep"), (many_sort_keys, "sort keys")]
+        {
+            let parsed = parse_query(Some(patient()), &form_urlencoded_pairs(&query), &registry);
+            let types = [patient()];
+            let request = SearchRequest {
+                query: &parsed.query,
+                types: &types,
+                count: 10,
+                page: None,
+                now_micros: 0,
+            };
+            let error = page_sql(&request, Drive::Order)
+                .and_then(|(sql, _)| sql.check_limits())
+                .unwrap_err();
+            assert!(
+                matches!(&error, StoreError::LimitExceeded(text) if text.contains(limit)),
+                "{error:?}"
+            );
+        }
+        for sql in
+            compiled("ImagingStudy", "patient.name=a&modality=CT&started=ge2020&_sort=-started")
+        {
+            sql.check_limits().unwrap();
         }
     }
 

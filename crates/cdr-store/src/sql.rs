@@ -1,6 +1,8 @@
 //! A small SQL text builder shared by both backends: fragments are static text written in this crate, values
 //! are always `$n` bind parameters (both PostgreSQL and SQLite accept that placeholder form).
 
+use crate::StoreError;
+
 /// One bound value.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Bind {
@@ -91,10 +93,74 @@ impl Sql {
     }
 }
 
-/// Builds a runnable query from [`Sql`] for the backend of `$db`.
+/// Most bound values one statement may have: SQLite's `SQLITE_MAX_VARIABLE_NUMBER` (PostgreSQL allows
+/// 65,535), so the same statement runs on both.
+pub(crate) const MAX_BINDS: usize = 32_766;
+
+/// Deepest expression one statement may hold, as [`Sql::expression_depth`] estimates it: below SQLite's
+/// `SQLITE_MAX_EXPR_DEPTH` (1,000), with room for what the estimate does not see.
+pub(crate) const MAX_EXPRESSION_DEPTH: usize = 900;
+
+impl Sql {
+    /// Refuses a statement that the database would refuse for its size: more than [`MAX_BINDS`] bound values
+    /// or an expression deeper than [`MAX_EXPRESSION_DEPTH`]. Checked before every execution, so a request
+    /// that compiles to such a statement is a client error naming the limit, not a database failure.
+    pub(crate) fn check_limits(&self) -> Result<(), StoreError> {
+        if self.binds.len() > MAX_BINDS {
+            return Err(StoreError::LimitExceeded(format!(
+                "the request needs {} bound values in one database statement, more than the limit of {MAX_BINDS}; ask for fewer values",
+                self.binds.len()
+            )));
+        }
+        let depth = self.expression_depth();
+        if depth > MAX_EXPRESSION_DEPTH {
+            return Err(StoreError::LimitExceeded(format!(
+                "the request compiles to a database expression {depth} levels deep, more than the limit of {MAX_EXPRESSION_DEPTH}; ask for fewer parameters or values"
+            )));
+        }
+        Ok(())
+    }
+
+    /// An upper estimate of the depth of the statement's expression tree, from its text (which this crate
+    /// writes; values are binds, so no literal can hold a parenthesis or a keyword): `a AND b AND c` is a
+    /// tree as deep as its operators are many, and each parenthesised group adds its own depth below
+    /// them. SQLite counts subqueries into the depth of the expression holding them, so the whole statement
+    /// is one tree.
+    fn expression_depth(&self) -> usize {
+        // One frame per open parenthesis: (operators at this level, deepest group inside).
+        let mut frames: Vec<(usize, usize)> = vec![(0, 0)];
+        let text = self.text.as_bytes();
+        for (index, byte) in text.iter().enumerate() {
+            match byte {
+                b'(' => frames.push((0, 0)),
+                b')' if frames.len() > 1 => {
+                    if let Some((operators, inner)) = frames.pop()
+                        && let Some(parent) = frames.last_mut()
+                    {
+                        parent.1 = parent.1.max(operators + inner + 1);
+                    }
+                }
+                b' ' => {
+                    let rest = &text[index..];
+                    if (rest.starts_with(b" AND ") || rest.starts_with(b" OR "))
+                        && let Some(frame) = frames.last_mut()
+                    {
+                        frame.0 += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        frames.iter().map(|(operators, inner)| operators + inner + 1).max().unwrap_or(1)
+    }
+}
+
+/// Builds a runnable query from [`Sql`] for the backend of `$db`. Returns early from the enclosing function
+/// with [`StoreError::LimitExceeded`] when the statement is past a size limit ([`Sql::check_limits`]).
 macro_rules! query_of {
     ($sql:expr) => {{
         let sql: &$crate::sql::Sql = $sql;
+        sql.check_limits()?;
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.text.clone()));
         for bind in &sql.binds {
             query = match bind {

@@ -75,14 +75,21 @@ impl Store {
     /// write lock at once (`BEGIN IMMEDIATE`), so a read-then-write inside never fails on lock upgrade.
     ///
     /// # Errors
-    /// On database failure.
+    /// [`StoreError::Busy`] when no connection (on SQLite: no turn) comes within the pool timeout; on
+    /// database failure.
     pub async fn begin(&self) -> Result<StoreTx, StoreError> {
         match &self.pool {
             Pool::Postgres(pool) => {
                 Ok(StoreTx { tx: Tx::Postgres(pool.begin().await?), _writer_turn: None })
             }
             Pool::Sqlite(pool) => {
-                let turn = std::sync::Arc::clone(&self.writer_gate).lock_owned().await;
+                // Waiting for the turn is waiting for the one writing connection: bounded like the pool's.
+                let turn = tokio::time::timeout(
+                    self.pool_timeout,
+                    std::sync::Arc::clone(&self.writer_gate).lock_owned(),
+                )
+                .await
+                .map_err(|_| StoreError::Busy(sqlx::Error::PoolTimedOut))?;
                 let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 Ok(StoreTx { tx: Tx::Sqlite(tx), _writer_turn: Some(turn) })
             }
