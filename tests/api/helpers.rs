@@ -8,7 +8,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use cdr_api::{ApiConfig, AppState};
-use cdr_interactions::{Engine, EngineConfig, Profiles, ValidationMode};
+use cdr_interactions::{Engine, EngineConfig, PageLimits, Profiles, ValidationMode};
 use cdr_search::SearchParamRegistry;
 use cdr_store::{Store, StoreConfig};
 use cdr_validation::ProfileSet;
@@ -105,8 +105,7 @@ pub(crate) fn search_params() -> &'static SearchParamRegistry {
 pub(crate) fn engine_config() -> EngineConfig {
     EngineConfig {
         update_create: false,
-        default_page_size: 20,
-        max_page_size: 100,
+        limits: PageLimits::default(),
         validation: ValidationMode::Base,
         require_patient_identifier: false,
     }

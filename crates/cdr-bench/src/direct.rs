@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use cdr_interactions::PageLimits;
 use cdr_model::ResourceType;
 use cdr_search::{SearchParamRegistry, SearchQuery, parse_query};
 use cdr_store::{FoundResource, PageDirection, SearchRequest, Store, StoreConfig, StoreError};
@@ -21,13 +22,6 @@ use crate::dataset::IdMap;
 use crate::rng::Rng;
 use crate::run::{Operation, QueryKind, QueryValues, RunConfig, Samples, SearchSpec, measure};
 use crate::stats::{QueryStats, Sample};
-
-/// The server's page size when a search gives no `_count`, and its largest.
-const DEFAULT_PAGE_SIZE: u32 = 20;
-const MAX_PAGE_SIZE: u32 = 500;
-
-/// Most resources `_include` and `_revinclude` add to one page, as in the server.
-const MAX_INCLUDED: i64 = 1_000;
 
 /// Times `queries` through `cdr_store::Store` on the database at `database_url`, which must hold the
 /// data set loaded from `data_dir`. `search_parameters` are the JSON texts of the custom SearchParameters the
@@ -53,8 +47,13 @@ pub async fn direct(
         statement_timeout: Duration::from_secs(30),
     };
     let store = Store::connect(&store_config).await?;
-    let context =
-        Arc::new(DirectContext { store: store.clone(), registry, values, seed: config.seed });
+    let context = Arc::new(DirectContext {
+        store: store.clone(),
+        registry,
+        values,
+        seed: config.seed,
+        limits: PageLimits::default(),
+    });
     let operations: Vec<(QueryKind, Option<Operation>)> = queries
         .iter()
         .map(|kind| {
@@ -106,6 +105,8 @@ struct DirectContext {
     registry: SearchParamRegistry,
     values: QueryValues,
     seed: u64,
+    /// The server's default page sizes and include cap.
+    limits: PageLimits,
 }
 
 impl DirectContext {
@@ -193,7 +194,10 @@ impl DirectContext {
         let request = SearchRequest {
             query,
             types,
-            count: query.count.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE),
+            count: query
+                .count
+                .unwrap_or(self.limits.default_page_size)
+                .clamp(1, self.limits.max_page_size),
             page: after.map(|key| (PageDirection::After, key)),
             now_micros,
         };
@@ -208,13 +212,14 @@ impl DirectContext {
             .iter()
             .map(|include| (include, false))
             .chain(query.revincludes.iter().map(|include| (include, true)));
+        let max_included = i64::from(self.limits.max_included);
         let mut n_included = 0;
         for (include, reverse) in directives {
-            if sources.is_empty() || n_included >= MAX_INCLUDED {
+            if sources.is_empty() || n_included >= max_included {
                 break;
             }
             let included =
-                self.store.include(&sources, include, reverse, MAX_INCLUDED - n_included).await?;
+                self.store.include(&sources, include, reverse, max_included - n_included).await?;
             n_included += i64::try_from(included.len()).unwrap_or(0);
         }
         Ok((page.resources, page.more))

@@ -8,7 +8,7 @@ use cdr_api::{ApiConfig, AppState};
 use cdr_bench::run::{QueryKind, RunConfig};
 use cdr_bench::stats::QueryStats;
 use cdr_bench::{Budget, GenerateConfig};
-use cdr_interactions::{Engine, EngineConfig, Profiles, ValidationMode};
+use cdr_interactions::{Engine, EngineConfig, PageLimits, Profiles, ValidationMode};
 use cdr_search::SearchParamRegistry;
 use cdr_store::{Store, StoreConfig};
 use cdr_validation::ProfileSet;
@@ -30,8 +30,7 @@ async fn generate_load_run_and_direct_on_sqlite() {
     store.migrate().await.unwrap();
     let engine_config = EngineConfig {
         update_create: false,
-        default_page_size: 20,
-        max_page_size: 100,
+        limits: PageLimits::default(),
         validation: ValidationMode::Base,
         require_patient_identifier: false,
     };

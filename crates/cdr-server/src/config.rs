@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use cdr_interactions::PageLimits;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// imaging-cdr: an open FHIR R4 imaging repository server.
@@ -123,10 +124,10 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "UPDATE_CREATE")]
     pub(crate) update_create: bool,
     /// Page size of history (and search) bundles when the client gives no _count.
-    #[arg(long, env = "DEFAULT_PAGE_SIZE", default_value_t = 20)]
+    #[arg(long, env = "DEFAULT_PAGE_SIZE", default_value_t = PageLimits::default().default_page_size)]
     pub(crate) default_page_size: u32,
     /// Largest page size a client may ask for with _count.
-    #[arg(long, env = "MAX_PAGE_SIZE", default_value_t = 500)]
+    #[arg(long, env = "MAX_PAGE_SIZE", default_value_t = PageLimits::default().max_page_size)]
     pub(crate) max_page_size: u32,
     /// Profile validation of creates and updates.
     #[arg(long, env = "VALIDATION", value_enum, default_value_t = Validation::Base)]

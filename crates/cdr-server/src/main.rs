@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cdr_api::{ApiConfig, AppState};
-use cdr_interactions::{Engine, EngineConfig, Profiles, ValidationMode};
+use cdr_interactions::{Engine, EngineConfig, PageLimits, Profiles, ValidationMode};
 use cdr_search::SearchParamRegistry;
 use cdr_store::{Store, StoreConfig};
 use cdr_validation::{ConformanceKind, ProfileSet};
@@ -92,8 +92,7 @@ async fn reindex(args: &ReindexArgs) -> anyhow::Result<()> {
     let store = open_store(&args.database).await?;
     let config = EngineConfig {
         update_create: false,
-        default_page_size: 20,
-        max_page_size: 500,
+        limits: PageLimits::default(),
         validation: ValidationMode::Off,
         require_patient_identifier: false,
     };
@@ -115,8 +114,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = open_store(&args.database).await?;
     let config = EngineConfig {
         update_create: args.update_create,
-        default_page_size: args.default_page_size,
-        max_page_size: args.max_page_size,
+        limits: PageLimits {
+            default_page_size: args.default_page_size,
+            max_page_size: args.max_page_size,
+            ..PageLimits::default()
+        },
         validation,
         require_patient_identifier: args.require_patient_identifier,
     };
