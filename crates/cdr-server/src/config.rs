@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use cdr_interactions::PageLimits;
+use cdr_server::profiles::ProfileArgs;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// imaging-cdr: an open FHIR R4 imaging repository server.
@@ -33,19 +34,6 @@ pub(crate) enum Command {
     Validate(ValidateArgs),
     /// Rebuild every search index row from the stored resources (after adding SearchParameters or upgrading).
     Reindex(ReindexArgs),
-}
-
-/// Where the conformance resources (profiles, value sets, code systems) come from, on top of the
-/// compiled-in FHIR R4 core definitions.
-#[derive(Debug, Args)]
-pub(crate) struct ProfileArgs {
-    /// Folder of conformance resources: every `*.json` file in it and its subfolders (default:
-    /// `profiles` in the working directory, when present).
-    #[arg(long, env = "PROFILES_DIR", value_name = "DIR")]
-    pub(crate) profiles_dir: Option<PathBuf>,
-    /// A FHIR package (`.tgz`) to load; repeatable.
-    #[arg(long = "package", value_name = "PATH")]
-    pub(crate) packages: Vec<PathBuf>,
 }
 
 /// How much profile validation creates and updates go through.

@@ -4,7 +4,6 @@
 //! configuration; it hands typed sub-configurations to the library crates.
 
 mod config;
-mod profiles;
 mod validate;
 
 use std::process::ExitCode;
@@ -15,8 +14,8 @@ use anyhow::Context;
 use cdr_api::{ApiConfig, AppState};
 use cdr_interactions::{Engine, EngineConfig, PageLimits, Profiles, ValidationMode};
 use cdr_search::SearchParamRegistry;
+use cdr_server::profiles::{self, search_registry};
 use cdr_store::{Store, StoreConfig};
-use cdr_validation::{ConformanceKind, ProfileSet};
 use clap::Parser;
 
 use crate::config::{Cli, Command, DatabaseArgs, LogFormat, ReindexArgs, ServeArgs, Validation};
@@ -70,20 +69,6 @@ async fn migrate(args: &DatabaseArgs) -> anyhow::Result<()> {
     tracing::info!(backend = ?store.backend(), "database schema is up to date");
     store.close().await;
     Ok(())
-}
-
-/// The R4 search parameters plus every SearchParameter among the loaded conformance resources (the
-/// profiles folder and packages).
-fn search_registry(set: &ProfileSet) -> anyhow::Result<SearchParamRegistry> {
-    let texts: Vec<String> = set
-        .canonicals(ConformanceKind::SearchParameter)
-        .filter_map(|url| set.resource(ConformanceKind::SearchParameter, url))
-        .map(|resource| resource.to_string())
-        .collect();
-    let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let registry = SearchParamRegistry::with_extra(&borrowed).context("invalid SearchParameter")?;
-    tracing::info!(custom = texts.len(), "search parameters loaded");
-    Ok(registry)
 }
 
 async fn reindex(args: &ReindexArgs) -> anyhow::Result<()> {
