@@ -10,8 +10,8 @@ use axum::http::{HeaderMap, Method, Request, StatusCode};
 use cdr_api::{ApiConfig, AppState};
 use cdr_interactions::{Engine, EngineConfig, PageLimits, Profiles, ValidationMode};
 use cdr_search::SearchParamRegistry;
+use cdr_server::profiles::ProfileArgs;
 use cdr_store::{Store, StoreConfig};
-use cdr_validation::ProfileSet;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -33,7 +33,7 @@ pub(crate) struct TestApp {
 }
 
 enum Cleanup {
-    Folder(std::path::PathBuf),
+    Folder(PathBuf),
     Schema { admin_url: String, schema: String },
 }
 
@@ -87,19 +87,7 @@ const RELATION_TARGET: &str = r#"{"resourceType":"SearchParameter","url":"http:/
 /// The R4 search parameters plus the Ontario ones of `profiles/` (and [`NUMBER_OF_SERIES`],
 /// [`RELATION_TARGET`]), built once per test binary.
 pub(crate) fn search_params() -> &'static SearchParamRegistry {
-    static REGISTRY: OnceLock<SearchParamRegistry> = OnceLock::new();
-    REGISTRY.get_or_init(|| {
-        SearchParamRegistry::with_extra(&[
-            include_str!("../../profiles/SearchParameter-DiagnosticReport-basedOn.json"),
-            include_str!("../../profiles/SearchParameter-DiagnosticReport-imagingStudy.json"),
-            include_str!("../../profiles/SearchParameter-ImagingStudy-basedOn.json"),
-            include_str!("../../profiles/SearchParameter-Patient-birthDate.json"),
-            include_str!("../../profiles/SearchParameter-ServiceRequest-code-category.json"),
-            NUMBER_OF_SERIES,
-            RELATION_TARGET,
-        ])
-        .expect("the Ontario search parameters load")
-    })
+    &conformance().1
 }
 
 pub(crate) fn engine_config() -> EngineConfig {
@@ -113,28 +101,32 @@ pub(crate) fn engine_config() -> EngineConfig {
 
 /// R4 core plus the repository's `profiles/` (Ontario MI and CA Baseline), loaded once per test run.
 pub(crate) fn profiles() -> Arc<Profiles> {
-    static PROFILES: OnceLock<Arc<Profiles>> = OnceLock::new();
-    PROFILES
-        .get_or_init(|| {
-            let mut set = ProfileSet::r4_core().unwrap();
-            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles");
-            for dir in [dir.join("ca-baseline"), dir] {
-                let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-                    .unwrap()
-                    .map(|entry| entry.unwrap().path())
-                    .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
-                    .collect();
-                paths.sort();
-                for path in paths {
-                    let text = std::fs::read_to_string(&path).unwrap();
-                    set.add_json(&path.display().to_string(), &text).unwrap();
-                }
-            }
-            let profiles = Profiles::new(set);
-            assert!(profiles.missing().is_empty(), "{:?}", profiles.missing());
-            Arc::new(profiles)
-        })
-        .clone()
+    Arc::clone(&conformance().0)
+}
+
+/// The repository's `profiles/` loaded as the server loads its `--profiles-dir`, with the test-only
+/// SearchParameters added as if they were files of that folder; the profiles and the search registry made
+/// of them.
+fn conformance() -> &'static (Arc<Profiles>, SearchParamRegistry) {
+    static CONFORMANCE: OnceLock<(Arc<Profiles>, SearchParamRegistry)> = OnceLock::new();
+    CONFORMANCE.get_or_init(|| {
+        let args = ProfileArgs {
+            profiles_dir: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles")),
+            packages: Vec::new(),
+        };
+        let (mut set, _) =
+            cdr_server::profiles::load(&args).expect("the repository's profiles load");
+        for (name, text) in
+            [("number-of-series", NUMBER_OF_SERIES), ("relation-target", RELATION_TARGET)]
+        {
+            set.add_json(name, text).expect("a test SearchParameter loads");
+        }
+        let registry =
+            cdr_server::profiles::search_registry(&set).expect("the search parameters load");
+        let loaded = Profiles::new(set);
+        assert!(loaded.missing().is_empty(), "{:?}", loaded.missing());
+        (Arc::new(loaded), registry)
+    })
 }
 
 impl TestApp {

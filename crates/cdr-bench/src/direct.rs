@@ -15,7 +15,6 @@ use cdr_interactions::PageLimits;
 use cdr_model::ResourceType;
 use cdr_search::{SearchParamRegistry, SearchQuery, parse_query};
 use cdr_store::{FoundResource, PageDirection, SearchRequest, Store, StoreConfig, StoreError};
-use serde_json::Value;
 
 use crate::BenchError;
 use crate::dataset::IdMap;
@@ -24,21 +23,18 @@ use crate::run::{Operation, QueryKind, QueryValues, RunConfig, Samples, SearchSp
 use crate::stats::{QueryStats, Sample};
 
 /// Times `queries` through `cdr_store::Store` on the database at `database_url`, which must hold the
-/// data set loaded from `data_dir`. `search_parameters` are the JSON texts of the custom SearchParameters the
-/// server was started with (see [`read_search_parameters`]).
+/// data set loaded from `data_dir`. `registry` holds the search parameters the server was started with
+/// (`cdr_server::profiles::search_registry` of its conformance resources).
 ///
 /// # Errors
-/// When the database cannot be opened, a SearchParameter is invalid, or the data set and its id map cannot
-/// be read.
+/// When the database cannot be opened, or the data set and its id map cannot be read.
 pub async fn direct(
     database_url: &str,
     data_dir: &Path,
     queries: &[QueryKind],
     config: RunConfig,
-    search_parameters: &[String],
+    registry: SearchParamRegistry,
 ) -> Result<Vec<QueryStats>, BenchError> {
-    let extra: Vec<&str> = search_parameters.iter().map(String::as_str).collect();
-    let registry = SearchParamRegistry::with_extra(&extra)?;
     let ids = IdMap::load(data_dir)?;
     let values = QueryValues::from_data_set(data_dir, &ids)?;
     let store_config = StoreConfig {
@@ -69,35 +65,6 @@ pub async fn direct(
     let rows = measure(&operations, config, "").await;
     store.close().await;
     Ok(rows)
-}
-
-/// The JSON texts of the SearchParameters among the `*.json` files directly in `dir` (the server's
-/// `--profiles-dir`); other resources are skipped.
-///
-/// # Errors
-/// When the folder or one of its files cannot be read, or a file is not JSON.
-pub fn read_search_parameters(dir: &Path) -> Result<Vec<String>, BenchError> {
-    let read_error =
-        |path: &Path, source| BenchError::Io { action: "read", path: path.to_owned(), source };
-    let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
-        .map_err(|source| read_error(dir, source))?
-        .map(|entry| entry.map(|entry| entry.path()).map_err(|source| read_error(dir, source)))
-        .collect::<Result<_, _>>()?;
-    paths.retain(|path| path.extension().is_some_and(|extension| extension == "json"));
-    paths.sort();
-    let mut texts = Vec::new();
-    for path in paths {
-        let text = std::fs::read_to_string(&path).map_err(|source| read_error(&path, source))?;
-        let resource: Value = serde_json::from_str(&text).map_err(|source| BenchError::Json {
-            path: path.clone(),
-            line: 1,
-            source,
-        })?;
-        if resource["resourceType"] == "SearchParameter" {
-            texts.push(text);
-        }
-    }
-    Ok(texts)
 }
 
 struct DirectContext {

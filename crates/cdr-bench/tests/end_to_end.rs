@@ -10,6 +10,7 @@ use cdr_bench::stats::QueryStats;
 use cdr_bench::{Budget, GenerateConfig};
 use cdr_interactions::{Engine, EngineConfig, PageLimits, Profiles, ValidationMode};
 use cdr_search::SearchParamRegistry;
+use cdr_server::profiles::ProfileArgs;
 use cdr_store::{Store, StoreConfig};
 use cdr_validation::ProfileSet;
 
@@ -77,18 +78,17 @@ async fn generate_load_run_and_direct_on_sqlite() {
 
     // Direct: the reads and every search on the store, with the repository's SearchParameters as the
     // server would load them.
-    let profiles_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../profiles");
-    let search_parameters = cdr_bench::direct::read_search_parameters(&profiles_dir).unwrap();
-    assert!(!search_parameters.is_empty());
-    let rows = cdr_bench::direct::direct(
-        &database_url,
-        &data,
-        &QueryKind::ALL,
-        config,
-        &search_parameters,
-    )
-    .await
-    .unwrap();
+    let conformance = ProfileArgs {
+        profiles_dir: Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../profiles")),
+        packages: Vec::new(),
+    };
+    let (set, _) = cdr_server::profiles::load(&conformance).unwrap();
+    let registry = cdr_server::profiles::search_registry(&set).unwrap();
+    let study = cdr_model::ResourceType::parse("ImagingStudy").unwrap();
+    assert!(registry.get(study, "basedOn").is_some(), "the Ontario SearchParameters are loaded");
+    let rows = cdr_bench::direct::direct(&database_url, &data, &QueryKind::ALL, config, registry)
+        .await
+        .unwrap();
     for kind in QueryKind::ALL {
         let stats = row(&rows, kind.name());
         assert!(stats.requests >= 40 && stats.errors == 0, "{stats:?}");
