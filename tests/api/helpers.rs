@@ -25,16 +25,80 @@ pub(crate) enum Backend {
     Postgres,
 }
 
-/// The application on its own database.
+/// The application on its own database, which goes when the `TestApp` is dropped, also when the test
+/// panics.
 pub(crate) struct TestApp {
     router: Router,
     store: Store,
-    cleanup: Cleanup,
+    // Last, so that it is dropped after the pool.
+    database: TestDatabase,
 }
 
-enum Cleanup {
+/// The test's own database: a SQLite file in a temporary folder, or a PostgreSQL schema whose connections
+/// carry the schema's name as their `application_name`. Dropping it removes the folder or drops the schema.
+enum TestDatabase {
     Folder(PathBuf),
     Schema { admin_url: String, schema: String },
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        match self {
+            TestDatabase::Folder(folder) => {
+                let _ = std::fs::remove_dir_all(folder);
+            }
+            TestDatabase::Schema { admin_url, schema } => {
+                // Drop may run on a runtime worker (or while a panic unwinds one), which cannot block on a
+                // future; a thread of its own with its own runtime can, on a fresh connection.
+                let (admin_url, schema) = (admin_url.clone(), schema.clone());
+                let dropped = std::thread::spawn(move || {
+                    let runtime =
+                        tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                    runtime.block_on(drop_schema(&admin_url, &schema))
+                })
+                .join();
+                match dropped {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => eprintln!("cannot drop the test schema: {error}"),
+                    Err(_) => eprintln!("cannot drop the test schema: the cleanup thread panicked"),
+                }
+            }
+        }
+    }
+}
+
+/// Ends the connections still open on `schema` (a panicking test leaves its pool open) and drops it.
+async fn drop_schema(
+    admin_url: &str,
+    schema: &str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(admin_url).await?;
+    end_connections(&mut admin, schema).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&mut admin)
+        .await?;
+    Ok(())
+}
+
+/// Terminates the PostgreSQL connections of the test schema `schema` and waits until each has exited.
+///
+/// # Errors
+/// On database failure, or when one has not exited after ten seconds.
+pub(crate) async fn end_connections(
+    admin: &mut sqlx::PgConnection,
+    schema: &str,
+) -> Result<(), sqlx::Error> {
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(schema)
+    .fetch_all(&mut *admin)
+    .await?;
+    if ended.contains(&false) {
+        return Err(sqlx::Error::Protocol(format!("a connection of {schema} did not exit")));
+    }
+    Ok(())
 }
 
 /// A response, with its body read.
@@ -131,12 +195,12 @@ fn conformance() -> &'static (Arc<Profiles>, SearchParamRegistry) {
 
 impl TestApp {
     pub(crate) async fn spawn_with(backend: Backend, engine_config: EngineConfig) -> TestApp {
-        let (url, cleanup) = match backend {
+        let (url, database) = match backend {
             Backend::Sqlite => {
                 let folder =
                     std::env::temp_dir().join(format!("imaging-cdr-test-{}", uuid::Uuid::new_v4()));
                 let url = format!("sqlite://{}/cdr.db", folder.display());
-                (url, Cleanup::Folder(folder))
+                (url, TestDatabase::Folder(folder))
             }
             Backend::Postgres => {
                 let admin_url = std::env::var("TEST_DATABASE_URL")
@@ -148,8 +212,10 @@ impl TestApp {
                     .await
                     .expect("create test schema");
                 let separator = if admin_url.contains('?') { '&' } else { '?' };
-                let url = format!("{admin_url}{separator}options=-c%20search_path%3D{schema}");
-                (url, Cleanup::Schema { admin_url, schema })
+                let url = format!(
+                    "{admin_url}{separator}options=-c%20search_path%3D{schema}&application_name={schema}"
+                );
+                (url, TestDatabase::Schema { admin_url, schema })
             }
         };
         let config =
@@ -160,7 +226,7 @@ impl TestApp {
         let api_config =
             ApiConfig { max_body_bytes: 64 * 1024, base_url: Some("http://cdr.test/fhir".into()) };
         let router = cdr_api::app(AppState::new(engine, api_config));
-        TestApp { router, store, cleanup }
+        TestApp { router, store, database }
     }
 
     /// Closes the database pool under the running application, as a lost database would.
@@ -175,26 +241,17 @@ impl TestApp {
 
     /// The administrative connection URL and the schema of a PostgreSQL test database.
     pub(crate) fn postgres_schema(&self) -> Option<(&str, &str)> {
-        match &self.cleanup {
-            Cleanup::Schema { admin_url, schema } => Some((admin_url, schema)),
-            Cleanup::Folder(_) => None,
+        match &self.database {
+            TestDatabase::Schema { admin_url, schema } => Some((admin_url, schema)),
+            TestDatabase::Folder(_) => None,
         }
     }
 
-    /// Drops the test database or schema.
-    pub(crate) async fn cleanup(self) {
-        self.store.close().await;
-        match self.cleanup {
-            Cleanup::Folder(folder) => {
-                let _ = std::fs::remove_dir_all(folder);
-            }
-            Cleanup::Schema { admin_url, schema } => {
-                let mut admin = connect_admin(&admin_url).await;
-                sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-                    .execute(&mut admin)
-                    .await
-                    .expect("drop test schema");
-            }
+    /// The folder of a SQLite test database.
+    pub(crate) fn sqlite_folder(&self) -> Option<&Path> {
+        match &self.database {
+            TestDatabase::Folder(folder) => Some(folder),
+            TestDatabase::Schema { .. } => None,
         }
     }
 
@@ -279,7 +336,6 @@ macro_rules! backend_tests {
                 async fn $name() {
                     let app = $crate::helpers::TestApp::spawn_with($crate::helpers::Backend::Sqlite, $config).await;
                     super::$name(&app).await;
-                    app.cleanup().await;
                 }
             )*
         }
@@ -289,9 +345,42 @@ macro_rules! backend_tests {
                 async fn $name() {
                     let app = $crate::helpers::TestApp::spawn_with($crate::helpers::Backend::Postgres, $config).await;
                     super::$name(&app).await;
-                    app.cleanup().await;
                 }
             )*
         }
     };
+}
+
+/// A test that panics still leaves no database behind: its `TestApp` drops the SQLite folder or the
+/// PostgreSQL schema (with the pool still open) while the panic unwinds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_test_leaves_no_database() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let failing = tokio::spawn(async move {
+            let app = TestApp::spawn_with(backend, engine_config()).await;
+            app.create("Patient", r#"{"resourceType":"Patient"}"#).await;
+            let database = (
+                app.sqlite_folder().map(Path::to_path_buf),
+                app.postgres_schema().map(|(url, schema)| (url.to_owned(), schema.to_owned())),
+            );
+            sender.send(database).unwrap();
+            panic!("the test fails");
+        });
+        assert!(failing.await.unwrap_err().is_panic());
+        match receiver.recv().unwrap() {
+            (Some(folder), None) => assert!(!folder.exists(), "{} is left", folder.display()),
+            (None, Some((admin_url, schema))) => {
+                let mut admin = connect_admin(&admin_url).await;
+                let left: i64 =
+                    sqlx::query_scalar("SELECT count(*) FROM pg_namespace WHERE nspname = $1")
+                        .bind(&schema)
+                        .fetch_one(&mut admin)
+                        .await
+                        .unwrap();
+                assert_eq!(left, 0, "schema {schema} is left");
+            }
+            other => panic!("a test database is a folder or a schema: {other:?}"),
+        }
+    }
 }
