@@ -256,11 +256,7 @@ impl TestApp {
     }
 
     pub(crate) async fn send(&self, request: Request<Body>) -> TestResponse {
-        let response =
-            self.router.clone().oneshot(request).await.expect("the router is infallible");
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.expect("read the response body").to_bytes().to_vec();
-        TestResponse { status: parts.status, headers: parts.headers, body }
+        send_to(self.router.clone(), request).await
     }
 
     pub(crate) async fn request(
@@ -270,11 +266,21 @@ impl TestApp {
         headers: &[(&str, &str)],
         body: &str,
     ) -> TestResponse {
-        let mut builder = Request::builder().method(method).uri(uri);
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
+        self.send(build_request(method, uri, headers, body)).await
+    }
+
+    /// Sends every request at once, each from a task of its own (so that they race on the runtime's threads,
+    /// not only in the database), and returns the responses in the order of the requests.
+    pub(crate) async fn race(&self, requests: Vec<Request<Body>>) -> Vec<TestResponse> {
+        let tasks: Vec<_> = requests
+            .into_iter()
+            .map(|request| tokio::spawn(send_to(self.router.clone(), request)))
+            .collect();
+        let mut responses = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            responses.push(task.await.expect("a racing request completes"));
         }
-        self.send(builder.body(Body::from(body.to_owned())).expect("a valid request")).await
+        responses
     }
 
     /// Searches with `GET /fhir/{query}` under strict handling (so a misspelt parameter fails the test rather
@@ -312,6 +318,27 @@ impl TestApp {
         assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
         response.json()["id"].as_str().expect("created resource has an id").to_owned()
     }
+}
+
+/// A request to the application.
+pub(crate) fn build_request(
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(Body::from(body.to_owned())).expect("a valid request")
+}
+
+async fn send_to(router: Router, request: Request<Body>) -> TestResponse {
+    let response = router.oneshot(request).await.expect("the router is infallible");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("read the response body").to_bytes().to_vec();
+    TestResponse { status: parts.status, headers: parts.headers, body }
 }
 
 async fn connect_admin(url: &str) -> sqlx::PgConnection {
