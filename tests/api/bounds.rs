@@ -93,13 +93,14 @@ backend_tests!(
 );
 
 mod zero_page_sizes {
-    use cdr_interactions::EngineConfig;
+    use cdr_interactions::{EngineConfig, PageLimits};
 
     use crate::backend_tests;
     use crate::helpers::{TestApp, engine_config};
 
     fn zero_page_sizes() -> EngineConfig {
-        EngineConfig { default_page_size: 0, max_page_size: 0, ..engine_config() }
+        let limits = PageLimits { default_page_size: 0, max_page_size: 0, ..PageLimits::default() };
+        EngineConfig { limits, ..engine_config() }
     }
 
     async fn searches_page_by_one(app: &TestApp) {

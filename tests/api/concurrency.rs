@@ -1,9 +1,10 @@
-//! Racing writers: no duplicate from identical conditional creates, no lost update.
+//! Racing writers, each request from a task of its own: no duplicate from identical conditional creates,
+//! no lost update.
 
 use axum::http::{Method, StatusCode};
 
 use crate::backend_tests;
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, build_request};
 
 backend_tests!(
     identical_conditional_creates_make_one_resource,
@@ -18,9 +19,10 @@ async fn identical_conditional_creates_make_one_resource(app: &TestApp) {
         ("content-type", "application/fhir+json"),
         ("if-none-exist", "identifier=http://hospital.example/acsn|ACC-77"),
     ];
-    let racers =
-        (0..RACERS).map(|_| app.request(Method::POST, "/fhir/ServiceRequest", &headers, body));
-    let responses = futures_join_all(racers).await;
+    let racers = (0..RACERS)
+        .map(|_| build_request(Method::POST, "/fhir/ServiceRequest", &headers, body))
+        .collect();
+    let responses = app.race(racers).await;
     let created =
         responses.iter().filter(|response| response.status == StatusCode::CREATED).count();
     let existing = responses.iter().filter(|response| response.status == StatusCode::OK).count();
@@ -44,15 +46,18 @@ async fn racing_updates_with_the_same_if_match(app: &TestApp) {
     let uri = format!("/fhir/Patient/{id}");
     let bodies: Vec<String> =
         (0..RACERS).map(|index| format!(r#"{{"resourceType":"Patient","id":"{id}","gender":"other","birthDate":"19{index:02}"}}"#)).collect();
-    let racers = bodies.iter().map(|body| {
-        app.request(
-            Method::PUT,
-            &uri,
-            &[("content-type", "application/fhir+json"), ("if-match", "W/\"1\"")],
-            body,
-        )
-    });
-    let responses = futures_join_all(racers).await;
+    let racers = bodies
+        .iter()
+        .map(|body| {
+            build_request(
+                Method::PUT,
+                &uri,
+                &[("content-type", "application/fhir+json"), ("if-match", "W/\"1\"")],
+                body,
+            )
+        })
+        .collect();
+    let responses = app.race(racers).await;
     let winners = responses.iter().filter(|response| response.status == StatusCode::OK).count();
     let refused = responses
         .iter()
@@ -63,39 +68,4 @@ async fn racing_updates_with_the_same_if_match(app: &TestApp) {
     assert_eq!((winners, refused), (1, RACERS - 1));
     let current = app.get(&uri).await;
     assert_eq!(current.header("etag"), Some("W/\"2\""));
-}
-
-/// Runs the futures concurrently on the multi-threaded test runtime.
-async fn futures_join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
-where
-    F: std::future::Future + Send,
-    F::Output: Send,
-{
-    let mut set = Vec::new();
-    for future in futures {
-        set.push(future);
-    }
-    let mut outputs = Vec::with_capacity(set.len());
-    let joined = std::pin::pin!(join_all(set));
-    outputs.extend(joined.await);
-    outputs
-}
-
-async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
-    let mut results: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
-    std::future::poll_fn(|context| {
-        let mut pending = false;
-        for (future, result) in pinned.iter_mut().zip(results.iter_mut()) {
-            if result.is_none() {
-                match future.as_mut().poll(context) {
-                    std::task::Poll::Ready(output) => *result = Some(output),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
-    })
-    .await;
-    results.into_iter().map(|result| result.expect("every future completed")).collect()
 }

@@ -8,10 +8,10 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use cdr_api::{ApiConfig, AppState, LinkConfig};
-use cdr_interactions::{Engine, EngineConfig, Profiles, ValidationMode};
+use cdr_interactions::{Engine, EngineConfig, PageLimits, Profiles, ValidationMode};
 use cdr_search::SearchParamRegistry;
+use cdr_server::profiles::ProfileArgs;
 use cdr_store::{Store, StoreConfig};
-use cdr_validation::ProfileSet;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -25,17 +25,81 @@ pub(crate) enum Backend {
     Postgres,
 }
 
-/// The application on its own database.
+/// The application on its own database, which goes when the `TestApp` is dropped, also when the test
+/// panics.
 pub(crate) struct TestApp {
     router: Router,
     engine: Engine,
     store: Store,
-    cleanup: Cleanup,
+    // Last, so that it is dropped after the pool.
+    database: TestDatabase,
 }
 
-enum Cleanup {
-    Folder(std::path::PathBuf),
+/// The test's own database: a SQLite file in a temporary folder, or a PostgreSQL schema whose connections
+/// carry the schema's name as their `application_name`. Dropping it removes the folder or drops the schema.
+enum TestDatabase {
+    Folder(PathBuf),
     Schema { admin_url: String, schema: String },
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        match self {
+            TestDatabase::Folder(folder) => {
+                let _ = std::fs::remove_dir_all(folder);
+            }
+            TestDatabase::Schema { admin_url, schema } => {
+                // Drop may run on a runtime worker (or while a panic unwinds one), which cannot block on a
+                // future; a thread of its own with its own runtime can, on a fresh connection.
+                let (admin_url, schema) = (admin_url.clone(), schema.clone());
+                let dropped = std::thread::spawn(move || {
+                    let runtime =
+                        tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                    runtime.block_on(drop_schema(&admin_url, &schema))
+                })
+                .join();
+                match dropped {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => eprintln!("cannot drop the test schema: {error}"),
+                    Err(_) => eprintln!("cannot drop the test schema: the cleanup thread panicked"),
+                }
+            }
+        }
+    }
+}
+
+/// Ends the connections still open on `schema` (a panicking test leaves its pool open) and drops it.
+async fn drop_schema(
+    admin_url: &str,
+    schema: &str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(admin_url).await?;
+    end_connections(&mut admin, schema).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&mut admin)
+        .await?;
+    Ok(())
+}
+
+/// Terminates the PostgreSQL connections of the test schema `schema` and waits until each has exited.
+///
+/// # Errors
+/// On database failure, or when one has not exited after ten seconds.
+pub(crate) async fn end_connections(
+    admin: &mut sqlx::PgConnection,
+    schema: &str,
+) -> Result<(), sqlx::Error> {
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(schema)
+    .fetch_all(&mut *admin)
+    .await?;
+    if ended.contains(&false) {
+        return Err(sqlx::Error::Protocol(format!("a connection of {schema} did not exit")));
+    }
+    Ok(())
 }
 
 /// A response, with its body read.
@@ -88,26 +152,13 @@ const RELATION_TARGET: &str = r#"{"resourceType":"SearchParameter","url":"http:/
 /// The R4 search parameters plus the Ontario ones of `profiles/` (and [`NUMBER_OF_SERIES`],
 /// [`RELATION_TARGET`]), built once per test binary.
 pub(crate) fn search_params() -> &'static SearchParamRegistry {
-    static REGISTRY: OnceLock<SearchParamRegistry> = OnceLock::new();
-    REGISTRY.get_or_init(|| {
-        SearchParamRegistry::with_extra(&[
-            include_str!("../../profiles/SearchParameter-DiagnosticReport-basedOn.json"),
-            include_str!("../../profiles/SearchParameter-DiagnosticReport-imagingStudy.json"),
-            include_str!("../../profiles/SearchParameter-ImagingStudy-basedOn.json"),
-            include_str!("../../profiles/SearchParameter-Patient-birthDate.json"),
-            include_str!("../../profiles/SearchParameter-ServiceRequest-code-category.json"),
-            NUMBER_OF_SERIES,
-            RELATION_TARGET,
-        ])
-        .expect("the Ontario search parameters load")
-    })
+    &conformance().1
 }
 
 pub(crate) fn engine_config() -> EngineConfig {
     EngineConfig {
         update_create: false,
-        default_page_size: 20,
-        max_page_size: 100,
+        limits: PageLimits::default(),
         validation: ValidationMode::Base,
         require_patient_identifier: false,
     }
@@ -115,38 +166,42 @@ pub(crate) fn engine_config() -> EngineConfig {
 
 /// R4 core plus the repository's `profiles/` (Ontario MI and CA Baseline), loaded once per test run.
 pub(crate) fn profiles() -> Arc<Profiles> {
-    static PROFILES: OnceLock<Arc<Profiles>> = OnceLock::new();
-    PROFILES
-        .get_or_init(|| {
-            let mut set = ProfileSet::r4_core().unwrap();
-            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles");
-            for dir in [dir.join("ca-baseline"), dir] {
-                let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-                    .unwrap()
-                    .map(|entry| entry.unwrap().path())
-                    .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
-                    .collect();
-                paths.sort();
-                for path in paths {
-                    let text = std::fs::read_to_string(&path).unwrap();
-                    set.add_json(&path.display().to_string(), &text).unwrap();
-                }
-            }
-            let profiles = Profiles::new(set);
-            assert!(profiles.missing().is_empty(), "{:?}", profiles.missing());
-            Arc::new(profiles)
-        })
-        .clone()
+    Arc::clone(&conformance().0)
+}
+
+/// The repository's `profiles/` loaded as the server loads its `--profiles-dir`, with the test-only
+/// SearchParameters added as if they were files of that folder; the profiles and the search registry made
+/// of them.
+fn conformance() -> &'static (Arc<Profiles>, SearchParamRegistry) {
+    static CONFORMANCE: OnceLock<(Arc<Profiles>, SearchParamRegistry)> = OnceLock::new();
+    CONFORMANCE.get_or_init(|| {
+        let args = ProfileArgs {
+            profiles_dir: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles")),
+            packages: Vec::new(),
+        };
+        let (mut set, _) =
+            cdr_server::profiles::load(&args).expect("the repository's profiles load");
+        for (name, text) in
+            [("number-of-series", NUMBER_OF_SERIES), ("relation-target", RELATION_TARGET)]
+        {
+            set.add_json(name, text).expect("a test SearchParameter loads");
+        }
+        let registry =
+            cdr_server::profiles::search_registry(&set).expect("the search parameters load");
+        let loaded = Profiles::new(set);
+        assert!(loaded.missing().is_empty(), "{:?}", loaded.missing());
+        (Arc::new(loaded), registry)
+    })
 }
 
 impl TestApp {
     pub(crate) async fn spawn_with(backend: Backend, engine_config: EngineConfig) -> TestApp {
-        let (url, cleanup) = match backend {
+        let (url, database) = match backend {
             Backend::Sqlite => {
                 let folder =
                     std::env::temp_dir().join(format!("imaging-cdr-test-{}", uuid::Uuid::new_v4()));
                 let url = format!("sqlite://{}/cdr.db", folder.display());
-                (url, Cleanup::Folder(folder))
+                (url, TestDatabase::Folder(folder))
             }
             Backend::Postgres => {
                 let admin_url = std::env::var("TEST_DATABASE_URL")
@@ -158,8 +213,10 @@ impl TestApp {
                     .await
                     .expect("create test schema");
                 let separator = if admin_url.contains('?') { '&' } else { '?' };
-                let url = format!("{admin_url}{separator}options=-c%20search_path%3D{schema}");
-                (url, Cleanup::Schema { admin_url, schema })
+                let url = format!(
+                    "{admin_url}{separator}options=-c%20search_path%3D{schema}&application_name={schema}"
+                );
+                (url, TestDatabase::Schema { admin_url, schema })
             }
         };
         let config = StoreConfig {
@@ -172,7 +229,7 @@ impl TestApp {
         store.migrate().await.expect("migrate the test database");
         let engine = Engine::new(store.clone(), profiles(), engine_config, search_params().clone());
         let router = cdr_api::app(AppState::new(engine.clone(), api_config()));
-        TestApp { router, engine, store, cleanup }
+        TestApp { router, engine, store, database }
     }
 
     /// The application on the same database with other HTTP settings.
@@ -192,34 +249,17 @@ impl TestApp {
 
     /// The administrative connection URL and the schema of a PostgreSQL test database.
     pub(crate) fn postgres_schema(&self) -> Option<(&str, &str)> {
-        match &self.cleanup {
-            Cleanup::Schema { admin_url, schema } => Some((admin_url, schema)),
-            Cleanup::Folder(_) => None,
+        match &self.database {
+            TestDatabase::Schema { admin_url, schema } => Some((admin_url, schema)),
+            TestDatabase::Folder(_) => None,
         }
     }
 
-    /// The folder of a SQLite test database (its file is `cdr.db`).
+    /// The folder of a SQLite test database.
     pub(crate) fn sqlite_folder(&self) -> Option<&Path> {
-        match &self.cleanup {
-            Cleanup::Folder(folder) => Some(folder),
-            Cleanup::Schema { .. } => None,
-        }
-    }
-
-    /// Drops the test database or schema.
-    pub(crate) async fn cleanup(self) {
-        self.store.close().await;
-        match self.cleanup {
-            Cleanup::Folder(folder) => {
-                let _ = std::fs::remove_dir_all(folder);
-            }
-            Cleanup::Schema { admin_url, schema } => {
-                let mut admin = connect_admin(&admin_url).await;
-                sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-                    .execute(&mut admin)
-                    .await
-                    .expect("drop test schema");
-            }
+        match &self.database {
+            TestDatabase::Folder(folder) => Some(folder),
+            TestDatabase::Schema { .. } => None,
         }
     }
 
@@ -234,11 +274,24 @@ impl TestApp {
         headers: &[(&str, &str)],
         body: &str,
     ) -> TestResponse {
-        let mut builder = Request::builder().method(method).uri(uri);
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
+        self.send(build_request(method, uri, headers, body)).await
+    }
+
+    /// Sends every request at once, each from a task of its own (so that they race on the runtime's threads,
+    /// not only in the database), and returns the responses in the order of the requests.
+    pub(crate) async fn race(&self, requests: Vec<Request<Body>>) -> Vec<TestResponse> {
+        let tasks: Vec<_> = requests
+            .into_iter()
+            .map(|request| {
+                let router = self.router.clone();
+                tokio::spawn(async move { send_to(&router, request).await })
+            })
+            .collect();
+        let mut responses = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            responses.push(task.await.expect("a racing request completes"));
         }
-        self.send(builder.body(Body::from(body.to_owned())).expect("a valid request")).await
+        responses
     }
 
     /// Searches with `GET /fhir/{query}` under strict handling (so a misspelt parameter fails the test rather
@@ -290,6 +343,20 @@ pub(crate) fn api_config() -> ApiConfig {
     }
 }
 
+/// A request to the application.
+pub(crate) fn build_request(
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(Body::from(body.to_owned())).expect("a valid request")
+}
+
 /// Sends a request to `router` and reads the whole response.
 pub(crate) async fn send_to(router: &Router, request: Request<Body>) -> TestResponse {
     let response = router.clone().oneshot(request).await.expect("the router is infallible");
@@ -320,7 +387,6 @@ macro_rules! backend_tests {
                 async fn $name() {
                     let app = $crate::helpers::TestApp::spawn_with($crate::helpers::Backend::Sqlite, $config).await;
                     super::$name(&app).await;
-                    app.cleanup().await;
                 }
             )*
         }
@@ -330,9 +396,42 @@ macro_rules! backend_tests {
                 async fn $name() {
                     let app = $crate::helpers::TestApp::spawn_with($crate::helpers::Backend::Postgres, $config).await;
                     super::$name(&app).await;
-                    app.cleanup().await;
                 }
             )*
         }
     };
+}
+
+/// A test that panics still leaves no database behind: its `TestApp` drops the SQLite folder or the
+/// PostgreSQL schema (with the pool still open) while the panic unwinds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_test_leaves_no_database() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let failing = tokio::spawn(async move {
+            let app = TestApp::spawn_with(backend, engine_config()).await;
+            app.create("Patient", r#"{"resourceType":"Patient"}"#).await;
+            let database = (
+                app.sqlite_folder().map(Path::to_path_buf),
+                app.postgres_schema().map(|(url, schema)| (url.to_owned(), schema.to_owned())),
+            );
+            sender.send(database).unwrap();
+            panic!("the test fails");
+        });
+        assert!(failing.await.unwrap_err().is_panic());
+        match receiver.recv().unwrap() {
+            (Some(folder), None) => assert!(!folder.exists(), "{} is left", folder.display()),
+            (None, Some((admin_url, schema))) => {
+                let mut admin = connect_admin(&admin_url).await;
+                let left: i64 =
+                    sqlx::query_scalar("SELECT count(*) FROM pg_namespace WHERE nspname = $1")
+                        .bind(&schema)
+                        .fetch_one(&mut admin)
+                        .await
+                        .unwrap();
+                assert_eq!(left, 0, "schema {schema} is left");
+            }
+            other => panic!("a test database is a folder or a schema: {other:?}"),
+        }
+    }
 }

@@ -9,7 +9,7 @@ use cdr_search::SearchParamRegistry;
 use serde_json::Value;
 
 use crate::backend_tests;
-use crate::helpers::{TestApp, search_params};
+use crate::helpers::{TestApp, end_connections, search_params};
 use crate::search::{label_of, labels, patients};
 
 backend_tests!(
@@ -523,26 +523,28 @@ async fn planner_statistics_refresh(app: &TestApp) {
     for index in 0..60 {
         create_numbered(app, &format!("a{index}"), "Ng", "1970-01-01").await;
     }
-    app.store().optimize().await.unwrap();
-    let Some((admin_url, schema)) = app.postgres_schema() else { return };
-    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(admin_url).await.unwrap();
-    // Table statistics reach the catalogue up to a second after the writes; wait for them.
-    let mut tables: Vec<String> = Vec::new();
-    for _ in 0..50 {
-        tables = sqlx::query_scalar(
-            "SELECT relname::text FROM pg_stat_user_tables WHERE schemaname = $1 \
-             AND last_analyze IS NOT NULL ORDER BY relname",
-        )
-        .bind(schema)
-        .fetch_all(&mut admin)
-        .await
-        .unwrap();
-        if tables.iter().any(|table| table == "resource") {
-            break;
+    let admin = match app.postgres_schema() {
+        Some((admin_url, schema)) => {
+            // A connection reports its writes to the statistics at most once a second, and when it exits:
+            // end the application's connections (waiting until each has exited) so that all 60 writes are
+            // counted when the store reads the counts. The pool opens new connections.
+            let mut admin =
+                <sqlx::PgConnection as sqlx::Connection>::connect(admin_url).await.unwrap();
+            end_connections(&mut admin, schema).await.unwrap();
+            Some((admin, schema))
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        app.store().optimize().await.unwrap();
-    }
+        None => None,
+    };
+    app.store().optimize().await.unwrap();
+    let Some((mut admin, schema)) = admin else { return };
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT relname::text FROM pg_stat_user_tables WHERE schemaname = $1 \
+         AND last_analyze IS NOT NULL ORDER BY relname",
+    )
+    .bind(schema)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
     for table in ["idx_date", "idx_string", "idx_token", "resource", "resource_version"] {
         assert!(
             tables.iter().any(|analysed| analysed == table),

@@ -11,10 +11,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use cdr_interactions::PageLimits;
 use cdr_model::{LogicalId, ResourceType};
 use cdr_search::{SearchParamRegistry, SearchQuery, parse_query};
 use cdr_store::{FoundResource, PageDirection, SearchRequest, Store, StoreConfig, StoreError};
-use serde_json::Value;
 
 use crate::BenchError;
 use crate::dataset::IdMap;
@@ -22,29 +22,19 @@ use crate::rng::Rng;
 use crate::run::{Operation, QueryKind, QueryValues, RunConfig, Samples, SearchSpec, measure};
 use crate::stats::{QueryStats, Sample};
 
-/// The server's page size when a search gives no `_count`, and its largest.
-const DEFAULT_PAGE_SIZE: u32 = 20;
-const MAX_PAGE_SIZE: u32 = 500;
-
-/// Most resources `_include` and `_revinclude` add to one page, as in the server.
-const MAX_INCLUDED: i64 = 1_000;
-
 /// Times `queries` through `cdr_store::Store` on the database at `database_url`, which must hold the
-/// data set loaded from `data_dir`. `search_parameters` are the JSON texts of the custom SearchParameters the
-/// server was started with (see [`read_search_parameters`]).
+/// data set loaded from `data_dir`. `registry` holds the search parameters the server was started with
+/// (`cdr_server::profiles::search_registry` of its conformance resources).
 ///
 /// # Errors
-/// When the database cannot be opened, a SearchParameter is invalid, or the data set and its id map cannot
-/// be read.
+/// When the database cannot be opened, or the data set and its id map cannot be read.
 pub async fn direct(
     database_url: &str,
     data_dir: &Path,
     queries: &[QueryKind],
     config: RunConfig,
-    search_parameters: &[String],
+    registry: SearchParamRegistry,
 ) -> Result<Vec<QueryStats>, BenchError> {
-    let extra: Vec<&str> = search_parameters.iter().map(String::as_str).collect();
-    let registry = SearchParamRegistry::with_extra(&extra)?;
     let ids = IdMap::load(data_dir)?;
     let values = QueryValues::from_data_set(data_dir, &ids)?;
     let store_config = StoreConfig {
@@ -54,8 +44,13 @@ pub async fn direct(
         pool_timeout: Duration::from_secs(5),
     };
     let store = Store::connect(&store_config).await?;
-    let context =
-        Arc::new(DirectContext { store: store.clone(), registry, values, seed: config.seed });
+    let context = Arc::new(DirectContext {
+        store: store.clone(),
+        registry,
+        values,
+        seed: config.seed,
+        limits: PageLimits::default(),
+    });
     let operations: Vec<(QueryKind, Option<Operation>)> = queries
         .iter()
         .map(|kind| {
@@ -73,40 +68,13 @@ pub async fn direct(
     Ok(rows)
 }
 
-/// The JSON texts of the SearchParameters among the `*.json` files directly in `dir` (the server's
-/// `--profiles-dir`); other resources are skipped.
-///
-/// # Errors
-/// When the folder or one of its files cannot be read, or a file is not JSON.
-pub fn read_search_parameters(dir: &Path) -> Result<Vec<String>, BenchError> {
-    let read_error =
-        |path: &Path, source| BenchError::Io { action: "read", path: path.to_owned(), source };
-    let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
-        .map_err(|source| read_error(dir, source))?
-        .map(|entry| entry.map(|entry| entry.path()).map_err(|source| read_error(dir, source)))
-        .collect::<Result<_, _>>()?;
-    paths.retain(|path| path.extension().is_some_and(|extension| extension == "json"));
-    paths.sort();
-    let mut texts = Vec::new();
-    for path in paths {
-        let text = std::fs::read_to_string(&path).map_err(|source| read_error(&path, source))?;
-        let resource: Value = serde_json::from_str(&text).map_err(|source| BenchError::Json {
-            path: path.clone(),
-            line: 1,
-            source,
-        })?;
-        if resource["resourceType"] == "SearchParameter" {
-            texts.push(text);
-        }
-    }
-    Ok(texts)
-}
-
 struct DirectContext {
     store: Store,
     registry: SearchParamRegistry,
     values: QueryValues,
     seed: u64,
+    /// The server's default page sizes and include cap.
+    limits: PageLimits,
 }
 
 impl DirectContext {
@@ -206,7 +174,10 @@ impl DirectContext {
         let request = SearchRequest {
             query,
             types,
-            count: query.count.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE),
+            count: query
+                .count
+                .unwrap_or(self.limits.default_page_size)
+                .clamp(1, self.limits.max_page_size),
             page: after.map(|key| (PageDirection::After, key)),
             now_micros,
         };
@@ -221,13 +192,14 @@ impl DirectContext {
             .iter()
             .map(|include| (include, false))
             .chain(query.revincludes.iter().map(|include| (include, true)));
+        let max_included = i64::from(self.limits.max_included);
         let mut n_included = 0;
         for (include, reverse) in directives {
-            if sources.is_empty() || n_included >= MAX_INCLUDED {
+            if sources.is_empty() || n_included >= max_included {
                 break;
             }
             let included =
-                self.store.include(&sources, include, reverse, MAX_INCLUDED - n_included).await?;
+                self.store.include(&sources, include, reverse, max_included - n_included).await?;
             n_included += i64::try_from(included.len()).unwrap_or(0);
         }
         Ok((page.resources, page.more))

@@ -50,7 +50,7 @@ pub enum BenchError {
     Request(String),
     #[error("store error")]
     Store(#[from] cdr_store::StoreError),
-    /// A custom SearchParameter that the registry refuses.
-    #[error("invalid SearchParameter")]
-    SearchParameter(#[from] cdr_search::RegistryError),
+    /// The server's conformance resources (for their SearchParameters) do not load.
+    #[error("cannot load the conformance resources")]
+    Conformance(#[from] cdr_server::profiles::ConformanceError),
 }

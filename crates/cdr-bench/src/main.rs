@@ -9,6 +9,7 @@ use std::time::Duration;
 use cdr_bench::run::{QueryKind, RunConfig};
 use cdr_bench::stats::{QueryStats, write_table};
 use cdr_bench::{BenchError, Budget, GenerateConfig};
+use cdr_server::profiles::ProfileArgs;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
@@ -53,9 +54,10 @@ enum Command {
         /// The server's database: sqlite://PATH or postgres://USER@HOST:PORT/DB.
         #[arg(long)]
         database_url: String,
-        /// The server's --profiles-dir: its SearchParameters are added to the R4 ones, as the server does.
-        #[arg(long)]
-        profiles_dir: Option<PathBuf>,
+        /// The server's conformance resources: their SearchParameters are added to the R4 ones, as the
+        /// server does.
+        #[command(flatten)]
+        conformance: ProfileArgs,
         #[command(flatten)]
         measure: MeasureArgs,
     },
@@ -140,18 +142,16 @@ async fn execute(command: Command) -> Result<ExitCode, BenchError> {
             report(&mut out, &rows, &measure, json!({ "mode": "http", "base": base }))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Direct { database_url, profiles_dir, measure } => {
+        Command::Direct { database_url, conformance, measure } => {
             let queries = QueryKind::parse_list(&measure.queries)?;
-            let search_parameters = match &profiles_dir {
-                Some(dir) => cdr_bench::direct::read_search_parameters(dir)?,
-                None => Vec::new(),
-            };
+            let (set, _) = cdr_server::profiles::load(&conformance)?;
+            let registry = cdr_server::profiles::search_registry(&set)?;
             let rows = cdr_bench::direct::direct(
                 &database_url,
                 &measure.data,
                 &queries,
                 measure.config(),
-                &search_parameters,
+                registry,
             )
             .await?;
             report(&mut out, &rows, &measure, json!({ "mode": "direct" }))?;

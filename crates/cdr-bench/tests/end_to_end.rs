@@ -8,8 +8,9 @@ use cdr_api::{ApiConfig, AppState};
 use cdr_bench::run::{QueryKind, RunConfig};
 use cdr_bench::stats::QueryStats;
 use cdr_bench::{Budget, GenerateConfig};
-use cdr_interactions::{Engine, EngineConfig, Profiles, ValidationMode};
+use cdr_interactions::{Engine, EngineConfig, PageLimits, Profiles, ValidationMode};
 use cdr_search::SearchParamRegistry;
+use cdr_server::profiles::ProfileArgs;
 use cdr_store::{Store, StoreConfig};
 use cdr_validation::ProfileSet;
 
@@ -31,8 +32,7 @@ async fn generate_load_run_and_direct_on_sqlite() {
     store.migrate().await.unwrap();
     let engine_config = EngineConfig {
         update_create: false,
-        default_page_size: 20,
-        max_page_size: 100,
+        limits: PageLimits::default(),
         validation: ValidationMode::Base,
         require_patient_identifier: false,
     };
@@ -79,18 +79,17 @@ async fn generate_load_run_and_direct_on_sqlite() {
 
     // Direct: the reads and every search on the store, with the repository's SearchParameters as the
     // server would load them.
-    let profiles_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../profiles");
-    let search_parameters = cdr_bench::direct::read_search_parameters(&profiles_dir).unwrap();
-    assert!(!search_parameters.is_empty());
-    let rows = cdr_bench::direct::direct(
-        &database_url,
-        &data,
-        &QueryKind::ALL,
-        config,
-        &search_parameters,
-    )
-    .await
-    .unwrap();
+    let conformance = ProfileArgs {
+        profiles_dir: Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../profiles")),
+        packages: Vec::new(),
+    };
+    let (set, _) = cdr_server::profiles::load(&conformance).unwrap();
+    let registry = cdr_server::profiles::search_registry(&set).unwrap();
+    let study = cdr_model::ResourceType::parse("ImagingStudy").unwrap();
+    assert!(registry.get(study, "basedOn").is_some(), "the Ontario SearchParameters are loaded");
+    let rows = cdr_bench::direct::direct(&database_url, &data, &QueryKind::ALL, config, registry)
+        .await
+        .unwrap();
     for kind in QueryKind::ALL {
         let stats = row(&rows, kind.name());
         assert!(stats.requests >= 40 && stats.errors == 0, "{stats:?}");

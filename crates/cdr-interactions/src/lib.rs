@@ -59,15 +59,32 @@ pub struct EngineConfig {
     /// Whether `PUT [type]/[id]` may create a resource with a client-chosen id (`updateCreate`). Off in
     /// miCDR deployments, where the server assigns every id.
     pub update_create: bool,
-    /// History and search page size when the client gives no `_count`.
-    pub default_page_size: u32,
-    /// Largest page size a client may ask for; larger `_count` values are capped.
-    pub max_page_size: u32,
+    /// How large history and search pages are, and how much `_include` may add to one.
+    pub limits: PageLimits,
     /// How much profile validation creates and updates go through.
     pub validation: ValidationMode,
     /// The Ontario MI rule: searches on ServiceRequest, DiagnosticReport, ImagingStudy and DocumentReference
     /// must carry `patient.identifier=system|value`. Off by default.
     pub require_patient_identifier: bool,
+}
+
+/// The sizes of history and search pages. [`PageLimits::default`] holds the server's defaults, the one place
+/// each number is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimits {
+    /// History and search page size when the client gives no `_count`.
+    pub default_page_size: u32,
+    /// Largest page size a client may ask for; larger `_count` values are capped.
+    pub max_page_size: u32,
+    /// Most resources `_include` and `_revinclude` add to one search page (all rounds of `:iterate`
+    /// together).
+    pub max_included: u32,
+}
+
+impl Default for PageLimits {
+    fn default() -> PageLimits {
+        PageLimits { default_page_size: 20, max_page_size: 500, max_included: 1_000 }
+    }
 }
 
 /// The interaction layer: a store, the profiles writes are validated against, the search parameters it
@@ -169,7 +186,8 @@ impl Engine {
     /// The requested page size (else the default), at most the maximum and at least 1, whatever the
     /// configuration (a maximum of 0 pages by 1 rather than panicking in `clamp`).
     fn page_size(&self, requested: Option<u32>) -> u32 {
-        requested.unwrap_or(self.config.default_page_size).min(self.config.max_page_size).max(1)
+        let limits = self.config.limits;
+        requested.unwrap_or(limits.default_page_size).min(limits.max_page_size).max(1)
     }
 }
 

@@ -30,9 +30,6 @@ pub enum Handling {
 /// The paging token parameter in `next`/`prev` links.
 const CURSOR_PARAMETER: &str = "_cursor";
 
-/// Most resources `_include` and `_revinclude` add to one page.
-const MAX_INCLUDED: i64 = 1_000;
-
 /// Most rounds of `:iterate`.
 const MAX_ITERATIONS: usize = 4;
 
@@ -172,7 +169,8 @@ impl Engine {
                 if round > 0 && !include.iterate {
                     continue;
                 }
-                let remaining = MAX_INCLUDED - i64::try_from(included.len()).unwrap_or(0);
+                let remaining = i64::from(self.config.limits.max_included)
+                    - i64::try_from(included.len()).unwrap_or(0);
                 if remaining <= 0 || sources.is_empty() {
                     break;
                 }

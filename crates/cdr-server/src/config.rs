@@ -1,11 +1,11 @@
 //! Command-line configuration, with environment-variable fallbacks.
 
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
 use std::path::PathBuf;
 
 use cdr_api::{Host, IpCidr, PublicBaseUrl};
-use cdr_interactions::ResourceLimits;
+use cdr_interactions::{PageLimits, ResourceLimits};
+use cdr_server::profiles::ProfileArgs;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// imaging-cdr: an open FHIR R4 imaging repository server.
@@ -35,19 +35,6 @@ pub(crate) enum Command {
     Validate(ValidateArgs),
     /// Rebuild every search index row from the stored resources (after adding SearchParameters or upgrading).
     Reindex(ReindexArgs),
-}
-
-/// Where the conformance resources (profiles, value sets, code systems) come from, on top of the
-/// compiled-in FHIR R4 core definitions.
-#[derive(Debug, Args)]
-pub(crate) struct ProfileArgs {
-    /// Folder of conformance resources: every `*.json` file in it and its subfolders (default:
-    /// `profiles` in the working directory, when present).
-    #[arg(long, env = "PROFILES_DIR", value_name = "DIR")]
-    pub(crate) profiles_dir: Option<PathBuf>,
-    /// A FHIR package (`.tgz`) to load; repeatable.
-    #[arg(long = "package", value_name = "PATH")]
-    pub(crate) packages: Vec<PathBuf>,
 }
 
 /// How much profile validation creates and updates go through.
@@ -143,11 +130,13 @@ pub(crate) struct ServeArgs {
     pub(crate) update_create: bool,
     /// Page size of history (and search) bundles when the client gives no _count.
     /// (At least 1 and at most --max-page-size.)
-    #[arg(long, env = "DEFAULT_PAGE_SIZE", default_value = "20")]
-    pub(crate) default_page_size: NonZeroU32,
+    #[arg(long, env = "DEFAULT_PAGE_SIZE", default_value_t = PageLimits::default().default_page_size,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) default_page_size: u32,
     /// Largest page size a client may ask for with _count (at least 1).
-    #[arg(long, env = "MAX_PAGE_SIZE", default_value = "500")]
-    pub(crate) max_page_size: NonZeroU32,
+    #[arg(long, env = "MAX_PAGE_SIZE", default_value_t = PageLimits::default().max_page_size,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) max_page_size: u32,
     /// Profile validation of creates and updates.
     #[arg(long, env = "VALIDATION", value_enum, default_value_t = Validation::Base)]
     pub(crate) validation: Validation,

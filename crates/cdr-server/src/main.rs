@@ -5,7 +5,6 @@
 
 mod config;
 mod http;
-mod profiles;
 mod validate;
 
 use std::process::ExitCode;
@@ -14,10 +13,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cdr_api::{ApiConfig, AppState, LinkConfig};
-use cdr_interactions::{Engine, EngineConfig, Profiles, ValidationMode};
+use cdr_interactions::{Engine, EngineConfig, PageLimits, Profiles, ValidationMode};
 use cdr_search::SearchParamRegistry;
+use cdr_server::profiles::{self, search_registry};
 use cdr_store::{Store, StoreConfig};
-use cdr_validation::{ConformanceKind, ProfileSet};
 use clap::Parser;
 
 use crate::config::{Cli, Command, DatabaseArgs, LogFormat, ReindexArgs, ServeArgs, Validation};
@@ -74,28 +73,13 @@ async fn migrate(args: &DatabaseArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The R4 search parameters plus every SearchParameter among the loaded conformance resources (the
-/// profiles folder and packages).
-fn search_registry(set: &ProfileSet) -> anyhow::Result<SearchParamRegistry> {
-    let texts: Vec<String> = set
-        .canonicals(ConformanceKind::SearchParameter)
-        .filter_map(|url| set.resource(ConformanceKind::SearchParameter, url))
-        .map(|resource| resource.to_string())
-        .collect();
-    let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let registry = SearchParamRegistry::with_extra(&borrowed).context("invalid SearchParameter")?;
-    tracing::info!(custom = texts.len(), "search parameters loaded");
-    Ok(registry)
-}
-
 async fn reindex(args: &ReindexArgs) -> anyhow::Result<()> {
     let (set, _) = profiles::load(&args.conformance)?;
     let registry = search_registry(&set)?;
     let store = open_store(&args.database).await?;
     let config = EngineConfig {
         update_create: false,
-        default_page_size: 20,
-        max_page_size: 500,
+        limits: PageLimits::default(),
         validation: ValidationMode::Off,
         require_patient_identifier: false,
     };
@@ -124,8 +108,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = open_store(&args.database).await?;
     let config = EngineConfig {
         update_create: args.update_create,
-        default_page_size: args.default_page_size.get(),
-        max_page_size: args.max_page_size.get(),
+        limits: PageLimits {
+            default_page_size: args.default_page_size,
+            max_page_size: args.max_page_size,
+            ..PageLimits::default()
+        },
         validation,
         require_patient_identifier: args.require_patient_identifier,
     };

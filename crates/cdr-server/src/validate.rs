@@ -5,11 +5,11 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use cdr_model::{Issue, IssueType, OperationOutcome};
+use cdr_server::profiles;
 use cdr_validation::{ProfileSet, validate};
 use serde_json::{Value, json};
 
 use crate::config::{OutputFormat, ValidateArgs};
-use crate::profiles;
 
 /// Exit status when a file has errors.
 const EXIT_INVALID: u8 = 1;
@@ -24,7 +24,8 @@ pub(crate) fn run(args: &ValidateArgs) -> ExitCode {
             set
         }
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // With its causes: `cannot read the package x.tgz: No such file or directory`.
+            eprintln!("error: {:#}", anyhow::Error::new(error));
             return ExitCode::from(EXIT_IO);
         }
     };

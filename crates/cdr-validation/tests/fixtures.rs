@@ -1,5 +1,6 @@
 //! Data-driven fixtures: `test_data/<suite>/{valid,invalid}/*.json`, each with the expected report in
-//! a `.expect` file next to it (one issue per line). `UPDATE_EXPECT=1 cargo test` rewrites them.
+//! a `.expect` file next to it (one issue per line, compared with `expect_test::expect_file!`).
+//! `UPDATE_EXPECT=1 cargo test` rewrites them.
 //! Suite `base` validates against base R4 only; suite `ca-baseline` also loads the (differential-only)
 //! Canadian Baseline profiles from `test_data/ca-baseline/profiles/`; suites `slicing` and
 //! `value-limits` load their own test profiles (slicing; minValue/maxValue/maxLength).
@@ -9,6 +10,7 @@
 use std::path::Path;
 
 use cdr_validation::{ProfileSet, validate};
+use expect_test::expect_file;
 
 fn profile_set(suite: &Path) -> ProfileSet {
     let mut profiles = ProfileSet::r4_core().unwrap();
@@ -28,7 +30,6 @@ fn profile_set(suite: &Path) -> ProfileSet {
 fn check_suite(suite: &str) {
     let suite_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("test_data").join(suite);
     let profiles = profile_set(&suite_dir);
-    let update = std::env::var_os("UPDATE_EXPECT").is_some();
     let mut failures = Vec::new();
     let mut n_cases = 0;
     for kind in ["valid", "invalid"] {
@@ -52,17 +53,7 @@ fn check_suite(suite: &str) {
                 }
                 _ => {}
             }
-            let expect_path = path.with_extension("expect");
-            if update {
-                std::fs::write(&expect_path, &actual).unwrap();
-                continue;
-            }
-            let expected = std::fs::read_to_string(&expect_path).unwrap_or_default();
-            if expected != actual {
-                failures.push(format!(
-                    "{name}: report differs\n--- expected\n{expected}--- actual\n{actual}"
-                ));
-            }
+            expect_file![path.with_extension("expect")].assert_eq(&actual);
         }
     }
     assert!(n_cases > 0);

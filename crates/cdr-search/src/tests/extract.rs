@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 
 use cdr_model::ResourceType;
+use expect_test::expect_file;
 use serde_json::Value;
 
-use crate::tests::{check_file, registry, test_data};
+use crate::tests::{registry, test_data};
 use crate::{Extraction, IndexEntry, IndexValue, extract};
 
 fn examples() -> Vec<PathBuf> {
@@ -103,7 +104,7 @@ fn official_examples_match_their_expect_files() {
         for failure in &extraction.failures {
             rendered.push_str(&format!("FAILURE {failure}\n"));
         }
-        check_file(&path.with_extension("expect"), &rendered);
+        expect_file![path.with_extension("expect")].assert_eq(&rendered);
     }
 }
 

@@ -1,6 +1,6 @@
 //! Data-driven parser tests: every `test_data/queries/*.txt` file holds cases, and the `.expect` file next to it
-//! holds the rendered result of each. Run with `UPDATE_EXPECT=1` to rewrite the `.expect` files, then review the
-//! diff.
+//! holds the rendered result of each (compared with `expect_test::expect_file!`). Run with `UPDATE_EXPECT=1` to
+//! rewrite the `.expect` files, then review the diff.
 //!
 //! A case is a block of lines separated from the next by a blank line: the first line is the searched type (or
 //! `*` for system-level search), each other line one percent-decoded `name=value` pair. Lines starting with `#`
@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use cdr_model::ResourceType;
+use expect_test::expect_file;
 
 use crate::{
     Criterion, DateValue, DecimalValue, ParsedQuery, ReferenceValue, SearchError,
@@ -35,27 +36,6 @@ pub(crate) fn registry() -> &'static SearchParamRegistry {
         let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
         SearchParamRegistry::with_extra(&borrowed).unwrap()
     })
-}
-
-/// Compares `actual` with the file at `path`, or rewrites the file when `UPDATE_EXPECT` is set.
-pub(crate) fn check_file(path: &Path, actual: &str) {
-    if std::env::var_os("UPDATE_EXPECT").is_some() {
-        std::fs::write(path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(path).unwrap_or_default();
-    if expected != actual {
-        let first_difference = expected
-            .lines()
-            .zip(actual.lines())
-            .position(|(left, right)| left != right)
-            .unwrap_or(expected.lines().count().min(actual.lines().count()));
-        panic!(
-            "{} differs from the actual output at line {} (UPDATE_EXPECT=1 rewrites it):\n--- actual ---\n{actual}",
-            path.display(),
-            first_difference + 1
-        );
-    }
 }
 
 #[test]
@@ -91,7 +71,7 @@ fn query_cases() {
             rendered.push_str(&render(&parsed));
             rendered.push('\n');
         }
-        check_file(&path.with_extension("expect"), &rendered);
+        expect_file![path.with_extension("expect")].assert_eq(&rendered);
     }
 }
 
@@ -259,7 +239,7 @@ fn registry_expressions_parse() {
         .iter()
         .map(|(resource_type, code, error)| format!("{resource_type}.{code}: {error}\n"))
         .collect();
-    check_file(&test_data().join("unparsed-expressions.expect"), &rendered);
+    expect_file![test_data().join("unparsed-expressions.expect")].assert_eq(&rendered);
     let study = ResourceType::parse("ImagingStudy").unwrap();
     let def = registry.get(study, "patient").unwrap();
     assert_eq!(def.expression.as_deref(), Some("ImagingStudy.subject.where(resolve() is Patient)"));
