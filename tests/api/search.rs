@@ -396,6 +396,9 @@ async fn invalid_values_are_400(app: &TestApp) {
         "Encounter?length=abc",
         "Patient?_cursor=zz",
         "Patient?_cursor=5b5d",
+        // Cursors whose text holds a NUL character, which PostgreSQL text cannot (a forged res_id, a sort value).
+        "Patient?_cursor=5b2261222c2250617469656e74222c225c7530303030222c5b5d5d",
+        "Patient?_sort=family&_cursor=5b2261222c2250617469656e74222c2278222c5b7b2274223a225c7530303030227d5d5d",
         "Patient?name:missing=perhaps",
     ] {
         app.get(&format!("/fhir/{query}")).await.assert_outcome(StatusCode::BAD_REQUEST, "invalid");

@@ -73,6 +73,14 @@ pub(crate) fn decode_cursor(text: &str) -> Result<(PageDirection, PageKey), Inte
     let (Some(res_type), Some(res_id)) = (res_type.as_str(), res_id.as_str()) else {
         return Err(invalid());
     };
+    // No stored text holds a NUL character (PostgreSQL text cannot), so a cursor with one is forged.
+    let texts = values.iter().filter_map(|value| match value {
+        SortValue::Text(text) => Some(text.as_str()),
+        SortValue::Int(_) | SortValue::Float(_) => None,
+    });
+    if [res_type, res_id].into_iter().chain(texts).any(|text| text.contains('\0')) {
+        return Err(invalid());
+    }
     Ok((direction, PageKey { values, res_type: res_type.to_owned(), res_id: res_id.to_owned() }))
 }
 
