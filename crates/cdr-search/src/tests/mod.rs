@@ -245,6 +245,7 @@ fn render_reference(reference: &ReferenceValue) -> String {
 }
 
 mod extract;
+mod fuzz;
 mod index_values;
 mod limits;
 
