@@ -270,3 +270,24 @@ fn escaped_multibyte_characters_stand_for_themselves() {
     assert!(Expression::parse("`\\𑊟").is_err());
     assert!(Expression::parse("`\\𑊟`").is_ok());
 }
+
+/// Found while probing the nesting limit: a long row of operators or invocations (`1+1+…`, `a.b.b…`) parsed into
+/// a tree as deep as the row is long, and evaluating a few thousand overflowed the stack. Rows count against the
+/// nesting limit now; a row of 100 still parses and evaluates.
+#[test]
+fn long_rows_are_syntax_errors_not_stack_overflows() {
+    let patient = json!({"resourceType": "Patient", "name": [{"given": ["a"]}]});
+    for (head, step) in [
+        ("1", " + 1"),
+        ("name", ".given"),
+        ("name", "[0]"),
+        ("name", " | name"),
+        ("1", " is Integer"),
+    ] {
+        let long = head.to_owned() + &step.repeat(3_000);
+        let error = Expression::parse(&long).unwrap_err();
+        assert_eq!(error.message, "expression nested too deeply", "{head}{step}…");
+        let accepted = Expression::parse(&(head.to_owned() + &step.repeat(100))).unwrap();
+        let _outcome = accepted.evaluate(&patient, &EvaluationContext::new());
+    }
+}
