@@ -190,7 +190,12 @@ fn read_quoted(text: &str, start: usize, quote: u8) -> Result<(String, usize), P
                     value.push(character);
                     pos += 4;
                 }
-                other => value.push(char::from(other)),
+                // Any other escaped character stands for itself; it may take several bytes.
+                _ => {
+                    let character = text[pos - 1..].chars().next().unwrap_or(' ');
+                    value.push(character);
+                    pos += character.len_utf8() - 1;
+                }
             }
             continue;
         }

@@ -122,10 +122,8 @@ impl Parser {
     }
 
     fn expression(&mut self, min_precedence: u8) -> Result<Expr, ParseError> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return Err(ParseError::new(self.offset(), "expression nested too deeply"));
-        }
+        let depth_before = self.depth;
+        self.enter()?;
         let mut left = self.unary()?;
         loop {
             // `is` and `as` bind at precedence 8 and take a type specifier.
@@ -138,6 +136,8 @@ impl Parser {
                 let type_specifier =
                     if is { self.type_specifier()? } else { self.cast_type_specifier()? };
                 let base = Some(Box::new(left));
+                // Each operator in a row nests the tree one level deeper on the left.
+                self.enter()?;
                 left = if is {
                     Expr::Is(base, type_specifier)
                 } else {
@@ -150,10 +150,11 @@ impl Parser {
                 break;
             }
             self.next();
+            self.enter()?;
             let right = self.expression(precedence + 1)?;
             left = Expr::Binary(op, Box::new(left), Box::new(right));
         }
-        self.depth -= 1;
+        self.depth = depth_before;
         Ok(left)
     }
 
@@ -196,21 +197,29 @@ impl Parser {
         Ok(())
     }
 
+    /// A term and its invocations and indexers; each nests the tree one level deeper, and the evaluator recurses
+    /// that deep, so they count against the nesting limit.
     fn postfix(&mut self) -> Result<Expr, ParseError> {
+        let depth_before = self.depth;
         let mut expr = self.term()?;
         loop {
             match self.peek() {
                 Token::Symbol(".") => {
                     self.next();
+                    self.enter()?;
                     expr = self.invocation(Some(Box::new(expr)))?;
                 }
                 Token::Symbol("[") => {
                     self.next();
+                    self.enter()?;
                     let index = self.expression(0)?;
                     self.expect("]")?;
                     expr = Expr::Indexer(Box::new(expr), Box::new(index));
                 }
-                _ => return Ok(expr),
+                _ => {
+                    self.depth = depth_before;
+                    return Ok(expr);
+                }
             }
         }
     }

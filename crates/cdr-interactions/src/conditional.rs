@@ -69,6 +69,7 @@ pub(crate) fn parse_criteria(
                 let code = match error {
                     SearchError::Unknown { .. } => IssueType::NotSupported,
                     SearchError::Invalid { .. } => IssueType::Invalid,
+                    SearchError::LimitExceeded { .. } => IssueType::TooCostly,
                 };
                 Issue::error(code, format!("conditional criteria: {error}"))
             })

@@ -20,6 +20,9 @@ mod terminology;
 mod validate;
 mod write;
 
+#[cfg(test)]
+mod fuzz;
+
 use std::sync::Arc;
 
 use cdr_model::{Instant, LogicalId, ResourceType, VersionId};

@@ -192,8 +192,8 @@ impl Engine {
     }
 }
 
-/// Turns parser errors into a 400, except unknown parameters under lenient handling, whose names are
-/// returned so the `self` link can leave them out.
+/// Turns parser errors into a 400 (a query over its cost budget is `too-costly`), except unknown parameters
+/// under lenient handling, whose names are returned so the `self` link can leave them out.
 fn check_errors(errors: &[SearchError], handling: Handling) -> Result<Vec<&str>, InteractionError> {
     let mut unknown = Vec::new();
     let mut issues = Vec::new();
@@ -207,6 +207,9 @@ fn check_errors(errors: &[SearchError], handling: Handling) -> Result<Vec<&str>,
             }
             SearchError::Invalid { .. } => {
                 issues.push(Issue::error(IssueType::Invalid, error.to_string()));
+            }
+            SearchError::LimitExceeded { .. } => {
+                issues.push(Issue::error(IssueType::TooCostly, error.to_string()));
             }
         }
     }

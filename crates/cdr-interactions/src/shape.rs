@@ -76,6 +76,10 @@ pub(crate) fn decode_cursor(text: &str) -> Result<(PageDirection, PageKey), Inte
     let (Some(res_type), Some(res_id)) = (res_type, res_id) else {
         return Err(invalid());
     };
+    // No stored text holds a NUL character (PostgreSQL text cannot), so a cursor with one is forged.
+    if values.iter().any(|value| matches!(value, SortValue::Text(text) if text.contains('\0'))) {
+        return Err(invalid());
+    }
     Ok((direction, PageKey { values, res_type, res_id }))
 }
 

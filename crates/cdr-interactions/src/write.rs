@@ -393,7 +393,10 @@ pub async fn reindex(
 }
 
 /// Parses a request body and applies the structural checks every write needs.
-fn parse_body(resource_type: ResourceType, body: &[u8]) -> Result<Resource, InteractionError> {
+pub(crate) fn parse_body(
+    resource_type: ResourceType,
+    body: &[u8],
+) -> Result<Resource, InteractionError> {
     let resource = parse_value(body)?;
     if resource.resource_type() != resource_type {
         return Err(invalid_at(

@@ -7,7 +7,8 @@
 //!
 //! Entry points:
 //! * [`SearchParamRegistry::r4`] / [`SearchParamRegistry::with_extra`]: the parameters of every type;
-//! * [`parse_query`]: `(name, value)` pairs to a [`SearchQuery`] plus a list of [`SearchError`]s;
+//! * [`parse_query`]: `(name, value)` pairs to a [`SearchQuery`] plus a list of [`SearchError`]s
+//!   ([`parse_query_with_limits`] within a given [`QueryLimits`] cost budget);
 //! * [`index_values`]: one FHIR element to the [`IndexValue`]s a parameter indexes;
 //! * [`extract()`]: every index row of a resource, by evaluating each parameter's FHIRPath expression.
 
@@ -33,7 +34,9 @@ pub use crate::index::{
 };
 pub use crate::normalize::normalize_string;
 pub use crate::number::{DecimalValue, NumberError, parse_decimal};
-pub use crate::parser::{ErrorPart, MAX_CHAIN_DEPTH, ParsedQuery, SearchError, parse_query};
+pub use crate::parser::{
+    ErrorPart, Limit, ParsedQuery, QueryLimits, SearchError, parse_query, parse_query_with_limits,
+};
 pub use crate::registry::{
     CompositeComponent, RegistryError, SearchParamDef, SearchParamRegistry, SearchParamType,
 };

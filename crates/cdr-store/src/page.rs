@@ -452,7 +452,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use cdr_model::ResourceType;
-    use cdr_search::{SearchParamRegistry, parse_query};
+    use cdr_search::{QueryLimits, SearchParamRegistry, parse_query, parse_query_with_limits};
 
     use super::*;
     use crate::compile::probe_sql;
@@ -538,7 +538,15 @@ mod tests {
     fn oversized_searches_are_refused_before_they_run() {
         let registry = SearchParamRegistry::r4().unwrap();
         let patient = || ResourceType::parse("Patient").unwrap();
-        // The parser takes 100 alternatives per parameter: 400 parameters of 100.
+        // What the parser's own budget would refuse first, with that budget lifted: the store must hold
+        // whatever a caller with other limits hands it.
+        let unbounded = QueryLimits {
+            max_parameters: usize::MAX,
+            max_clauses: usize::MAX,
+            max_values: usize::MAX,
+            max_sort_keys: usize::MAX,
+            ..QueryLimits::default()
+        };
         let hundred = (0..100).map(|n| format!("id{n}")).collect::<Vec<_>>().join(",");
         let many_values = vec![format!("_id={hundred}"); 400].join("&");
         let many_clauses = vec!["name=a"; 1_000].join("&");
@@ -546,7 +554,9 @@ mod tests {
         for (query, limit) in
             [(many_values, "32766"), (many_clauses, "levels deep"), (many_sort_keys, "sort keys")]
         {
-            let parsed = parse_query(Some(patient()), &form_urlencoded_pairs(&query), &registry);
+            let pairs = form_urlencoded_pairs(&query);
+            let parsed = parse_query_with_limits(Some(patient()), &pairs, &registry, &unbounded);
+            assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
             let types = [patient()];
             let request = SearchRequest {
                 query: &parsed.query,

@@ -51,10 +51,17 @@
 //! else. The clause in error is left out of the query; whether that is acceptable (`Prefer: handling=lenient`) or
 //! a 400 (`handling=strict`) is the caller's decision.
 //!
-//! Limits: chains and `_has` nest at most [`MAX_CHAIN_DEPTH`] deep; a value lists at most 100 alternatives.
+//! A query bigger than its [`QueryLimits`] is reported with [`SearchError::LimitExceeded`], which no handling
+//! excuses; the parser stops at the first bound on the whole query that is exceeded, so the work it does is
+//! bounded by the limits. An un-typed chain link (`reference.tail`) is resolved on every target type of the
+//! reference; the tail is parsed once per target type and clause, however many paths reach it.
 
+mod limits;
 mod result;
 mod value;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 
 use cdr_model::ResourceType;
 
@@ -62,8 +69,7 @@ use crate::alias::{standard_param_code, standard_type_name};
 use crate::ast::{Clause, Criterion, Modifier, ParamFilter, ParamRef, SearchQuery};
 use crate::registry::{SearchParamDef, SearchParamRegistry, SearchParamType};
 
-/// How deep chains and `_has` may nest (`a.b.c.d` is depth 3).
-pub const MAX_CHAIN_DEPTH: usize = 4;
+pub use crate::parser::limits::{Limit, QueryLimits};
 
 /// A problem with one query parameter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,6 +80,10 @@ pub enum SearchError {
     /// The parameter is known but its name or value is malformed or not allowed.
     #[error("invalid search parameter '{name}': {message} (at byte {position} of the {part})")]
     Invalid { name: String, part: ErrorPart, position: usize, message: String },
+    /// The query is bigger than a bound of its [`QueryLimits`] allows: too costly to run, whatever the rest of
+    /// it says.
+    #[error("search parameter '{name}' exceeds the limit of {max} {limit}")]
+    LimitExceeded { name: String, limit: Limit, max: usize },
 }
 
 /// Which part of a `name=value` pair an error position refers to.
@@ -99,12 +109,24 @@ impl std::fmt::Display for ErrorPart {
     }
 }
 
-/// Parses percent-decoded `(name, value)` pairs of a search on `resource_type` (`None` for system-level search).
+/// Parses percent-decoded `(name, value)` pairs of a search on `resource_type` (`None` for system-level search),
+/// within the default [`QueryLimits`].
 #[must_use]
 pub fn parse_query(
     resource_type: Option<ResourceType>,
     pairs: &[(String, String)],
     registry: &SearchParamRegistry,
+) -> ParsedQuery {
+    parse_query_with_limits(resource_type, pairs, registry, &QueryLimits::default())
+}
+
+/// [`parse_query`] within `limits`.
+#[must_use]
+pub fn parse_query_with_limits(
+    resource_type: Option<ResourceType>,
+    pairs: &[(String, String)],
+    registry: &SearchParamRegistry,
+    limits: &QueryLimits,
 ) -> ParsedQuery {
     let mut query = SearchQuery {
         resource_type,
@@ -120,12 +142,18 @@ pub fn parse_query(
         contained: None,
         contained_type: None,
     };
+    if let Some((name, _)) = pairs.get(limits.max_parameters) {
+        return ParsedQuery { query, errors: vec![limits.exceeded(name, Limit::Parameters)] };
+    }
     let mut errors = Vec::new();
     // `_type` decides the context of every other parameter in system-level search, so it goes first.
     for (name, value) in pairs.iter().filter(|(name, _)| name == "_type") {
         match result::parse_types(resource_type, name, value) {
             Ok(types) => query.types.extend(types),
             Err(error) => errors.push(error),
+        }
+        if query.types.len() > limits.max_values {
+            return ParsedQuery { query, errors: vec![limits.exceeded(name, Limit::Values)] };
         }
     }
     let scope = match resource_type {
@@ -134,7 +162,9 @@ pub fn parse_query(
         None if query.types.is_empty() => Scope::AllTypes,
         None => Scope::Some(query.types.clone()),
     };
-    let parser = Parser { registry, scope };
+    let parser = Parser { registry, scope, limits, chain_links: Cell::new(0) };
+    let mut n_values = query.types.len();
+    let mut n_clauses = 0;
     for (name, value) in pairs {
         let outcome = match name.split(':').next().unwrap_or_default() {
             "_type" | "_format" | "_pretty" => Ok(()),
@@ -142,13 +172,40 @@ pub fn parse_query(
             | "_elements" | "_contained" | "_containedType" => {
                 result::parse_result_param(&parser, &mut query, name, value)
             }
-            _ => parser.parse_clause(name, value).map(|clause| query.clauses.push(clause)),
+            _ => {
+                n_clauses += 1;
+                match n_clauses > limits.max_clauses {
+                    true => Err(limits.exceeded(name, Limit::Clauses)),
+                    false => parser.parse_clause(name, value).and_then(|clause| {
+                        n_values += count_values(&clause.criterion);
+                        if n_values > limits.max_values {
+                            return Err(limits.exceeded(name, Limit::Values));
+                        }
+                        query.clauses.push(clause);
+                        Ok(())
+                    }),
+                }
+            }
         };
         if let Err(error) = outcome {
+            let stop =
+                matches!(&error, SearchError::LimitExceeded { limit, .. } if limit.is_per_query());
             errors.push(error);
+            if stop {
+                break;
+            }
         }
     }
     ParsedQuery { query, errors }
+}
+
+/// The values a criterion counts against [`QueryLimits::max_values`].
+fn count_values(criterion: &Criterion) -> usize {
+    match criterion {
+        Criterion::Param(filter) => filter.values.len(),
+        Criterion::Chain { target_types, inner, .. } => target_types.len() + count_values(inner),
+        Criterion::Has { inner, .. } => 1 + count_values(inner),
+    }
 }
 
 /// The resource types a parameter name is read against.
@@ -165,7 +222,13 @@ enum Scope {
 struct Parser<'a> {
     registry: &'a SearchParamRegistry,
     scope: Scope,
+    limits: &'a QueryLimits,
+    /// Chain links resolved so far in the query, against [`QueryLimits::max_chain_links`].
+    chain_links: Cell<usize>,
 }
+
+/// The chain tails of one clause already parsed: by target type and byte offset of the tail in the name.
+type LinkMemo = HashMap<(ResourceType, usize), Result<(Criterion, String), SearchError>>;
 
 /// The name being parsed, for error reports.
 #[derive(Debug, Clone, Copy)]
@@ -173,6 +236,8 @@ struct NameContext<'a> {
     full_name: &'a str,
     value: &'a str,
     depth: usize,
+    /// The tail of a name always sits at the same depth, so the offset alone identifies it.
+    links: &'a RefCell<LinkMemo>,
 }
 
 impl NameContext<'_> {
@@ -192,7 +257,11 @@ impl NameContext<'_> {
 
 impl Parser<'_> {
     fn parse_clause(&self, name: &str, value: &str) -> Result<Clause, SearchError> {
-        let context = NameContext { full_name: name, value, depth: 0 };
+        if name.len() > self.limits.max_name_bytes {
+            return Err(self.limits.exceeded(name, Limit::NameBytes));
+        }
+        let links = RefCell::new(LinkMemo::new());
+        let context = NameContext { full_name: name, value, depth: 0, links: &links };
         let (criterion, canonical_name) = match &self.scope {
             Scope::One(resource_type) => self.parse_criterion(*resource_type, name, 0, context)?,
             Scope::Some(_) | Scope::AllTypes => self.parse_system_criterion(name, context)?,
@@ -249,12 +318,8 @@ impl Parser<'_> {
         offset: usize,
         context: NameContext<'_>,
     ) -> Result<(Criterion, String), SearchError> {
-        if context.depth > MAX_CHAIN_DEPTH {
-            return Err(context.invalid(
-                ErrorPart::Name,
-                offset,
-                format!("chains nest deeper than {MAX_CHAIN_DEPTH}"),
-            ));
+        if context.depth > self.limits.max_chain_depth {
+            return Err(self.limits.exceeded(context.full_name, Limit::ChainDepth));
         }
         if let Some(rest) = name.strip_prefix("_has:") {
             return self.parse_has(resource_type, rest, offset + 5, context);
@@ -275,9 +340,15 @@ impl Parser<'_> {
                 None => None,
                 Some(text) => Some(self.parse_modifier(def, text, modifier_offset, context)?),
             };
-            let values = value::parse_values(def, modifier, context.value, self.registry).map_err(
-                |error| context.invalid(ErrorPart::Value, error.position, error.message),
-            )?;
+            let alternatives = value::split_unescaped(context.value, b',', 0);
+            if alternatives.len() > self.limits.max_alternatives {
+                return Err(self.limits.exceeded(context.full_name, Limit::Alternatives));
+            }
+            let values =
+                value::parse_values(def, modifier, context.value, alternatives, self.registry)
+                    .map_err(|error| {
+                        context.invalid(ErrorPart::Value, error.position, error.message)
+                    })?;
             let canonical = match modifier {
                 Some(modifier) => format!("{}:{}", def.code, modifier.as_str()),
                 None => def.code.clone(),
@@ -307,8 +378,9 @@ impl Parser<'_> {
         let mut first_error = None;
         let mut resolved: Vec<(ResourceType, Criterion, String)> = Vec::new();
         for target in candidates {
-            match self.parse_criterion(target, tail, tail_offset, inner_context) {
+            match self.parse_link(target, tail, tail_offset, inner_context) {
                 Ok((criterion, canonical)) => resolved.push((target, criterion, canonical)),
+                Err(error @ SearchError::LimitExceeded { .. }) => return Err(error),
                 Err(error) => {
                     first_error.get_or_insert(error);
                 }
@@ -334,6 +406,34 @@ impl Parser<'_> {
             Criterion::Chain { reference: param, target_types, inner: Box::new(criterion) },
             canonical,
         ))
+    }
+
+    /// Parses the `tail` of a chain (at byte `offset` of the full name) on `target`, once per clause: the links
+    /// of an un-typed chain reach the same target type and tail by many paths.
+    fn parse_link(
+        &self,
+        target: ResourceType,
+        tail: &str,
+        offset: usize,
+        context: NameContext<'_>,
+    ) -> Result<(Criterion, String), SearchError> {
+        if let Some(parsed) = context.links.borrow().get(&(target, offset)) {
+            return parsed.clone();
+        }
+        self.count_link(context)?;
+        let parsed = self.parse_criterion(target, tail, offset, context);
+        context.links.borrow_mut().insert((target, offset), parsed.clone());
+        parsed
+    }
+
+    /// Counts one chain link against [`QueryLimits::max_chain_links`].
+    fn count_link(&self, context: NameContext<'_>) -> Result<(), SearchError> {
+        let n_links = self.chain_links.get() + 1;
+        self.chain_links.set(n_links);
+        match n_links > self.limits.max_chain_links {
+            true => Err(self.limits.exceeded(context.full_name, Limit::ChainLinks)),
+            false => Ok(()),
+        }
     }
 
     /// Parses what follows `_has:` (at byte `offset` of the full name): `type:code:criterion-name`.
@@ -369,6 +469,7 @@ impl Parser<'_> {
         }
         let inner_offset = code_offset + code.len() + 1;
         let inner_context = NameContext { depth: context.depth + 1, ..context };
+        self.count_link(context)?;
         let (inner, inner_canonical) =
             self.parse_criterion(source_type, inner_name, inner_offset, inner_context)?;
         let reference = ParamRef { code: def.code.clone(), param_type: def.param_type };

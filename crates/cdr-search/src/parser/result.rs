@@ -7,7 +7,7 @@ use crate::ast::{
     ContainedMode, ContainedType, Include, ParamRef, SearchQuery, SortKey, SummaryMode, TotalMode,
 };
 use crate::parser::value::split_unescaped;
-use crate::parser::{ErrorPart, Parser, Scope, SearchError};
+use crate::parser::{ErrorPart, Limit, Parser, Scope, SearchError};
 use crate::registry::SearchParamType;
 
 fn invalid(
@@ -86,6 +86,9 @@ pub(super) fn parse_result_param(
             format!("{base_name} may be given only once"),
         ));
     }
+    if is_include && query.includes.len() + query.revincludes.len() >= parser.limits.max_includes {
+        return Err(parser.limits.exceeded(name, Limit::Includes));
+    }
     match base_name {
         "_include" => {
             query.includes.push(parse_include(parser, name, value, modifier.is_some(), false)?);
@@ -93,7 +96,10 @@ pub(super) fn parse_result_param(
         "_revinclude" => {
             query.revincludes.push(parse_include(parser, name, value, modifier.is_some(), true)?);
         }
-        "_sort" => query.sort.extend(parse_sort(parser, name, value)?),
+        "_sort" => {
+            let keys = parse_sort(parser, name, value, query.sort.len())?;
+            query.sort.extend(keys);
+        }
         "_count" => {
             let count = value.parse::<u32>().map_err(|_| {
                 invalid(name, ErrorPart::Value, 0, "expected a non-negative integer")
@@ -232,10 +238,19 @@ fn parse_include(
     })
 }
 
-/// A comma list of `[-]code`.
-fn parse_sort(parser: &Parser<'_>, name: &str, value: &str) -> Result<Vec<SortKey>, SearchError> {
+/// A comma list of `[-]code`, to follow `n_given` keys of earlier `_sort` parameters.
+fn parse_sort(
+    parser: &Parser<'_>,
+    name: &str,
+    value: &str,
+    n_given: usize,
+) -> Result<Vec<SortKey>, SearchError> {
+    let pieces = split_unescaped(value, b',', 0);
+    if n_given + pieces.len() > parser.limits.max_sort_keys {
+        return Err(parser.limits.exceeded(name, Limit::SortKeys));
+    }
     let mut keys = Vec::new();
-    for (offset, key) in split_unescaped(value, b',', 0) {
+    for (offset, key) in pieces {
         let (descending, code, code_offset) = match key.strip_prefix('-') {
             Some(code) => (true, code, offset + 1),
             None => (false, key, offset),

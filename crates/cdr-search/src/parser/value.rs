@@ -11,9 +11,6 @@ use crate::normalize::normalize_string;
 use crate::number::{DecimalValue, parse_decimal};
 use crate::registry::{SearchParamDef, SearchParamRegistry, SearchParamType};
 
-/// Most alternatives one parameter may list (OR by comma).
-const MAX_ALTERNATIVES: usize = 100;
-
 /// A problem in a value, at a byte offset of the value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ValueError {
@@ -27,11 +24,12 @@ impl ValueError {
     }
 }
 
-/// Parses the whole value of `def` under `modifier` into its alternatives.
+/// Parses the whole `value` of `def` under `modifier`, split by [`split_unescaped`] into its `alternatives`.
 pub(crate) fn parse_values(
     def: &SearchParamDef,
     modifier: Option<Modifier>,
     value: &str,
+    alternatives: Vec<(usize, &str)>,
     registry: &SearchParamRegistry,
 ) -> Result<Vec<SearchValue>, ValueError> {
     if modifier == Some(Modifier::Missing) {
@@ -40,10 +38,6 @@ pub(crate) fn parse_values(
             "false" => Ok(vec![SearchValue::Missing(false)]),
             _ => Err(ValueError::new(0, ":missing takes 'true' or 'false'")),
         };
-    }
-    let alternatives = split_unescaped(value, b',', 0);
-    if alternatives.len() > MAX_ALTERNATIVES {
-        return Err(ValueError::new(0, format!("more than {MAX_ALTERNATIVES} alternatives")));
     }
     alternatives
         .into_iter()

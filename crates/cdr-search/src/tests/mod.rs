@@ -123,6 +123,7 @@ fn render(parsed: &ParsedQuery) -> String {
             SearchError::Invalid { name, part, position, message } => {
                 writeln!(out, "error invalid '{name}' {part}@{position}: {message}").unwrap();
             }
+            SearchError::LimitExceeded { .. } => writeln!(out, "error {error}").unwrap(),
         }
     }
     out
@@ -224,7 +225,9 @@ fn render_reference(reference: &ReferenceValue) -> String {
 }
 
 mod extract;
+mod fuzz;
 mod index_values;
+mod limits;
 
 /// Every R4 expression our FHIRPath engine cannot parse is listed in `test_data/unparsed-expressions.expect`
 /// (ideally empty); such parameters are reported as extraction failures.
