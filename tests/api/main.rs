@@ -12,6 +12,7 @@ mod helpers;
 
 mod concurrency;
 mod conditional;
+mod content_type;
 mod errors;
 mod history;
 mod rest;
