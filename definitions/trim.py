@@ -13,7 +13,7 @@ import io, json, sys, tarfile, gzip
 KEEP_SD = ["resourceType", "id", "url", "version", "name", "status", "kind", "abstract", "context",
            "type", "baseDefinition", "derivation", "snapshot", "differential"]
 KEEP_ED = ["id", "path", "sliceName", "min", "max", "base", "contentReference", "type", "binding",
-           "constraint", "slicing", "maxLength", "mustSupport", "isModifier"]
+           "constraint", "slicing", "maxLength", "mustSupport", "isModifier", "isSummary"]
 ED_PREFIXES = ("fixed", "pattern", "minValue", "maxValue")
 TYPE_EXT = {"http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"}
 CONCEPT_PROPS = {"parent", "child", "subsumedBy", "notSelectable", "status", "inactive", "deprecated"}

@@ -1,9 +1,15 @@
 #!/usr/bin/env python3
 """Static checks for the Ontario MI conformance resources in profiles/.
 
-Usage: python3 profiles/tools/check.py [--core PATH/TO/hl7.fhir.r4.core-4.0.1.tgz] [--schema PATH/TO/fhir.schema.json]
+Usage: python3 profiles/tools/check.py [--core PATH/TO/hl7.fhir.r4.core-4.0.1.tgz]
+           [--search-parameters PATH/TO/search-parameters.json] [--schema PATH/TO/fhir.schema.json]
 
-Checks (stdlib only; the JSON-schema pass runs only if the `jsonschema` module is installed):
+The R4 definitions default to the repository's own copies: the trimmed core package in definitions/ and the
+official search-parameters.json Bundle in crates/cdr-search/data/ (the full official package works as well).
+The JSON-schema pass runs only with --schema (the official R4 fhir.schema.json, not vendored) and the
+`jsonschema` module installed.
+
+Checks (stdlib only):
   * every *.json under profiles/ parses;
   * StructureDefinitions: fhirVersion 4.0.1, status draft, derivation constraint, differential only,
     baseDefinition resolvable, every differential path starts with the type and exists in the base type
@@ -25,7 +31,9 @@ import tarfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-DEFAULT_CORE = os.path.join(ROOT, '..', '..', 'shared', 'fhir-r4', 'hl7.fhir.r4.core-4.0.1.tgz')
+REPO = os.path.dirname(ROOT)
+DEFAULT_CORE = os.path.join(REPO, 'definitions', 'hl7.fhir.r4.core-4.0.1-trimmed.tgz')
+DEFAULT_SEARCH_PARAMETERS = os.path.join(REPO, 'crates', 'cdr-search', 'data', 'search-parameters.json')
 
 errors = []
 notes = []
@@ -48,6 +56,16 @@ def load_core(path):
             if 'url' in d:
                 core[d['url']] = d
     return core
+
+
+def load_search_parameters(path, core):
+    """Adds the SearchParameters of a Bundle (the official search-parameters.json) to `core`."""
+    with open(path) as f:
+        bundle = json.load(f)
+    for entry in bundle.get('entry', []):
+        d = entry.get('resource', {})
+        if d.get('resourceType') == 'SearchParameter' and 'url' in d:
+            core.setdefault(d['url'], d)
 
 
 def load_local():
@@ -262,7 +280,7 @@ def check_sp(p, d, res, core_sp_urls):
 
 def check_examples(files, res, schema_path):
     validator = None
-    if schema_path and os.path.exists(schema_path):
+    if schema_path:
         try:
             import jsonschema
             with open(schema_path) as f:
@@ -306,9 +324,11 @@ def check_examples(files, res, schema_path):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--core', default=DEFAULT_CORE)
-    ap.add_argument('--schema', default=os.path.join(os.path.dirname(DEFAULT_CORE), 'fhir.schema.json'))
+    ap.add_argument('--search-parameters', default=DEFAULT_SEARCH_PARAMETERS)
+    ap.add_argument('--schema')
     args = ap.parse_args()
     core = load_core(args.core)
+    load_search_parameters(args.search_parameters, core)
     local, files = load_local()
     res = Resolver(core, local)
     core_sp_urls = {u for u, d in core.items() if d.get('resourceType') == 'SearchParameter'}

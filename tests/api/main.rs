@@ -14,6 +14,7 @@ mod bounds;
 mod budget;
 mod concurrency;
 mod conditional;
+mod content_type;
 mod errors;
 mod history;
 mod links;

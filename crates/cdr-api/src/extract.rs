@@ -130,7 +130,9 @@ impl<S: Send + Sync> FromRequestParts<S> for IfNoneExist {
     }
 }
 
-/// A request body that claims to be FHIR JSON and fits the size limit.
+/// A request body that claims to be FHIR JSON and fits the size limit. A body must say what it is: one
+/// without `Content-Type` is refused (415) like one of another type, so that a cross-site HTML form (which can
+/// send no JSON media type) cannot write resources. An empty body needs no `Content-Type`.
 #[derive(Debug)]
 pub(crate) struct FhirBody(pub(crate) Bytes);
 
@@ -138,6 +140,7 @@ impl FromRequest<AppState> for FhirBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<FhirBody, ApiError> {
+        let declared = request.headers().contains_key(header::CONTENT_TYPE);
         if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
             let text = content_type.to_str().unwrap_or_default();
             if !is_json_media_type(text) {
@@ -154,7 +157,13 @@ impl FromRequest<AppState> for FhirBody {
                 ApiError::BadRequest("the request body could not be read".into())
             }
         })?;
-        Ok(FhirBody(body.to_bytes()))
+        let body = body.to_bytes();
+        if !declared && !body.is_empty() {
+            return Err(ApiError::UnsupportedMediaType(
+                "the request body has no Content-Type: send application/fhir+json".into(),
+            ));
+        }
+        Ok(FhirBody(body))
     }
 }
 

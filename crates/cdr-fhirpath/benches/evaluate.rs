@@ -2,15 +2,28 @@
 
 #![allow(clippy::unwrap_used, reason = "tests and benchmarks panic on broken fixtures")]
 
+use std::io::Read as _;
 use std::path::Path;
 
 use cdr_fhirpath::{EvaluationContext, Expression};
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use serde_json::Value;
 
+/// An official R4 example, from the served types' examples vendored in cdr-validation's test data.
 fn load(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("test_data").join(name);
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../cdr-validation/test_data/r4-examples/examples.tgz");
+    let mut archive =
+        tar::Archive::new(flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()));
+    let mut entry = archive
+        .entries()
+        .unwrap()
+        .map(Result::unwrap)
+        .find(|entry| entry.path().unwrap().to_str() == Some(name))
+        .unwrap();
+    let mut text = String::new();
+    entry.read_to_string(&mut text).unwrap();
+    serde_json::from_str(&text).unwrap()
 }
 
 fn bench_evaluate(c: &mut Criterion) {

@@ -271,12 +271,21 @@ fn mark_subsetted(resource: &mut Map<String, Value>) {
 mod tests {
     use super::*;
 
-    /// An official R4 example from `test_data/r4-examples/`.
+    /// An official R4 example, from the served types' examples vendored in cdr-validation's test data.
     fn example(file_name: &str) -> Value {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("test_data/r4-examples")
-            .join(file_name);
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+            .join("../cdr-validation/test_data/r4-examples/examples.tgz");
+        let file = std::fs::File::open(path).unwrap();
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+        let mut entry = archive
+            .entries()
+            .unwrap()
+            .map(Result::unwrap)
+            .find(|entry| entry.path().unwrap().to_str() == Some(file_name))
+            .unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+        serde_json::from_str(&text).unwrap()
     }
 
     fn query(summary: Option<SummaryMode>, elements: &[&str]) -> SearchQuery {

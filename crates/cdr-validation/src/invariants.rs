@@ -33,8 +33,8 @@ const SKIPPED: &[(&str, &str)] = &[
     // instance ele-1 would, element by element and with precise locations, so evaluating it on each
     // item would only repeat those issues at a cost.
     ("ele-1", "checked by the JSON rules"),
-    // Narrative.div: both are `htmlChecks()`. The XHTML rules of the primitive checks implement them
-    // with a tag-aware scan (no active content, no event attributes, some non-whitespace content);
+    // Narrative.div: both are `htmlChecks()`. `xhtml.rs` implements them on the XML tokens with the
+    // allowlists of R4's narrative rules (elements, attributes, URLs, some non-whitespace content);
     // cdr-fhirpath's `htmlChecks()` is a substring heuristic that takes words of attribute values
     // (a `title` containing " on ") for event attributes: false errors on 23 narratives of the
     // official `Bundle-types` example.

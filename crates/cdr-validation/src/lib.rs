@@ -28,6 +28,7 @@ mod snapshot;
 mod structure;
 mod terminology;
 mod validator;
+mod xhtml;
 
 pub use crate::profile_set::{ConformanceKind, LoadError, ProfileSet, R4_CORE_PACKAGE};
 pub use crate::report::{ValidationIssue, ValidationReport};

@@ -1,5 +1,5 @@
-//! Lexical rules of the FHIR R4 primitive types (the regexes of the specification) and the basic
-//! restrictions on XHTML narrative.
+//! Lexical rules of the FHIR R4 primitive types (the regexes of the specification); `xhtml` values go to the
+//! narrative rules of `xhtml.rs`.
 
 use std::sync::LazyLock;
 
@@ -130,7 +130,7 @@ fn check_text(type_code: &str, text: &str) -> Option<String> {
         "uuid" => (UUID.is_match(text), "a uuid (urn:uuid: and lowercase hex)"),
         "base64Binary" => (BASE64.is_match(text), "base64"),
         "uri" | "url" | "canonical" => (URI.is_match(text), "a uri (no whitespace)"),
-        "xhtml" => return check_xhtml(text),
+        "xhtml" => return crate::xhtml::check(text),
         _ => (
             !text.chars().any(|c| c < ' ' && !matches!(c, '\t' | '\r' | '\n')),
             "a string without control characters",
@@ -153,113 +153,6 @@ fn day_exists(text: &str) -> bool {
         return true;
     };
     day <= cdr_model::calendar::days_in_month(year, month)
-}
-
-/// The narrative rules of R4 §2.4.0 as far as they can be checked without an XML parser: a `div` in
-/// the XHTML namespace, no scripts, forms, frames, objects or other active content, no event
-/// attributes, and some non-whitespace content (text or an image).
-fn check_xhtml(text: &str) -> Option<String> {
-    let trimmed = text.trim_start();
-    if !trimmed.starts_with("<div") {
-        return Some("narrative must be a single <div> element".to_owned());
-    }
-    if !trimmed.split('>').next().is_some_and(|tag| tag.contains("http://www.w3.org/1999/xhtml")) {
-        return Some(
-            "narrative <div> must declare xmlns=\"http://www.w3.org/1999/xhtml\"".to_owned(),
-        );
-    }
-    let lower = text.to_ascii_lowercase();
-    for forbidden in [
-        "script", "iframe", "frame", "frameset", "object", "embed", "applet", "form", "input",
-        "base", "link", "head", "body",
-    ] {
-        let mut rest = lower.as_str();
-        while let Some(position) = rest.find('<') {
-            rest = &rest[position + 1..];
-            if rest.starts_with(forbidden)
-                && rest[forbidden.len()..]
-                    .starts_with(|c: char| c.is_ascii_whitespace() || c == '>' || c == '/')
-            {
-                return Some(format!("narrative contains a forbidden <{forbidden}> element"));
-            }
-        }
-    }
-    let mut rest = lower.as_str();
-    while let Some(position) = rest.find('<') {
-        rest = &rest[position + 1..];
-        if let Some(problem) = check_attributes(rest) {
-            return Some(problem);
-        }
-    }
-    let has_text = lower.split('<').any(|part| {
-        part.split_once('>').is_some_and(|(_, text)| !text.trim().is_empty())
-            || part.starts_with("img")
-                && part[3..].starts_with(|c: char| c.is_ascii_whitespace() || c == '/' || c == '>')
-    });
-    if !has_text {
-        return Some("narrative must have some non-whitespace content (txt-2)".to_owned());
-    }
-    None
-}
-
-/// Checks the attributes of the tag starting at `tag` (just after its `<`).
-fn check_attributes(tag: &str) -> Option<String> {
-    let bytes = tag.as_bytes();
-    let mut position =
-        bytes.iter().position(|b| b.is_ascii_whitespace() || matches!(b, b'>' | b'/'))?;
-    loop {
-        while position < bytes.len() && bytes[position].is_ascii_whitespace() {
-            position += 1;
-        }
-        if position >= bytes.len() || matches!(bytes[position], b'>' | b'/' | b'<') {
-            return None;
-        }
-        let name_start = position;
-        while position < bytes.len()
-            && !bytes[position].is_ascii_whitespace()
-            && !matches!(bytes[position], b'=' | b'>' | b'/')
-        {
-            position += 1;
-        }
-        let name = &tag[name_start..position];
-        if name.len() > 2 && name.starts_with("on") && name.bytes().all(|b| b.is_ascii_alphabetic())
-        {
-            return Some(format!("narrative contains an event attribute '{name}'"));
-        }
-        while position < bytes.len() && bytes[position].is_ascii_whitespace() {
-            position += 1;
-        }
-        if position < bytes.len() && bytes[position] == b'=' {
-            position += 1;
-            while position < bytes.len() && bytes[position].is_ascii_whitespace() {
-                position += 1;
-            }
-            let value_start = position;
-            match bytes.get(position) {
-                Some(&quote @ (b'"' | b'\'')) => {
-                    position += 1;
-                    while position < bytes.len() && bytes[position] != quote {
-                        position += 1;
-                    }
-                    position += 1;
-                }
-                _ => {
-                    while position < bytes.len()
-                        && !bytes[position].is_ascii_whitespace()
-                        && bytes[position] != b'>'
-                    {
-                        position += 1;
-                    }
-                }
-            }
-            let value = tag.get(value_start..position.min(tag.len())).unwrap_or_default();
-            if value.trim_start_matches(['"', '\'']).trim_start().starts_with("javascript:") {
-                return Some("narrative contains a javascript: link".to_owned());
-            }
-        } else if position == name_start {
-            return None;
-        }
-    }
 }
 
 fn shorten(text: &str) -> String {

@@ -1,5 +1,8 @@
 //! Every official R4 example of the resource types this server serves validates against base R4
 //! with no error-level issue, except those listed (with a reason) in `test_data/r4-examples/exceptions.txt`.
+//! The examples are `test_data/r4-examples/examples.tgz` (made by `definitions/examples.py`) plus the example
+//! Bundle `Bundle-searchParams.json`, the official search-parameters.json, which the repository holds once, in
+//! cdr-search.
 
 #![allow(clippy::unwrap_used, reason = "test code: a failure should stop the test")]
 
@@ -10,7 +13,8 @@ use std::path::Path;
 use cdr_validation::{ProfileSet, validate};
 
 fn examples() -> Vec<(String, serde_json::Value)> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("test_data/r4-examples/examples.tgz");
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = manifest_dir.join("test_data/r4-examples/examples.tgz");
     let bytes = std::fs::read(path).unwrap();
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes.as_slice()));
     let mut out = Vec::new();
@@ -21,6 +25,13 @@ fn examples() -> Vec<(String, serde_json::Value)> {
         file.read_to_string(&mut text).unwrap();
         out.push((name, serde_json::from_str(&text).unwrap()));
     }
+    let search_parameters =
+        std::fs::read_to_string(manifest_dir.join("../cdr-search/data/search-parameters.json"))
+            .unwrap();
+    out.push((
+        "Bundle-searchParams.json".to_owned(),
+        serde_json::from_str(&search_parameters).unwrap(),
+    ));
     out
 }
 
