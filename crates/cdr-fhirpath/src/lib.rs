@@ -35,7 +35,6 @@
 
 mod ast;
 mod context;
-mod conversions;
 mod datetime;
 mod eval;
 mod functions;
@@ -43,7 +42,6 @@ mod lexer;
 mod model;
 mod ops;
 mod parser;
-mod strings;
 mod value;
 
 use std::fmt;
