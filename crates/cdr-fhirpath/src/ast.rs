@@ -24,6 +24,90 @@ pub(crate) enum Expr {
     /// `x as T` and `x.as(T)`.
     As(Option<Box<Expr>>, TypeSpecifier),
     OfType(Option<Box<Expr>>, TypeSpecifier),
+    /// A subexpression that depends neither on the focus nor on `$this`, `$index` or `$total` (such as
+    /// `%resource.descendants().reference` inside a `where`): evaluated once per evaluation and memoised.
+    Constant(Box<Expr>),
+}
+
+impl Expr {
+    /// Wraps the largest constant subexpressions that are worth memoising in [`Expr::Constant`].
+    pub(crate) fn mark_constants(self) -> Expr {
+        self.fold().0
+    }
+
+    /// The expression with its constant children marked, and whether it is constant itself.
+    fn fold(self) -> (Expr, bool) {
+        let child = |expr: Box<Expr>| -> (Box<Expr>, bool) {
+            let (expr, constant) = expr.fold();
+            (Box::new(expr), constant)
+        };
+        let optional = |expr: Option<Box<Expr>>| -> (Option<Box<Expr>>, bool) {
+            match expr.map(child) {
+                Some((expr, constant)) => (Some(expr), constant),
+                None => (None, false),
+            }
+        };
+        // A constant child of a node that is not constant is memoised.
+        let mark = |(expr, constant): (Box<Expr>, bool), parent: bool| -> Box<Expr> {
+            if constant && !parent && !expr.is_trivial() {
+                Box::new(Expr::Constant(expr))
+            } else {
+                expr
+            }
+        };
+        match self {
+            // Without a root, `%context` is the focus.
+            Expr::Variable(ref name) if name == "context" => (self, false),
+            Expr::Empty | Expr::Literal(_) | Expr::Variable(_) => (self, true),
+            Expr::This | Expr::Index | Expr::Total | Expr::Constant(_) => (self, false),
+            Expr::Member(base, name) => {
+                let (base, constant) = optional(base);
+                (Expr::Member(base, name), constant)
+            }
+            Expr::Call(base, function, args) => {
+                let (base, base_constant) = optional(base);
+                let args: Vec<(Box<Expr>, bool)> =
+                    args.into_iter().map(|arg| child(Box::new(arg))).collect();
+                let constant = base_constant
+                    && function != Function::Trace
+                    && args.iter().all(|(_, constant)| *constant);
+                let base = base.map(|base| mark((base, base_constant), constant));
+                let args = args.into_iter().map(|arg| *mark(arg, constant)).collect();
+                (Expr::Call(base, function, args), constant)
+            }
+            Expr::Indexer(base, index) => {
+                let (base, index) = (child(base), child(index));
+                let constant = base.1 && index.1;
+                (Expr::Indexer(mark(base, constant), mark(index, constant)), constant)
+            }
+            Expr::Negate(operand) => {
+                let (operand, constant) = child(operand);
+                (Expr::Negate(operand), constant)
+            }
+            Expr::Binary(op, left, right) => {
+                let (left, right) = (child(left), child(right));
+                let constant = left.1 && right.1;
+                (Expr::Binary(op, mark(left, constant), mark(right, constant)), constant)
+            }
+            Expr::Is(base, type_specifier) => {
+                let (base, constant) = optional(base);
+                (Expr::Is(base, type_specifier), constant)
+            }
+            Expr::As(base, type_specifier) => {
+                let (base, constant) = optional(base);
+                (Expr::As(base, type_specifier), constant)
+            }
+            Expr::OfType(base, type_specifier) => {
+                let (base, constant) = optional(base);
+                (Expr::OfType(base, type_specifier), constant)
+            }
+        }
+    }
+
+    /// Whether evaluating the expression costs no more than copying its result.
+    fn is_trivial(&self) -> bool {
+        matches!(self, Expr::Empty | Expr::Literal(_) | Expr::Variable(_))
+    }
 }
 
 #[derive(Clone, Debug)]

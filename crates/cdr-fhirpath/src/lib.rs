@@ -36,6 +36,7 @@
 mod ast;
 mod context;
 mod datetime;
+mod distinct;
 mod eval;
 mod functions;
 mod lexer;
@@ -49,7 +50,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-pub use crate::context::{ConformsToFn, EvaluationContext, MemberOfFn, TraceFn};
+pub use crate::context::{ConformsToFn, EvaluationCache, EvaluationContext, MemberOfFn, TraceFn};
 pub use crate::datetime::Partial;
 pub use crate::value::{Collection, Item, Node, SystemValue};
 
@@ -118,7 +119,19 @@ impl Expression {
         focus: Collection<'a>,
         ctx: &EvaluationContext<'a>,
     ) -> Result<Collection<'a>, EvalError> {
-        eval::evaluate_items(&self.root, focus, ctx)
+        eval::evaluate_items(&self.root, focus, ctx, None)
+    }
+
+    /// Like [`evaluate_items`](Expression::evaluate_items), sharing memoised results with the other
+    /// evaluations that use `cache` (see [`EvaluationCache`]).
+    pub fn evaluate_items_cached<'a>(
+        &self,
+        focus: Collection<'a>,
+        ctx: &EvaluationContext<'a>,
+        cache: &EvaluationCache<'a>,
+    ) -> Result<Collection<'a>, EvalError> {
+        cache.pin(&self.root);
+        eval::evaluate_items(&self.root, focus, ctx, Some(cache))
     }
 }
 

@@ -17,8 +17,7 @@ fn patient_with_contained(n: usize) -> Value {
     let contained: Vec<Value> = (0..n)
         .map(|i| json!({"resourceType": "Organization", "id": format!("org{i}"), "name": format!("Clinic {i}")}))
         .collect();
-    let references: Vec<Value> =
-        (0..n).map(|i| json!({"reference": format!("#org{i}")})).collect();
+    let references: Vec<Value> = (0..n).map(|i| json!({"reference": format!("#org{i}")})).collect();
     json!({
         "resourceType": "Patient",
         "id": "p1",

@@ -3,9 +3,10 @@
 
 use crate::EvalError;
 use crate::ast::Function;
+use crate::distinct::ItemSet;
 use crate::eval::bool_collection;
 use crate::functions::{Call, filter, lambda_scope};
-use crate::ops::{self, items_equal, singleton_boolean};
+use crate::ops::{self, singleton_boolean};
 use crate::value::{Collection, Item, SystemValue};
 
 pub(crate) fn call<'a>(call: &Call<'_, '_, 'a>) -> Result<Collection<'a>, EvalError> {
@@ -34,23 +35,21 @@ pub(crate) fn call<'a>(call: &Call<'_, '_, 'a>) -> Result<Collection<'a>, EvalEr
         Function::AllFalse => bool_collection(all_booleans(items, false)?),
         Function::AnyFalse => bool_collection(any_boolean(items, false)?),
         Function::SubsetOf => {
-            let other = call.arg(0)?;
-            bool_collection(
-                items.iter().all(|item| other.iter().any(|o| items_equal(item, o) == Some(true))),
-            )
+            let other = ItemSet::index(&call.arg(0)?);
+            bool_collection(items.iter().all(|item| other.contains(item)))
         }
         Function::SupersetOf => {
             let other = call.arg(0)?;
-            bool_collection(
-                other.iter().all(|o| items.iter().any(|item| items_equal(item, o) == Some(true))),
-            )
+            let items = ItemSet::index(items);
+            bool_collection(other.iter().all(|o| items.contains(o)))
         }
         Function::Count => Collection(vec![Item::Value(SystemValue::Integer(
             i64::try_from(items.len()).unwrap_or(i64::MAX),
         ))]),
         Function::Distinct => ops::union(call.input.clone(), Collection::new()),
         Function::IsDistinct => {
-            bool_collection(ops::union(call.input.clone(), Collection::new()).len() == items.len())
+            let mut seen = ItemSet::with_capacity(items.len());
+            bool_collection(items.iter().all(|item| seen.insert(item.clone())))
         }
         _ => match singleton_boolean(call.input)? {
             Some(flag) => bool_collection(!flag),

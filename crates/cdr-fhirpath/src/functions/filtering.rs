@@ -3,8 +3,8 @@
 
 use crate::EvalError;
 use crate::ast::Function;
+use crate::distinct::ItemSet;
 use crate::functions::{Call, MAX_REPEAT_ITEMS, filter, lambda_scope, select};
-use crate::ops::items_equal;
 use crate::value::{Collection, Item};
 
 pub(crate) fn call<'a>(call: &Call<'_, '_, 'a>) -> Result<Collection<'a>, EvalError> {
@@ -13,7 +13,7 @@ pub(crate) fn call<'a>(call: &Call<'_, '_, 'a>) -> Result<Collection<'a>, EvalEr
         Function::Where => filter(ev, call.input, &call.args[0], scope)?,
         Function::Select => select(ev, call.input, &call.args[0], scope)?,
         _ => {
-            let mut out: Vec<Item<'a>> = Vec::new();
+            let mut out = ItemSet::default();
             let mut queue: Vec<Item<'a>> = call.items().to_vec();
             while let Some(item) = queue.pop() {
                 let next = ev.eval(
@@ -22,8 +22,7 @@ pub(crate) fn call<'a>(call: &Call<'_, '_, 'a>) -> Result<Collection<'a>, EvalEr
                     &lambda_scope(&item, 0, scope),
                 )?;
                 for produced in next.0.into_iter().rev() {
-                    if !out.iter().any(|existing| items_equal(existing, &produced) == Some(true)) {
-                        out.push(produced.clone());
+                    if out.insert(produced.clone()) {
                         queue.push(produced);
                     }
                 }
@@ -31,7 +30,7 @@ pub(crate) fn call<'a>(call: &Call<'_, '_, 'a>) -> Result<Collection<'a>, EvalEr
                     return Err(EvalError::new("repeat produced too many items"));
                 }
             }
-            Collection(out)
+            Collection(out.into_items())
         }
     })
 }

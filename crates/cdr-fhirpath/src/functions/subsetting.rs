@@ -2,8 +2,9 @@
 
 use crate::EvalError;
 use crate::ast::Function;
+use crate::distinct::ItemSet;
 use crate::functions::Call;
-use crate::ops::{self, items_equal};
+use crate::ops;
 use crate::value::Collection;
 
 pub(crate) fn call<'a>(call: &Call<'_, '_, 'a>) -> Result<Collection<'a>, EvalError> {
@@ -25,22 +26,13 @@ pub(crate) fn call<'a>(call: &Call<'_, '_, 'a>) -> Result<Collection<'a>, EvalEr
             Collection(items.iter().take(usize::try_from(count).unwrap_or(0)).cloned().collect())
         }
         Function::Intersect => {
-            let other = call.arg(0)?;
-            let kept = items
-                .iter()
-                .filter(|item| other.iter().any(|o| items_equal(item, o) == Some(true)))
-                .cloned();
+            let other = ItemSet::index(&call.arg(0)?);
+            let kept = items.iter().filter(|item| other.contains(item)).cloned();
             ops::union(Collection(kept.collect()), Collection::new())
         }
         _ => {
-            let other = call.arg(0)?;
-            Collection(
-                items
-                    .iter()
-                    .filter(|item| !other.iter().any(|o| items_equal(item, o) == Some(true)))
-                    .cloned()
-                    .collect(),
-            )
+            let other = ItemSet::index(&call.arg(0)?);
+            Collection(items.iter().filter(|item| !other.contains(item)).cloned().collect())
         }
     })
 }
