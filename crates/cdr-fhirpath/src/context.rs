@@ -2,10 +2,13 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::Value;
 
+use crate::ast::Expr;
 use crate::datetime::Partial;
+use crate::eval::Memo;
 use crate::value::{Collection, Item};
 
 /// Decides `memberOf`: whether a code, Coding or CodeableConcept is in the value set with that URL.
@@ -28,6 +31,46 @@ pub struct EvaluationContext<'a> {
     pub(crate) trace: Option<&'a TraceFn<'a>>,
     pub(crate) now: Option<Partial>,
     pub(crate) strict: bool,
+}
+
+/// Results shared by several evaluations over one input. The constant subexpressions of an expression
+/// (those depending neither on the focus nor on `$this`, `$index` or `$total`, such as
+/// `%rootResource.contained.id` in R4's `ref-1`) are evaluated once per `%resource` and `%rootResource`
+/// rather than once per evaluation, so checking an invariant on each of n elements costs O(n), not O(n²).
+///
+/// Share a cache only between contexts that differ at most in `%resource` and `%rootResource` (same
+/// variables and callbacks), and only while the input is not modified.
+#[derive(Default)]
+pub struct EvaluationCache<'a> {
+    memo: Mutex<HashMap<(usize, usize, usize), Arc<Memo<'a>>>>,
+    /// The expressions evaluated with the cache, by address, kept alive so no other takes their address.
+    expressions: Mutex<HashMap<usize, Arc<Expr>>>,
+}
+
+impl fmt::Debug for EvaluationCache<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EvaluationCache").finish_non_exhaustive()
+    }
+}
+
+impl<'a> EvaluationCache<'a> {
+    /// An empty cache.
+    pub fn new() -> EvaluationCache<'a> {
+        EvaluationCache::default()
+    }
+
+    pub(crate) fn pin(&self, expression: &Arc<Expr>) {
+        let mut expressions = self.expressions.lock().unwrap_or_else(PoisonError::into_inner);
+        expressions.entry(Arc::as_ptr(expression) as usize).or_insert_with(|| expression.clone());
+    }
+
+    pub(crate) fn get(&self, key: (usize, usize, usize)) -> Option<Arc<Memo<'a>>> {
+        self.memo.lock().unwrap_or_else(PoisonError::into_inner).get(&key).cloned()
+    }
+
+    pub(crate) fn insert(&self, key: (usize, usize, usize), memo: Arc<Memo<'a>>) {
+        self.memo.lock().unwrap_or_else(PoisonError::into_inner).insert(key, memo);
+    }
 }
 
 impl fmt::Debug for EvaluationContext<'_> {

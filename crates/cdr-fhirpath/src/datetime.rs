@@ -184,6 +184,18 @@ impl Partial {
         (left_precision == right_precision).then_some(Ordering::Equal)
     }
 
+    /// Feeds `state` so that values [`compare`](Partial::compare) finds equal hash alike: the components to
+    /// the comparable precision, in UTC when a time zone is given.
+    pub(crate) fn hash_equal<H: std::hash::Hasher>(&self, state: &mut H) {
+        use std::hash::Hash;
+        // Without a time component `to_utc` keeps the components, as `compare` does for such values.
+        let value = self.to_utc();
+        let precision = value.comparable_precision();
+        self.first.hash(state);
+        precision.hash(state);
+        value.parts[usize::from(self.first)..usize::from(precision)].hash(state);
+    }
+
     fn to_utc(self) -> Partial {
         let Some(offset) = self.offset else { return self };
         if self.precision <= HOUR as u8 || offset == 0 {

@@ -1,9 +1,14 @@
 //! The evaluator: walks the syntax tree over collections, navigating the input JSON by the FHIR model.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
 use serde_json::Value;
 
 use crate::ast::{BinaryOp, Expr, Literal, TypeSpecifier};
-use crate::context::EvaluationContext;
+use crate::context::{EvaluationCache, EvaluationContext};
+use crate::distinct::ItemSet;
 use crate::model::{TypeId, TypeKind, model};
 use crate::value::{Collection, Item, Node, SystemValue};
 use crate::{EvalError, functions, ops};
@@ -22,6 +27,22 @@ pub(crate) struct Evaluator<'c, 'a> {
     /// The resource used for `%resource` and for resolving references.
     pub(crate) resource: Option<&'a Value>,
     pub(crate) root_resource: Option<&'a Value>,
+    /// The results of the [`Expr::Constant`] subexpressions evaluated so far, by address.
+    memo: RefCell<HashMap<usize, Arc<Memo<'a>>>>,
+    /// A cache shared with other evaluations, used instead of `memo`.
+    cache: Option<&'c EvaluationCache<'a>>,
+}
+
+/// The memoised result of a constant subexpression, with an index for membership tests built on first use.
+pub(crate) struct Memo<'a> {
+    items: Collection<'a>,
+    index: OnceLock<ItemSet<'a>>,
+}
+
+impl<'a> Memo<'a> {
+    fn index(&self) -> &ItemSet<'a> {
+        self.index.get_or_init(|| ItemSet::index(&self.items))
+    }
 }
 
 pub(crate) fn evaluate<'a>(
@@ -36,15 +57,18 @@ pub(crate) fn evaluate<'a>(
         root: focus.clone(),
         resource: ctx.resource.or(Some(root)),
         root_resource: ctx.root_resource.or(ctx.resource).or(Some(root)),
+        memo: RefCell::default(),
+        cache: None,
     };
     let scope = Scope { this: Some(focus[0].clone()), ..Scope::default() };
     evaluator.eval(expr, &focus, &scope)
 }
 
-pub(crate) fn evaluate_items<'a>(
+pub(crate) fn evaluate_items<'c, 'a>(
     expr: &Expr,
     focus: Collection<'a>,
-    ctx: &EvaluationContext<'a>,
+    ctx: &'c EvaluationContext<'a>,
+    cache: Option<&'c EvaluationCache<'a>>,
 ) -> Result<Collection<'a>, EvalError> {
     let scope = Scope { this: focus.first().cloned(), ..Scope::default() };
     let evaluator = Evaluator {
@@ -52,6 +76,8 @@ pub(crate) fn evaluate_items<'a>(
         root: focus,
         resource: ctx.resource,
         root_resource: ctx.root_resource.or(ctx.resource),
+        memo: RefCell::default(),
+        cache,
     };
     evaluator.eval(expr, &evaluator.root, &scope)
 }
@@ -125,6 +151,7 @@ impl<'a> Evaluator<'_, 'a> {
                 ops::negate(&operand)?
             }
             Expr::Binary(op, left, right) => self.binary(*op, left, right, focus, scope)?,
+            Expr::Constant(inner) => self.constant(inner, focus, scope)?.items.clone(),
             Expr::Is(base, type_specifier) => {
                 let input = match base {
                     Some(base) => self.eval(base, focus, scope)?,
@@ -326,6 +353,34 @@ impl<'a> Evaluator<'_, 'a> {
         }
     }
 
+    /// The result of a constant subexpression, evaluated on first use.
+    fn constant(
+        &self,
+        inner: &Expr,
+        focus: &Collection<'a>,
+        scope: &Scope<'a>,
+    ) -> Result<Arc<Memo<'a>>, EvalError> {
+        let key = std::ptr::from_ref(inner) as usize;
+        let address = |value: Option<&Value>| value.map_or(0, |v| std::ptr::from_ref(v) as usize);
+        let shared_key = (key, address(self.resource), address(self.root_resource));
+        let found = match self.cache {
+            Some(cache) => cache.get(shared_key),
+            None => self.memo.borrow().get(&key).cloned(),
+        };
+        if let Some(memo) = found {
+            return Ok(memo);
+        }
+        let memo =
+            Arc::new(Memo { items: self.eval(inner, focus, scope)?, index: OnceLock::new() });
+        match self.cache {
+            Some(cache) => cache.insert(shared_key, memo.clone()),
+            None => {
+                self.memo.borrow_mut().insert(key, memo.clone());
+            }
+        }
+        Ok(memo)
+    }
+
     fn binary(
         &self,
         op: BinaryOp,
@@ -334,7 +389,16 @@ impl<'a> Evaluator<'_, 'a> {
         focus: &Collection<'a>,
         scope: &Scope<'a>,
     ) -> Result<Collection<'a>, EvalError> {
+        // Membership in a constant collection looks the element up in its memoised index.
+        if let (BinaryOp::Contains, Expr::Constant(container)) = (op, left) {
+            let container = self.constant(container, focus, scope)?;
+            return membership(&self.eval(right, focus, scope)?, &container);
+        }
         let left_value = self.eval(left, focus, scope)?;
+        if let (BinaryOp::In, Expr::Constant(container)) = (op, right) {
+            let container = self.constant(container, focus, scope)?;
+            return membership(&left_value, &container);
+        }
         // Short-circuit the boolean operators where the left side decides.
         match op {
             BinaryOp::And if ops::singleton_boolean(&left_value)? == Some(false) => {
@@ -350,6 +414,18 @@ impl<'a> Evaluator<'_, 'a> {
         }
         let right_value = self.eval(right, focus, scope)?;
         ops::binary(op, left_value, right_value)
+    }
+}
+
+/// `element in container`, for a memoised container.
+fn membership<'a>(
+    element: &Collection<'a>,
+    container: &Memo<'a>,
+) -> Result<Collection<'a>, EvalError> {
+    match element.0.as_slice() {
+        [] => Ok(Collection::new()),
+        [item] => Ok(bool_collection(container.index().contains(item))),
+        _ => Err(EvalError::new("membership needs a single item")),
     }
 }
 

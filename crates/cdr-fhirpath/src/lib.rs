@@ -35,15 +35,14 @@
 
 mod ast;
 mod context;
-mod conversions;
 mod datetime;
+mod distinct;
 mod eval;
 mod functions;
 mod lexer;
 mod model;
 mod ops;
 mod parser;
-mod strings;
 mod value;
 
 use std::fmt;
@@ -51,7 +50,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-pub use crate::context::{ConformsToFn, EvaluationContext, MemberOfFn, TraceFn};
+pub use crate::context::{ConformsToFn, EvaluationCache, EvaluationContext, MemberOfFn, TraceFn};
 pub use crate::datetime::Partial;
 pub use crate::value::{Collection, Item, Node, SystemValue};
 
@@ -120,7 +119,19 @@ impl Expression {
         focus: Collection<'a>,
         ctx: &EvaluationContext<'a>,
     ) -> Result<Collection<'a>, EvalError> {
-        eval::evaluate_items(&self.root, focus, ctx)
+        eval::evaluate_items(&self.root, focus, ctx, None)
+    }
+
+    /// Like [`evaluate_items`](Expression::evaluate_items), sharing memoised results with the other
+    /// evaluations that use `cache` (see [`EvaluationCache`]).
+    pub fn evaluate_items_cached<'a>(
+        &self,
+        focus: Collection<'a>,
+        ctx: &EvaluationContext<'a>,
+        cache: &EvaluationCache<'a>,
+    ) -> Result<Collection<'a>, EvalError> {
+        cache.pin(&self.root);
+        eval::evaluate_items(&self.root, focus, ctx, Some(cache))
     }
 }
 

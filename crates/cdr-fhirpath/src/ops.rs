@@ -9,6 +9,7 @@ use rust_decimal::prelude::ToPrimitive;
 use crate::EvalError;
 use crate::ast::BinaryOp;
 use crate::datetime::{CalendarUnit, Partial};
+use crate::distinct::ItemSet;
 use crate::eval::bool_collection;
 use crate::value::{Collection, Item, SystemValue};
 
@@ -100,13 +101,11 @@ pub(crate) fn binary<'a>(
 }
 
 pub(crate) fn union<'a>(left: Collection<'a>, right: Collection<'a>) -> Collection<'a> {
-    let mut out: Vec<Item<'a>> = Vec::with_capacity(left.len() + right.len());
+    let mut out = ItemSet::with_capacity(left.len() + right.len());
     for item in left.0.into_iter().chain(right.0) {
-        if !out.iter().any(|existing| items_equal(existing, &item) == Some(true)) {
-            out.push(item);
-        }
+        out.insert(item);
     }
-    Collection(out)
+    Collection(out.into_items())
 }
 
 /// The single boolean of a collection: empty is `None`; a non-boolean single item counts as `true`.
@@ -279,7 +278,7 @@ pub(crate) fn compare_values(
 }
 
 /// Converts a quantity to a base unit for comparison, for the UCUM units of time, mass and length.
-fn canonical_unit(amount: Decimal, unit: &str) -> (Decimal, String) {
+pub(crate) fn canonical_unit(amount: Decimal, unit: &str) -> (Decimal, String) {
     let (factor, base): (i64, &str) = match unit {
         "ms" | "millisecond" | "milliseconds" => (1, "ms"),
         "s" | "second" | "seconds" => (1000, "ms"),

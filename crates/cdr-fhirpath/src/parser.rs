@@ -22,7 +22,7 @@ pub(crate) fn parse(text: &str) -> Result<Expr, ParseError> {
     let mut parser = Parser { tokens, pos: 0, depth: 0 };
     let expr = parser.expression(0)?;
     match parser.peek() {
-        Token::End => Ok(expr),
+        Token::End => Ok(expr.mark_constants()),
         _ => Err(parser.error("unexpected token")),
     }
 }

@@ -18,7 +18,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
 
-use cdr_fhirpath::{Collection, EvaluationContext, Expression, Item};
+use cdr_fhirpath::{Collection, EvaluationCache, EvaluationContext, Expression, Item};
 use cdr_model::{IssueSeverity, IssueType};
 use serde_json::Value;
 
@@ -165,6 +165,8 @@ impl Walker<'_> {
             wanted.extend([noted.node, noted.resource, noted.root_resource]);
         }
         let items = typed_items(root, &wanted);
+        // Constant subexpressions (`%rootResource.contained.id` in `ref-1`) are evaluated once per resource.
+        let cache = EvaluationCache::new();
         let mut done: HashSet<(usize, &str, &str)> = HashSet::new();
         for noted in &pending {
             let Some(invariants) = noted.sd.invariants.get(&noted.idx) else { continue };
@@ -186,7 +188,7 @@ impl Walker<'_> {
                         }
                         let focus = Collection::from_items(vec![item.clone()]);
                         expression
-                            .evaluate_items(focus, &context)
+                            .evaluate_items_cached(focus, &context, &cache)
                             .and_then(|result| result.to_boolean())
                             .map(|holds| holds.unwrap_or(true))
                             .map_err(|error| error.to_string())

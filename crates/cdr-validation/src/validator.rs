@@ -1,5 +1,7 @@
 //! The walker: checks a resource's JSON against compiled StructureDefinitions, element by element.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use cdr_model::{IssueSeverity, IssueType};
@@ -146,11 +148,23 @@ impl<'a> Walker<'a> {
             .and_then(Value::as_array)
             .map(|profiles| profiles.iter().filter_map(Value::as_str).collect::<Vec<_>>())
             .unwrap_or_default();
-        for (profile_url, requested) in declared
+        // Each distinct profile is checked once; it is requested when any occurrence is.
+        let mut profile_urls: Vec<(&str, bool)> = Vec::new();
+        let mut positions: HashMap<&str, usize> = HashMap::new();
+        for (url, requested) in declared
             .iter()
             .map(|url| (*url, false))
             .chain(extra_profiles.iter().map(|url| (*url, true)))
         {
+            match positions.entry(url) {
+                Entry::Occupied(position) => profile_urls[*position.get()].1 |= requested,
+                Entry::Vacant(position) => {
+                    position.insert(profile_urls.len());
+                    profile_urls.push((url, requested));
+                }
+            }
+        }
+        for (profile_url, requested) in profile_urls {
             match self.set.compiled(profile_url) {
                 Ok(profile) if profile.type_name == resource_type => {
                     self.object(&profile, 0, object);

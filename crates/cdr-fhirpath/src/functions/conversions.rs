@@ -1,14 +1,53 @@
-//! The conversion functions (`toX` and `convertsToX`) and the boundary functions.
+//! Conversion functions: `iif`, `toX` and `convertsToX`, and the boundary functions (`lowBoundary`,
+//! `highBoundary`, `precision`).
 
 use rust_decimal::Decimal;
 
 use crate::EvalError;
 use crate::ast::Function;
 use crate::datetime::{Partial, is_calendar_keyword};
+use crate::eval::Scope;
+use crate::functions::Call;
 use crate::ops::singleton_value;
 use crate::value::{Collection, Item, SystemValue};
 
-pub(crate) fn convert<'a>(
+pub(crate) fn call<'a>(call: &Call<'_, '_, 'a>) -> Result<Collection<'a>, EvalError> {
+    match call.function {
+        Function::Iif => iif(call),
+        Function::LowBoundary | Function::HighBoundary | Function::Precision => {
+            boundary(call.function, call.input, call.integer_arg(0)?)
+        }
+        function => convert(function, call.input, call.string_arg(0)?.as_deref()),
+    }
+}
+
+fn iif<'a>(call: &Call<'_, '_, 'a>) -> Result<Collection<'a>, EvalError> {
+    let (items, args) = (call.items(), call.args);
+    if items.len() > 1 {
+        return Err(EvalError::new("iif() on a collection of several items"));
+    }
+    let iif_focus = if items.is_empty() { call.focus.clone() } else { call.input.clone() };
+    let scope = &Scope {
+        this: items.first().cloned().or_else(|| call.scope.this.clone()),
+        ..call.scope.clone()
+    };
+    let criterion = call.ev.eval(&args[0], &iif_focus, scope)?;
+    let decided = match criterion.0.as_slice() {
+        [] => false,
+        [item] => match item.system_value() {
+            Some(SystemValue::Boolean(flag)) => flag,
+            _ => return Err(EvalError::new("iif() criterion is not a boolean")),
+        },
+        _ => return Err(EvalError::new("iif() criterion has several items")),
+    };
+    match (decided, args.get(2)) {
+        (true, _) => call.ev.eval(&args[1], &iif_focus, scope),
+        (false, Some(otherwise)) => call.ev.eval(otherwise, &iif_focus, scope),
+        (false, None) => Ok(Collection::new()),
+    }
+}
+
+fn convert<'a>(
     function: Function,
     input: &Collection<'a>,
     unit: Option<&str>,
@@ -201,7 +240,7 @@ fn convert_quantity_unit(amount: Decimal, from: &str, to: &str) -> Option<Decima
 }
 
 /// `lowBoundary`, `highBoundary` and `precision` for decimals and dates.
-pub(crate) fn boundary<'a>(
+fn boundary<'a>(
     function: Function,
     input: &Collection<'a>,
     precision: Option<i64>,

@@ -1,16 +1,37 @@
-//! The string functions, and a basic safety check of narrative XHTML for `htmlChecks()`.
+//! String manipulation functions (with `join`), and a basic safety check of narrative XHTML for
+//! `htmlChecks()`.
 
 use regex::Regex;
 
 use crate::EvalError;
 use crate::ast::Function;
-use crate::functions::{integer_arg, single_string};
+use crate::functions::{Call, integer_arg, single_string};
 use crate::value::{Collection, Item, SystemValue};
 
 /// The longest pattern `matches` and `replaceMatches` compile.
 const MAX_PATTERN_LENGTH: usize = 4096;
 
-pub(crate) fn call<'a>(
+pub(crate) fn call<'a>(call: &Call<'_, '_, 'a>) -> Result<Collection<'a>, EvalError> {
+    if call.function == Function::Join {
+        let separator = call.string_arg(0)?;
+        let mut parts = Vec::with_capacity(call.items().len());
+        for item in call.items() {
+            parts.push(
+                item.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| EvalError::new("join() needs strings"))?,
+            );
+        }
+        return Ok(Collection(vec![Item::string(parts.join(separator.as_deref().unwrap_or("")))]));
+    }
+    let mut evaluated = Vec::with_capacity(call.args.len());
+    for idx in 0..call.args.len() {
+        evaluated.push(call.arg(idx)?);
+    }
+    on_string(call.function, call.input, &evaluated)
+}
+
+fn on_string<'a>(
     function: Function,
     input: &Collection<'a>,
     args: &[Collection<'a>],
