@@ -3,6 +3,7 @@
 //! sizes configured as 0, which page by one instead of panicking.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -11,12 +12,15 @@ use axum::body::{Body, Bytes};
 use axum::http::{Method, Request, StatusCode};
 use cdr_api::ApiConfig;
 use http_body::Frame;
+use tokio::sync::Notify;
 
 use crate::backend_tests;
 use crate::helpers::{TestApp, api_config, send_to};
 
-/// A request body whose client never sends a byte of it.
-struct Stalled;
+/// A request body whose client never sends a byte of it; `read` is told when the server first asks for it.
+struct Stalled {
+    read: Arc<Notify>,
+}
 
 impl http_body::Body for Stalled {
     type Data = Bytes;
@@ -26,14 +30,19 @@ impl http_body::Body for Stalled {
         self: Pin<&mut Self>,
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.read.notify_one();
         Poll::Pending
     }
 }
 
 fn stalled_create() -> Request<Body> {
+    stalled_create_telling(Arc::new(Notify::new()))
+}
+
+fn stalled_create_telling(read: Arc<Notify>) -> Request<Body> {
     Request::post("/fhir/Patient")
         .header("content-type", "application/fhir+json")
-        .body(Body::new(Stalled))
+        .body(Body::new(Stalled { read }))
         .unwrap()
 }
 
@@ -43,12 +52,13 @@ fn get(uri: &str) -> Request<Body> {
 
 async fn requests_over_the_in_flight_cap_get_503(app: &TestApp) {
     let router: Router = app.router_with(ApiConfig { max_in_flight_requests: 1, ..api_config() });
+    let read = Arc::new(Notify::new());
     let holder = {
-        let router = router.clone();
-        tokio::spawn(async move { send_to(&router, stalled_create()).await })
+        let (router, read) = (router.clone(), read.clone());
+        tokio::spawn(async move { send_to(&router, stalled_create_telling(read)).await })
     };
-    // Nothing else runs until the stalled request holds the only permit.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The server reads a body only once the request holds its permit.
+    read.notified().await;
     assert!(!holder.is_finished(), "the stalled request is still in flight");
     let refused = send_to(&router, get("/fhir/metadata")).await;
     refused.assert_outcome(StatusCode::SERVICE_UNAVAILABLE, "transient");

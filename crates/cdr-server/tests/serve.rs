@@ -106,6 +106,17 @@ impl Drop for Server {
     }
 }
 
+/// Reads until `marker` has arrived on the connection (which stays open).
+fn read_until(stream: &mut TcpStream, marker: &str) {
+    let mut bytes = Vec::new();
+    let mut chunk = [0_u8; 512];
+    while !String::from_utf8_lossy(&bytes).contains(marker) {
+        let read = stream.read(&mut chunk).unwrap();
+        assert!(read > 0, "closed before '{marker}': {}", String::from_utf8_lossy(&bytes));
+        bytes.extend_from_slice(&chunk[..read]);
+    }
+}
+
 /// Reads until the peer closes the connection; `Err` when it stays open past the read timeout.
 fn read_until_closed(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
@@ -136,8 +147,10 @@ fn half_a_header_is_cut_off_after_the_header_read_timeout() {
 fn connections_over_the_cap_wait_until_one_closes() {
     let server =
         Server::start(&["--max-http-connections", "1", "--header-read-timeout-seconds", "30"]);
-    let first = server.connect();
-    std::thread::sleep(Duration::from_millis(300));
+    // The first connection is served (so it holds the only slot) and kept open.
+    let mut first = server.connect();
+    first.write_all(b"GET /livez HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    read_until(&mut first, "\r\n\r\n");
     let mut second = server.connect();
     second.write_all(b"GET /livez HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
     second.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
@@ -181,13 +194,16 @@ fn shutdown_waits_for_requests_at_most_the_shutdown_timeout() {
     ]);
     let mut stream = server.connect();
     // A create whose body never finishes: a request in flight for as long as the client likes.
+    // `Expect: 100-continue` makes the server say when the handler starts reading the body, so the request
+    // is known to be in flight before the signal.
     stream
         .write_all(
             b"POST /fhir/Patient HTTP/1.1\r\nHost: test\r\nContent-Type: application/fhir+json\r\n\
-              Content-Length: 100\r\n\r\n{\"resourceType\":",
+              Content-Length: 100\r\nExpect: 100-continue\r\n\r\n",
         )
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    read_until(&mut stream, "100 Continue");
+    stream.write_all(b"{\"resourceType\":").unwrap();
     let (status, elapsed) = server.terminate(Duration::from_secs(20));
     assert!(status.success(), "{status}");
     assert!(elapsed >= Duration::from_millis(900), "stopped after {elapsed:?}");
