@@ -8,7 +8,8 @@
 
 use cdr_model::{Issue, IssueType, OperationOutcome, ResourceType};
 use cdr_search::{
-    Criterion, SearchError, SearchParamRegistry, SearchQuery, SearchValue, TokenSystem, parse_query,
+    Criterion, QueryLimits, SearchError, SearchParamRegistry, SearchQuery, SearchValue,
+    TokenSystem, parse_query_with_limits,
 };
 use cdr_store::MAX_INDEXED_BYTES;
 
@@ -38,9 +39,10 @@ pub(crate) struct Criteria {
 }
 
 /// Parses a conditional query string such as `identifier=http://hospital.example/mrn|123`; a leading
-/// `?` or `Type?` is tolerated.
+/// `?` or `Type?` is tolerated. The criteria are held to the same query budget as searches.
 pub(crate) fn parse_criteria(
     registry: &SearchParamRegistry,
+    limits: &QueryLimits,
     resource_type: ResourceType,
     query: &str,
 ) -> Result<Criteria, InteractionError> {
@@ -60,7 +62,7 @@ pub(crate) fn parse_criteria(
             "conditional criteria must not contain NUL characters",
         ));
     }
-    let parsed = parse_query(Some(resource_type), &pairs, registry);
+    let parsed = parse_query_with_limits(Some(resource_type), &pairs, registry, limits);
     if !parsed.errors.is_empty() {
         let issues = parsed
             .errors
@@ -158,10 +160,16 @@ mod tests {
     #[test]
     fn lock_key_ignores_order_and_encoding() {
         let registry = SearchParamRegistry::r4().unwrap();
-        let first = parse_criteria(&registry, patient(), "identifier=s|1&_id=x").unwrap();
-        let second =
-            parse_criteria(&registry, patient(), "Patient?_id=x&identifier=s%7C1&_count=3")
+        let first =
+            parse_criteria(&registry, &QueryLimits::default(), patient(), "identifier=s|1&_id=x")
                 .unwrap();
+        let second = parse_criteria(
+            &registry,
+            &QueryLimits::default(),
+            patient(),
+            "Patient?_id=x&identifier=s%7C1&_count=3",
+        )
+        .unwrap();
         assert_eq!(first.lock_key, second.lock_key);
         assert_eq!(first.lock_key, "Patient?_id=x&identifier=s|1");
     }
@@ -175,13 +183,16 @@ mod tests {
             .into_iter()
             .chain([too_long.as_str(), chained_too_long.as_str()])
         {
-            assert!(parse_criteria(&registry, patient(), query).is_err(), "{query}");
+            assert!(
+                parse_criteria(&registry, &QueryLimits::default(), patient(), query).is_err(),
+                "{query}"
+            );
         }
         let longest = format!(
             "identifier={}|{}",
             "s".repeat(MAX_INDEXED_BYTES),
             "x".repeat(MAX_INDEXED_BYTES)
         );
-        parse_criteria(&registry, patient(), &longest).unwrap();
+        parse_criteria(&registry, &QueryLimits::default(), patient(), &longest).unwrap();
     }
 }

@@ -26,7 +26,7 @@ mod fuzz;
 use std::sync::Arc;
 
 use cdr_model::{Instant, LogicalId, ResourceType, VersionId};
-use cdr_search::SearchParamRegistry;
+use cdr_search::{QueryLimits, SearchParamRegistry};
 use cdr_store::Store;
 
 use crate::budget::CpuPool;
@@ -99,6 +99,7 @@ pub struct Engine {
     config: EngineConfig,
     registry: Arc<SearchParamRegistry>,
     limits: ResourceLimits,
+    query_limits: QueryLimits,
     cpu: CpuPool,
 }
 
@@ -125,7 +126,16 @@ impl Engine {
     ) -> Engine {
         let cpu = CpuPool::new(std::thread::available_parallelism().map_or(1, usize::from));
         let limits = ResourceLimits::default();
-        Engine { store, profiles, config, registry: Arc::new(registry), limits, cpu }
+        let query_limits = QueryLimits::default();
+        Engine { store, profiles, config, registry: Arc::new(registry), limits, query_limits, cpu }
+    }
+
+    /// This engine holding searches and conditional criteria to other bounds than
+    /// [`QueryLimits::default`].
+    #[must_use]
+    pub fn with_query_limits(mut self, limits: QueryLimits) -> Engine {
+        self.query_limits = limits;
+        self
     }
 
     /// This engine with other bounds on resource bodies than [`ResourceLimits::default`].

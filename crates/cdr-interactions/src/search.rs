@@ -8,7 +8,7 @@ use cdr_model::{
 };
 use cdr_search::{
     ContainedMode, Criterion, Include, SearchError, SearchQuery, SearchValue, SummaryMode,
-    TokenSystem, TokenValue, TotalMode, parse_query,
+    TokenSystem, TokenValue, TotalMode, parse_query_with_limits,
 };
 use cdr_store::{FoundResource, PageDirection, SearchRequest};
 use serde_json::{Value, json};
@@ -61,7 +61,8 @@ impl Engine {
                 "search parameters must not contain NUL characters",
             ));
         }
-        let parsed = parse_query(resource_type, &pairs, &self.registry);
+        let parsed =
+            parse_query_with_limits(resource_type, &pairs, &self.registry, &self.query_limits);
         let unknown = check_errors(&parsed.errors, handling)?;
         let used: Vec<(String, String)> =
             pairs.into_iter().filter(|(name, _)| !unknown.contains(&name.as_str())).collect();

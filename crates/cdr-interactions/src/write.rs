@@ -197,7 +197,8 @@ impl Engine {
         resource_type: ResourceType,
         query: &str,
     ) -> Result<Vec<LogicalId>, InteractionError> {
-        let mut criteria = parse_criteria(&self.registry, resource_type, query)?;
+        let mut criteria =
+            parse_criteria(&self.registry, &self.query_limits, resource_type, query)?;
         expand_terminology(&mut criteria.query, self.profiles.set())?;
         tx.lock(&criteria.lock_key).await?;
         let types = [resource_type];

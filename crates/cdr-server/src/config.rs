@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use cdr_api::{Host, IpCidr, PublicBaseUrl};
 use cdr_interactions::{PageLimits, ResourceLimits};
+use cdr_search::QueryLimits;
 use cdr_server::profiles::ProfileArgs;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -28,7 +29,7 @@ pub(crate) enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Serve the FHIR API (applies pending migrations first).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
     /// Validate resource files offline; exit status 1 when any has errors, 2 on usage or IO errors.
@@ -160,12 +161,38 @@ pub(crate) struct CostArgs {
     /// Most distinct meta.profile URLs in a resource body; more get 422 too-costly.
     #[arg(long, env = "MAX_PROFILES", default_value_t = ResourceLimits::default().max_profiles)]
     pub(crate) max_profiles: usize,
+    /// Most name=value pairs in one search (result parameters included); more get 400 too-costly.
+    #[arg(long, env = "MAX_SEARCH_PARAMETERS", default_value_t = QueryLimits::default().max_parameters)]
+    pub(crate) max_search_parameters: usize,
+    /// Most AND-ed criteria in one search; more get 400 too-costly.
+    #[arg(long, env = "MAX_SEARCH_CLAUSES", default_value_t = QueryLimits::default().max_clauses)]
+    pub(crate) max_search_clauses: usize,
+    /// Most OR-ed values in one search parameter; more get 400 too-costly.
+    #[arg(long, env = "MAX_SEARCH_ALTERNATIVES", default_value_t = QueryLimits::default().max_alternatives)]
+    pub(crate) max_search_alternatives: usize,
+    /// Most values in one search, all parameters together; more get 400 too-costly.
+    #[arg(long, env = "MAX_SEARCH_VALUES", default_value_t = QueryLimits::default().max_values)]
+    pub(crate) max_search_values: usize,
+    /// Most _sort keys in one search; more get 400 too-costly.
+    #[arg(long, env = "MAX_SORT_KEYS", default_value_t = QueryLimits::default().max_sort_keys)]
+    pub(crate) max_sort_keys: usize,
     /// Most validations running at once, off the request workers (default: one per core).
     #[arg(long, env = "CPU_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) cpu_concurrency: Option<u32>,
 }
 
 impl CostArgs {
+    pub(crate) fn query_limits(&self) -> QueryLimits {
+        QueryLimits {
+            max_parameters: self.max_search_parameters,
+            max_clauses: self.max_search_clauses,
+            max_alternatives: self.max_search_alternatives,
+            max_values: self.max_search_values,
+            max_sort_keys: self.max_sort_keys,
+            ..QueryLimits::default()
+        }
+    }
+
     pub(crate) fn resource_limits(&self) -> ResourceLimits {
         ResourceLimits {
             max_elements: self.max_resource_elements,

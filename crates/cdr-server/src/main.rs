@@ -29,7 +29,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     let result = match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Migrate(args) => migrate(&args).await,
         Command::Validate(args) => return validate::run(&args),
         Command::Reindex(args) => reindex(&args).await,
@@ -117,7 +117,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         require_patient_identifier: args.require_patient_identifier,
     };
     let mut engine = Engine::new(store.clone(), Arc::new(profiles), config, registry)
-        .with_resource_limits(args.cost.resource_limits());
+        .with_resource_limits(args.cost.resource_limits())
+        .with_query_limits(args.cost.query_limits());
     if let Some(permits) = args.cost.cpu_concurrency {
         engine = engine.with_cpu_concurrency(permits as usize);
     }

@@ -1,6 +1,6 @@
 //! `imaging-cdr serve` as a process on a free port with SQLite, driven over raw TCP: the header-read
 //! timeout, the connection cap, the peer address behind `--trusted-proxies`, graceful shutdown with a
-//! deadline, and the settings refused at startup.
+//! deadline, the settings refused at startup, and configured cost limits.
 
 #![allow(
     clippy::unwrap_used,
@@ -264,4 +264,25 @@ fn bad_settings_are_refused_at_startup() {
     assert!(refused(&["--allowed-hosts", "good@evil.example"]).contains("--allowed-hosts"));
     assert!(refused(&["--max-http-connections", "0"]).contains("--max-http-connections"));
     assert!(refused(&["--header-read-timeout-seconds", "0"]).contains("--header-read-timeout"));
+}
+
+#[test]
+fn configured_cost_limits_hold() {
+    let server = Server::start(&["--max-sort-keys", "1", "--max-contained-resources", "1"]);
+    let sorted = server
+        .try_request(
+            "GET /fhir/Patient?_sort=family,given HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+    assert!(sorted.starts_with("HTTP/1.1 400"), "{sorted}");
+    assert!(sorted.contains("too-costly"), "{sorted}");
+    let body = r##"{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"a"},{"resourceType":"Organization","id":"b"}],"generalPractitioner":[{"reference":"#a"},{"reference":"#b"}]}"##;
+    let create = format!(
+        "POST /fhir/Patient HTTP/1.1\r\nHost: test\r\nContent-Type: application/fhir+json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let refused = server.try_request(&create).unwrap();
+    assert!(refused.starts_with("HTTP/1.1 422"), "{refused}");
+    assert!(refused.contains("more than 1 contained resources"), "{refused}");
 }
