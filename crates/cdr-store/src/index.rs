@@ -309,38 +309,68 @@ fn compare(left: &Bind, right: &Bind) -> std::cmp::Ordering {
     }
 }
 
-/// The statements that replace the index rows of one resource: deletes (unless the resource is `fresh`, a
-/// first version), then multi-row inserts.
-pub(crate) fn replace_statements(
-    res_type: ResourceType,
-    res_id: &LogicalId,
-    entries: &[IndexEntry],
-    fresh: bool,
-) -> Vec<Sql> {
+/// One resource's index rows to write: its address, its rows (from `cdr_search::extract`), and whether it
+/// is new, so that it has no old rows to delete.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IndexedResource<'a> {
+    pub(crate) res_type: ResourceType,
+    pub(crate) res_id: &'a LogicalId,
+    pub(crate) entries: &'a [IndexEntry],
+    pub(crate) fresh: bool,
+}
+
+/// Most resources one `DELETE` of old index rows names.
+const RESOURCES_PER_DELETE: usize = 200;
+
+/// The statements that replace the index rows of `resources` (each at most once): per table, one `DELETE` of
+/// the old rows of the resources that are not fresh, then multi-row `INSERT`s of every resource's rows
+/// together, so that a Bundle's writes cost a few statements per table, not a few per resource.
+pub(crate) fn replace_statements(resources: &[IndexedResource<'_>]) -> Vec<Sql> {
     let mut statements = Vec::new();
-    for table in IndexTable::ALL.iter().filter(|_| !fresh) {
-        let mut sql = Sql::new("DELETE FROM ");
-        sql.push(table.name()).push(" WHERE res_type = ").bind_text(res_type.as_str());
-        sql.push(" AND res_id = ").bind_text(res_id.as_str());
-        statements.push(sql);
+    let stale: Vec<&IndexedResource<'_>> =
+        resources.iter().filter(|resource| !resource.fresh).collect();
+    for chunk in stale.chunks(RESOURCES_PER_DELETE) {
+        for table in IndexTable::ALL {
+            let mut sql = Sql::new("DELETE FROM ");
+            sql.push(table.name());
+            if let [only] = chunk {
+                sql.push(" WHERE res_type = ").bind_text(only.res_type.as_str());
+                sql.push(" AND res_id = ").bind_text(only.res_id.as_str());
+            } else {
+                sql.push(" WHERE (res_type, res_id) IN (VALUES ");
+                for (position, resource) in chunk.iter().enumerate() {
+                    sql.push(if position == 0 { "(" } else { ", (" });
+                    sql.bind_text(resource.res_type.as_str())
+                        .push(", ")
+                        .bind_text(resource.res_id.as_str())
+                        .push(")");
+                }
+                sql.push(")");
+            }
+            statements.push(sql);
+        }
     }
-    let rows = rows_of(entries);
+    let rows: Vec<(&IndexedResource<'_>, IndexRow)> = resources
+        .iter()
+        .flat_map(|resource| rows_of(resource.entries).into_iter().map(move |row| (resource, row)))
+        .collect();
     for table in IndexTable::ALL {
-        let table_rows: Vec<&IndexRow> = rows.iter().filter(|row| row.table == table).collect();
+        let table_rows: Vec<&(&IndexedResource<'_>, IndexRow)> =
+            rows.iter().filter(|(_, row)| row.table == table).collect();
         for chunk in table_rows.chunks(ROWS_PER_INSERT) {
             let mut sql = Sql::new("INSERT INTO ");
             sql.push(table.name())
                 .push(" (res_type, res_id, param, grp, ")
                 .push(table.value_columns())
                 .push(", sort_role) VALUES ");
-            for (row_index, row) in chunk.iter().enumerate() {
+            for (row_index, (resource, row)) in chunk.iter().enumerate() {
                 if row_index > 0 {
                     sql.push(", ");
                 }
                 sql.push("(")
-                    .bind_text(res_type.as_str())
+                    .bind_text(resource.res_type.as_str())
                     .push(", ")
-                    .bind_text(res_id.as_str())
+                    .bind_text(resource.res_id.as_str())
                     .push(", ");
                 sql.bind_text(&row.param).push(", ").bind_int(row.grp);
                 for value in &row.values {

@@ -1,16 +1,18 @@
 //! Writes: a [`StoreTx`] wraps one database transaction in which an interaction (or a whole Bundle)
 //! reads what it needs, takes its locks and writes new versions.
 
+use std::collections::HashMap;
+
 use cdr_model::{Instant, LogicalId, ResourceType, VersionId};
 use cdr_search::{IndexEntry, SearchQuery};
 use sqlx::{Postgres, Row, Sqlite, Transaction};
 
 use crate::compile::where_clause;
 use crate::connect::{Pool, dispatch};
-use crate::index::replace_statements;
+use crate::index::{IndexedResource, replace_statements};
 use crate::plan::usual_drive;
-use crate::row::{logical_id, version_id};
-use crate::sql::{Sql, pack, query_of};
+use crate::row::{logical_id, resource_type, version_id};
+use crate::sql::{Bind, Sql, pack, query_of};
 use crate::{Store, StoreError};
 
 /// How a version came to be; kept in the version table for history entries.
@@ -55,6 +57,15 @@ pub struct NewVersion<'a> {
     /// The resource's index rows (empty for a deletion), from `cdr_search::extract`.
     pub index: &'a [IndexEntry],
 }
+
+/// Most addresses one [`StoreTx::current_all`] statement looks up.
+const ADDRESSES_PER_LOOKUP: usize = 500;
+
+/// Most criteria one [`StoreTx::find_all`] statement matches.
+const QUERIES_PER_LOOKUP: usize = 50;
+
+/// Most versions one multi-row `INSERT` writes (six bound values each).
+const VERSIONS_PER_INSERT: usize = 500;
 
 #[derive(Debug)]
 enum Tx {
@@ -113,6 +124,29 @@ impl StoreTx {
         Ok(())
     }
 
+    /// Takes the locks of `keys` as [`StoreTx::lock`] does, in one statement, in the sorted order of the
+    /// keys, so that transactions taking overlapping sets never wait on each other in a cycle.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn lock_all(&mut self, keys: &[&str]) -> Result<(), StoreError> {
+        let Tx::Postgres(tx) = &mut self.tx else { return Ok(()) };
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut sorted = keys.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtextextended(key, 0)) \
+             FROM unnest($1::text[]) WITH ORDINALITY AS keys(key, position) ORDER BY position",
+        )
+        .bind(sorted)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
     /// The current version number of a resource and whether it is deleted, locking its row until commit.
     ///
     /// # Errors
@@ -165,6 +199,111 @@ impl StoreTx {
         ids.iter().map(|id| logical_id(id)).collect()
     }
 
+    /// The current version and deletion flag of each of `addresses` that exists, locking their rows until
+    /// commit on PostgreSQL in one canonical order (type, then id), so that two transactions locking
+    /// overlapping sets never wait on each other in a cycle. One statement per few hundred addresses.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn current_all(
+        &mut self,
+        addresses: &[(ResourceType, &LogicalId)],
+    ) -> Result<HashMap<(ResourceType, LogicalId), (VersionId, bool)>, StoreError> {
+        let mut sorted = addresses.to_vec();
+        sorted.sort_unstable_by(|left, right| {
+            (left.0.as_str(), left.1.as_str()).cmp(&(right.0.as_str(), right.1.as_str()))
+        });
+        sorted.dedup();
+        let mut found = HashMap::with_capacity(sorted.len());
+        for chunk in sorted.chunks(ADDRESSES_PER_LOOKUP) {
+            let mut sql = Sql::new(
+                "SELECT res_type, res_id, version, deleted FROM resource WHERE (res_type, res_id) IN (VALUES ",
+            );
+            for (position, (res_type, res_id)) in chunk.iter().enumerate() {
+                sql.push(if position == 0 { "(" } else { ", (" });
+                sql.bind_text(res_type.as_str()).push(", ").bind_text(res_id.as_str()).push(")");
+            }
+            sql.push(") ORDER BY res_type, res_id");
+            if matches!(self.tx, Tx::Postgres(_)) {
+                sql.push(" FOR UPDATE");
+            }
+            let rows: Vec<(String, String, i64, bool)> = dispatch!(Tx, &mut self.tx, tx => query_of!(&sql)
+            .fetch_all(&mut **tx)
+            .await
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|row| {
+                        Ok((
+                            row.try_get("res_type")?,
+                            row.try_get("res_id")?,
+                            row.try_get("version")?,
+                            row.try_get("deleted")?,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, sqlx::Error>>()
+            }))?;
+            for (res_type, res_id, version, deleted) in rows {
+                found.insert(
+                    (resource_type(&res_type)?, logical_id(&res_id)?),
+                    (version_id(version)?, deleted),
+                );
+            }
+        }
+        Ok(found)
+    }
+
+    /// For each of `queries` (criteria and the types they search), the ids of at most `limit` live
+    /// resources matching it, in id order: [`StoreTx::find`] for many criteria in one statement per few
+    /// criteria (`UNION ALL` of one bounded select each).
+    ///
+    /// # Errors
+    /// [`StoreError::NotSupported`] for a criterion the compiler cannot serve; database failures.
+    pub async fn find_all(
+        &mut self,
+        queries: &[(&SearchQuery, &[ResourceType])],
+        now_micros: i64,
+        limit: i64,
+    ) -> Result<Vec<Vec<LogicalId>>, StoreError> {
+        let mut found = vec![Vec::new(); queries.len()];
+        for (chunk_index, chunk) in queries.chunks(QUERIES_PER_LOOKUP).enumerate() {
+            let mut sql = Sql::new("");
+            for (position, (query, types)) in chunk.iter().enumerate() {
+                let number = chunk_index * QUERIES_PER_LOOKUP + position;
+                if position > 0 {
+                    sql.push(" UNION ALL ");
+                }
+                let mut part = Sql::new("SELECT * FROM (SELECT CAST(");
+                part.push(&number.to_string())
+                    .push(" AS BIGINT) AS q, r.res_id FROM resource r WHERE ");
+                where_clause(&mut part, query, types, now_micros, usual_drive(query), true)?;
+                part.push(" ORDER BY r.res_id").push_limit(limit);
+                part.push(") AS q").push(&number.to_string());
+                sql.append(&part);
+            }
+            let rows: Vec<(i64, String)> = dispatch!(Tx, &mut self.tx, tx => query_of!(&sql)
+            .fetch_all(&mut **tx)
+            .await
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|row| Ok((row.try_get("q")?, row.try_get("res_id")?)))
+                    .collect::<Result<Vec<_>, sqlx::Error>>()
+            }))?;
+            for (number, res_id) in rows {
+                let slot = usize::try_from(number)
+                    .ok()
+                    .and_then(|number| found.get_mut(number))
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("unknown lookup number {number}"))
+                    })?;
+                slot.push(logical_id(&res_id)?);
+            }
+        }
+        for ids in &mut found {
+            ids.sort_unstable_by(|left, right| left.as_str().cmp(right.as_str()));
+        }
+        Ok(found)
+    }
+
     /// Replaces the index rows of one resource with `entries` (from `cdr_search::extract`), as a reindex
     /// does.
     ///
@@ -176,19 +315,13 @@ impl StoreTx {
         res_id: &LogicalId,
         entries: &[IndexEntry],
     ) -> Result<(), StoreError> {
-        self.write_index(res_type, res_id, entries, false).await
+        self.write_index(&[IndexedResource { res_type, res_id, entries, fresh: false }]).await
     }
 
-    /// Replaces the index rows of one resource (no deletes for a `fresh` first version). On PostgreSQL the
-    /// deletes and inserts go as one packed statement.
-    async fn write_index(
-        &mut self,
-        res_type: ResourceType,
-        res_id: &LogicalId,
-        entries: &[IndexEntry],
-        fresh: bool,
-    ) -> Result<(), StoreError> {
-        let statements = replace_statements(res_type, res_id, entries, fresh);
+    /// Replaces the index rows of `resources`. On PostgreSQL the deletes and inserts go as few packed
+    /// statements.
+    async fn write_index(&mut self, resources: &[IndexedResource<'_>]) -> Result<(), StoreError> {
+        let statements = replace_statements(resources);
         let statements = match self.tx {
             Tx::Postgres(_) => pack(statements),
             Tx::Sqlite(_) => statements,
@@ -212,39 +345,62 @@ impl StoreTx {
     /// # Errors
     /// On conflict or database failure.
     pub async fn write(&mut self, new: &NewVersion<'_>) -> Result<(), StoreError> {
-        let deleted = new.method == WriteMethod::Delete;
-        dispatch!(Tx, &mut self.tx, tx => {
-            sqlx::query(
-                "INSERT INTO resource_version (res_type, res_id, version, last_updated, method, body) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(new.res_type.as_str())
-            .bind(new.res_id.as_str())
-            .bind(new.version.get())
-            .bind(new.last_updated.millis())
-            .bind(new.method.verb())
-            .bind(new.body)
-            .execute(&mut **tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO resource (res_type, res_id, version, last_updated, deleted, body) \
-                 VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (res_type, res_id) DO UPDATE SET version = excluded.version, \
+        self.write_all(std::slice::from_ref(new)).await
+    }
+
+    /// Writes new versions of several resources, each named at most once, as [`StoreTx::write`] does for
+    /// one: the version rows, the current rows and the index rows each go in multi-row statements, so a
+    /// Bundle's writes cost a few statements, not a few per resource.
+    ///
+    /// # Errors
+    /// On conflict or database failure.
+    pub async fn write_all(&mut self, versions: &[NewVersion<'_>]) -> Result<(), StoreError> {
+        for chunk in versions.chunks(VERSIONS_PER_INSERT) {
+            let mut history = Sql::new(
+                "INSERT INTO resource_version (res_type, res_id, version, last_updated, method, body) VALUES ",
+            );
+            let mut current = Sql::new(
+                "INSERT INTO resource (res_type, res_id, version, last_updated, deleted, body) VALUES ",
+            );
+            for (position, new) in chunk.iter().enumerate() {
+                let separator = if position == 0 { "(" } else { ", (" };
+                let body = Bind::OptText(new.body.map(str::to_owned));
+                history.push(separator);
+                current.push(separator);
+                for sql in [&mut history, &mut current] {
+                    sql.bind_text(new.res_type.as_str())
+                        .push(", ")
+                        .bind_text(new.res_id.as_str())
+                        .push(", ")
+                        .bind_int(new.version.get())
+                        .push(", ")
+                        .bind_int(new.last_updated.millis())
+                        .push(", ");
+                }
+                history.bind_text(new.method.verb()).push(", ").bind(body.clone()).push(")");
+                // A literal of this crate's own, not a client value (both backends read TRUE and FALSE).
+                current
+                    .push(if new.method == WriteMethod::Delete { "TRUE, " } else { "FALSE, " })
+                    .bind(body)
+                    .push(")");
+            }
+            current.push(
+                " ON CONFLICT (res_type, res_id) DO UPDATE SET version = excluded.version, \
                  last_updated = excluded.last_updated, deleted = excluded.deleted, body = excluded.body",
-            )
-            .bind(new.res_type.as_str())
-            .bind(new.res_id.as_str())
-            .bind(new.version.get())
-            .bind(new.last_updated.millis())
-            .bind(deleted)
-            .bind(new.body)
-            .execute(&mut **tx)
-            .await?;
-            Ok::<(), sqlx::Error>(())
-        })?;
-        self.write_index(new.res_type, new.res_id, new.index, new.version == VersionId::FIRST)
-            .await?;
-        Ok(())
+            );
+            self.execute(&history).await?;
+            self.execute(&current).await?;
+        }
+        let indexed: Vec<IndexedResource<'_>> = versions
+            .iter()
+            .map(|new| IndexedResource {
+                res_type: new.res_type,
+                res_id: new.res_id,
+                entries: new.index,
+                fresh: new.version == VersionId::FIRST,
+            })
+            .collect();
+        self.write_index(&indexed).await
     }
 
     /// Commits every write of this transaction.
