@@ -22,4 +22,5 @@ mod rest;
 mod search;
 mod search_results;
 mod search_terminology;
+mod transaction;
 mod validation;

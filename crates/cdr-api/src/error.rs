@@ -59,6 +59,13 @@ struct Mapping {
     severity: IssueSeverity,
 }
 
+/// A failure of the server itself.
+const INTERNAL: Mapping = Mapping {
+    status: StatusCode::INTERNAL_SERVER_ERROR,
+    code: IssueType::Exception,
+    severity: IssueSeverity::Fatal,
+};
+
 const fn map(status: StatusCode, code: IssueType) -> Mapping {
     Mapping { status, code, severity: IssueSeverity::Error }
 }
@@ -67,47 +74,7 @@ impl ApiError {
     /// The mapping table: the only place where errors meet status codes.
     fn mapping(&self) -> Mapping {
         match self {
-            ApiError::Interaction(error) => match error {
-                InteractionError::UnknownType(_) => {
-                    map(StatusCode::NOT_FOUND, IssueType::NotSupported)
-                }
-                InteractionError::NotFound(_) => map(StatusCode::NOT_FOUND, IssueType::NotFound),
-                InteractionError::Gone { .. } => map(StatusCode::GONE, IssueType::Deleted),
-                InteractionError::Invalid(_) => map(StatusCode::BAD_REQUEST, IssueType::Invalid),
-                InteractionError::Unprocessable(_) => {
-                    map(StatusCode::UNPROCESSABLE_ENTITY, IssueType::Processing)
-                }
-                InteractionError::NotSupported(_) => {
-                    map(StatusCode::BAD_REQUEST, IssueType::NotSupported)
-                }
-                InteractionError::ResourceTooCostly(_) => {
-                    map(StatusCode::UNPROCESSABLE_ENTITY, IssueType::TooCostly)
-                }
-                InteractionError::NotAllowed(_) => {
-                    map(StatusCode::METHOD_NOT_ALLOWED, IssueType::NotSupported)
-                }
-                InteractionError::PreconditionFailed(_) => {
-                    map(StatusCode::PRECONDITION_FAILED, IssueType::Conflict)
-                }
-                InteractionError::MultipleMatches(_) => {
-                    map(StatusCode::PRECONDITION_FAILED, IssueType::MultipleMatches)
-                }
-                InteractionError::Conflict(_) => map(StatusCode::CONFLICT, IssueType::Conflict),
-                InteractionError::TooCostly(_) => {
-                    map(StatusCode::BAD_REQUEST, IssueType::TooCostly)
-                }
-                InteractionError::Busy(_) => {
-                    map(StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient)
-                }
-                InteractionError::TimedOut(_) => {
-                    map(StatusCode::SERVICE_UNAVAILABLE, IssueType::Timeout)
-                }
-                InteractionError::Internal(_) => Mapping {
-                    status: StatusCode::INTERNAL_SERVER_ERROR,
-                    code: IssueType::Exception,
-                    severity: IssueSeverity::Fatal,
-                },
-            },
+            ApiError::Interaction(error) => interaction_mapping(error),
             ApiError::BadRequest(_) => map(StatusCode::BAD_REQUEST, IssueType::Invalid),
             ApiError::NoRoute(_) => map(StatusCode::NOT_FOUND, IssueType::NotFound),
             ApiError::MethodNotAllowed(_) => {
@@ -121,17 +88,101 @@ impl ApiError {
             ApiError::Overloaded => map(StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient),
             ApiError::RequestTimeout(_) => map(StatusCode::SERVICE_UNAVAILABLE, IssueType::Timeout),
             ApiError::BodyTimeout(_) => map(StatusCode::REQUEST_TIMEOUT, IssueType::Timeout),
-            ApiError::Panic(_) => Mapping {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                code: IssueType::Exception,
-                severity: IssueSeverity::Fatal,
-            },
+            ApiError::Panic(_) => INTERNAL,
         }
     }
 
     fn is_internal(&self) -> bool {
-        matches!(self, ApiError::Interaction(InteractionError::Internal(_)) | ApiError::Panic(_))
+        match self {
+            ApiError::Interaction(error) => is_internal(error),
+            ApiError::Panic(_) => true,
+            _ => false,
+        }
     }
+
+    /// The status and OperationOutcome this error is answered with.
+    fn status_and_outcome(&self) -> (StatusCode, OperationOutcome) {
+        match self {
+            ApiError::Interaction(error) => interaction_response(error),
+            other => {
+                let mapping = other.mapping();
+                let issue = Issue::new(mapping.severity, mapping.code, other.to_string());
+                (mapping.status, OperationOutcome::single(issue))
+            }
+        }
+    }
+}
+
+/// The status and OperationOutcome of an interaction error: the response to a request, or the
+/// `response` of a failed Bundle entry. Internal errors say nothing of their cause.
+pub(crate) fn interaction_response(error: &InteractionError) -> (StatusCode, OperationOutcome) {
+    let mapping = interaction_mapping(error);
+    let outcome = match entry_source(error) {
+        (_, InteractionError::Invalid(outcome) | InteractionError::Unprocessable(outcome)) => {
+            outcome.clone()
+        }
+        (index, _) if is_internal(error) => {
+            located(Issue::new(mapping.severity, mapping.code, INTERNAL_DIAGNOSTICS), index)
+        }
+        (index, _) => located(Issue::new(mapping.severity, mapping.code, error.to_string()), index),
+    };
+    (mapping.status, outcome)
+}
+
+/// The mapping of the interaction layer's errors; an entry of a Bundle maps as its cause does.
+fn interaction_mapping(error: &InteractionError) -> Mapping {
+    match error {
+        InteractionError::UnknownType(_) => map(StatusCode::NOT_FOUND, IssueType::NotSupported),
+        InteractionError::NotFound(_) => map(StatusCode::NOT_FOUND, IssueType::NotFound),
+        InteractionError::Gone { .. } => map(StatusCode::GONE, IssueType::Deleted),
+        InteractionError::Invalid(_) => map(StatusCode::BAD_REQUEST, IssueType::Invalid),
+        InteractionError::Unprocessable(_) => {
+            map(StatusCode::UNPROCESSABLE_ENTITY, IssueType::Processing)
+        }
+        InteractionError::NotSupported(_) => map(StatusCode::BAD_REQUEST, IssueType::NotSupported),
+        InteractionError::ResourceTooCostly(_) => {
+            map(StatusCode::UNPROCESSABLE_ENTITY, IssueType::TooCostly)
+        }
+        InteractionError::NotAllowed(_) => {
+            map(StatusCode::METHOD_NOT_ALLOWED, IssueType::NotSupported)
+        }
+        InteractionError::PreconditionFailed(_) => {
+            map(StatusCode::PRECONDITION_FAILED, IssueType::Conflict)
+        }
+        InteractionError::MultipleMatches(_) => {
+            map(StatusCode::PRECONDITION_FAILED, IssueType::MultipleMatches)
+        }
+        InteractionError::Conflict(_) => map(StatusCode::CONFLICT, IssueType::Conflict),
+        InteractionError::TooCostly(_) => map(StatusCode::BAD_REQUEST, IssueType::TooCostly),
+        InteractionError::Busy(_) => map(StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient),
+        InteractionError::TimedOut(_) => map(StatusCode::SERVICE_UNAVAILABLE, IssueType::Timeout),
+        InteractionError::Entry { source, .. } => interaction_mapping(source),
+        InteractionError::Internal(_) => INTERNAL,
+    }
+}
+
+fn is_internal(error: &InteractionError) -> bool {
+    match error {
+        InteractionError::Internal(_) => true,
+        InteractionError::Entry { source, .. } => is_internal(source),
+        _ => false,
+    }
+}
+
+/// The entry an error belongs to, if any, and its cause.
+fn entry_source(error: &InteractionError) -> (Option<usize>, &InteractionError) {
+    match error {
+        InteractionError::Entry { index, source } => (Some(*index), entry_source(source).1),
+        other => (None, other),
+    }
+}
+
+/// A one-issue outcome, located at its Bundle entry when it has one.
+fn located(issue: Issue, index: Option<usize>) -> OperationOutcome {
+    OperationOutcome::single(match index {
+        Some(index) => issue.at(format!("Bundle.entry[{index}]")),
+        None => issue,
+    })
 }
 
 /// Marks a response made from an internal error; the logging middleware logs the cause with the
@@ -144,23 +195,8 @@ pub(crate) const INTERNAL_DIAGNOSTICS: &str = "internal server error";
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mapping = self.mapping();
-        let outcome = match &self {
-            ApiError::Interaction(
-                InteractionError::Invalid(outcome) | InteractionError::Unprocessable(outcome),
-            ) => outcome.clone(),
-            _ if self.is_internal() => OperationOutcome::single(Issue::new(
-                mapping.severity,
-                mapping.code,
-                INTERNAL_DIAGNOSTICS,
-            )),
-            other => OperationOutcome::single(Issue::new(
-                mapping.severity,
-                mapping.code,
-                other.to_string(),
-            )),
-        };
-        let mut response = (mapping.status, outcome.to_json().to_string()).into_response();
+        let (status, outcome) = self.status_and_outcome();
+        let mut response = (status, outcome.to_json().to_string()).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
         if let ApiError::Interaction(InteractionError::Gone { version, last_updated, .. }) = &self
             && let Ok(etag) = HeaderValue::from_str(&version.etag().to_string())
@@ -170,7 +206,7 @@ impl IntoResponse for ApiError {
                 response.headers_mut().insert(header::LAST_MODIFIED, date);
             }
         }
-        if mapping.status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE {
             let seconds = if matches!(self, ApiError::Overloaded) {
                 RETRY_AFTER_SECONDS
             } else {
@@ -186,7 +222,7 @@ impl IntoResponse for ApiError {
 }
 
 /// The error and all its sources, for the log.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

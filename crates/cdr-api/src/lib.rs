@@ -5,6 +5,7 @@
 //! one table in `error.rs`; internal causes are logged with the request id, never sent.
 
 mod bounds;
+mod bundle;
 mod error;
 mod extract;
 mod health;
@@ -84,6 +85,7 @@ pub fn app(state: AppState) -> Router {
         body_read_timeout: state.config.body_read_timeout,
     };
     let fhir = Router::new()
+        .merge(bundle::router())
         .merge(metadata::router())
         .merge(history::router())
         .merge(resource::router())

@@ -57,13 +57,17 @@ pub(crate) fn write_response(
     response
 }
 
-/// An OperationOutcome with one informational issue.
+/// An OperationOutcome with one informational issue, as JSON text.
 pub(crate) fn informational(message: &str) -> String {
+    informational_outcome(message).to_string()
+}
+
+/// An OperationOutcome with one informational issue.
+pub(crate) fn informational_outcome(message: &str) -> serde_json::Value {
     OperationOutcome::single(Issue::new(
         IssueSeverity::Information,
         IssueType::Informational,
         message,
     ))
     .to_json()
-    .to_string()
 }

@@ -17,7 +17,7 @@ use crate::respond::fhir_json;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
-        .route("/", get(system_search))
+        .route("/", get(system_search).post(crate::bundle::bundle))
         .route("/_search", post(system_search_post))
         .route("/{type}/_search", post(type_search_post))
 }

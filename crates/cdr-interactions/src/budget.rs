@@ -28,14 +28,21 @@ pub struct ResourceLimits {
     pub max_contained: usize,
     /// Distinct `meta.profile` URLs, counted over the resource and everything it contains.
     pub max_profiles: usize,
+    /// Entries of one transaction or batch Bundle.
+    pub max_bundle_entries: usize,
 }
 
 impl Default for ResourceLimits {
     /// 250,000 elements (an ImagingStudy of 20,000 instances has about 150,000), 100 contained
     /// resources and 20 distinct profiles: beyond any imaging resource, far below what makes validation
-    /// take seconds.
+    /// take seconds; 10,000 entries in a Bundle (an imaging submission has fewer than ten).
     fn default() -> ResourceLimits {
-        ResourceLimits { max_elements: 250_000, max_contained: 100, max_profiles: 20 }
+        ResourceLimits {
+            max_elements: 250_000,
+            max_contained: 100,
+            max_profiles: 20,
+            max_bundle_entries: 10_000,
+        }
     }
 }
 
@@ -146,7 +153,12 @@ mod tests {
     use super::*;
 
     fn limits() -> ResourceLimits {
-        ResourceLimits { max_elements: 50, max_contained: 2, max_profiles: 2 }
+        ResourceLimits {
+            max_elements: 50,
+            max_contained: 2,
+            max_profiles: 2,
+            max_bundle_entries: 2,
+        }
     }
 
     fn check(body: &Value) -> Result<(), InteractionError> {

@@ -74,7 +74,12 @@ impl Engine {
             "rest": [{
                 "mode": "server",
                 "resource": resources,
-                "interaction": [{ "code": "history-system" }, { "code": "search-system" }],
+                "interaction": [
+                    { "code": "transaction", "documentation": "POST [base] (or [base]/Bundle) with a transaction Bundle: every entry or none, in R4 order; references between entries and conditional references are resolved." },
+                    { "code": "batch", "documentation": "POST [base] (or [base]/Bundle) with a batch Bundle: each entry on its own." },
+                    { "code": "history-system" },
+                    { "code": "search-system" }
+                ],
                 "operation": [validate_operation],
             }],
         })

@@ -52,6 +52,10 @@ pub enum InteractionError {
     /// The database cancelled a statement that ran past the statement timeout.
     #[error("the request took longer than the server's time limit for one database statement")]
     TimedOut(#[source] StoreError),
+    /// An entry of a transaction or batch Bundle failed with `source`; the locations of its outcome (if
+    /// it has one) are already within `Bundle.entry[index]`.
+    #[error("Bundle.entry[{index}]: {source}")]
+    Entry { index: usize, source: Box<InteractionError> },
     /// A failure of the server itself; the client is told nothing of its cause.
     #[error("internal error")]
     Internal(#[source] StoreError),

@@ -8,6 +8,7 @@
 //! transaction.
 
 mod budget;
+mod bundle;
 mod capabilities;
 mod conditional;
 mod error;
@@ -32,6 +33,7 @@ use cdr_store::Store;
 use crate::budget::CpuPool;
 
 pub use crate::budget::ResourceLimits;
+pub use crate::bundle::{BundleKind, BundleOutcome, EntryOutcome, EntryResult};
 pub use crate::error::InteractionError;
 pub use crate::history::HistoryParams;
 pub use crate::search::Handling;

@@ -106,21 +106,7 @@ impl Engine {
         let resource_type = self.served_type(type_name)?;
         let id = parse_id(id)?;
         let resource = parse_body(resource_type, body)?;
-        match resource.id() {
-            None => {
-                return Err(invalid_at(
-                    "an update must carry the id of its URL in the resource",
-                    "id",
-                ));
-            }
-            Some(body_id) if body_id != id.as_str() => {
-                return Err(invalid_at(
-                    format!("the resource id '{body_id}' does not match the URL id '{id}'"),
-                    "id",
-                ));
-            }
-            Some(_) => {}
-        }
+        check_update_id(&resource, &id)?;
         let resource = self.check_for_write(resource).await?;
         let mut tx = self.store.begin().await?;
         let outcome = self.update_in(&mut tx, resource_type, &id, resource, precondition).await?;
@@ -345,7 +331,7 @@ async fn write_version(
 }
 
 /// The index rows of a resource; a value a parameter's expression cannot index is logged and left out.
-fn index_entries(
+pub(crate) fn index_entries(
     json: &Value,
     registry: &SearchParamRegistry,
     resource_type: ResourceType,
@@ -393,6 +379,18 @@ pub async fn reindex(
     Ok(n_indexed)
 }
 
+/// Checks that an update's resource carries the id of its URL (R4 update), located at `id`.
+pub(crate) fn check_update_id(resource: &Resource, id: &LogicalId) -> Result<(), InteractionError> {
+    match resource.id() {
+        None => Err(invalid_at("an update must carry the id of its URL in the resource", "id")),
+        Some(body_id) if body_id != id.as_str() => Err(invalid_at(
+            format!("the resource id '{body_id}' does not match the URL id '{id}'"),
+            "id",
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
 /// Parses a request body and applies the structural checks every write needs.
 pub(crate) fn parse_body(
     resource_type: ResourceType,
@@ -436,7 +434,7 @@ pub(crate) fn parse_value(body: &[u8]) -> Result<Resource, InteractionError> {
     })
 }
 
-fn invalid_at(diagnostics: impl Into<String>, expression: &str) -> InteractionError {
+pub(crate) fn invalid_at(diagnostics: impl Into<String>, expression: &str) -> InteractionError {
     InteractionError::Invalid(OperationOutcome::single(
         Issue::error(IssueType::Invalid, diagnostics).at(expression),
     ))
@@ -446,7 +444,7 @@ fn multiple_matches(resource_type: ResourceType, query: &str) -> InteractionErro
     InteractionError::MultipleMatches(format!("more than one {resource_type} matches '{query}'"))
 }
 
-fn new_id() -> LogicalId {
+pub(crate) fn new_id() -> LogicalId {
     let text = uuid::Uuid::new_v4().to_string();
     LogicalId::parse(&text).unwrap_or_else(|_| unreachable!("a UUID is a valid FHIR id"))
 }

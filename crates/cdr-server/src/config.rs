@@ -161,6 +161,9 @@ pub(crate) struct CostArgs {
     /// Most distinct meta.profile URLs in a resource body; more get 422 too-costly.
     #[arg(long, env = "MAX_PROFILES", default_value_t = ResourceLimits::default().max_profiles)]
     pub(crate) max_profiles: usize,
+    /// Most entries in one transaction or batch Bundle; more get 422 too-costly.
+    #[arg(long, env = "MAX_BUNDLE_ENTRIES", default_value_t = ResourceLimits::default().max_bundle_entries)]
+    pub(crate) max_bundle_entries: usize,
     /// Most name=value pairs in one search (result parameters included); more get 400 too-costly.
     #[arg(long, env = "MAX_SEARCH_PARAMETERS", default_value_t = QueryLimits::default().max_parameters)]
     pub(crate) max_search_parameters: usize,
@@ -198,6 +201,7 @@ impl CostArgs {
             max_elements: self.max_resource_elements,
             max_contained: self.max_contained_resources,
             max_profiles: self.max_profiles,
+            max_bundle_entries: self.max_bundle_entries,
         }
     }
 }

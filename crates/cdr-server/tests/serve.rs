@@ -268,7 +268,14 @@ fn bad_settings_are_refused_at_startup() {
 
 #[test]
 fn configured_cost_limits_hold() {
-    let server = Server::start(&["--max-sort-keys", "1", "--max-contained-resources", "1"]);
+    let server = Server::start(&[
+        "--max-sort-keys",
+        "1",
+        "--max-contained-resources",
+        "1",
+        "--max-bundle-entries",
+        "1",
+    ]);
     let sorted = server
         .try_request(
             "GET /fhir/Patient?_sort=family,given HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
@@ -285,4 +292,14 @@ fn configured_cost_limits_hold() {
     let refused = server.try_request(&create).unwrap();
     assert!(refused.starts_with("HTTP/1.1 422"), "{refused}");
     assert!(refused.contains("more than 1 contained resources"), "{refused}");
+    let entry = r#"{"request":{"method":"GET","url":"Patient"}}"#;
+    let bundle = format!(r#"{{"resourceType":"Bundle","type":"batch","entry":[{entry},{entry}]}}"#);
+    let batch = format!(
+        "POST /fhir HTTP/1.1\r\nHost: test\r\nContent-Type: application/fhir+json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{bundle}",
+        bundle.len()
+    );
+    let refused = server.try_request(&batch).unwrap();
+    assert!(refused.starts_with("HTTP/1.1 422"), "{refused}");
+    assert!(refused.contains("at most 1 in one Bundle"), "{refused}");
 }

@@ -1,0 +1,206 @@
+//! `POST [base]` with a transaction or batch Bundle (R4 http.html#transaction).
+//!
+//! A transaction's writes commit together or not at all (`transaction.rs`); a batch runs each entry on
+//! its own, as a transaction of one entry, so both share every rule: reference rewriting, conditional
+//! references, conditional entries, preconditions and validation. GET and HEAD entries are answered after
+//! the writes, from what the database then holds.
+//!
+//! The outcome is semantic ([`BundleOutcome`]); `cdr-api` renders the `transaction-response` or
+//! `batch-response` Bundle with the HTTP status of each entry.
+
+mod entry;
+mod references;
+mod transaction;
+
+use cdr_model::{ETag, OperationOutcome, ResourceType};
+use serde_json::Value;
+
+use self::entry::{Entry, Method, Target};
+use crate::{Engine, Handling, InteractionError, VersionedResource, WriteOutcome};
+
+/// Whether a Bundle is a transaction or a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BundleKind {
+    Transaction,
+    Batch,
+}
+
+/// The result of a posted transaction or batch: one outcome per entry, in entry order.
+#[derive(Debug)]
+pub struct BundleOutcome {
+    pub kind: BundleKind,
+    pub entries: Vec<EntryOutcome>,
+}
+
+/// How one entry went. In a transaction every entry succeeded (else the whole Bundle failed).
+#[derive(Debug)]
+pub struct EntryOutcome {
+    pub full_url: Option<String>,
+    pub result: Result<EntryResult, InteractionError>,
+}
+
+/// What a successful entry did.
+#[derive(Debug)]
+pub enum EntryResult {
+    /// A create, update or delete (plain or conditional).
+    Write(WriteOutcome),
+    /// A GET of a resource or version; `head` when the entry asked for HEAD (no body in the response).
+    Read { resource: VersionedResource, head: bool },
+    /// A GET whose `ifNoneMatch` or `ifModifiedSince` says the client's copy is current.
+    NotModified(VersionedResource),
+    /// A GET search: the searchset Bundle.
+    Search { bundle: Value, head: bool },
+}
+
+impl Engine {
+    /// Processes a posted transaction or batch Bundle. `base` is this server's FHIR base URL, for entry
+    /// URLs given as absolute URLs and for the links of search results.
+    ///
+    /// # Errors
+    /// A body that is not a transaction or batch Bundle, or (for a transaction) the first entry that
+    /// fails, as [`InteractionError::Entry`] with the status that entry would have had.
+    pub async fn bundle(&self, body: &[u8], base: &str) -> Result<BundleOutcome, InteractionError> {
+        let posted = self.parse_bundle(body, base)?;
+        let entries = match posted.kind {
+            BundleKind::Transaction => {
+                let entries = posted.entries.into_iter().collect::<Result<Vec<_>, _>>()?;
+                self.transaction(entries, base).await?
+            }
+            BundleKind::Batch => {
+                let mut outcomes = Vec::with_capacity(posted.entries.len());
+                for entry in posted.entries {
+                    outcomes.push(match entry {
+                        Ok(entry) => self.batch_entry(entry, base).await,
+                        Err(error) => EntryOutcome { full_url: None, result: Err(error) },
+                    });
+                }
+                outcomes
+            }
+        };
+        Ok(BundleOutcome { kind: posted.kind, entries })
+    }
+
+    /// One batch entry: a read, or a transaction of this entry alone.
+    async fn batch_entry(&self, entry: Entry, base: &str) -> EntryOutcome {
+        let full_url = entry.full_url.clone();
+        let index = entry.index;
+        if matches!(entry.method, Method::Get | Method::Head) {
+            let result =
+                self.answer_read(&entry, base).await.map_err(|error| in_entry(index, error));
+            return EntryOutcome { full_url, result };
+        }
+        match self.transaction(vec![entry], base).await {
+            Ok(mut outcomes) => outcomes.pop().unwrap_or(EntryOutcome {
+                full_url,
+                result: Err(InteractionError::invalid("the entry produced no outcome")),
+            }),
+            Err(error) => EntryOutcome { full_url, result: Err(error) },
+        }
+    }
+
+    /// A GET or HEAD entry: read, vread or search, honouring `ifNoneMatch` and `ifModifiedSince`.
+    async fn answer_read(
+        &self,
+        entry: &Entry,
+        base: &str,
+    ) -> Result<EntryResult, InteractionError> {
+        let head = entry.method == Method::Head;
+        let (resource_type, id) = match &entry.target {
+            Target::Instance(resource_type, id) => (*resource_type, id),
+            Target::Version(resource_type, id, version) => {
+                let resource = self.vread(resource_type.as_str(), id.as_str(), version).await?;
+                return Ok(EntryResult::Read { resource, head });
+            }
+            Target::Type(resource_type, query) => {
+                let bundle = self
+                    .search(base, Some(resource_type.as_str()), &pairs(query), Handling::default())
+                    .await?;
+                return Ok(EntryResult::Search { bundle, head });
+            }
+            Target::System(query) => {
+                let bundle = self.search(base, None, &pairs(query), Handling::default()).await?;
+                return Ok(EntryResult::Search { bundle, head });
+            }
+        };
+        let resource = self.read(resource_type.as_str(), id.as_str()).await?;
+        let not_modified = match (&entry.if_none_match, entry.if_modified_since) {
+            (Some(tags), _) => tags.iter().any(|tag| {
+                tag == "*" || ETag::parse(tag).is_ok_and(|tag| tag.version() == resource.version)
+            }),
+            (None, Some(since)) => resource.last_updated.millis() / 1000 <= since.millis() / 1000,
+            (None, None) => false,
+        };
+        if not_modified {
+            return Ok(EntryResult::NotModified(resource));
+        }
+        Ok(EntryResult::Read { resource, head })
+    }
+}
+
+fn pairs(query: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.as_bytes())
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect()
+}
+
+/// `error` as the failure of `Bundle.entry[index]`: the locations of its issues (relative to the entry,
+/// such as `request.url` or `resource.subject`) become `Bundle.entry[index].…`.
+pub(crate) fn in_entry(index: usize, error: InteractionError) -> InteractionError {
+    let locate = |mut outcome: OperationOutcome| {
+        for issue in &mut outcome.issues {
+            if issue.expression.is_empty() {
+                issue.expression.push(format!("Bundle.entry[{index}]"));
+            }
+            for expression in &mut issue.expression {
+                if !expression.starts_with("Bundle.") {
+                    *expression = format!("Bundle.entry[{index}].{expression}");
+                }
+            }
+        }
+        outcome
+    };
+    let source = match error {
+        InteractionError::Entry { .. } => return error,
+        InteractionError::Invalid(outcome) => InteractionError::Invalid(locate(outcome)),
+        InteractionError::Unprocessable(outcome) => {
+            InteractionError::Unprocessable(locate(outcome))
+        }
+        other => other,
+    };
+    InteractionError::Entry { index, source: Box::new(source) }
+}
+
+/// `error` of a resource's validation, its locations (`Patient.name[0]`, `Resource`, `id`) made relative
+/// to the entry (`resource.name[0]`, `resource`, `resource.id`).
+pub(crate) fn resource_relative(
+    resource_type: ResourceType,
+    error: InteractionError,
+) -> InteractionError {
+    let relocate = |mut outcome: OperationOutcome| {
+        for issue in &mut outcome.issues {
+            for expression in &mut issue.expression {
+                let rest = expression
+                    .strip_prefix(resource_type.as_str())
+                    .or_else(|| expression.strip_prefix("Resource"))
+                    .filter(|rest| rest.is_empty() || rest.starts_with('.'))
+                    .map(|rest| rest.trim_start_matches('.').to_owned());
+                *expression = match rest {
+                    Some(rest) if rest.is_empty() => "resource".to_owned(),
+                    Some(rest) => format!("resource.{rest}"),
+                    None => format!("resource.{expression}"),
+                };
+            }
+            if issue.expression.is_empty() {
+                issue.expression.push("resource".to_owned());
+            }
+        }
+        outcome
+    };
+    match error {
+        InteractionError::Invalid(outcome) => InteractionError::Invalid(relocate(outcome)),
+        InteractionError::Unprocessable(outcome) => {
+            InteractionError::Unprocessable(relocate(outcome))
+        }
+        other => other,
+    }
+}

@@ -1,0 +1,838 @@
+//! Transactions (R4 http.html#transaction): every write of a Bundle in one database transaction, or none.
+//!
+//! The work is split so that no lock is held while a resource is validated:
+//! 1. *Plan* (no database): each entry becomes an action; creates get their ids, conditional entries a
+//!    provisional one; references to other entries (`urn:uuid:`, `urn:oid:`, absolute and relative
+//!    RESTful `fullUrl`s) are rewritten to `Type/id`, an unresolvable `urn:` reference fails; conditional
+//!    criteria (of entries and of conditional references) are parsed; then every resource is validated,
+//!    concurrently, on the CPU pool.
+//! 2. *Apply* (one store transaction): the advisory locks of all criteria are taken in one canonical
+//!    order, all criteria are matched in one statement, deletes are resolved first (R4 order: DELETE,
+//!    POST, PUT), conditional references are resolved (against the store and the Bundle's own conditional
+//!    entries), a resource may be written once, current versions of every target are read and locked in
+//!    one canonical order, references to provisional ids are rewritten to the ids found, and every version
+//!    and index row is written in multi-row statements. A unique-key conflict (two transactions creating
+//!    one id) retries the whole apply a bounded number of times.
+//! 3. *Read* (after commit): GET and HEAD entries are answered from what the database now holds, and
+//!    conditional creates that found their resource read it.
+
+use std::collections::{HashMap, HashSet};
+
+use cdr_model::{Instant, LogicalId, Resource, ResourceType, VersionId};
+use cdr_search::SearchQuery;
+use cdr_store::{NewVersion, StoreError, WriteMethod};
+use serde_json::Value;
+
+use super::entry::{Entry, Method, Target};
+use super::references::{conditional, resolve_relative, rewrite};
+use super::{EntryOutcome, EntryResult, in_entry, resource_relative};
+use crate::conditional::{Criteria, parse_criteria};
+use crate::terminology::expand_terminology;
+use crate::write::{index_entries, invalid_at, new_id};
+use crate::{Engine, InteractionError, Precondition, VersionedResource, WriteOutcome, WriteStatus};
+
+/// How many times a transaction that lost a race on a unique key is applied again.
+const RETRIES: usize = 3;
+
+/// What one entry asks for, after planning.
+#[derive(Debug)]
+enum Action {
+    Create { if_none_exist: Option<Criteria> },
+    Update { id: LogicalId, precondition: Precondition },
+    ConditionalUpdate { criteria: Criteria, precondition: Precondition },
+    Delete { id: LogicalId },
+    ConditionalDelete { criteria: Criteria },
+    Read(Entry),
+}
+
+#[derive(Debug)]
+struct Planned {
+    index: usize,
+    full_url: Option<String>,
+    resource_type: ResourceType,
+    /// The id a write gets unless a conditional match says otherwise.
+    provisional: Option<LogicalId>,
+    /// The resource of a create or update; `None` only while it is being validated.
+    resource: Option<Resource>,
+    action: Action,
+}
+
+/// A conditional reference of the Bundle (`Patient?identifier=…`), resolved once for every entry using it.
+#[derive(Debug)]
+struct ConditionalReference {
+    resource_type: ResourceType,
+    criteria: Criteria,
+    /// The first entry using it and where, for the error when it does not resolve.
+    entry: usize,
+    element: String,
+}
+
+#[derive(Debug)]
+struct Plan {
+    entries: Vec<Planned>,
+    /// Keyed by the reference text as written.
+    references: HashMap<String, ConditionalReference>,
+}
+
+/// What the apply step decided for one entry.
+enum Step {
+    Write(Write),
+    /// A conditional create found this resource; nothing is written.
+    Existing(LogicalId),
+    NothingToDelete,
+    Read,
+}
+
+/// A version to write: a create or update when the entry has a resource, else a delete.
+struct Write {
+    id: LogicalId,
+    precondition: Precondition,
+    /// The id was assigned here just now: there is no current version to look up.
+    fresh_id: bool,
+    /// The id is the client's (`PUT T/id`, or a conditional update's body id): update-as-create rules apply.
+    client_id: bool,
+    /// A conditional update matched nothing and names an id in its body, which must not exist (the
+    /// criteria did not select it).
+    must_be_new: bool,
+}
+
+/// How an entry is answered once the transaction has committed.
+enum Applied {
+    Done(EntryResult),
+    /// A GET or HEAD entry.
+    Read(Entry),
+    /// A conditional create that found this resource, read for the response.
+    ReadExisting(ResourceType, LogicalId),
+}
+
+/// Why an apply did not commit.
+enum Failure {
+    /// A concurrent transaction won a race on a unique key; applying again will see its result.
+    Race,
+    Final(InteractionError),
+}
+
+impl From<InteractionError> for Failure {
+    fn from(error: InteractionError) -> Failure {
+        Failure::Final(error)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Failure {
+        match error {
+            StoreError::Conflict => Failure::Race,
+            other => Failure::Final(other.into()),
+        }
+    }
+}
+
+impl Engine {
+    /// Runs `entries` as one transaction; the outcomes are in entry order.
+    pub(crate) async fn transaction(
+        &self,
+        entries: Vec<Entry>,
+        base: &str,
+    ) -> Result<Vec<EntryOutcome>, InteractionError> {
+        let plan = self.plan(entries).await?;
+        let mut attempt = 0;
+        let applied = loop {
+            attempt += 1;
+            match self.apply(&plan).await {
+                Ok(applied) => break applied,
+                Err(Failure::Race) if attempt < RETRIES => {
+                    tracing::debug!(
+                        attempt,
+                        "a transaction lost a race on a unique key; applying it again"
+                    );
+                }
+                Err(Failure::Race) => {
+                    return Err(InteractionError::Conflict(
+                        "the transaction kept conflicting with concurrent writes of the same resources; retry"
+                            .to_owned(),
+                    ));
+                }
+                Err(Failure::Final(error)) => return Err(error),
+            }
+        };
+        let mut outcomes = Vec::with_capacity(applied.len());
+        for (entry, applied) in plan.entries.iter().zip(applied) {
+            let result = match applied {
+                Applied::Done(result) => Ok(result),
+                Applied::Read(read) => self.answer_read(&read, base).await,
+                Applied::ReadExisting(resource_type, id) => {
+                    self.read(resource_type.as_str(), id.as_str()).await.map(|found| {
+                        EntryResult::Write(WriteOutcome {
+                            status: WriteStatus::Existing,
+                            resource: Some(found),
+                        })
+                    })
+                }
+            };
+            outcomes.push(EntryOutcome {
+                full_url: entry.full_url.clone(),
+                result: result.map_err(|error| in_entry(entry.index, error)),
+            });
+        }
+        Ok(outcomes)
+    }
+
+    /// Step 1: actions, ids, references rewritten to `Type/id`, criteria parsed, resources validated.
+    async fn plan(&self, entries: Vec<Entry>) -> Result<Plan, InteractionError> {
+        let mut planned = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let index = entry.index;
+            planned.push(self.plan_entry(entry).map_err(|error| in_entry(index, error))?);
+        }
+        let mut targets: HashMap<String, String> = HashMap::new();
+        let mut owners: HashMap<&str, usize> = HashMap::new();
+        for entry in &planned {
+            let (Some(full_url), Some(id)) = (&entry.full_url, &entry.provisional) else {
+                continue;
+            };
+            if let Some(first) = owners.insert(full_url, entry.index) {
+                return Err(in_entry(
+                    entry.index,
+                    invalid_at(
+                        format!(
+                            "fullUrl '{full_url}' is also the fullUrl of Bundle.entry[{first}]"
+                        ),
+                        "fullUrl",
+                    ),
+                ));
+            }
+            targets.insert(full_url.clone(), format!("{}/{id}", entry.resource_type));
+        }
+        let mut references: HashMap<String, ConditionalReference> = HashMap::new();
+        for entry in &mut planned {
+            let index = entry.index;
+            let Some(resource) = entry.resource.take() else { continue };
+            let mut json = Value::Object(resource.into_json());
+            let mut found: Vec<(String, String)> = Vec::new();
+            let full_url = entry.full_url.as_deref();
+            rewrite(
+                &mut json,
+                &mut |reference: &str, path: &str| {
+                    if reference.starts_with('#') {
+                        return Ok(None);
+                    }
+                    if let Some(target) = targets.get(reference) {
+                        return Ok(Some(target.clone()));
+                    }
+                    if reference.starts_with("urn:uuid:") || reference.starts_with("urn:oid:") {
+                        return Err(unresolved(
+                            format!("no entry of the Bundle has the fullUrl '{reference}'"),
+                            path,
+                        ));
+                    }
+                    if let Some(target) = full_url
+                        .and_then(|full_url| resolve_relative(reference, full_url))
+                        .and_then(|absolute| targets.get(&absolute))
+                    {
+                        return Ok(Some(target.clone()));
+                    }
+                    if conditional(reference).is_some() {
+                        found.push((reference.to_owned(), path.to_owned()));
+                    }
+                    Ok(None)
+                },
+                &|url: &str| targets.get(url).cloned(),
+            )
+            .map_err(|error| in_entry(index, error))?;
+            entry.resource =
+                Some(Resource::from_value(json).map_err(|error| {
+                    in_entry(index, InteractionError::invalid(error.to_string()))
+                })?);
+            for (reference, path) in found {
+                if references.contains_key(&reference) {
+                    continue;
+                }
+                let resolved = self
+                    .conditional_reference(&reference, &path, index)
+                    .map_err(|error| in_entry(index, error))?;
+                references.insert(reference, resolved);
+            }
+        }
+        self.validate_planned(&mut planned).await?;
+        Ok(Plan { entries: planned, references })
+    }
+
+    fn plan_entry(&self, entry: Entry) -> Result<Planned, InteractionError> {
+        let index = entry.index;
+        let full_url = entry.full_url.clone();
+        let precondition = entry.if_match.map_or(Precondition::None, Precondition::IfMatch);
+        let (resource_type, provisional, action) = match (entry.method, &entry.target) {
+            (Method::Post, Target::Type(resource_type, _)) => {
+                let if_none_exist = entry
+                    .if_none_exist
+                    .as_deref()
+                    .map(|query| self.criteria(*resource_type, query))
+                    .transpose()?;
+                (*resource_type, Some(new_id()), Action::Create { if_none_exist })
+            }
+            (Method::Put, Target::Instance(resource_type, id)) => {
+                (*resource_type, Some(id.clone()), Action::Update { id: id.clone(), precondition })
+            }
+            (Method::Put, Target::Type(resource_type, query)) => {
+                let criteria = self.criteria(*resource_type, query)?;
+                let provisional = match entry.resource.as_ref().and_then(Resource::id) {
+                    Some(id) => crate::parse_id(id)?,
+                    None => new_id(),
+                };
+                (
+                    *resource_type,
+                    Some(provisional),
+                    Action::ConditionalUpdate { criteria, precondition },
+                )
+            }
+            (Method::Delete, Target::Instance(resource_type, id)) => {
+                (*resource_type, None, Action::Delete { id: id.clone() })
+            }
+            (Method::Delete, Target::Type(resource_type, query)) => {
+                let criteria = self.criteria(*resource_type, query)?;
+                (*resource_type, None, Action::ConditionalDelete { criteria })
+            }
+            (Method::Get | Method::Head, _) => {
+                let resource_type = entry.resource_type().unwrap_or(ResourceType::known("Bundle"));
+                (resource_type, None, Action::Read(entry.clone()))
+            }
+            (method, _) => {
+                return Err(InteractionError::invalid(format!(
+                    "{method:?} does not go with this request.url"
+                )));
+            }
+        };
+        Ok(Planned {
+            index,
+            full_url,
+            resource_type,
+            provisional,
+            resource: entry.resource,
+            action,
+        })
+    }
+
+    fn criteria(
+        &self,
+        resource_type: ResourceType,
+        query: &str,
+    ) -> Result<Criteria, InteractionError> {
+        let mut criteria =
+            parse_criteria(&self.registry, &self.query_limits, resource_type, query)?;
+        expand_terminology(&mut criteria.query, self.profiles.set())?;
+        Ok(criteria)
+    }
+
+    fn conditional_reference(
+        &self,
+        reference: &str,
+        path: &str,
+        entry: usize,
+    ) -> Result<ConditionalReference, InteractionError> {
+        let element = element_of(path);
+        let (type_name, query) = conditional(reference).unwrap_or_default();
+        let resource_type = self.served_type(type_name).map_err(|_| {
+            unresolved(
+                format!(
+                    "the conditional reference '{reference}' names a type this server does not serve"
+                ),
+                path,
+            )
+        })?;
+        let criteria = self.criteria(resource_type, query).map_err(|error| match error {
+            InteractionError::Invalid(mut outcome) => {
+                for issue in &mut outcome.issues {
+                    issue.expression = vec![format!("resource.{element}")];
+                }
+                InteractionError::Invalid(outcome)
+            }
+            other => other,
+        })?;
+        Ok(ConditionalReference { resource_type, criteria, entry, element })
+    }
+
+    /// Validates every resource of the plan, concurrently on the CPU pool; the first failure in entry
+    /// order fails the transaction.
+    async fn validate_planned(&self, planned: &mut [Planned]) -> Result<(), InteractionError> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (position, entry) in planned.iter_mut().enumerate() {
+            let Some(resource) = entry.resource.take() else { continue };
+            let engine = self.clone();
+            tasks.spawn(async move { (position, engine.check_for_write(resource).await) });
+        }
+        let mut first_failure: Option<(usize, InteractionError)> = None;
+        while let Some(joined) = tasks.join_next().await {
+            let (position, result) = joined.map_err(|error| {
+                InteractionError::Internal(StoreError::Corrupt(format!(
+                    "a validation task failed: {error}"
+                )))
+            })?;
+            let entry = &mut planned[position];
+            match result {
+                Ok(resource) => entry.resource = Some(resource),
+                Err(error) => {
+                    if first_failure.as_ref().is_none_or(|(index, _)| entry.index < *index) {
+                        let error =
+                            in_entry(entry.index, resource_relative(entry.resource_type, error));
+                        first_failure = Some((entry.index, error));
+                    }
+                }
+            }
+        }
+        match first_failure {
+            Some((_, error)) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    /// Step 2: one store transaction; how each entry is answered, in entry order.
+    async fn apply(&self, plan: &Plan) -> Result<Vec<Applied>, Failure> {
+        let mut tx = self.store.begin().await?;
+        // Every criteria of the Bundle: the entries', then the conditional references'.
+        let mut lookups: Vec<(&Criteria, [ResourceType; 1])> = Vec::new();
+        let mut lookup_of_entry: HashMap<usize, usize> = HashMap::new();
+        for (position, entry) in plan.entries.iter().enumerate() {
+            if let Some(criteria) = entry.criteria() {
+                lookup_of_entry.insert(position, lookups.len());
+                lookups.push((criteria, [entry.resource_type]));
+            }
+        }
+        let mut reference_lookups: Vec<(&String, &ConditionalReference, usize)> = Vec::new();
+        for (text, reference) in &plan.references {
+            reference_lookups.push((text, reference, lookups.len()));
+            lookups.push((&reference.criteria, [reference.resource_type]));
+        }
+        let mut keys: Vec<&str> =
+            lookups.iter().map(|(criteria, _)| criteria.lock_key.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        tx.lock_all(&keys).await?;
+        let queries: Vec<(&SearchQuery, &[ResourceType])> =
+            lookups.iter().map(|(criteria, types)| (&criteria.query, types.as_slice())).collect();
+        let now = Instant::now();
+        let matches = tx.find_all(&queries, now.millis() * 1_000, 2).await?;
+        let matches_of = |position: usize| -> &[LogicalId] {
+            lookup_of_entry.get(&position).map_or(&[], |lookup| matches[*lookup].as_slice())
+        };
+
+        let steps = resolve_steps(plan, &matches_of)?;
+
+        check_each_resource_once(plan, &steps)?;
+        let rewrites = resolve_references(plan, &steps, &reference_lookups, &matches)?;
+
+        // The current versions of every written resource, read and locked in one canonical order.
+        let addresses: Vec<(ResourceType, &LogicalId)> = plan
+            .entries
+            .iter()
+            .zip(&steps)
+            .filter_map(|(entry, step)| match step {
+                Step::Write(write) if !write.fresh_id => Some((entry.resource_type, &write.id)),
+                _ => None,
+            })
+            .collect();
+        let current = tx.current_all(&addresses).await?;
+
+        let mut applied = Vec::with_capacity(plan.entries.len());
+        let mut written: Vec<Written> = Vec::new();
+        for (entry, step) in plan.entries.iter().zip(steps) {
+            let resource_type = entry.resource_type;
+            let write = match step {
+                Step::Read => {
+                    let Action::Read(read) = &entry.action else {
+                        unreachable!("only reads have a read step")
+                    };
+                    applied.push(Applied::Read(read.clone()));
+                    continue;
+                }
+                Step::NothingToDelete => {
+                    applied.push(Applied::Done(EntryResult::Write(WriteOutcome {
+                        status: WriteStatus::NothingToDelete,
+                        resource: None,
+                    })));
+                    continue;
+                }
+                Step::Existing(id) => {
+                    applied.push(Applied::ReadExisting(resource_type, id));
+                    continue;
+                }
+                Step::Write(write) => write,
+            };
+            let state =
+                if write.fresh_id { None } else { current.get(&(resource_type, write.id.clone())) };
+            let (version, status) = self
+                .version_to_write(resource_type, &write, state.copied(), entry.resource.is_none())
+                .map_err(|error| in_entry(entry.index, error))?;
+            let Some(version) = version else {
+                applied.push(Applied::Done(EntryResult::Write(WriteOutcome {
+                    status,
+                    resource: None,
+                })));
+                continue;
+            };
+            let id = write.id;
+            let (method, body, index) = match &entry.resource {
+                None => (WriteMethod::Delete, None, Vec::new()),
+                Some(resource) => self
+                    .stamp(resource, &rewrites, resource_type, &id, version, now)
+                    .map_err(|error| in_entry(entry.index, error))?,
+            };
+            let version_written = VersionedResource {
+                resource_type,
+                id: id.clone(),
+                version,
+                last_updated: now,
+                body: body.clone(),
+            };
+            written.push(Written { resource_type, id, version, method, body, index });
+            applied.push(Applied::Done(EntryResult::Write(WriteOutcome {
+                status,
+                resource: Some(version_written),
+            })));
+        }
+        let versions: Vec<NewVersion<'_>> = written
+            .iter()
+            .map(|written| NewVersion {
+                res_type: written.resource_type,
+                res_id: &written.id,
+                version: written.version,
+                last_updated: now,
+                method: written.method,
+                body: written.body.as_deref(),
+                index: &written.index,
+            })
+            .collect();
+        tx.write_all(&versions).await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    /// The version of `resource` to write: its final references, id and `meta`, JSON text and index rows.
+    fn stamp(
+        &self,
+        resource: &Resource,
+        rewrites: &HashMap<String, String>,
+        resource_type: ResourceType,
+        id: &LogicalId,
+        version: VersionId,
+        now: Instant,
+    ) -> Result<(WriteMethod, Option<String>, Vec<cdr_search::IndexEntry>), InteractionError> {
+        let mut resource = resource.clone();
+        if !rewrites.is_empty() {
+            resource = rewrite_final(resource, rewrites)?;
+        }
+        resource.set_id(id);
+        resource.set_meta(&version.to_string(), &now.to_fhir());
+        let body = resource.to_json_string();
+        let json = Value::Object(resource.into_json());
+        let index = index_entries(&json, &self.registry, resource_type, id);
+        let method =
+            if version == VersionId::FIRST { WriteMethod::Create } else { WriteMethod::Update };
+        Ok((method, Some(body), index))
+    }
+
+    /// The version a write makes given the resource's current state (`None`: it does not exist), and what
+    /// the write is; no version for the delete of a resource already deleted.
+    fn version_to_write(
+        &self,
+        resource_type: ResourceType,
+        write: &Write,
+        current: Option<(VersionId, bool)>,
+        is_delete: bool,
+    ) -> Result<(Option<VersionId>, WriteStatus), InteractionError> {
+        let id = &write.id;
+        if is_delete {
+            return match current {
+                None => Err(InteractionError::NotFound(format!("{resource_type}/{id}"))),
+                Some((_, true)) => Ok((None, WriteStatus::NothingToDelete)),
+                Some((version, false)) => Ok((Some(version.next()), WriteStatus::Deleted)),
+            };
+        }
+        match (current, write.precondition) {
+            (Some(_), _) if write.must_be_new => Err(InteractionError::Conflict(format!(
+                "no {resource_type} matches the criteria, and {resource_type}/{id} named by the resource's id exists: a conditional update only changes the resource its criteria match"
+            ))),
+            (Some((current, _)), Precondition::IfMatch(expected)) if current != expected => {
+                Err(InteractionError::PreconditionFailed(format!(
+                    "If-Match expects version {expected} of {resource_type}/{id}, but the current version is {current}"
+                )))
+            }
+            (Some((current, deleted)), _) => Ok((
+                Some(current.next()),
+                if deleted { WriteStatus::Created } else { WriteStatus::Updated },
+            )),
+            (None, Precondition::IfMatch(expected)) => {
+                Err(InteractionError::PreconditionFailed(format!(
+                    "If-Match expects version {expected} of {resource_type}/{id}, which does not exist"
+                )))
+            }
+            (None, Precondition::None) if write.client_id && !self.config.update_create => {
+                Err(InteractionError::NotAllowed(format!(
+                    "{resource_type}/{id} does not exist and this server assigns ids itself (update as create is off); use POST to create"
+                )))
+            }
+            (None, Precondition::None) => Ok((Some(VersionId::FIRST), WriteStatus::Created)),
+        }
+    }
+}
+
+/// One version the transaction writes.
+struct Written {
+    resource_type: ResourceType,
+    id: LogicalId,
+    version: VersionId,
+    method: WriteMethod,
+    body: Option<String>,
+    index: Vec<cdr_search::IndexEntry>,
+}
+
+/// Decides each entry's step from the matches of its criteria: deletes first (R4 order), so that the
+/// conditional matches of creates and updates no longer see what the Bundle deletes.
+fn resolve_steps<'a>(
+    plan: &Plan,
+    matches_of: &impl Fn(usize) -> &'a [LogicalId],
+) -> Result<Vec<Step>, InteractionError> {
+    let mut steps: Vec<Option<Step>> = plan.entries.iter().map(|_| None).collect();
+    let mut deleted: HashSet<(ResourceType, LogicalId)> = HashSet::new();
+    for (position, entry) in plan.entries.iter().enumerate() {
+        let id = match &entry.action {
+            Action::Delete { id } => id.clone(),
+            Action::ConditionalDelete { criteria } => match matches_of(position) {
+                [] => {
+                    steps[position] = Some(Step::NothingToDelete);
+                    continue;
+                }
+                [found] => found.clone(),
+                _ => return Err(multiple(entry, criteria)),
+            },
+            _ => continue,
+        };
+        deleted.insert((entry.resource_type, id.clone()));
+        steps[position] = Some(Step::Write(Write {
+            id,
+            precondition: Precondition::None,
+            fresh_id: false,
+            client_id: false,
+            must_be_new: false,
+        }));
+    }
+    for (position, entry) in plan.entries.iter().enumerate() {
+        let found = live(&deleted, entry.resource_type, matches_of(position));
+        let provisional = || entry.provisional.clone().unwrap_or_else(new_id);
+        let body_id = entry.resource.as_ref().and_then(Resource::id);
+        let step = match &entry.action {
+            Action::Create { if_none_exist } => match (found.as_slice(), if_none_exist) {
+                ([], _) => Step::Write(Write {
+                    id: provisional(),
+                    precondition: Precondition::None,
+                    fresh_id: true,
+                    client_id: false,
+                    must_be_new: false,
+                }),
+                ([id], _) => Step::Existing(id.clone()),
+                (_, Some(criteria)) => return Err(multiple(entry, criteria)),
+                (_, None) => unreachable!("a create without criteria has no matches"),
+            },
+            Action::Update { id, precondition } => Step::Write(Write {
+                id: id.clone(),
+                precondition: *precondition,
+                fresh_id: false,
+                client_id: true,
+                must_be_new: false,
+            }),
+            Action::ConditionalUpdate { criteria, precondition } => match found.as_slice() {
+                [] => Step::Write(Write {
+                    id: provisional(),
+                    precondition: *precondition,
+                    fresh_id: body_id.is_none(),
+                    client_id: body_id.is_some(),
+                    must_be_new: body_id.is_some(),
+                }),
+                [found] => {
+                    if let Some(body_id) = body_id.filter(|body_id| *body_id != found.as_str()) {
+                        return Err(in_entry(
+                            entry.index,
+                            invalid_at(
+                                format!(
+                                    "the resource id '{body_id}' is not the id '{found}' of the resource matching '{}'",
+                                    criteria.lock_key
+                                ),
+                                "resource.id",
+                            ),
+                        ));
+                    }
+                    Step::Write(Write {
+                        id: found.clone(),
+                        precondition: *precondition,
+                        fresh_id: false,
+                        client_id: false,
+                        must_be_new: false,
+                    })
+                }
+                _ => return Err(multiple(entry, criteria)),
+            },
+            Action::Read(_) => Step::Read,
+            Action::Delete { .. } | Action::ConditionalDelete { .. } => continue,
+        };
+        steps[position] = Some(step);
+    }
+    Ok(steps.into_iter().map(|step| step.unwrap_or(Step::Read)).collect())
+}
+
+/// A resource is written (or found) by one entry only.
+fn check_each_resource_once(plan: &Plan, steps: &[Step]) -> Result<(), InteractionError> {
+    let mut owner: HashMap<(ResourceType, &LogicalId), usize> = HashMap::new();
+    for (entry, step) in plan.entries.iter().zip(steps) {
+        let (Step::Write(Write { id, .. }) | Step::Existing(id)) = step else { continue };
+        if let Some(first) = owner.insert((entry.resource_type, id), entry.index) {
+            return Err(in_entry(
+                entry.index,
+                InteractionError::invalid(format!(
+                    "{}/{id} is also the resource of Bundle.entry[{first}]: a transaction names each resource once",
+                    entry.resource_type
+                )),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The final text of every reference that changes now that the matches are known: each conditional
+/// reference (a live match in the store, or a conditional entry of this Bundle with the same criteria),
+/// and each provisional id whose conditional entry matched an existing resource.
+fn resolve_references(
+    plan: &Plan,
+    steps: &[Step],
+    reference_lookups: &[(&String, &ConditionalReference, usize)],
+    matches: &[Vec<LogicalId>],
+) -> Result<HashMap<String, String>, InteractionError> {
+    let deleted = deleted_by(plan, steps);
+    let mut rewrites: HashMap<String, String> = HashMap::new();
+    for (text, reference, lookup) in reference_lookups {
+        let mut found = live(&deleted, reference.resource_type, &matches[*lookup]);
+        for (entry, step) in plan.entries.iter().zip(steps) {
+            let same_criteria = entry
+                .criteria()
+                .is_some_and(|criteria| criteria.lock_key == reference.criteria.lock_key);
+            let id = match step {
+                Step::Write(write) if entry.resource.is_some() => &write.id,
+                Step::Existing(id) => id,
+                _ => continue,
+            };
+            if same_criteria && !found.contains(id) {
+                found.push(id.clone());
+            }
+        }
+        match found.as_slice() {
+            [id] => {
+                rewrites.insert((*text).clone(), format!("{}/{id}", reference.resource_type));
+            }
+            [] => {
+                return Err(in_entry(
+                    reference.entry,
+                    unresolved(
+                        format!(
+                            "no {} matches the conditional reference '{text}'",
+                            reference.resource_type
+                        ),
+                        &reference.element,
+                    ),
+                ));
+            }
+            _ => {
+                return Err(in_entry(
+                    reference.entry,
+                    InteractionError::MultipleMatches(format!(
+                        "more than one {} matches the conditional reference '{text}' at {}",
+                        reference.resource_type, reference.element
+                    )),
+                ));
+            }
+        }
+    }
+    for (entry, step) in plan.entries.iter().zip(steps) {
+        let id = match step {
+            Step::Write(write) => &write.id,
+            Step::Existing(id) => id,
+            _ => continue,
+        };
+        if let Some(provisional) =
+            entry.provisional.as_ref().filter(|provisional| *provisional != id)
+        {
+            rewrites.insert(
+                format!("{}/{provisional}", entry.resource_type),
+                format!("{}/{id}", entry.resource_type),
+            );
+        }
+    }
+    Ok(rewrites)
+}
+
+/// The resources the Bundle's deletes remove.
+fn deleted_by(plan: &Plan, steps: &[Step]) -> HashSet<(ResourceType, LogicalId)> {
+    plan.entries
+        .iter()
+        .zip(steps)
+        .filter_map(|(entry, step)| match (step, &entry.resource) {
+            (Step::Write(write), None) => Some((entry.resource_type, write.id.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The matches not deleted by the Bundle.
+fn live(
+    deleted: &HashSet<(ResourceType, LogicalId)>,
+    resource_type: ResourceType,
+    ids: &[LogicalId],
+) -> Vec<LogicalId> {
+    ids.iter().filter(|id| !deleted.contains(&(resource_type, (*id).clone()))).cloned().collect()
+}
+
+impl Planned {
+    fn criteria(&self) -> Option<&Criteria> {
+        match &self.action {
+            Action::Create { if_none_exist } => if_none_exist.as_ref(),
+            Action::ConditionalUpdate { criteria, .. } | Action::ConditionalDelete { criteria } => {
+                Some(criteria)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Replaces references found in `rewrites` (provisional ids and conditional references) with their ids.
+fn rewrite_final(
+    resource: Resource,
+    rewrites: &HashMap<String, String>,
+) -> Result<Resource, InteractionError> {
+    let mut json = Value::Object(resource.into_json());
+    rewrite::<InteractionError>(
+        &mut json,
+        &mut |reference: &str, _path: &str| Ok(rewrites.get(reference).cloned()),
+        &|url: &str| rewrites.get(url).cloned(),
+    )?;
+    Resource::from_value(json).map_err(|error| InteractionError::invalid(error.to_string()))
+}
+
+fn multiple(entry: &Planned, criteria: &Criteria) -> InteractionError {
+    in_entry(
+        entry.index,
+        InteractionError::MultipleMatches(format!(
+            "more than one {} matches '{}'",
+            entry.resource_type, criteria.lock_key
+        )),
+    )
+}
+
+/// A reference that cannot be resolved, located at its Reference element within the entry.
+fn unresolved(diagnostics: String, path: &str) -> InteractionError {
+    InteractionError::Unprocessable(cdr_model::OperationOutcome::single(
+        cdr_model::Issue::error(cdr_model::IssueType::NotFound, diagnostics)
+            .at(format!("resource.{}", element_of(path))),
+    ))
+}
+
+/// The Reference element of a `reference` string's location (`subject.reference` is in `subject`).
+fn element_of(path: &str) -> String {
+    path.strip_suffix(".reference").unwrap_or(path).to_owned()
+}
