@@ -54,4 +54,10 @@ async fn form_bodies_only_search(app: &TestApp) {
     // An empty body needs no Content-Type: a search by URL parameters alone.
     let bare = app.request(Method::POST, "/fhir/Patient/_search?gender=female", &[], "").await;
     assert_eq!(bare.status, StatusCode::OK, "{}", bare.text());
+    // A body without a Content-Type is refused, on type and system search alike.
+    for path in ["/fhir/Patient/_search", "/fhir/_search"] {
+        app.request(Method::POST, path, &[], "gender=female")
+            .await
+            .assert_outcome(StatusCode::UNSUPPORTED_MEDIA_TYPE, "not-supported");
+    }
 }

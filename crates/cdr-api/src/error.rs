@@ -190,6 +190,11 @@ fn located(issue: Issue, index: Option<usize>) -> OperationOutcome {
 #[derive(Debug, Clone)]
 pub(crate) struct InternalErrorCause(pub(crate) String);
 
+/// Marks a 503 response with its cause; the logging middleware logs it at warn level with the request id,
+/// so that an operator sees overload (pool exhaustion, slow statements, the in-flight cap) in the log.
+#[derive(Debug, Clone)]
+pub(crate) struct UnavailableCause(pub(crate) String);
+
 /// The diagnostics of internal errors: the cause is logged, never sent.
 pub(crate) const INTERNAL_DIAGNOSTICS: &str = "internal server error";
 
@@ -213,6 +218,7 @@ impl IntoResponse for ApiError {
                 UNAVAILABLE_RETRY_AFTER_SECONDS
             };
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response.extensions_mut().insert(UnavailableCause(error_chain(&self)));
         }
         if self.is_internal() {
             response.extensions_mut().insert(InternalErrorCause(error_chain(&self)));
@@ -244,5 +250,13 @@ mod tests {
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let cause = response.extensions().get::<InternalErrorCause>().unwrap();
         assert!(cause.0.contains("secret.rs"));
+    }
+
+    #[test]
+    fn unavailable_answers_carry_their_cause_for_the_log() {
+        let response = ApiError::Overloaded.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let cause = response.extensions().get::<UnavailableCause>().unwrap();
+        assert!(cause.0.contains("too many requests in flight"), "{}", cause.0);
     }
 }

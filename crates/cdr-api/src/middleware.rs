@@ -7,7 +7,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use cdr_model::{Issue, IssueSeverity, IssueType, OperationOutcome};
 
-use crate::error::{ApiError, INTERNAL_DIAGNOSTICS, InternalErrorCause};
+use crate::error::{ApiError, INTERNAL_DIAGNOSTICS, InternalErrorCause, UnavailableCause};
 use crate::respond::fhir_json;
 
 /// The header carrying the request id, set (or kept) by the request-id layer.
@@ -96,7 +96,8 @@ pub(crate) fn redacted_query(query: &str) -> String {
     shape
 }
 
-/// Logs the cause of every internal error once, with the request id, and tells the client only the id.
+/// Logs the cause of every internal error once, with the request id, and tells the client only the id;
+/// logs every 503 with its cause at warn level.
 pub(crate) async fn log_internal_errors(request: Request, next: Next) -> Response {
     let request_id = request
         .headers()
@@ -105,6 +106,9 @@ pub(crate) async fn log_internal_errors(request: Request, next: Next) -> Respons
         .unwrap_or("unknown")
         .to_owned();
     let mut response = next.run(request).await;
+    if let Some(UnavailableCause(cause)) = response.extensions_mut().remove::<UnavailableCause>() {
+        tracing::warn!(request_id, cause, "answered 503 service unavailable");
+    }
     let Some(InternalErrorCause(cause)) = response.extensions_mut().remove::<InternalErrorCause>()
     else {
         return response;

@@ -82,12 +82,14 @@ fn pairs(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The URL parameters followed by those of an `application/x-www-form-urlencoded` body.
+/// The URL parameters followed by those of an `application/x-www-form-urlencoded` body; a body needs
+/// that Content-Type (an empty one needs none).
 async fn form_params(
     state: &AppState,
     request: Request,
 ) -> Result<Vec<(String, String)>, ApiError> {
     let mut params = pairs(request.uri().query().unwrap_or_default());
+    let has_content_type = request.headers().contains_key(header::CONTENT_TYPE);
     if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
         let text = content_type.to_str().unwrap_or_default();
         let essence = text.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
@@ -105,6 +107,12 @@ async fn form_params(
             ApiError::BadRequest("the request body could not be read".into())
         }
     })?;
-    params.extend(pairs(&String::from_utf8_lossy(&body.to_bytes())));
+    let body = body.to_bytes();
+    if !has_content_type && !body.is_empty() {
+        return Err(ApiError::UnsupportedMediaType(
+            "a _search body needs Content-Type: application/x-www-form-urlencoded".to_owned(),
+        ));
+    }
+    params.extend(pairs(&String::from_utf8_lossy(&body)));
     Ok(params)
 }
