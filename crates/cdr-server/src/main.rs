@@ -160,8 +160,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(listen = %args.listen, backend = ?store.backend(), "imaging-cdr serving FHIR R4 at /fhir");
+    let shutdown_timeout = limits.shutdown_timeout;
     http::serve(listener, cdr_api::app(state), limits, shutdown_signal()).await;
-    store.close().await;
+    // Requests cut off at the shutdown deadline may still hold connections: closing the pool waits for
+    // them, so it is bounded by the same deadline.
+    if tokio::time::timeout(shutdown_timeout, store.close()).await.is_err() {
+        tracing::warn!(
+            "database connections still in use at the shutdown deadline; exiting without closing them"
+        );
+    }
     Ok(())
 }
 
