@@ -7,7 +7,7 @@ use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::backend_tests;
-use crate::helpers::{Backend, TestApp, build_request, engine_config};
+use crate::helpers::{Backend, TestApp, api_config, build_request, engine_config, send_to};
 
 backend_tests!(
     references_between_entries_are_rewritten,
@@ -19,7 +19,8 @@ backend_tests!(
     malformed_bundles_are_refused_with_their_location,
     reads_in_a_transaction_see_its_writes,
     deletes_in_a_transaction,
-    prefer_shapes_the_entry_responses
+    prefer_shapes_the_entry_responses,
+    a_five_megabyte_report_round_trips_byte_exact
 );
 
 const MRN: &str = "http://hospital.example/mrn";
@@ -581,4 +582,52 @@ async fn prefer_shapes_the_entry_responses(app: &TestApp) {
         .json();
     assert_eq!(outcome["entry"][0]["response"]["outcome"]["resourceType"], "OperationOutcome");
     assert!(outcome["entry"][0]["response"]["lastModified"].is_string());
+}
+
+/// A report with a 5 MB PDF (base64 in `presentedForm.data`) is stored and served byte for byte.
+async fn a_five_megabyte_report_round_trips_byte_exact(app: &TestApp) {
+    let router =
+        app.router_with(cdr_api::ApiConfig { max_body_bytes: 16 * 1024 * 1024, ..api_config() });
+    // Deterministic bytes with every value, base64-encoded by hand (the standard alphabet, padded).
+    let bytes: Vec<u8> =
+        (0..5 * 1024 * 1024_u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let data = base64(&bytes);
+    let report = json!({"resourceType": "DiagnosticReport", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "18748-4"}]},
+        "subject": {"reference": "urn:uuid:9d9a0d5e-4c1e-4a51-8f7e-6a2b7c9d0e01"},
+        "presentedForm": [{"contentType": "application/pdf", "data": data}]});
+    let bundle = transaction(vec![
+        entry("urn:uuid:9d9a0d5e-4c1e-4a51-8f7e-6a2b7c9d0e01", patient("PDF"), "POST", "Patient"),
+        entry("urn:uuid:9d9a0d5e-4c1e-4a51-8f7e-6a2b7c9d0e02", report, "POST", "DiagnosticReport"),
+    ]);
+    let headers = [("content-type", "application/fhir+json"), ("prefer", "return=minimal")];
+    let response =
+        send_to(&router, build_request(Method::POST, "/fhir", &headers, &bundle.to_string())).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    let id = location_id(&response.json()["entry"][1]);
+    let stored = send_to(
+        &router,
+        build_request(Method::GET, &format!("/fhir/DiagnosticReport/{id}"), &[], ""),
+    )
+    .await;
+    assert_eq!(stored.json()["presentedForm"][0]["data"].as_str(), Some(data.as_str()));
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut text = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let group = chunk
+            .iter()
+            .enumerate()
+            .fold(0_u32, |group, (i, byte)| group | u32::from(*byte) << (16 - 8 * i));
+        for position in 0..4 {
+            if position <= chunk.len() {
+                text.push(char::from(ALPHABET[(group >> (18 - 6 * position) & 63) as usize]));
+            } else {
+                text.push('=');
+            }
+        }
+    }
+    text
 }
