@@ -30,7 +30,8 @@
 //!
 //! - [`Collection::locations`] tells where each node of a result is in the input (a [`Location`], the
 //!   steps of keys and indices from the root), for callers that change the input where an expression
-//!   points, such as FHIRPath Patch.
+//!   points, such as FHIRPath Patch; [`Item::model_type`] and [`ModelType`] tell which child elements a node's
+//!   type has and which of them repeat, so such a caller writes arrays where FHIR JSON needs them.
 //!
 //! Expressions are limited in length and nesting, so hostile input yields a [`ParseError`], never a stack
 //! overflow. Results of the HL7 test suite and known gaps are in the crate's `README.md`.
@@ -58,6 +59,7 @@ use serde_json::Value;
 pub use crate::context::{ConformsToFn, EvaluationCache, EvaluationContext, MemberOfFn, TraceFn};
 pub use crate::datetime::Partial;
 pub use crate::locate::{Location, Step};
+pub use crate::model::{ModelElement, ModelType};
 pub use crate::value::{Collection, Item, Node, SystemValue};
 
 /// A parsed FHIRPath expression.
