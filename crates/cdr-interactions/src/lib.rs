@@ -1,6 +1,7 @@
 //! FHIR RESTful interactions as plain async functions on an [`Engine`]: read, vread, create, update,
-//! delete (plain and conditional), history, search, `$validate` and the CapabilityStatement. Creates
-//! and updates are validated against profiles (`validate.rs`) before anything is written.
+//! patch, delete (plain and conditional), history, search, `$validate` and the CapabilityStatement.
+//! Creates, updates and patched resources are validated against profiles (`validate.rs`) before anything
+//! is written.
 //!
 //! API Boundary: this crate speaks FHIR, not HTTP. It knows no status codes or headers; its errors are
 //! semantic ([`InteractionError`]) and `cdr-api` maps them to HTTP in one table. Writes take a
@@ -12,6 +13,7 @@ mod capabilities;
 mod conditional;
 mod error;
 mod history;
+mod patch;
 mod read;
 mod search;
 mod shape;
@@ -34,6 +36,7 @@ use crate::budget::CpuPool;
 pub use crate::budget::ResourceLimits;
 pub use crate::error::InteractionError;
 pub use crate::history::HistoryParams;
+pub use crate::patch::{FhirPathPatch, Patch, PatchFormat};
 pub use crate::search::Handling;
 pub use crate::validate::{ONTARIO_PROFILES, Profiles, ValidationMode};
 pub use crate::write::{Precondition, WriteOutcome, WriteStatus, reindex};
