@@ -19,9 +19,7 @@ use cdr_store::{StoreError, StoreTx, WriteMethod};
 use serde_json::Value;
 
 use crate::write::{check_structure, multiple_matches, write_version};
-use crate::{
-    Engine, InteractionError, Precondition, ResourceLimits, WriteOutcome, WriteStatus, parse_id,
-};
+use crate::{Engine, InteractionError, Precondition, ResourceLimits, VersionedResource, parse_id};
 
 pub use crate::patch::fhirpath::FhirPathPatch;
 
@@ -100,7 +98,7 @@ impl Engine {
         id: &str,
         patch: &Patch,
         precondition: Precondition,
-    ) -> Result<WriteOutcome, InteractionError> {
+    ) -> Result<VersionedResource, InteractionError> {
         let resource_type = self.served_type(type_name)?;
         let id = parse_id(id)?;
         let mut tx = self.store.begin().await?;
@@ -120,7 +118,7 @@ impl Engine {
         query: &str,
         patch: &Patch,
         precondition: Precondition,
-    ) -> Result<WriteOutcome, InteractionError> {
+    ) -> Result<VersionedResource, InteractionError> {
         let resource_type = self.served_type(type_name)?;
         let mut tx = self.store.begin().await?;
         let matches = self.conditional_matches(&mut tx, resource_type, query).await?;
@@ -138,7 +136,8 @@ impl Engine {
     }
 
     /// Patches `type/id` inside `tx`: reads its current version (locking it), checks `precondition`,
-    /// applies `patch`, validates the result like an update and writes it as the next version.
+    /// applies `patch`, validates the result like an update and writes it as the next version, which it
+    /// returns (a patch always writes one: its response is an update's `200`).
     ///
     /// # Errors
     /// A resource that does not exist or is deleted, failed precondition, a patch that cannot be applied or
@@ -150,7 +149,7 @@ impl Engine {
         id: &LogicalId,
         patch: &Patch,
         precondition: Precondition,
-    ) -> Result<WriteOutcome, InteractionError> {
+    ) -> Result<VersionedResource, InteractionError> {
         let Some(current) = tx.current_version(resource_type, id).await? else {
             return Err(InteractionError::NotFound(format!("{resource_type}/{id}")));
         };
@@ -187,17 +186,8 @@ impl Engine {
             })?;
         let resource = self.check_for_write(resource).await?;
         let version = current.version.next();
-        let written = write_version(
-            tx,
-            &self.registry,
-            resource_type,
-            id,
-            resource,
-            version,
-            WriteMethod::Update,
-        )
-        .await?;
-        Ok(WriteOutcome { status: WriteStatus::Updated, resource: Some(written) })
+        write_version(tx, &self.registry, resource_type, id, resource, version, WriteMethod::Update)
+            .await
     }
 }
 
