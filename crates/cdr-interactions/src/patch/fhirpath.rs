@@ -22,6 +22,10 @@ use serde_json::{Map, Value};
 
 use crate::InteractionError;
 
+/// Most operations one FHIRPath Patch may hold: each evaluates its path over the whole resource, so their
+/// number multiplies the cost of a patch.
+pub(crate) const MAX_OPERATIONS: usize = 1_000;
+
 /// A parsed FHIRPath Patch: its operations in order.
 #[derive(Debug, Clone)]
 pub struct FhirPathPatch {
@@ -58,7 +62,8 @@ impl FhirPathPatch {
     /// Parses a Parameters resource of `operation` parameters.
     ///
     /// # Errors
-    /// [`InteractionError::Invalid`] naming the parameter that is not a well-formed operation.
+    /// [`InteractionError::Invalid`] naming the parameter that is not a well-formed operation;
+    /// [`InteractionError::TooCostly`] past [`MAX_OPERATIONS`].
     pub(crate) fn parse(parameters: &Value) -> Result<FhirPathPatch, InteractionError> {
         if parameters.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
             return Err(InteractionError::invalid(
@@ -72,6 +77,12 @@ impl FhirPathPatch {
                 return Err(invalid_at("parameter must be an array", "Parameters.parameter"));
             }
         };
+        if parameter.len() > MAX_OPERATIONS {
+            return Err(InteractionError::TooCostly(format!(
+                "the patch holds {} operations; this server applies at most {MAX_OPERATIONS} in one patch",
+                parameter.len()
+            )));
+        }
         let operations = parameter
             .iter()
             .enumerate()

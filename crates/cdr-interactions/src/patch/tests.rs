@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use crate::patch::fhirpath::MAX_OPERATIONS;
 use crate::patch::{Patch, PatchFormat, apply_patch};
 use crate::{InteractionError, ResourceLimits};
 
@@ -196,6 +197,14 @@ fn malformed_fhirpath_patches_are_invalid() {
         {"name": "source", "valueInteger": -1}, {"name": "destination", "valueInteger": 0}
     ]));
     assert!(invalid(negative).contains("valueInteger of 0 or more"));
+    let delete = json!({"name": "operation", "part": [
+        {"name": "type", "valueCode": "delete"}, {"name": "path", "valueString": "Patient.active"}
+    ]});
+    let many = json!({"resourceType": "Parameters", "parameter": vec![delete; MAX_OPERATIONS + 1]});
+    assert!(matches!(
+        Patch::parse(PatchFormat::FhirPath, many.to_string().as_bytes()),
+        Err(InteractionError::TooCostly(_))
+    ));
     assert!(matches!(
         Patch::parse(PatchFormat::FhirPath, b"{not json"),
         Err(InteractionError::Invalid(_))
