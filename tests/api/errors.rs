@@ -63,7 +63,7 @@ async fn wrong_addresses(app: &TestApp) {
         .assert_outcome(StatusCode::BAD_REQUEST, "invalid");
     app.get("/fhir/Patient/%FF").await.assert_outcome(StatusCode::BAD_REQUEST, "invalid");
     app.get("/nowhere").await.assert_outcome(StatusCode::NOT_FOUND, "not-found");
-    app.request(Method::PATCH, "/fhir/Patient/1", &[], "{}")
+    app.request(Method::POST, "/fhir/Patient/1", &[], "{}")
         .await
         .assert_outcome(StatusCode::METHOD_NOT_ALLOWED, "not-supported");
     app.request(Method::DELETE, "/fhir/metadata", &[], "")

@@ -149,15 +149,7 @@ impl FromRequest<AppState> for FhirBody {
                 )));
             }
         }
-        let limit = state.config.max_body_bytes;
-        let body = Limited::new(request.into_body(), limit).collect().await.map_err(|error| {
-            if error.downcast_ref::<LengthLimitError>().is_some() {
-                ApiError::PayloadTooLarge(limit)
-            } else {
-                ApiError::BadRequest("the request body could not be read".into())
-            }
-        })?;
-        let body = body.to_bytes();
+        let body = read_body(request, state).await?;
         if !declared && !body.is_empty() {
             return Err(ApiError::UnsupportedMediaType(
                 "the request body has no Content-Type: send application/fhir+json".into(),
@@ -165,6 +157,19 @@ impl FromRequest<AppState> for FhirBody {
         }
         Ok(FhirBody(body))
     }
+}
+
+/// The whole request body, refused with 413 past the configured limit.
+pub(crate) async fn read_body(request: Request, state: &AppState) -> Result<Bytes, ApiError> {
+    let limit = state.config.max_body_bytes;
+    let body = Limited::new(request.into_body(), limit).collect().await.map_err(|error| {
+        if error.downcast_ref::<LengthLimitError>().is_some() {
+            ApiError::PayloadTooLarge(limit)
+        } else {
+            ApiError::BadRequest("the request body could not be read".into())
+        }
+    })?;
+    Ok(body.to_bytes())
 }
 
 /// Whether a media type (with any parameters, `fhirVersion` included) is FHIR JSON or plain JSON.

@@ -13,6 +13,7 @@ mod history;
 mod links;
 mod metadata;
 mod middleware;
+mod patch;
 mod resource;
 mod respond;
 mod search;
@@ -89,6 +90,7 @@ pub fn app(state: AppState) -> Router {
         .merge(metadata::router())
         .merge(history::router())
         .merge(resource::router())
+        .merge(patch::router())
         .merge(validate::router())
         .merge(search::router())
         .method_not_allowed_fallback(method_not_allowed)

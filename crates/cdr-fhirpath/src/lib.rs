@@ -28,6 +28,11 @@
 //!   and otherwise returns an item typed by the reference (`Patient/123` resolves to a `Patient` without
 //!   content), so `resolve() is Patient` works.
 //!
+//! - [`Collection::locations`] tells where each node of a result is in the input (a [`Location`], the
+//!   steps of keys and indices from the root), for callers that change the input where an expression
+//!   points, such as FHIRPath Patch; [`Item::model_type`] and [`ModelType`] tell which child elements a node's
+//!   type has and which of them repeat, so such a caller writes arrays where FHIR JSON needs them.
+//!
 //! Expressions are limited in length and nesting, so hostile input yields a [`ParseError`], never a stack
 //! overflow. Results of the HL7 test suite and known gaps are in the crate's `README.md`.
 //!
@@ -40,6 +45,7 @@ mod distinct;
 mod eval;
 mod functions;
 mod lexer;
+mod locate;
 mod model;
 mod ops;
 mod parser;
@@ -52,6 +58,8 @@ use serde_json::Value;
 
 pub use crate::context::{ConformsToFn, EvaluationCache, EvaluationContext, MemberOfFn, TraceFn};
 pub use crate::datetime::Partial;
+pub use crate::locate::{Location, Step};
+pub use crate::model::{ModelElement, ModelType};
 pub use crate::value::{Collection, Item, Node, SystemValue};
 
 /// A parsed FHIRPath expression.

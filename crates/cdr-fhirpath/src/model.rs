@@ -31,6 +31,8 @@ pub(crate) struct TypeDef {
 pub(crate) struct ElementDef {
     pub(crate) name: &'static str,
     pub(crate) choice: bool,
+    /// Whether the element may repeat (its JSON is an array).
+    pub(crate) repeats: bool,
     pub(crate) types: Vec<TypeId>,
 }
 
@@ -97,6 +99,10 @@ impl Model {
             let (Some(type_idx), Some(rest)) = (current, line.strip_prefix(' ')) else { continue };
             let mut parts = rest.split(' ');
             let raw_name = parts.next().unwrap_or_default();
+            let (raw_name, repeats) = match raw_name.strip_suffix('+') {
+                Some(name) => (name, true),
+                None => (raw_name, false),
+            };
             let (name, choice) = match raw_name.strip_suffix('*') {
                 Some(name) => (name, true),
                 None => (raw_name, false),
@@ -106,7 +112,12 @@ impl Model {
                     by_name.get(type_name.strip_prefix('#').unwrap_or(type_name)).copied()
                 })
                 .collect();
-            types[type_idx].elements.push(ElementDef { name, choice, types: element_types });
+            types[type_idx].elements.push(ElementDef {
+                name,
+                choice,
+                repeats,
+                types: element_types,
+            });
         }
         for type_def in &mut types {
             type_def.elements.sort_by(|a, b| a.name.cmp(b.name));
@@ -174,6 +185,65 @@ impl Model {
     }
 }
 
+/// A type of the R4 model (a named type or a backbone element), for callers that build JSON of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelType(TypeId);
+
+/// A child element of a [`ModelType`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelElement {
+    /// Whether the element may repeat: its JSON is an array.
+    pub repeats: bool,
+    /// Whether it is a choice element named without its type suffix (`value` of `value[x]`): its JSON key
+    /// is the name followed by the type (`valueString`).
+    pub choice: bool,
+    /// The element's type; `None` for a choice element named without a suffix (it has several).
+    pub element_type: Option<ModelType>,
+}
+
+impl ModelType {
+    pub(crate) fn new(type_id: TypeId) -> ModelType {
+        ModelType(type_id)
+    }
+
+    /// The type named `name` (`Patient`, `HumanName`); `None` for an unknown name.
+    pub fn named(name: &str) -> Option<ModelType> {
+        model().type_by_name(name).map(ModelType)
+    }
+
+    /// The type name; `BackboneElement` (or `Element`) for a backbone element.
+    pub fn name(self) -> &'static str {
+        model().get(self.0).name
+    }
+
+    /// The child element `name` of this type (inherited ones included); a choice element is found by its
+    /// plain name (`value`) or with its type suffix (`valueString`, then typed by the suffix).
+    pub fn element(self, name: &str) -> Option<ModelElement> {
+        let model = model();
+        if let Some(element) = model.element(self.0, name) {
+            let element_type = match element.types.as_slice() {
+                [only] if !element.choice => Some(ModelType(*only)),
+                _ => None,
+            };
+            return Some(ModelElement {
+                repeats: element.repeats,
+                choice: element.choice,
+                element_type,
+            });
+        }
+        let split = name.find(|c: char| c.is_ascii_uppercase())?;
+        let element = model.element(self.0, &name[..split]).filter(|element| element.choice)?;
+        let type_id = element.types.iter().copied().find(|&type_id| {
+            crate::eval::choice_key(&name[..split], model.get(type_id).name) == name
+        })?;
+        Some(ModelElement {
+            repeats: element.repeats,
+            choice: false,
+            element_type: Some(ModelType(type_id)),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,11 +258,36 @@ mod tests {
         assert_eq!(model.get(contact_type).name, "BackboneElement");
         assert!(model.element(contact_type, "name").is_some());
         assert!(model.element(contact_type, "modifierExtension").is_some());
+        assert!(!model.element(contact_type, "name").unwrap().repeats);
+        assert!(model.element(contact_type, "telecom").unwrap().repeats);
+        assert!(model.element(patient, "identifier").unwrap().repeats);
         let deceased = model.element(patient, "deceased").unwrap();
         assert!(deceased.choice);
+        assert!(!deceased.repeats);
         assert_eq!(deceased.types.len(), 2);
         let age = model.type_by_name("Age").unwrap();
         assert!(model.is_subtype_name(age, "Quantity"));
         assert!(model.element(age, "unit").is_some());
+    }
+
+    #[test]
+    fn model_types_describe_their_elements() {
+        let patient = ModelType::named("Patient").unwrap();
+        assert_eq!(patient.name(), "Patient");
+        let identifier = patient.element("identifier").unwrap();
+        assert!(identifier.repeats && !identifier.choice);
+        assert_eq!(identifier.element_type.map(ModelType::name), Some("Identifier"));
+        let contact = patient.element("contact").unwrap().element_type.unwrap();
+        assert_eq!(contact.name(), "BackboneElement");
+        assert!(!contact.element("name").unwrap().repeats);
+        assert!(contact.element("telecom").unwrap().repeats);
+        let deceased = patient.element("deceased").unwrap();
+        assert!(deceased.choice && deceased.element_type.is_none());
+        let typed = patient.element("deceasedBoolean").unwrap();
+        assert!(!typed.choice && !typed.repeats);
+        assert_eq!(typed.element_type.map(ModelType::name), Some("boolean"));
+        assert_eq!(patient.element("deceasedString"), None);
+        assert_eq!(patient.element("unknown"), None);
+        assert_eq!(ModelType::named("NoSuchType"), None);
     }
 }

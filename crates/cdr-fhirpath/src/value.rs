@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::EvalError;
 use crate::datetime::Partial;
-use crate::model::{TypeId, TypeKind, model};
+use crate::model::{ModelType, TypeId, TypeKind, model};
 
 /// One item of a collection: a node of the input JSON, or a value computed by the expression.
 #[derive(Clone, Debug)]
@@ -137,6 +137,14 @@ impl<'a> Item<'a> {
         match self {
             Item::Node(node) => node.system_value(),
             Item::Value(value) => Some(value.clone()),
+        }
+    }
+
+    /// The R4 model type of a node; `None` for a computed value and for untyped JSON.
+    pub fn model_type(&self) -> Option<ModelType> {
+        match self {
+            Item::Node(node) => node.type_id.map(ModelType::new),
+            Item::Value(_) => None,
         }
     }
 

@@ -4,8 +4,9 @@
 //!
 //! The format is line based. `T name base kind` starts a named type (kind `P` primitive, `C` complex,
 //! `R` resource, `A` abstract resource), `B path base` starts a backbone element, and each following
-//! ` name[*] type...` line is one child element (`*` marks a choice element `name[x]`; a type `#path` names a
-//! backbone element or a `contentReference`).
+//! ` name[*][+] type...` line is one child element (`*` marks a choice element `name[x]`, `+` a repeating one,
+//! whose JSON is an array: its base definition's `max` is above 1; a type `#path` names a backbone element or a
+//! `contentReference`).
 
 #![allow(clippy::unwrap_used, reason = "tests and benchmarks panic on broken fixtures")]
 
@@ -122,7 +123,12 @@ fn write_elements(out: &mut String, sd: &Value, type_name: &str, is_primitive: b
                 }
             }
         };
-        children.entry(parent).or_default().push(format!(" {name}{choice} {}", types.join(" ")));
+        let max = element["base"]["max"].as_str().or(element["max"].as_str()).unwrap();
+        let repeats = if matches!(max, "0" | "1") { "" } else { "+" };
+        children
+            .entry(parent)
+            .or_default()
+            .push(format!(" {name}{choice}{repeats} {}", types.join(" ")));
     }
     for (parent, lines) in &children {
         if *parent != type_name {

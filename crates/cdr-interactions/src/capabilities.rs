@@ -10,10 +10,11 @@ use crate::{Engine, SERVED_TYPES};
 const VALIDATE_DEFINITION: &str = "http://hl7.org/fhir/OperationDefinition/Resource-validate";
 
 /// The type-level interactions every served type supports.
-const TYPE_INTERACTIONS: [&str; 8] = [
+const TYPE_INTERACTIONS: [&str; 9] = [
     "read",
     "vread",
     "update",
+    "patch",
     "delete",
     "history-instance",
     "history-type",
@@ -71,6 +72,7 @@ impl Engine {
             "implementation": { "description": "imaging-cdr FHIR R4 imaging repository", "url": base },
             "fhirVersion": "4.0.1",
             "format": ["json", "application/fhir+json", "application/json"],
+            "patchFormat": ["application/json-patch+json", "application/fhir+json"],
             "rest": [{
                 "mode": "server",
                 "resource": resources,

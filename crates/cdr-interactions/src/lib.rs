@@ -1,6 +1,7 @@
 //! FHIR RESTful interactions as plain async functions on an [`Engine`]: read, vread, create, update,
-//! delete (plain and conditional), history, search, `$validate` and the CapabilityStatement. Creates
-//! and updates are validated against profiles (`validate.rs`) before anything is written.
+//! patch, delete (plain and conditional), history, search, `$validate` and the CapabilityStatement.
+//! Creates, updates and patched resources are validated against profiles (`validate.rs`) before anything
+//! is written.
 //!
 //! API Boundary: this crate speaks FHIR, not HTTP. It knows no status codes or headers; its errors are
 //! semantic ([`InteractionError`]) and `cdr-api` maps them to HTTP in one table. Writes take a
@@ -13,6 +14,7 @@ mod capabilities;
 mod conditional;
 mod error;
 mod history;
+mod patch;
 mod read;
 mod search;
 mod shape;
@@ -36,6 +38,7 @@ pub use crate::budget::ResourceLimits;
 pub use crate::bundle::{BundleKind, BundleOutcome, EntryOutcome, EntryResult};
 pub use crate::error::InteractionError;
 pub use crate::history::HistoryParams;
+pub use crate::patch::{FhirPathPatch, Patch, PatchFormat};
 pub use crate::search::Handling;
 pub use crate::validate::{ONTARIO_PROFILES, Profiles, ValidationMode};
 pub use crate::write::{Precondition, WriteOutcome, WriteStatus, reindex};

@@ -177,7 +177,7 @@ impl Engine {
 
     /// Parses conditional criteria, takes the lock of their canonical form and returns the ids of at most
     /// two matches.
-    async fn conditional_matches(
+    pub(crate) async fn conditional_matches(
         &self,
         tx: &mut StoreTx,
         resource_type: ResourceType,
@@ -302,7 +302,7 @@ async fn delete_in(
 }
 
 /// Stamps `id` and `meta` on the resource and writes it as `version`.
-async fn write_version(
+pub(crate) async fn write_version(
     tx: &mut StoreTx,
     registry: &SearchParamRegistry,
     resource_type: ResourceType,
@@ -396,7 +396,15 @@ pub(crate) fn parse_body(
     resource_type: ResourceType,
     body: &[u8],
 ) -> Result<Resource, InteractionError> {
-    let resource = parse_value(body)?;
+    check_structure(resource_type, parse_value(body)?)
+}
+
+/// The structural checks of every write on a parsed resource (also a patched one): its type is the URL's and
+/// `meta`, when present, is a non-empty object.
+pub(crate) fn check_structure(
+    resource_type: ResourceType,
+    resource: Resource,
+) -> Result<Resource, InteractionError> {
     if resource.resource_type() != resource_type {
         return Err(invalid_at(
             format!(
@@ -440,7 +448,7 @@ pub(crate) fn invalid_at(diagnostics: impl Into<String>, expression: &str) -> In
     ))
 }
 
-fn multiple_matches(resource_type: ResourceType, query: &str) -> InteractionError {
+pub(crate) fn multiple_matches(resource_type: ResourceType, query: &str) -> InteractionError {
     InteractionError::MultipleMatches(format!("more than one {resource_type} matches '{query}'"))
 }
 

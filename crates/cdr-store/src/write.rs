@@ -11,7 +11,8 @@ use crate::compile::where_clause;
 use crate::connect::{Pool, dispatch};
 use crate::index::{IndexedResource, replace_statements};
 use crate::plan::usual_drive;
-use crate::row::{logical_id, resource_type, version_id};
+use crate::read::StoredVersion;
+use crate::row::{CurrentRow, logical_id, resource_type, version_id};
 use crate::sql::{Bind, Sql, pack, query_of};
 use crate::{Store, StoreError};
 
@@ -173,6 +174,45 @@ impl StoreTx {
                 .await?,
         };
         row.map(|(version, deleted)| Ok((version_id(version)?, deleted))).transpose()
+    }
+
+    /// The current version of a resource with its body, locking its row until commit like
+    /// [`StoreTx::current`]: what a patch reads before it writes the next version.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn current_version(
+        &mut self,
+        res_type: ResourceType,
+        res_id: &LogicalId,
+    ) -> Result<Option<StoredVersion>, StoreError> {
+        let row: Option<CurrentRow> = match &mut self.tx {
+            Tx::Postgres(tx) => {
+                sqlx::query_as(
+                    "SELECT version, last_updated, deleted, body FROM resource WHERE res_type = $1 AND res_id = $2 FOR UPDATE",
+                )
+                .bind(res_type.as_str())
+                .bind(res_id.as_str())
+                .fetch_optional(&mut **tx)
+                .await?
+            }
+            Tx::Sqlite(tx) => {
+                sqlx::query_as(
+                    "SELECT version, last_updated, deleted, body FROM resource WHERE res_type = $1 AND res_id = $2",
+                )
+                .bind(res_type.as_str())
+                .bind(res_id.as_str())
+                .fetch_optional(&mut **tx)
+                .await?
+            }
+        };
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(StoredVersion {
+            version: version_id(row.version)?,
+            last_updated: Instant::from_millis(row.last_updated),
+            deleted: row.deleted,
+            body: row.body,
+        }))
     }
 
     /// The ids of live resources of `types` matching `query`'s criteria, at most `limit` of them, in id order.
