@@ -20,7 +20,8 @@ backend_tests!(
     reads_in_a_transaction_see_its_writes,
     deletes_in_a_transaction,
     prefer_shapes_the_entry_responses,
-    a_five_megabyte_report_round_trips_byte_exact
+    a_five_megabyte_report_round_trips_byte_exact,
+    patch_entries_in_both_formats
 );
 
 const MRN: &str = "http://hospital.example/mrn";
@@ -630,4 +631,53 @@ fn base64(bytes: &[u8]) -> String {
         }
     }
     text
+}
+
+async fn patch_entries_in_both_formats(app: &TestApp) {
+    let first = app.create("Patient", &patient("PA1").to_string()).await;
+    app.create("Patient", &patient("PA2").to_string()).await;
+    let fhirpath = json!({"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+        {"name": "type", "valueCode": "replace"}, {"name": "path", "valueString": "Patient.birthDate"},
+        {"name": "value", "valueDate": "1980-02-03"}]}]});
+    let json_patch = |operations: &str| {
+        json!({"resourceType": "Binary", "contentType": "application/json-patch+json",
+               "data": base64(operations.as_bytes())})
+    };
+    let bundle = transaction(vec![
+        json!({"resource": fhirpath, "request": {"method": "PATCH", "url": format!("Patient/{first}"), "ifMatch": "W/\"1\""}}),
+        json!({"resource": json_patch(r#"[{"op":"add","path":"/active","value":true}]"#),
+               "request": {"method": "PATCH", "url": format!("Patient?identifier={MRN}|PA2")}}),
+    ]);
+    let response = post_bundle(app, &bundle).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    let body = response.json();
+    assert_eq!(statuses(&body), ["200 OK", "200 OK"]);
+    assert_eq!(body["entry"][0]["response"]["etag"], "W/\"2\"");
+    assert_eq!(app.get(&format!("/fhir/Patient/{first}")).await.json()["birthDate"], "1980-02-03");
+    assert_eq!(matches(app, format!("Patient?identifier={MRN}|PA2&active=true")).await, 1);
+
+    // A patch that cannot be applied rolls back the whole transaction, other entries included.
+    let failing = transaction(vec![
+        entry("urn:uuid:aeaa0d5e-4c1e-4a51-8f7e-6a2b7c9d0e01", patient("PA3"), "POST", "Patient"),
+        json!({"resource": json_patch(r#"[{"op":"test","path":"/birthDate","value":"1900-01-01"}]"#),
+               "request": {"method": "PATCH", "url": format!("Patient/{first}")}}),
+    ]);
+    let response = post_bundle(app, &failing).await;
+    assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", response.text());
+    assert!(
+        response.json()["issue"][0]["expression"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("Bundle.entry[1]")
+    );
+    assert_eq!(matches(app, format!("Patient?identifier={MRN}|PA3")).await, 0);
+    // Not a patch document.
+    let wrong = transaction(vec![json!({"resource": patient("PA4"),
+        "request": {"method": "PATCH", "url": format!("Patient/{first}")}})]);
+    let response = post_bundle(app, &wrong).await;
+    response.assert_outcome(StatusCode::BAD_REQUEST, "invalid");
+    assert_eq!(
+        response.json()["issue"][0]["expression"][0],
+        "Bundle.entry[0].resource.resourceType"
+    );
 }

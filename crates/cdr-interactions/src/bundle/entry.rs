@@ -15,6 +15,7 @@ pub(crate) enum Method {
     Delete,
     Post,
     Put,
+    Patch,
     Get,
     Head,
 }
@@ -134,11 +135,7 @@ impl Engine {
             Some("POST") => Method::Post,
             Some("PUT") => Method::Put,
             Some("DELETE") => Method::Delete,
-            Some("PATCH") => {
-                return Err(InteractionError::NotSupported(
-                    "PATCH entries are not supported yet".to_owned(),
-                ));
-            }
+            Some("PATCH") => Method::Patch,
             Some(other) => {
                 return Err(entry_invalid(
                     format!("'{other}' is not an HTTP verb of FHIR"),
@@ -255,10 +252,13 @@ impl Entry {
 
     /// Checks that the method, URL and resource go together (R4 http.html#transaction).
     fn check_shape(&self) -> Result<(), InteractionError> {
-        let needs_resource = matches!(self.method, Method::Post | Method::Put);
+        let needs_resource = matches!(self.method, Method::Post | Method::Put | Method::Patch);
         match (&self.resource, needs_resource) {
             (None, true) => {
-                return Err(entry_invalid("a POST or PUT entry needs a resource", "resource"));
+                return Err(entry_invalid(
+                    "a POST, PUT or PATCH entry needs a resource (for PATCH, the patch document)",
+                    "resource",
+                ));
             }
             (Some(_), false) => {
                 return Err(entry_invalid(
@@ -270,6 +270,7 @@ impl Entry {
         }
         if let (Some(resource), Some(resource_type)) = (&self.resource, self.resource_type())
             && resource.resource_type() != resource_type
+            && self.method != Method::Patch
         {
             return Err(entry_invalid(
                 format!(
@@ -281,8 +282,10 @@ impl Entry {
         }
         let shape_ok = match (self.method, &self.target) {
             (Method::Post, Target::Type(_, query)) => query.is_empty(),
-            (Method::Put | Method::Delete, Target::Type(_, query)) => !query.is_empty(),
-            (Method::Put | Method::Delete, Target::Instance(..)) => true,
+            (Method::Put | Method::Patch | Method::Delete, Target::Type(_, query)) => {
+                !query.is_empty()
+            }
+            (Method::Put | Method::Patch | Method::Delete, Target::Instance(..)) => true,
             (Method::Get | Method::Head, _) => true,
             _ => false,
         };
@@ -290,7 +293,7 @@ impl Entry {
             let verb = format!("{:?}", self.method).to_uppercase();
             return Err(entry_invalid(
                 format!(
-                    "{verb} does not go with this request.url (R4: POST [type], PUT and DELETE [type]/[id] or [type]?criteria, GET any)"
+                    "{verb} does not go with this request.url (R4: POST [type], PUT, PATCH and DELETE [type]/[id] or [type]?criteria, GET any)"
                 ),
                 "request.url",
             ));
@@ -301,9 +304,9 @@ impl Entry {
                 "request.ifNoneExist",
             ));
         }
-        if self.if_match.is_some() && self.method != Method::Put {
+        if self.if_match.is_some() && !matches!(self.method, Method::Put | Method::Patch) {
             return Err(entry_invalid(
-                "ifMatch belongs to PUT (update) entries",
+                "ifMatch belongs to PUT (update) and PATCH entries",
                 "request.ifMatch",
             ));
         }

@@ -18,9 +18,10 @@
 
 use std::collections::{HashMap, HashSet};
 
+use base64::Engine as _;
 use cdr_model::{Instant, LogicalId, Resource, ResourceType, VersionId};
 use cdr_search::SearchQuery;
-use cdr_store::{NewVersion, StoreError, WriteMethod};
+use cdr_store::{NewVersion, StoreError, StoreTx, WriteMethod};
 use serde_json::Value;
 
 use super::entry::{Entry, Method, Target};
@@ -29,7 +30,10 @@ use super::{EntryOutcome, EntryResult, in_entry, resource_relative};
 use crate::conditional::{Criteria, parse_criteria};
 use crate::terminology::expand_terminology;
 use crate::write::{index_entries, invalid_at, new_id};
-use crate::{Engine, InteractionError, Precondition, VersionedResource, WriteOutcome, WriteStatus};
+use crate::{
+    Engine, InteractionError, Patch, PatchFormat, Precondition, VersionedResource, WriteOutcome,
+    WriteStatus,
+};
 
 /// How many times a transaction that lost a race on a unique key is applied again.
 const RETRIES: usize = 3;
@@ -42,6 +46,8 @@ enum Action {
     ConditionalUpdate { criteria: Criteria, precondition: Precondition },
     Delete { id: LogicalId },
     ConditionalDelete { criteria: Criteria },
+    Patch { id: LogicalId, patch: Patch, precondition: Precondition },
+    ConditionalPatch { criteria: Criteria, patch: Patch, precondition: Precondition },
     Read(Entry),
 }
 
@@ -77,6 +83,11 @@ struct Plan {
 /// What the apply step decided for one entry.
 enum Step {
     Write(Write),
+    /// A patch of this resource, applied to its current version inside the transaction.
+    Patch {
+        id: LogicalId,
+        precondition: Precondition,
+    },
     /// A conditional create found this resource; nothing is written.
     Existing(LogicalId),
     NothingToDelete,
@@ -292,6 +303,15 @@ impl Engine {
                 let criteria = self.criteria(*resource_type, query)?;
                 (*resource_type, None, Action::ConditionalDelete { criteria })
             }
+            (Method::Patch, Target::Instance(resource_type, id)) => {
+                let patch = patch_of(entry.resource.as_ref())?;
+                (*resource_type, None, Action::Patch { id: id.clone(), patch, precondition })
+            }
+            (Method::Patch, Target::Type(resource_type, query)) => {
+                let criteria = self.criteria(*resource_type, query)?;
+                let patch = patch_of(entry.resource.as_ref())?;
+                (*resource_type, None, Action::ConditionalPatch { criteria, patch, precondition })
+            }
             (Method::Get | Method::Head, _) => {
                 let resource_type = entry.resource_type().unwrap_or(ResourceType::known("Bundle"));
                 (resource_type, None, Action::Read(entry.clone()))
@@ -388,29 +408,9 @@ impl Engine {
     /// Step 2: one store transaction; how each entry is answered, in entry order.
     async fn apply(&self, plan: &Plan) -> Result<Vec<Applied>, Failure> {
         let mut tx = self.store.begin().await?;
-        // Every criteria of the Bundle: the entries', then the conditional references'.
-        let mut lookups: Vec<(&Criteria, [ResourceType; 1])> = Vec::new();
-        let mut lookup_of_entry: HashMap<usize, usize> = HashMap::new();
-        for (position, entry) in plan.entries.iter().enumerate() {
-            if let Some(criteria) = entry.criteria() {
-                lookup_of_entry.insert(position, lookups.len());
-                lookups.push((criteria, [entry.resource_type]));
-            }
-        }
-        let mut reference_lookups: Vec<(&String, &ConditionalReference, usize)> = Vec::new();
-        for (text, reference) in &plan.references {
-            reference_lookups.push((text, reference, lookups.len()));
-            lookups.push((&reference.criteria, [reference.resource_type]));
-        }
-        let mut keys: Vec<&str> =
-            lookups.iter().map(|(criteria, _)| criteria.lock_key.as_str()).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        tx.lock_all(&keys).await?;
-        let queries: Vec<(&SearchQuery, &[ResourceType])> =
-            lookups.iter().map(|(criteria, types)| (&criteria.query, types.as_slice())).collect();
         let now = Instant::now();
-        let matches = tx.find_all(&queries, now.millis() * 1_000, 2).await?;
+        let Lookups { matches, of_entry: lookup_of_entry, references: reference_lookups } =
+            Lookups::run(&mut tx, plan, now).await?;
         let matches_of = |position: usize| -> &[LogicalId] {
             lookup_of_entry.get(&position).map_or(&[], |lookup| matches[*lookup].as_slice())
         };
@@ -427,6 +427,7 @@ impl Engine {
             .zip(&steps)
             .filter_map(|(entry, step)| match step {
                 Step::Write(write) if !write.fresh_id => Some((entry.resource_type, &write.id)),
+                Step::Patch { id, .. } => Some((entry.resource_type, id)),
                 _ => None,
             })
             .collect();
@@ -453,6 +454,22 @@ impl Engine {
                 }
                 Step::Existing(id) => {
                     applied.push(Applied::ReadExisting(resource_type, id));
+                    continue;
+                }
+                Step::Patch { id, precondition } => {
+                    let (Action::Patch { patch, .. } | Action::ConditionalPatch { patch, .. }) =
+                        &entry.action
+                    else {
+                        unreachable!("only patches have a patch step")
+                    };
+                    let patched = self
+                        .patch_in(&mut tx, resource_type, &id, patch, precondition)
+                        .await
+                        .map_err(|error| in_entry(entry.index, error))?;
+                    applied.push(Applied::Done(EntryResult::Write(WriteOutcome {
+                        status: WriteStatus::Updated,
+                        resource: Some(patched),
+                    })));
                     continue;
                 }
                 Step::Write(write) => write,
@@ -575,6 +592,43 @@ impl Engine {
     }
 }
 
+/// The matches of every criteria of a Bundle, found under their locks.
+struct Lookups<'p> {
+    /// The ids matching each criteria, in lookup order.
+    matches: Vec<Vec<LogicalId>>,
+    /// The lookup of each conditional entry, by its position.
+    of_entry: HashMap<usize, usize>,
+    /// Each conditional reference with its lookup.
+    references: Vec<(&'p String, &'p ConditionalReference, usize)>,
+}
+
+impl<'p> Lookups<'p> {
+    /// Takes the advisory locks of every criteria (the entries', then the conditional references') in
+    /// sorted order, then matches them all in one statement.
+    async fn run(tx: &mut StoreTx, plan: &'p Plan, now: Instant) -> Result<Lookups<'p>, Failure> {
+        let mut lookups: Vec<(&Criteria, [ResourceType; 1])> = Vec::new();
+        let mut of_entry: HashMap<usize, usize> = HashMap::new();
+        for (position, entry) in plan.entries.iter().enumerate() {
+            if let Some(criteria) = entry.criteria() {
+                of_entry.insert(position, lookups.len());
+                lookups.push((criteria, [entry.resource_type]));
+            }
+        }
+        let mut references = Vec::new();
+        for (text, reference) in &plan.references {
+            references.push((text, reference, lookups.len()));
+            lookups.push((&reference.criteria, [reference.resource_type]));
+        }
+        let keys: Vec<&str> =
+            lookups.iter().map(|(criteria, _)| criteria.lock_key.as_str()).collect();
+        tx.lock_all(&keys).await?;
+        let queries: Vec<(&SearchQuery, &[ResourceType])> =
+            lookups.iter().map(|(criteria, types)| (&criteria.query, types.as_slice())).collect();
+        let matches = tx.find_all(&queries, now.millis() * 1_000, 2).await?;
+        Ok(Lookups { matches, of_entry, references })
+    }
+}
+
 /// One version the transaction writes.
 struct Written {
     resource_type: ResourceType,
@@ -670,6 +724,22 @@ fn resolve_steps<'a>(
                 }
                 _ => return Err(multiple(entry, criteria)),
             },
+            Action::Patch { id, precondition, .. } => {
+                Step::Patch { id: id.clone(), precondition: *precondition }
+            }
+            Action::ConditionalPatch { criteria, precondition, .. } => match found.as_slice() {
+                [] => {
+                    return Err(in_entry(
+                        entry.index,
+                        InteractionError::NotFound(format!(
+                            "no {} matches '{}' to patch",
+                            entry.resource_type, criteria.lock_key
+                        )),
+                    ));
+                }
+                [found] => Step::Patch { id: found.clone(), precondition: *precondition },
+                _ => return Err(multiple(entry, criteria)),
+            },
             Action::Read(_) => Step::Read,
             Action::Delete { .. } | Action::ConditionalDelete { .. } => continue,
         };
@@ -682,7 +752,10 @@ fn resolve_steps<'a>(
 fn check_each_resource_once(plan: &Plan, steps: &[Step]) -> Result<(), InteractionError> {
     let mut owner: HashMap<(ResourceType, &LogicalId), usize> = HashMap::new();
     for (entry, step) in plan.entries.iter().zip(steps) {
-        let (Step::Write(Write { id, .. }) | Step::Existing(id)) = step else { continue };
+        let (Step::Write(Write { id, .. }) | Step::Patch { id, .. } | Step::Existing(id)) = step
+        else {
+            continue;
+        };
         if let Some(first) = owner.insert((entry.resource_type, id), entry.index) {
             return Err(in_entry(
                 entry.index,
@@ -792,11 +865,51 @@ impl Planned {
     fn criteria(&self) -> Option<&Criteria> {
         match &self.action {
             Action::Create { if_none_exist } => if_none_exist.as_ref(),
-            Action::ConditionalUpdate { criteria, .. } | Action::ConditionalDelete { criteria } => {
-                Some(criteria)
-            }
+            Action::ConditionalUpdate { criteria, .. }
+            | Action::ConditionalDelete { criteria }
+            | Action::ConditionalPatch { criteria, .. } => Some(criteria),
             _ => None,
         }
+    }
+}
+
+/// The patch document of a PATCH entry: a Parameters resource (FHIRPath Patch), or a Binary holding a JSON
+/// Patch (`contentType` `application/json-patch+json`, the document base64 in `data`), as R4 transactions
+/// carry them.
+fn patch_of(resource: Option<&Resource>) -> Result<Patch, InteractionError> {
+    let Some(resource) = resource else {
+        return Err(invalid_at(
+            "a PATCH entry needs its patch document as the resource",
+            "resource",
+        ));
+    };
+    match resource.resource_type().as_str() {
+        "Parameters" => Patch::parse(PatchFormat::FhirPath, resource.to_json_string().as_bytes()),
+        "Binary" => {
+            let json = resource.json();
+            let content_type = json.get("contentType").and_then(Value::as_str).unwrap_or_default();
+            if content_type.split(';').next().map(str::trim) != Some("application/json-patch+json")
+            {
+                return Err(invalid_at(
+                    format!(
+                        "a Binary patch document must have contentType application/json-patch+json, not '{content_type}'"
+                    ),
+                    "resource.contentType",
+                ));
+            }
+            let data = json.get("data").and_then(Value::as_str).unwrap_or_default();
+            let document =
+                base64::engine::general_purpose::STANDARD.decode(data).map_err(|error| {
+                    invalid_at(format!("the Binary's data is not base64: {error}"), "resource.data")
+                })?;
+            Patch::parse(PatchFormat::JsonPatch, &document)
+        }
+        other => Err(invalid_at(
+            format!(
+                "a PATCH entry's resource is a Parameters (FHIRPath Patch) or a Binary (JSON Patch), not a {other}"
+            ),
+            "resource.resourceType",
+        )),
     }
 }
 
