@@ -161,6 +161,7 @@ pub(crate) fn engine_config() -> EngineConfig {
         limits: PageLimits::default(),
         validation: ValidationMode::Base,
         require_patient_identifier: false,
+        contribution_rules: false,
     }
 }
 

@@ -681,3 +681,124 @@ async fn patch_entries_in_both_formats(app: &TestApp) {
         "Bundle.entry[0].resource.resourceType"
     );
 }
+
+/// The miCDR contribution rules (`--mode micdr`), here with base validation so that the rules are tested
+/// on their own.
+mod contribution {
+    use axum::http::StatusCode;
+    use serde_json::{Value, json};
+
+    use super::{MRN, location_id, patient, post_bundle, statuses, transaction};
+    use crate::backend_tests;
+    use crate::helpers::TestApp;
+
+    backend_tests!(
+        with cdr_interactions::EngineConfig { contribution_rules: true, ..crate::helpers::engine_config() };
+        a_submission_of_conditional_puts_is_accepted_and_resubmitted,
+        other_entry_forms_and_ids_are_refused,
+        a_bundle_names_a_patient_a_practitioner_and_an_organization,
+        references_must_resolve
+    );
+
+    const LICENCE: &str = "https://fhir.cpso.on.ca/license";
+    const UPI: &str = "https://fhir.hospital.example/upi";
+
+    fn put(full_url: &str, resource: Value, criteria: &str) -> Value {
+        let mut entry = json!({"fullUrl": full_url, "request": {"method": "PUT", "url": criteria}});
+        entry["resource"] = resource;
+        entry
+    }
+
+    /// Patient, Practitioner and Organization entries, then `more`.
+    fn submission(mrn: &str, more: Vec<Value>) -> Value {
+        let mut entries = vec![
+            put(
+                "urn:uuid:c0c0a0d5-4c1e-4a51-8f7e-6a2b7c9d0e01",
+                patient(mrn),
+                &format!("Patient?identifier={MRN}|{mrn}"),
+            ),
+            put(
+                "urn:uuid:c0c0a0d5-4c1e-4a51-8f7e-6a2b7c9d0e02",
+                json!({"resourceType": "Practitioner", "identifier": [{"system": LICENCE, "value": "12345"}]}),
+                &format!("Practitioner?identifier={LICENCE}|12345"),
+            ),
+            put(
+                "urn:uuid:c0c0a0d5-4c1e-4a51-8f7e-6a2b7c9d0e03",
+                json!({"resourceType": "Organization", "identifier": [{"system": UPI, "value": "H1"}], "name": "Hospital"}),
+                &format!("Organization?identifier={UPI}|H1"),
+            ),
+        ];
+        entries.extend(more);
+        transaction(entries)
+    }
+
+    fn order(accession: &str, subject: &str) -> Value {
+        put(
+            "urn:uuid:c0c0a0d5-4c1e-4a51-8f7e-6a2b7c9d0e04",
+            json!({"resourceType": "ServiceRequest", "status": "active", "intent": "order",
+                   "identifier": [{"system": "http://hospital.example/accession", "value": accession}],
+                   "subject": {"reference": subject},
+                   "requester": {"reference": "urn:uuid:c0c0a0d5-4c1e-4a51-8f7e-6a2b7c9d0e02"},
+                   "performer": [{"reference": "urn:uuid:c0c0a0d5-4c1e-4a51-8f7e-6a2b7c9d0e03"}]}),
+            &format!("ServiceRequest?identifier=http://hospital.example/accession|{accession}"),
+        )
+    }
+
+    async fn a_submission_of_conditional_puts_is_accepted_and_resubmitted(app: &TestApp) {
+        let bundle = submission(
+            "MC1",
+            vec![order("MC-ACC1", "urn:uuid:c0c0a0d5-4c1e-4a51-8f7e-6a2b7c9d0e01")],
+        );
+        let first = post_bundle(app, &bundle).await;
+        assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+        assert_eq!(statuses(&first.json()), ["201 Created"; 4]);
+        let second = post_bundle(app, &bundle).await.json();
+        assert_eq!(statuses(&second), ["200 OK"; 4]);
+        assert_eq!(location_id(&first.json()["entry"][0]), location_id(&second["entry"][0]));
+    }
+
+    async fn other_entry_forms_and_ids_are_refused(app: &TestApp) {
+        let mut bundle = submission("MC2", vec![]);
+        bundle["entry"][0]["request"] = json!({"method": "POST", "url": "Patient"});
+        let response = post_bundle(app, &bundle).await;
+        response.assert_outcome(StatusCode::BAD_REQUEST, "invalid");
+        assert_eq!(response.json()["issue"][0]["expression"][0], "Bundle.entry[0].request");
+        let mut bundle = submission("MC2", vec![]);
+        bundle["entry"][1]["resource"]["id"] = json!("chosen-by-the-client");
+        let response = post_bundle(app, &bundle).await;
+        response.assert_outcome(StatusCode::BAD_REQUEST, "invalid");
+        assert_eq!(response.json()["issue"][0]["expression"][0], "Bundle.entry[1].resource.id");
+    }
+
+    async fn a_bundle_names_a_patient_a_practitioner_and_an_organization(app: &TestApp) {
+        let mut bundle = submission("MC3", vec![]);
+        bundle["entry"].as_array_mut().unwrap().truncate(1);
+        let response = post_bundle(app, &bundle).await;
+        response.assert_outcome(StatusCode::UNPROCESSABLE_ENTITY, "business-rule");
+        let diagnostics = response.json()["issue"][0]["diagnostics"].as_str().unwrap().to_owned();
+        assert!(diagnostics.contains("no Practitioner, no Organization"), "{diagnostics}");
+        assert_eq!(super::matches(app, format!("Patient?identifier={MRN}|MC3")).await, 0);
+    }
+
+    async fn references_must_resolve(app: &TestApp) {
+        // A stored patient may be referenced by id; a patient that does not exist may not.
+        let stored = app.create("Patient", &patient("MC4").to_string()).await;
+        let bundle = submission("MC5", vec![order("MC-ACC4", &format!("Patient/{stored}"))]);
+        let response = post_bundle(app, &bundle).await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+        let bundle = submission("MC6", vec![order("MC-ACC5", "Patient/not-here")]);
+        let response = post_bundle(app, &bundle).await;
+        response.assert_outcome(StatusCode::UNPROCESSABLE_ENTITY, "not-found");
+        assert_eq!(
+            response.json()["issue"][0]["expression"][0],
+            "Bundle.entry[3].resource.subject"
+        );
+        assert_eq!(super::matches(app, format!("Patient?identifier={MRN}|MC6")).await, 0);
+        // A deleted patient does not resolve either.
+        app.delete(&format!("/fhir/Patient/{stored}")).await;
+        let bundle = submission("MC7", vec![order("MC-ACC6", &format!("Patient/{stored}"))]);
+        post_bundle(app, &bundle)
+            .await
+            .assert_outcome(StatusCode::UNPROCESSABLE_ENTITY, "not-found");
+    }
+}

@@ -35,6 +35,7 @@ async fn generate_load_run_and_direct_on_sqlite() {
         limits: PageLimits::default(),
         validation: ValidationMode::Base,
         require_patient_identifier: false,
+        contribution_rules: false,
     };
     let profiles = Arc::new(Profiles::new(ProfileSet::r4_core().unwrap()));
     let state = AppState::new(

@@ -74,6 +74,10 @@ pub struct EngineConfig {
     /// The Ontario MI rule: searches on ServiceRequest, DiagnosticReport, ImagingStudy and DocumentReference
     /// must carry `patient.identifier=system|value`. Off by default.
     pub require_patient_identifier: bool,
+    /// The miCDR contribution rules for submitted Bundles (`bundle/contribution.rs`): conditional PUTs of
+    /// resources without ids, a Patient, Practitioner and Organization in every Bundle, and references to
+    /// those and to ServiceRequests that resolve. Off by default.
+    pub contribution_rules: bool,
 }
 
 /// The sizes of history and search pages. [`PageLimits::default`] holds the server's defaults, the one place

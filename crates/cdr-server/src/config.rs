@@ -38,8 +38,18 @@ pub(crate) enum Command {
     Reindex(ReindexArgs),
 }
 
+/// What kind of repository the server is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Mode {
+    /// An open FHIR R4 server.
+    Open,
+    /// An Ontario miCDR: the contribution rules for submitted Bundles, strict (Ontario) validation, the
+    /// viewer-search rule (--require-patient-identifier) and server-assigned ids.
+    Micdr,
+}
+
 /// How much profile validation creates and updates go through.
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Validation {
     /// Base R4, the resource's meta.profile, and the server's Ontario profile for its type.
     Strict,
@@ -147,6 +157,20 @@ pub(crate) struct ServeArgs {
     /// name the patient by patient.identifier=system|value (the Ontario MI viewer rule).
     #[arg(long, env = "REQUIRE_PATIENT_IDENTIFIER")]
     pub(crate) require_patient_identifier: bool,
+    /// open: an open R4 server; micdr: the Ontario miCDR contribution rules, which imply --validation strict
+    /// and --require-patient-identifier (and refuse --update-create).
+    #[arg(long, env = "MODE", value_enum, default_value_t = Mode::Open)]
+    pub(crate) mode: Mode,
+}
+
+impl ServeArgs {
+    /// The validation mode in force: `strict` in miCDR mode, else `--validation`.
+    pub(crate) fn effective_validation(&self) -> Validation {
+        match self.mode {
+            Mode::Micdr => Validation::Strict,
+            Mode::Open => self.validation,
+        }
+    }
 }
 
 /// Bounds on what one request may cost.

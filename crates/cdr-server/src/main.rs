@@ -19,7 +19,9 @@ use cdr_server::profiles::{self, search_registry};
 use cdr_store::{Store, StoreConfig};
 use clap::Parser;
 
-use crate::config::{Cli, Command, DatabaseArgs, LogFormat, ReindexArgs, ServeArgs, Validation};
+use crate::config::{
+    Cli, Command, DatabaseArgs, LogFormat, Mode, ReindexArgs, ServeArgs, Validation,
+};
 
 /// How often the database's planner statistics are refreshed while serving.
 const STATISTICS_REFRESH: Duration = Duration::from_secs(60);
@@ -82,6 +84,7 @@ async fn reindex(args: &ReindexArgs) -> anyhow::Result<()> {
         limits: PageLimits::default(),
         validation: ValidationMode::Off,
         require_patient_identifier: false,
+        contribution_rules: false,
     };
     let engine = Engine::new(store.clone(), Arc::new(Profiles::new(set)), config, registry);
     let started = std::time::Instant::now();
@@ -100,7 +103,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let (profiles, registry) = load_conformance(&args)?;
-    let validation = match args.validation {
+    let micdr = args.mode == Mode::Micdr;
+    if micdr && args.update_create {
+        anyhow::bail!(
+            "--mode micdr assigns every id itself: it cannot be combined with --update-create"
+        );
+    }
+    if micdr && args.validation == Validation::Off {
+        anyhow::bail!(
+            "--mode micdr validates strictly: it cannot be combined with --validation off"
+        );
+    }
+    let validation = match args.effective_validation() {
         Validation::Strict => ValidationMode::Strict,
         Validation::Base => ValidationMode::Base,
         Validation::Off => ValidationMode::Off,
@@ -114,7 +128,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ..PageLimits::default()
         },
         validation,
-        require_patient_identifier: args.require_patient_identifier,
+        require_patient_identifier: args.require_patient_identifier || micdr,
+        contribution_rules: micdr,
     };
     let mut engine = Engine::new(store.clone(), Arc::new(profiles), config, registry)
         .with_resource_limits(args.cost.resource_limits())
@@ -184,13 +199,14 @@ fn load_conformance(args: &ServeArgs) -> anyhow::Result<(Profiles, SearchParamRe
         packages = stats.n_packages,
         profiles_dir = ?stats.profiles_dir,
         elapsed_ms = stats.elapsed.as_millis(),
-        validation = ?args.validation,
+        validation = ?args.effective_validation(),
+        mode = ?args.mode,
         "conformance resources loaded"
     );
     let missing = profiles.missing();
-    match args.validation {
+    match args.effective_validation() {
         Validation::Strict if !missing.is_empty() => anyhow::bail!(
-            "--validation strict needs these profiles, which are not loaded (see --profiles-dir): {}",
+            "--validation strict (or --mode micdr) needs these profiles, which are not loaded (see --profiles-dir): {}",
             missing.join(", ")
         ),
         _ if !missing.is_empty() => {

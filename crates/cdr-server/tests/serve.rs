@@ -303,3 +303,38 @@ fn configured_cost_limits_hold() {
     assert!(refused.starts_with("HTTP/1.1 422"), "{refused}");
     assert!(refused.contains("at most 1 in one Bundle"), "{refused}");
 }
+
+/// `--mode micdr` turns on the contribution rules, strict validation and the viewer-search rule together.
+#[test]
+fn micdr_mode_is_one_switch() {
+    let profiles = concat!(env!("CARGO_MANIFEST_DIR"), "/../../profiles");
+    let server = Server::start(&["--mode", "micdr", "--profiles-dir", profiles]);
+    let search = server
+        .try_request("GET /fhir/ImagingStudy?modality=CT HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert!(search.starts_with("HTTP/1.1 400"), "{search}");
+    let bundle = r#"{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}}]}"#;
+    let post = format!(
+        "POST /fhir HTTP/1.1\r\nHost: test\r\nContent-Type: application/fhir+json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{bundle}",
+        bundle.len()
+    );
+    let refused = server.try_request(&post).unwrap();
+    assert!(refused.starts_with("HTTP/1.1 400"), "{refused}");
+    assert!(refused.contains("conditional PUTs"), "{refused}");
+    let metadata = server
+        .try_request("GET /fhir/metadata HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert!(
+        metadata.contains("ca-on-mi-profile-patient"),
+        "strict mode declares the Ontario profiles"
+    );
+
+    let clash = Command::new(env!("CARGO_BIN_EXE_imaging-cdr"))
+        .args(["serve", "--mode", "micdr", "--update-create", "--profiles-dir", profiles])
+        .args(["--database-url", "sqlite::memory:", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!clash.status.success());
+    assert!(String::from_utf8_lossy(&clash.stderr).contains("--update-create"));
+}

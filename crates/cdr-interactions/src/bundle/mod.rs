@@ -8,6 +8,7 @@
 //! The outcome is semantic ([`BundleOutcome`]); `cdr-api` renders the `transaction-response` or
 //! `batch-response` Bundle with the HTTP status of each entry.
 
+mod contribution;
 mod entry;
 mod references;
 mod transaction;
@@ -64,7 +65,7 @@ impl Engine {
         let entries = match posted.kind {
             BundleKind::Transaction => {
                 let entries = posted.entries.into_iter().collect::<Result<Vec<_>, _>>()?;
-                self.transaction(entries, base).await?
+                self.transaction(entries, base, true).await?
             }
             BundleKind::Batch => {
                 let mut outcomes = Vec::with_capacity(posted.entries.len());
@@ -89,7 +90,7 @@ impl Engine {
                 self.answer_read(&entry, base).await.map_err(|error| in_entry(index, error));
             return EntryOutcome { full_url, result };
         }
-        match self.transaction(vec![entry], base).await {
+        match self.transaction(vec![entry], base, false).await {
             Ok(mut outcomes) => outcomes.pop().unwrap_or(EntryOutcome {
                 full_url,
                 result: Err(InteractionError::invalid("the entry produced no outcome")),

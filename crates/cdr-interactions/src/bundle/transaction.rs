@@ -24,6 +24,7 @@ use cdr_search::SearchQuery;
 use cdr_store::{NewVersion, StoreError, StoreTx, WriteMethod};
 use serde_json::Value;
 
+use super::contribution::{self, MustResolve};
 use super::entry::{Entry, Method, Target};
 use super::references::{conditional, resolve_relative, rewrite};
 use super::{EntryOutcome, EntryResult, in_entry, resource_relative};
@@ -60,6 +61,8 @@ struct Planned {
     provisional: Option<LogicalId>,
     /// The resource of a create or update; `None` only while it is being validated.
     resource: Option<Resource>,
+    /// Under the contribution rules, the references of the resource that must resolve.
+    must_resolve: Vec<MustResolve>,
     action: Action,
 }
 
@@ -139,13 +142,16 @@ impl From<StoreError> for Failure {
 }
 
 impl Engine {
-    /// Runs `entries` as one transaction; the outcomes are in entry order.
+    /// Runs `entries` as one transaction; the outcomes are in entry order. `whole_bundle` is false for an
+    /// entry of a batch, run as a transaction of its own (the contribution rules ask of a whole Bundle that
+    /// it names a Patient, a Practitioner and an Organization).
     pub(crate) async fn transaction(
         &self,
         entries: Vec<Entry>,
         base: &str,
+        whole_bundle: bool,
     ) -> Result<Vec<EntryOutcome>, InteractionError> {
-        let plan = self.plan(entries).await?;
+        let plan = self.plan(entries, whole_bundle).await?;
         let mut attempt = 0;
         let applied = loop {
             attempt += 1;
@@ -189,12 +195,21 @@ impl Engine {
     }
 
     /// Step 1: actions, ids, references rewritten to `Type/id`, criteria parsed, resources validated.
-    async fn plan(&self, entries: Vec<Entry>) -> Result<Plan, InteractionError> {
+    async fn plan(
+        &self,
+        entries: Vec<Entry>,
+        whole_bundle: bool,
+    ) -> Result<Plan, InteractionError> {
+        let rules = self.config.contribution_rules;
         let mut planned = Vec::with_capacity(entries.len());
         for entry in entries {
             let index = entry.index;
+            if rules {
+                contribution::check_entry(&entry).map_err(|error| in_entry(index, error))?;
+            }
             planned.push(self.plan_entry(entry).map_err(|error| in_entry(index, error))?);
         }
+        let mut named_types: Vec<String> = Vec::new();
         let mut targets: HashMap<String, String> = HashMap::new();
         let mut owners: HashMap<&str, usize> = HashMap::new();
         for entry in &planned {
@@ -250,6 +265,12 @@ impl Engine {
                 &|url: &str| targets.get(url).cloned(),
             )
             .map_err(|error| in_entry(index, error))?;
+            if rules {
+                let (must_resolve, types) = contribution::references_of(&mut json);
+                entry.must_resolve = must_resolve;
+                named_types.extend(types);
+                named_types.push(entry.resource_type.as_str().to_owned());
+            }
             entry.resource =
                 Some(Resource::from_value(json).map_err(|error| {
                     in_entry(index, InteractionError::invalid(error.to_string()))
@@ -263,6 +284,9 @@ impl Engine {
                     .map_err(|error| in_entry(index, error))?;
                 references.insert(reference, resolved);
             }
+        }
+        if rules && whole_bundle {
+            contribution::check_required_types(named_types.iter().map(String::as_str))?;
         }
         self.validate_planned(&mut planned).await?;
         Ok(Plan { entries: planned, references })
@@ -322,12 +346,15 @@ impl Engine {
                 )));
             }
         };
+        // A patch entry's resource is its patch document, parsed into the action.
+        let resource = if entry.method == Method::Patch { None } else { entry.resource };
         Ok(Planned {
             index,
             full_url,
             resource_type,
             provisional,
-            resource: entry.resource,
+            resource,
+            must_resolve: Vec::new(),
             action,
         })
     }
@@ -420,8 +447,10 @@ impl Engine {
         check_each_resource_once(plan, &steps)?;
         let rewrites = resolve_references(plan, &steps, &reference_lookups, &matches)?;
 
-        // The current versions of every written resource, read and locked in one canonical order.
-        let addresses: Vec<(ResourceType, &LogicalId)> = plan
+        let outside = references_outside(plan, &steps, &rewrites)?;
+        // The current versions of every written resource, and of the resources outside the Bundle that the
+        // contribution rules need, read and locked in one canonical order.
+        let mut addresses: Vec<(ResourceType, &LogicalId)> = plan
             .entries
             .iter()
             .zip(&steps)
@@ -431,7 +460,13 @@ impl Engine {
                 _ => None,
             })
             .collect();
+        addresses.extend(outside.iter().map(|(_, _, (resource_type, id))| (*resource_type, id)));
         let current = tx.current_all(&addresses).await?;
+        for (index, reference, address) in &outside {
+            if !matches!(current.get(address), Some((_, false))) {
+                return Err(in_entry(*index, contribution::unresolved(reference)).into());
+            }
+        }
 
         let mut applied = Vec::with_capacity(plan.entries.len());
         let mut written: Vec<Written> = Vec::new();
@@ -746,6 +781,48 @@ fn resolve_steps<'a>(
         steps[position] = Some(step);
     }
     Ok(steps.into_iter().map(|step| step.unwrap_or(Step::Read)).collect())
+}
+
+/// A reference that must resolve to a resource outside the Bundle: its entry's index, the reference and the
+/// address it names.
+type Outside<'a> = (usize, &'a MustResolve, (ResourceType, LogicalId));
+
+/// The references that must resolve (contribution rules) and name no resource of the Bundle: each with its
+/// entry, its text and element, and its address, which must be a live resource of the store. A reference
+/// to a resource the Bundle deletes, or that is not a relative RESTful reference, does not resolve.
+fn references_outside<'a>(
+    plan: &'a Plan,
+    steps: &[Step],
+    rewrites: &HashMap<String, String>,
+) -> Result<Vec<Outside<'a>>, InteractionError> {
+    let deleted = deleted_by(plan, steps);
+    let mut in_bundle: HashSet<(ResourceType, &LogicalId)> = HashSet::new();
+    for (entry, step) in plan.entries.iter().zip(steps) {
+        match step {
+            Step::Write(write) if entry.resource.is_some() => {
+                in_bundle.insert((entry.resource_type, &write.id));
+            }
+            Step::Patch { id, .. } | Step::Existing(id) => {
+                in_bundle.insert((entry.resource_type, id));
+            }
+            _ => {}
+        }
+    }
+    let mut outside = Vec::new();
+    for entry in &plan.entries {
+        for reference in &entry.must_resolve {
+            let text = rewrites.get(&reference.reference).unwrap_or(&reference.reference);
+            let Some(address) =
+                contribution::address(text).filter(|address| !deleted.contains(address))
+            else {
+                return Err(in_entry(entry.index, contribution::unresolved(reference)));
+            };
+            if !in_bundle.contains(&(address.0, &address.1)) {
+                outside.push((entry.index, reference, address));
+            }
+        }
+    }
+    Ok(outside)
 }
 
 /// A resource is written (or found) by one entry only.
