@@ -103,7 +103,7 @@ pub(crate) struct DatabaseArgs {
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     #[command(flatten)]
-    pub(crate) database: DatabaseArgs,
+    pub(crate) engine: EngineArgs,
     /// Address and port to listen on.
     #[arg(long, env = "LISTEN", default_value = "127.0.0.1:8080")]
     pub(crate) listen: SocketAddr,
@@ -121,11 +121,19 @@ pub(crate) struct ServeArgs {
     pub(crate) trusted_proxies: Vec<IpCidr>,
     #[command(flatten)]
     pub(crate) http: HttpArgs,
-    #[command(flatten)]
-    pub(crate) cost: CostArgs,
     /// Largest accepted request body in bytes; larger requests get 413.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub(crate) max_body_bytes: usize,
+}
+
+/// The database, the conformance resources and the rules of the interaction layer: how `serve` and
+/// `import --database-url` open the store and the engine, so that both validate and write alike.
+#[derive(Debug, Args)]
+pub(crate) struct EngineArgs {
+    #[command(flatten)]
+    pub(crate) database: DatabaseArgs,
+    #[command(flatten)]
+    pub(crate) cost: CostArgs,
     /// Let PUT create a resource at a client-chosen id (off: the server assigns every id).
     #[arg(long, env = "UPDATE_CREATE")]
     pub(crate) update_create: bool,

@@ -19,7 +19,9 @@ use cdr_server::profiles::{self, search_registry};
 use cdr_store::{Store, StoreConfig};
 use clap::Parser;
 
-use crate::config::{Cli, Command, DatabaseArgs, LogFormat, ReindexArgs, ServeArgs, Validation};
+use crate::config::{
+    Cli, Command, DatabaseArgs, EngineArgs, LogFormat, ReindexArgs, ServeArgs, Validation,
+};
 
 /// How often the database's planner statistics are refreshed while serving.
 const STATISTICS_REFRESH: Duration = Duration::from_secs(60);
@@ -91,7 +93,10 @@ async fn reindex(args: &ReindexArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// The store and the engine as `serve` runs them, from the shared flags: the conformance resources checked
+/// against the validation mode, the database opened and migrated (and reindexed once if it has resources but no
+/// index rows), and the cost bounds. `import --database-url` opens them the same way.
+pub(crate) async fn open_engine(args: &EngineArgs) -> anyhow::Result<(Store, Engine)> {
     if args.default_page_size > args.max_page_size {
         anyhow::bail!(
             "--default-page-size {} is larger than --max-page-size {}",
@@ -99,7 +104,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.max_page_size
         );
     }
-    let (profiles, registry) = load_conformance(&args)?;
+    let (profiles, registry) = load_conformance(args)?;
     let validation = match args.validation {
         Validation::Strict => ValidationMode::Strict,
         Validation::Base => ValidationMode::Base,
@@ -127,6 +132,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let n_indexed = engine.reindex(500).await.context("reindex failed")?;
         tracing::info!(resources = n_indexed, "reindexed");
     }
+    Ok((store, engine))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let (store, engine) = open_engine(&args.engine).await?;
     let http = &args.http;
     let api_config = ApiConfig {
         max_body_bytes: args.max_body_bytes,
@@ -167,7 +177,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// The conformance resources and the search parameters among them, checked against the validation mode: strict mode needs every per-type
 /// profile, or it would reject every write of that type.
-fn load_conformance(args: &ServeArgs) -> anyhow::Result<(Profiles, SearchParamRegistry)> {
+fn load_conformance(args: &EngineArgs) -> anyhow::Result<(Profiles, SearchParamRegistry)> {
     let (set, stats) = profiles::load(&args.conformance)?;
     let registry = search_registry(&set)?;
     let profiles = Profiles::new(set);
