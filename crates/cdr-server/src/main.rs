@@ -5,6 +5,7 @@
 
 mod config;
 mod http;
+mod import;
 mod validate;
 
 use std::process::ExitCode;
@@ -17,7 +18,6 @@ use cdr_interactions::{Engine, EngineConfig, PageLimits, Profiles, ValidationMod
 use cdr_search::SearchParamRegistry;
 use cdr_server::profiles::{self, search_registry};
 use cdr_store::{Store, StoreConfig};
-use clap::Parser;
 
 use crate::config::{
     Cli, Command, DatabaseArgs, EngineArgs, LogFormat, ReindexArgs, ServeArgs, Validation,
@@ -28,13 +28,19 @@ const STATISTICS_REFRESH: Duration = Duration::from_secs(60);
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    let cli = Cli::parse_command_line();
+    // The import shows a progress bar and a summary instead of progress logs.
+    let default_filter = match cli.command {
+        Command::Import(_) => "warn,sqlx=error",
+        _ => "info,sqlx=warn",
+    };
+    init_tracing(cli.log_format, default_filter);
     let result = match cli.command {
         Command::Serve(args) => serve(*args).await,
         Command::Migrate(args) => migrate(&args).await,
         Command::Validate(args) => return validate::run(&args),
         Command::Reindex(args) => reindex(&args).await,
+        Command::Import(args) => return import::run(*args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -45,9 +51,10 @@ async fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(format: LogFormat) {
+/// Logs to stderr, filtered by `RUST_LOG`, else by `default_filter`.
+fn init_tracing(format: LogFormat, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
