@@ -256,6 +256,30 @@ fn loose_resources_are_written_by_the_first_rule_that_applies() {
 }
 
 #[test]
+fn the_validation_mode_and_profiles_are_the_servers() {
+    let dir = temp_dir("validation");
+    let ndjson = dir.join("unidentified.ndjson");
+    std::fs::write(&ndjson, "{\"resourceType\":\"Patient\",\"id\":\"p1\",\"gender\":\"male\"}\n")
+        .unwrap();
+    let ndjson = ndjson.to_str().unwrap();
+    let url = format!("sqlite://{}/cdr.db", dir.display());
+    let mut args = vec!["--database-url", &url, "--validation", "strict", "--update-create"];
+    args.extend(FIXTURES);
+    assert_run(&import(&args), 0, FIRST_RUN);
+    // Base R4 takes a Patient with no MRN nor health card number; the Ontario profile does not.
+    let strict =
+        import(&["--database-url", &url, "--validation", "strict", "--update-create", ndjson]);
+    assert_run(&strict, 1, "1 resources from 1 files: 0 created, 0 updated, 0 unchanged, 1 failed");
+    assert!(
+        stderr(&strict).contains(&format!("{ndjson}:1: 422 error Patient: ca-on-mi-pat-1")),
+        "{strict:?}"
+    );
+    let base = import(&["--database-url", &url, "--update-create", ndjson]);
+    assert_run(&base, 0, "1 resources from 1 files: 1 created, 0 updated, 0 unchanged, 0 failed");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn usage_and_setup_errors_exit_two() {
     assert_eq!(import(&[]).status.code(), Some(2));
     assert_eq!(import(&["no-such-file.json"]).status.code(), Some(2));
