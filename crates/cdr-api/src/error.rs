@@ -129,6 +129,15 @@ pub(crate) fn interaction_response(error: &InteractionError) -> (StatusCode, Ope
     (mapping.status, outcome)
 }
 
+/// The status (as a number) and the OperationOutcome the API answers `error` with, as a response or as a
+/// failed Bundle entry's `response`: for code that runs the engine in process and reports its failures as
+/// the API would (`imaging-cdr import`). Internal errors say nothing of their cause here either.
+#[must_use]
+pub fn interaction_outcome(error: &InteractionError) -> (u16, OperationOutcome) {
+    let (status, outcome) = interaction_response(error);
+    (status.as_u16(), outcome)
+}
+
 /// The mapping of the interaction layer's errors; an entry of a Bundle maps as its cause does.
 fn interaction_mapping(error: &InteractionError) -> Mapping {
     match error {

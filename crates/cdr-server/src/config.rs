@@ -7,7 +7,9 @@ use cdr_api::{Host, IpCidr, PublicBaseUrl};
 use cdr_interactions::{PageLimits, ResourceLimits};
 use cdr_search::QueryLimits;
 use cdr_server::profiles::ProfileArgs;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 /// imaging-cdr: an open FHIR R4 imaging repository server.
 #[derive(Debug, Parser)]
@@ -18,6 +20,34 @@ pub(crate) struct Cli {
     pub(crate) log_format: LogFormat,
     #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+impl Cli {
+    /// The command line, parsed; exits with a usage error as [`Parser::parse`] does. `import --base` and an
+    /// explicit `--database-url` conflict, but a `DATABASE_URL` in the environment (as in the server's
+    /// container) does not stand in the way of `--base`, which clap's `conflicts_with` cannot express.
+    pub(crate) fn parse_command_line() -> Cli {
+        let mut command = Cli::command();
+        let matches = command.get_matches_mut();
+        let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+        let explicit_database = matches
+            .subcommand_matches("import")
+            .and_then(|import| import.value_source("database_url"))
+            == Some(ValueSource::CommandLine);
+        if let Command::Import(args) = &cli.command
+            && args.base.is_some()
+            && explicit_database
+        {
+            let message =
+                "import takes --base (a running server) or --database-url (in process), not both";
+            let error = match command.find_subcommand_mut("import") {
+                Some(import) => import.error(ErrorKind::ArgumentConflict, message),
+                None => command.error(ErrorKind::ArgumentConflict, message),
+            };
+            error.exit();
+        }
+        cli
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -36,6 +66,9 @@ pub(crate) enum Command {
     Validate(ValidateArgs),
     /// Rebuild every search index row from the stored resources (after adding SearchParameters or upgrading).
     Reindex(ReindexArgs),
+    /// Load Bundles and NDJSON files through the FHIR API's Bundle path, into the database or a running
+    /// server; exit status 1 when anything failed, 2 on usage or setup errors.
+    Import(Box<ImportArgs>),
 }
 
 /// What kind of repository the server is.
@@ -94,6 +127,65 @@ pub(crate) struct ReindexArgs {
     pub(crate) batch_size: u32,
 }
 
+/// The rules of `import`, shown by `import --help`.
+const IMPORT_HELP: &str = "\
+Inputs: files, and folders walked recursively for *.json and *.ndjson files, in sorted order.
+
+A .json file holding a transaction or batch Bundle is submitted as it is: on a rerun, its conditional \
+entries (ifNoneExist, conditional PUT) find the resources the first run wrote.
+
+The resources of any other Bundle (a collection, a searchset...), of a .json file holding one resource and \
+of an .ndjson file (one resource a line) go into batch Bundles of --batch-size entries, each written by \
+the first rule that applies:
+  1. it has an identifier with a system and a value: POST with ifNoneExist identifier=system|value (the \
+first such identifier), so a rerun finds it and writes nothing;
+  2. it has an id: PUT Type/id, which needs update-as-create on the target (--update-create), so a rerun \
+writes a new version of the same resource;
+  3. otherwise: POST, so a rerun stores it again (warned about once).
+Those entries are independent of one another: references between them are stored as written, and a \
+urn:uuid: reference resolves only within a transaction Bundle.
+
+With --database-url (the default, as for serve), the store and the engine run in this process with serve's \
+validation, profile and cost flags; with --base, the Bundles are posted to a running server (http:// only), \
+which validates them by its own settings.
+
+Each failed entry is printed on stderr with its file, line or entry, status and the OperationOutcome's \
+issues; a summary (created, updated, unchanged, failed) goes to stdout.";
+
+#[derive(Debug, Args)]
+#[command(after_long_help = IMPORT_HELP)]
+pub(crate) struct ImportArgs {
+    /// Files and folders to import.
+    #[arg(required = true, value_name = "FILE|DIR")]
+    pub(crate) inputs: Vec<PathBuf>,
+    /// Post each Bundle to the FHIR server at this base URL (`http://HOST:PORT/fhir`) instead of writing to
+    /// the database in process; the database, validation and profile flags are then not used (and
+    /// `--database-url` is refused, though `DATABASE_URL` in the environment is not).
+    #[arg(long, value_name = "URL", value_parser = http_base)]
+    pub(crate) base: Option<String>,
+    /// Most entries of a batch Bundle made of loose resources (collection Bundles, NDJSON lines).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) batch_size: u32,
+    /// Bundles in flight at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) concurrency: u32,
+    #[command(flatten)]
+    pub(crate) engine: EngineArgs,
+}
+
+/// A FHIR base URL the import can post to: `http://` with a host, without its trailing slash.
+fn http_base(text: &str) -> Result<String, String> {
+    let base = text.trim_end_matches('/');
+    let has_host =
+        base.strip_prefix("http://").is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
+    if !has_host || base.parse::<hyper::Uri>().is_err() {
+        return Err(format!(
+            "expected an http:// URL with a host, such as http://127.0.0.1:8080/fhir, not {text:?}"
+        ));
+    }
+    Ok(base.to_owned())
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct DatabaseArgs {
     /// Database: `sqlite://PATH` (created if missing) or `postgres://USER@HOST:PORT/DB`.
@@ -113,7 +205,7 @@ pub(crate) struct DatabaseArgs {
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     #[command(flatten)]
-    pub(crate) database: DatabaseArgs,
+    pub(crate) engine: EngineArgs,
     /// Address and port to listen on.
     #[arg(long, env = "LISTEN", default_value = "127.0.0.1:8080")]
     pub(crate) listen: SocketAddr,
@@ -131,11 +223,19 @@ pub(crate) struct ServeArgs {
     pub(crate) trusted_proxies: Vec<IpCidr>,
     #[command(flatten)]
     pub(crate) http: HttpArgs,
-    #[command(flatten)]
-    pub(crate) cost: CostArgs,
     /// Largest accepted request body in bytes; larger requests get 413.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub(crate) max_body_bytes: usize,
+}
+
+/// The database, the conformance resources and the rules of the interaction layer: how `serve` and
+/// `import --database-url` open the store and the engine, so that both validate and write alike.
+#[derive(Debug, Args)]
+pub(crate) struct EngineArgs {
+    #[command(flatten)]
+    pub(crate) database: DatabaseArgs,
+    #[command(flatten)]
+    pub(crate) cost: CostArgs,
     /// Let PUT create a resource at a client-chosen id (off: the server assigns every id).
     #[arg(long, env = "UPDATE_CREATE")]
     pub(crate) update_create: bool,
@@ -163,7 +263,7 @@ pub(crate) struct ServeArgs {
     pub(crate) mode: Mode,
 }
 
-impl ServeArgs {
+impl EngineArgs {
     /// The validation mode in force: `strict` in miCDR mode, else `--validation`.
     pub(crate) fn effective_validation(&self) -> Validation {
         match self.mode {

@@ -5,6 +5,7 @@
 
 mod config;
 mod http;
+mod import;
 mod validate;
 
 use std::process::ExitCode;
@@ -17,10 +18,9 @@ use cdr_interactions::{Engine, EngineConfig, PageLimits, Profiles, ValidationMod
 use cdr_search::SearchParamRegistry;
 use cdr_server::profiles::{self, search_registry};
 use cdr_store::{Store, StoreConfig};
-use clap::Parser;
 
 use crate::config::{
-    Cli, Command, DatabaseArgs, LogFormat, Mode, ReindexArgs, ServeArgs, Validation,
+    Cli, Command, DatabaseArgs, EngineArgs, LogFormat, Mode, ReindexArgs, ServeArgs, Validation,
 };
 
 /// How often the database's planner statistics are refreshed while serving.
@@ -28,13 +28,19 @@ const STATISTICS_REFRESH: Duration = Duration::from_secs(60);
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    let cli = Cli::parse_command_line();
+    // The import shows a progress bar and a summary instead of progress logs.
+    let default_filter = match cli.command {
+        Command::Import(_) => "warn,sqlx=error",
+        _ => "info,sqlx=warn",
+    };
+    init_tracing(cli.log_format, default_filter);
     let result = match cli.command {
         Command::Serve(args) => serve(*args).await,
         Command::Migrate(args) => migrate(&args).await,
         Command::Validate(args) => return validate::run(&args),
         Command::Reindex(args) => reindex(&args).await,
+        Command::Import(args) => return import::run(*args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -45,9 +51,10 @@ async fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(format: LogFormat) {
+/// Logs to stderr, filtered by `RUST_LOG`, else by `default_filter`.
+fn init_tracing(format: LogFormat, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -94,7 +101,10 @@ async fn reindex(args: &ReindexArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// The store and the engine as `serve` runs them, from the shared flags: the conformance resources checked
+/// against the validation mode, the database opened and migrated (and reindexed once if it has resources but no
+/// index rows), and the cost bounds. `import --database-url` opens them the same way.
+pub(crate) async fn open_engine(args: &EngineArgs) -> anyhow::Result<(Store, Engine)> {
     if args.default_page_size > args.max_page_size {
         anyhow::bail!(
             "--default-page-size {} is larger than --max-page-size {}",
@@ -102,7 +112,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.max_page_size
         );
     }
-    let (profiles, registry) = load_conformance(&args)?;
+    let (profiles, registry) = load_conformance(args)?;
     let micdr = args.mode == Mode::Micdr;
     if micdr && args.update_create {
         anyhow::bail!(
@@ -142,6 +152,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let n_indexed = engine.reindex(500).await.context("reindex failed")?;
         tracing::info!(resources = n_indexed, "reindexed");
     }
+    Ok((store, engine))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let (store, engine) = open_engine(&args.engine).await?;
     let http = &args.http;
     let api_config = ApiConfig {
         max_body_bytes: args.max_body_bytes,
@@ -189,7 +204,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// The conformance resources and the search parameters among them, checked against the validation mode: strict mode needs every per-type
 /// profile, or it would reject every write of that type.
-fn load_conformance(args: &ServeArgs) -> anyhow::Result<(Profiles, SearchParamRegistry)> {
+fn load_conformance(args: &EngineArgs) -> anyhow::Result<(Profiles, SearchParamRegistry)> {
     let (set, stats) = profiles::load(&args.conformance)?;
     let registry = search_registry(&set)?;
     let profiles = Profiles::new(set);
