@@ -237,7 +237,7 @@ impl IntoResponse for ApiError {
 }
 
 /// The error and all its sources, for the log.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -31,7 +31,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-pub use crate::error::{ApiError, interaction_outcome};
+pub use crate::error::{ApiError, error_chain, interaction_outcome};
 pub use crate::links::{Host, IpCidr, LinkConfig, PublicBaseUrl};
 
 /// HTTP settings.

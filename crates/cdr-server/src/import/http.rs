@@ -8,7 +8,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::import::error_chain;
+use cdr_api::error_chain;
 
 const FHIR_JSON: &str = "application/fhir+json";
 

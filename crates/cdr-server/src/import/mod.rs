@@ -88,15 +88,3 @@ async fn import(args: &ImportArgs) -> anyhow::Result<Report> {
     }
     Ok(report)
 }
-
-/// The error and all its sources, for the person running the import.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}

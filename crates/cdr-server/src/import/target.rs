@@ -4,10 +4,10 @@
 use cdr_interactions::{Engine, EntryResult, InteractionError};
 use serde_json::Value;
 
-use crate::import::error_chain;
 use crate::import::http::HttpClient;
 use crate::import::input::Job;
 use crate::import::report::{Problem, ProblemIssue, Reply, Tally};
+use cdr_api::error_chain;
 
 /// The FHIR base of the engine in process: what absolute entry URLs of a submitted Bundle are taken to be
 /// relative to, and the base of the links of search entries.
