@@ -464,7 +464,7 @@ fn format_date_time(minutes: i64) -> String {
 }
 
 /// Standard base64 with padding (RFC 4648 section 4), for `Attachment.data`.
-fn base64(bytes: &[u8]) -> String {
+pub(crate) fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut text = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {

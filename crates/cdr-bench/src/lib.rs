@@ -8,16 +8,22 @@
 //! - [`run`]: the viewer queries with concurrent keep-alive clients, reported per query as throughput,
 //!   latency percentiles and errors ([`stats`]).
 //! - [`direct`]: the same reads and searches through `cdr_store::Store` (`read`, `search`, `include`).
+//! - [`submission`]: transaction Bundles built from the data set (conditional `PUT`s by business
+//!   identifier, `urn:uuid:` references), posted by [`ingest`] and written straight on the store, without
+//!   the server's work, by [`ingest_direct`].
 
 pub mod catalog;
 pub mod dataset;
 pub mod direct;
 pub mod generate;
 pub mod http;
+pub mod ingest;
+pub mod ingest_direct;
 pub mod load;
 pub mod rng;
 pub mod run;
 pub mod stats;
+pub mod submission;
 mod workers;
 
 use std::path::PathBuf;

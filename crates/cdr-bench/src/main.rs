@@ -1,13 +1,17 @@
 //! `cdr-bench`: generate a synthetic Ontario imaging data set, load it into imaging-cdr, and measure the
-//! viewer queries over HTTP (`run`) or straight on the store (`direct`). See `bench/README.md`.
+//! viewer queries over HTTP (`run`) or straight on the store (`direct`), and submit transaction Bundles
+//! over HTTP (`ingest`) or write their resources straight on the store (`ingest-direct`). See
+//! `bench/README.md`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use cdr_bench::ingest::{IngestConfig, IngestStats};
 use cdr_bench::run::{QueryKind, RunConfig};
 use cdr_bench::stats::{QueryStats, write_table};
+use cdr_bench::submission::{Shape, SubmissionConfig, Submissions};
 use cdr_bench::{BenchError, Budget, GenerateConfig};
 use cdr_server::profiles::ProfileArgs;
 use clap::{Args, Parser, Subcommand};
@@ -61,6 +65,68 @@ enum Command {
         #[command(flatten)]
         measure: MeasureArgs,
     },
+    /// Posts transaction Bundles built from the data set (conditional PUTs by business identifier) to a
+    /// running server, each once.
+    Ingest {
+        /// The FHIR base, e.g. http://127.0.0.1:8080/fhir.
+        #[arg(long)]
+        base: String,
+        #[command(flatten)]
+        submit: IngestArgs,
+    },
+    /// Writes the resources of the same Bundles straight on the database (plain creates, one store
+    /// transaction per Bundle): the floor of `ingest`.
+    IngestDirect {
+        /// The database: sqlite://PATH or postgres://USER@HOST:PORT/DB (migrated first).
+        #[arg(long)]
+        database_url: String,
+        /// The server's conformance resources: their SearchParameters are indexed too, as the server
+        /// does.
+        #[command(flatten)]
+        conformance: ProfileArgs,
+        #[command(flatten)]
+        submit: IngestArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct IngestArgs {
+    /// The data set (the output of `generate`).
+    #[arg(long)]
+    data: PathBuf,
+    /// imaging: one Bundle per order (patient, practitioners, hospital, order, study of about 100
+    /// instances, report with a 100 KB PDF); small: patients with their orders, --entries a Bundle.
+    #[arg(long, value_enum, default_value_t = Shape::Imaging)]
+    shape: Shape,
+    /// The most entries of a small Bundle.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..))]
+    entries: u16,
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Send only the first this many Bundles (all by default).
+    #[arg(long)]
+    bundles: Option<u64>,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Seeds what the data set does not hold: extra series and instances, PDFs, urn:uuid fullUrls.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+impl IngestArgs {
+    fn submissions(&self) -> Result<Submissions, BenchError> {
+        let config = SubmissionConfig {
+            shape: self.shape,
+            entries_per_bundle: usize::from(self.entries),
+            seed: self.seed,
+        };
+        Submissions::from_data_set(&self.data, config)
+    }
+
+    fn config(&self) -> IngestConfig {
+        IngestConfig { concurrency: self.concurrency, bundles: self.bundles }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -157,6 +223,46 @@ async fn execute(command: Command) -> Result<ExitCode, BenchError> {
             report(&mut out, &rows, &measure, json!({ "mode": "direct" }))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Ingest { base, submit } => {
+            let stats =
+                cdr_bench::ingest::ingest(&base, submit.submissions()?, submit.config()).await?;
+            ingest_report(&mut out, &stats, &submit, json!({ "mode": "http", "base": base }))
+        }
+        Command::IngestDirect { database_url, conformance, submit } => {
+            let (set, _) = cdr_server::profiles::load(&conformance)?;
+            let registry = cdr_server::profiles::search_registry(&set)?;
+            let stats = cdr_bench::ingest_direct::ingest_direct(
+                &database_url,
+                submit.submissions()?,
+                submit.config(),
+                registry,
+            )
+            .await?;
+            ingest_report(&mut out, &stats, &submit, json!({ "mode": "direct" }))
+        }
+    }
+}
+
+/// Prints the table and writes the JSON (to `--json`, or after the table); fails when a Bundle failed.
+fn ingest_report(
+    out: &mut dyn Write,
+    stats: &IngestStats,
+    submit: &IngestArgs,
+    mut header: serde_json::Value,
+) -> Result<ExitCode, BenchError> {
+    stats.write_table(out).map_err(stdout_error)?;
+    header["concurrency"] = json!(submit.concurrency);
+    if submit.shape == Shape::Small {
+        header["entries_per_bundle"] = json!(submit.entries);
+    }
+    let text = format!("{:#}\n", stats.to_json(header));
+    match &submit.json {
+        Some(path) => std::fs::write(path, text).map_err(|source| file_error(path, source))?,
+        None => out.write_all(text.as_bytes()).map_err(stdout_error)?,
+    }
+    match stats.bundles.errors {
+        0 => Ok(ExitCode::SUCCESS),
+        _ => Ok(ExitCode::FAILURE),
     }
 }
 
