@@ -59,7 +59,7 @@ pub struct SubmissionConfig {
 }
 
 /// The data set, indexed to build any of its Bundles on demand (the imaging Bundles of a data set of
-/// 2,000 patients hold about 700 MB of JSON, so they are not kept).
+/// 2,000 patients hold about 600 MB of JSON, so they are not kept).
 #[derive(Debug)]
 pub struct Submissions {
     config: SubmissionConfig,
