@@ -7,11 +7,10 @@ use axum::http::{StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
 use cdr_interactions::Handling;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{FhirPath, PreferHandling};
+use crate::extract::{FhirPath, PreferHandling, read_body};
 use crate::links::BaseUrl;
 use crate::respond::fhir_json;
 
@@ -99,15 +98,7 @@ async fn form_params(
             )));
         }
     }
-    let limit = state.config.max_body_bytes;
-    let body = Limited::new(request.into_body(), limit).collect().await.map_err(|error| {
-        if error.downcast_ref::<LengthLimitError>().is_some() {
-            ApiError::PayloadTooLarge(limit)
-        } else {
-            ApiError::BadRequest("the request body could not be read".into())
-        }
-    })?;
-    let body = body.to_bytes();
+    let body = read_body(request, state).await?;
     if !has_content_type && !body.is_empty() {
         return Err(ApiError::UnsupportedMediaType(
             "a _search body needs Content-Type: application/x-www-form-urlencoded".to_owned(),
