@@ -238,6 +238,16 @@ impl TestApp {
         cdr_api::app(AppState::new(self.engine.clone(), config))
     }
 
+    /// The application on the same database with its engine checking Patients and Practitioners with
+    /// `registry`.
+    pub(crate) fn router_with_registry(
+        &self,
+        registry: Arc<dyn cdr_interactions::PersonRegistry>,
+    ) -> Router {
+        let engine = self.engine.clone().with_person_registry(registry);
+        cdr_api::app(AppState::new(engine, api_config()))
+    }
+
     /// Closes the database pool under the running application, as a lost database would.
     pub(crate) async fn close_database(&self) {
         self.store.close().await;

@@ -18,6 +18,7 @@ mod content_type;
 mod errors;
 mod history;
 mod links;
+mod micdr;
 mod patch;
 mod rest;
 mod search;

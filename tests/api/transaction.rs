@@ -768,7 +768,19 @@ mod contribution {
 
     async fn references_must_resolve(app: &TestApp) {
         // A stored patient may be referenced by id; a patient that does not exist may not.
-        let stored = app.create("Patient", &patient("MC4").to_string()).await;
+        let created = app
+            .request(
+                axum::http::Method::POST,
+                "/fhir/Patient",
+                &[
+                    ("content-type", "application/fhir+json"),
+                    ("if-none-exist", &format!("identifier={MRN}|MC4")),
+                ],
+                &patient("MC4").to_string(),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+        let stored = created.json()["id"].as_str().unwrap().to_owned();
         let bundle = submission("MC5", vec![order("MC-ACC4", &format!("Patient/{stored}"))]);
         let response = post_bundle(app, &bundle).await;
         assert_eq!(response.status, StatusCode::OK, "{}", response.text());

@@ -68,7 +68,7 @@ async fn patch_resource(
     IfMatch(precondition): IfMatch,
     PatchBody(patch): PatchBody,
 ) -> Result<Response, ApiError> {
-    let version = state.engine.patch(&type_name, &id, &patch, precondition).await?;
+    let version = state.engine.patch(&type_name, &id, &patch, precondition, &base).await?;
     Ok(write_response(StatusCode::OK, &version, Some(&base), prefer, "patched"))
 }
 
@@ -82,6 +82,7 @@ async fn conditional_patch_resource(
     PatchBody(patch): PatchBody,
 ) -> Result<Response, ApiError> {
     let query = query.unwrap_or_default();
-    let version = state.engine.conditional_patch(&type_name, &query, &patch, precondition).await?;
+    let version =
+        state.engine.conditional_patch(&type_name, &query, &patch, precondition, &base).await?;
     Ok(write_response(StatusCode::OK, &version, Some(&base), prefer, "patched"))
 }

@@ -57,7 +57,7 @@ async fn create(
     IfNoneExist(criteria): IfNoneExist,
     FhirBody(body): FhirBody,
 ) -> Result<Response, ApiError> {
-    let outcome = state.engine.create(&type_name, &body, criteria.as_deref()).await?;
+    let outcome = state.engine.create(&type_name, &body, criteria.as_deref(), &base).await?;
     Ok(write_outcome_response(&outcome, &base, prefer))
 }
 
@@ -69,7 +69,7 @@ async fn update(
     IfMatch(precondition): IfMatch,
     FhirBody(body): FhirBody,
 ) -> Result<Response, ApiError> {
-    let outcome = state.engine.update(&type_name, &id, &body, precondition).await?;
+    let outcome = state.engine.update(&type_name, &id, &body, precondition, &base).await?;
     Ok(write_outcome_response(&outcome, &base, prefer))
 }
 
@@ -83,7 +83,8 @@ async fn conditional_update(
     FhirBody(body): FhirBody,
 ) -> Result<Response, ApiError> {
     let query = query.unwrap_or_default();
-    let outcome = state.engine.conditional_update(&type_name, &query, &body, precondition).await?;
+    let outcome =
+        state.engine.conditional_update(&type_name, &query, &body, precondition, &base).await?;
     Ok(write_outcome_response(&outcome, &base, prefer))
 }
 

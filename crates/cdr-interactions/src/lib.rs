@@ -14,6 +14,7 @@ mod capabilities;
 mod conditional;
 mod error;
 mod history;
+mod micdr;
 mod patch;
 mod read;
 mod search;
@@ -38,6 +39,10 @@ pub use crate::budget::ResourceLimits;
 pub use crate::bundle::{BundleKind, BundleOutcome, EntryOutcome, EntryResult};
 pub use crate::error::InteractionError;
 pub use crate::history::HistoryParams;
+pub use crate::micdr::{
+    AcceptAll, INDEX_ENTRY_SYSTEM, LocalRegistry, PersonIdentifier, PersonRegistry, RegistryFuture,
+    Verdict,
+};
 pub use crate::patch::{FhirPathPatch, Patch, PatchFormat};
 pub use crate::search::Handling;
 pub use crate::validate::{ONTARIO_PROFILES, Profiles, ValidationMode};
@@ -74,9 +79,10 @@ pub struct EngineConfig {
     /// The Ontario MI rule: searches on ServiceRequest, DiagnosticReport, ImagingStudy and DocumentReference
     /// must carry `patient.identifier=system|value`. Off by default.
     pub require_patient_identifier: bool,
-    /// The miCDR contribution rules for submitted Bundles (`bundle/contribution.rs`): conditional PUTs of
-    /// resources without ids, a Patient, Practitioner and Organization in every Bundle, and references to
-    /// those and to ServiceRequests that resolve. Off by default.
+    /// The miCDR contribution rules (`bundle/contribution.rs`, `micdr/`): conditional PUTs of resources
+    /// without ids, a Patient, Practitioner and Organization in every Bundle, references to those and to
+    /// ServiceRequests that resolve, the registry check, the report lifecycle and the DocumentReference
+    /// index entries; single writes follow them where they apply. Off by default.
     pub contribution_rules: bool,
 }
 
@@ -110,6 +116,8 @@ pub struct Engine {
     limits: ResourceLimits,
     query_limits: QueryLimits,
     cpu: CpuPool,
+    /// The patient and provider registry of the contribution rules ([`AcceptAll`] unless one is set).
+    person_registry: Arc<dyn PersonRegistry>,
 }
 
 /// One version of a resource as the interactions return it.
@@ -136,7 +144,24 @@ impl Engine {
         let cpu = CpuPool::new(std::thread::available_parallelism().map_or(1, usize::from));
         let limits = ResourceLimits::default();
         let query_limits = QueryLimits::default();
-        Engine { store, profiles, config, registry: Arc::new(registry), limits, query_limits, cpu }
+        Engine {
+            store,
+            profiles,
+            config,
+            registry: Arc::new(registry),
+            limits,
+            query_limits,
+            cpu,
+            person_registry: Arc::new(AcceptAll),
+        }
+    }
+
+    /// This engine checking submitted Patients and Practitioners with `registry` (under the contribution
+    /// rules; the default, [`AcceptAll`], checks nothing).
+    #[must_use]
+    pub fn with_person_registry(mut self, registry: Arc<dyn PersonRegistry>) -> Engine {
+        self.person_registry = registry;
+        self
     }
 
     /// This engine holding searches and conditional criteria to other bounds than

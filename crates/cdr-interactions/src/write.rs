@@ -47,18 +47,22 @@ pub enum Precondition {
 }
 
 impl Engine {
-    /// create, or conditional create when `if_none_exist` holds criteria.
+    /// create, or conditional create when `if_none_exist` holds criteria. `base` is this server's FHIR
+    /// base URL (for the index entry of the contribution rules).
     ///
     /// # Errors
-    /// Unknown type, invalid body or criteria, several matches, or a storage failure.
+    /// Unknown type, invalid body or criteria, several matches, a broken contribution rule, or a storage
+    /// failure.
     pub async fn create(
         &self,
         type_name: &str,
         body: &[u8],
         if_none_exist: Option<&str>,
+        base: &str,
     ) -> Result<WriteOutcome, InteractionError> {
         let resource_type = self.served_type(type_name)?;
         let resource = parse_body(resource_type, body)?;
+        self.check_submission(&resource, true, if_none_exist.is_some()).await?;
         let resource = self.check_for_write(resource).await?;
         let mut tx = self.store.begin().await?;
         if let Some(query) = if_none_exist {
@@ -87,48 +91,54 @@ impl Engine {
             WriteMethod::Create,
         )
         .await?;
+        self.after_single_write(&mut tx, &created, base).await?;
         tx.commit().await?;
         Ok(WriteOutcome { status: WriteStatus::Created, resource: Some(created) })
     }
 
-    /// update of `type/id`.
+    /// update of `type/id`; `base` as for [`Engine::create`].
     ///
     /// # Errors
     /// Unknown type, invalid id or body, failed precondition, update-as-create when switched off, a
-    /// concurrent change, or a storage failure.
+    /// concurrent change, a broken contribution rule, or a storage failure.
     pub async fn update(
         &self,
         type_name: &str,
         id: &str,
         body: &[u8],
         precondition: Precondition,
+        base: &str,
     ) -> Result<WriteOutcome, InteractionError> {
         let resource_type = self.served_type(type_name)?;
         let id = parse_id(id)?;
         let resource = parse_body(resource_type, body)?;
         check_update_id(&resource, &id)?;
+        self.check_submission(&resource, false, true).await?;
         let resource = self.check_for_write(resource).await?;
         let mut tx = self.store.begin().await?;
-        let outcome = self.update_in(&mut tx, resource_type, &id, resource, precondition).await?;
+        let outcome =
+            self.update_in(&mut tx, resource_type, &id, resource, precondition, base).await?;
         tx.commit().await?;
         Ok(outcome)
     }
 
-    /// Conditional update: `PUT type?criteria`.
+    /// Conditional update: `PUT type?criteria`; `base` as for [`Engine::create`].
     ///
     /// # Errors
     /// Unknown type, invalid body or criteria, several matches, an id in the body that is not the
     /// matched one, or (with no match) the id of an existing resource, update-as-create when switched off,
-    /// failed precondition, or a storage failure.
+    /// failed precondition, a broken contribution rule, or a storage failure.
     pub async fn conditional_update(
         &self,
         type_name: &str,
         query: &str,
         body: &[u8],
         precondition: Precondition,
+        base: &str,
     ) -> Result<WriteOutcome, InteractionError> {
         let resource_type = self.served_type(type_name)?;
         let resource = parse_body(resource_type, body)?;
+        self.check_submission(&resource, true, true).await?;
         let resource = self.check_for_write(resource).await?;
         let mut tx = self.store.begin().await?;
         let matches = self.conditional_matches(&mut tx, resource_type, query).await?;
@@ -145,6 +155,7 @@ impl Engine {
                     WriteMethod::Create,
                 )
                 .await?;
+                self.after_single_write(&mut tx, &created, base).await?;
                 WriteOutcome { status: WriteStatus::Created, resource: Some(created) }
             }
             ([], Some(body_id)) => {
@@ -156,7 +167,7 @@ impl Engine {
                         "no {resource_type} matches '{query}', and {resource_type}/{id} named by the resource's id exists: a conditional update only changes the resource its criteria match"
                     )));
                 }
-                self.update_in(&mut tx, resource_type, &id, resource, precondition).await?
+                self.update_in(&mut tx, resource_type, &id, resource, precondition, base).await?
             }
             ([found], body_id) => {
                 if let Some(body_id) = body_id.filter(|body_id| *body_id != found.as_str()) {
@@ -167,7 +178,7 @@ impl Engine {
                         "id",
                     ));
                 }
-                self.update_in(&mut tx, resource_type, found, resource, precondition).await?
+                self.update_in(&mut tx, resource_type, found, resource, precondition, base).await?
             }
             _ => return Err(multiple_matches(resource_type, query)),
         };
@@ -199,7 +210,9 @@ impl Engine {
         id: &LogicalId,
         resource: Resource,
         precondition: Precondition,
+        base: &str,
     ) -> Result<WriteOutcome, InteractionError> {
+        self.check_report_update(tx, &resource, id, None).await?;
         let current = tx.current(resource_type, id).await?;
         let (version, status) = match (current, precondition) {
             (Some((current, _)), Precondition::IfMatch(expected)) if current != expected => {
@@ -226,6 +239,7 @@ impl Engine {
             if version == VersionId::FIRST { WriteMethod::Create } else { WriteMethod::Update };
         let written =
             write_version(tx, &self.registry, resource_type, id, resource, version, method).await?;
+        self.after_single_write(tx, &written, base).await?;
         Ok(WriteOutcome { status, resource: Some(written) })
     }
 
@@ -244,6 +258,7 @@ impl Engine {
         let Some(outcome) = delete_in(&mut tx, resource_type, &id).await? else {
             return Err(InteractionError::NotFound(format!("{resource_type}/{id}")));
         };
+        self.after_delete(&mut tx, &outcome).await?;
         tx.commit().await?;
         Ok(outcome)
     }
@@ -267,8 +282,21 @@ impl Engine {
                 .unwrap_or(WriteOutcome { status: WriteStatus::NothingToDelete, resource: None }),
             _ => return Err(multiple_matches(resource_type, query)),
         };
+        self.after_delete(&mut tx, &outcome).await?;
         tx.commit().await?;
         Ok(outcome)
+    }
+
+    /// A deletion's index entry is marked (contribution rules); a deletion has no base to link to.
+    async fn after_delete(
+        &self,
+        tx: &mut StoreTx,
+        outcome: &WriteOutcome,
+    ) -> Result<(), InteractionError> {
+        match &outcome.resource {
+            Some(deletion) => self.after_single_write(tx, deletion, "").await,
+            None => Ok(()),
+        }
     }
 }
 

@@ -261,6 +261,11 @@ pub(crate) struct EngineArgs {
     /// and --require-patient-identifier (and refuse --update-create).
     #[arg(long, env = "MODE", value_enum, default_value_t = Mode::Open)]
     pub(crate) mode: Mode,
+    /// miCDR mode: the known patients (HCN and birth date) and practitioners (licence), one JSON object a
+    /// line (README: "Registry file"); submitted Patients and Practitioners are checked against it. Without
+    /// it every Patient and Practitioner is accepted.
+    #[arg(long, env = "REGISTRY_FILE")]
+    pub(crate) registry_file: Option<PathBuf>,
 }
 
 impl EngineArgs {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cdr_api::{ApiConfig, AppState, LinkConfig};
-use cdr_interactions::{Engine, EngineConfig, PageLimits, Profiles, ValidationMode};
+use cdr_interactions::{Engine, EngineConfig, LocalRegistry, PageLimits, Profiles, ValidationMode};
 use cdr_search::SearchParamRegistry;
 use cdr_server::profiles::{self, search_registry};
 use cdr_store::{Store, StoreConfig};
@@ -146,6 +146,16 @@ pub(crate) async fn open_engine(args: &EngineArgs) -> anyhow::Result<(Store, Eng
         .with_query_limits(args.cost.query_limits());
     if let Some(permits) = args.cost.cpu_concurrency {
         engine = engine.with_cpu_concurrency(permits as usize);
+    }
+    if let Some(path) = &args.registry_file {
+        if !micdr {
+            anyhow::bail!("--registry-file is a rule of --mode micdr");
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the registry file {}", path.display()))?;
+        let registry = LocalRegistry::from_ndjson(&text)
+            .map_err(|error| anyhow::anyhow!("the registry file {}: {error}", path.display()))?;
+        engine = engine.with_person_registry(Arc::new(registry));
     }
     if engine.needs_reindex().await.context("cannot inspect the search index")? {
         tracing::info!("the database has resources but no search index rows: reindexing once");

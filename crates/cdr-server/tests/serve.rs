@@ -338,3 +338,58 @@ fn micdr_mode_is_one_switch() {
     assert!(!clash.status.success());
     assert!(String::from_utf8_lossy(&clash.stderr).contains("--update-create"));
 }
+
+/// `--registry-file` loads the known patients for the miCDR registry check; a malformed file, or the flag
+/// without `--mode micdr`, stops the server at start.
+#[test]
+fn a_registry_file_is_checked_in_micdr_mode() {
+    const HCN: &str = "https://fhir.infoway-inforoute.ca/NamingSystem/ca-on-patient-hcn";
+    let profiles = concat!(env!("CARGO_MANIFEST_DIR"), "/../../profiles");
+    let folder = std::env::temp_dir().join(format!("imaging-cdr-registry-{}", std::process::id()));
+    std::fs::create_dir_all(&folder).unwrap();
+    let registry = folder.join("registry.ndjson");
+    std::fs::write(
+        &registry,
+        format!(
+            "{{\"kind\":\"patient\",\"system\":\"{HCN}\",\"value\":\"9876543217\",\"birthDate\":\"1970-01-01\"}}\n"
+        ),
+    )
+    .unwrap();
+    let registry_arg = registry.to_str().unwrap();
+    let server = Server::start(&[
+        "--mode",
+        "micdr",
+        "--profiles-dir",
+        profiles,
+        "--registry-file",
+        registry_arg,
+    ]);
+    let body = format!(
+        r#"{{"resourceType":"Patient","identifier":[{{"system":"{HCN}","value":"9876543217"}}],"birthDate":"1999-01-01"}}"#
+    );
+    let put = format!(
+        "PUT /fhir/Patient?identifier={HCN}|9876543217 HTTP/1.1\r\nHost: test\r\nContent-Type: application/fhir+json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let refused = server.try_request(&put).unwrap();
+    assert!(refused.starts_with("HTTP/1.1 422"), "{refused}");
+    assert!(refused.contains("Patient.birthDate") && refused.contains("1970-01-01"), "{refused}");
+
+    let start = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_imaging-cdr"))
+            .args(["serve", "--profiles-dir", profiles])
+            .args(["--database-url", "sqlite::memory:", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let open = start(&["--registry-file", registry_arg]);
+    assert!(!open.status.success());
+    assert!(String::from_utf8_lossy(&open.stderr).contains("--mode micdr"));
+    std::fs::write(&registry, "{\"kind\":\"clinic\"}\n").unwrap();
+    let malformed = start(&["--mode", "micdr", "--registry-file", registry_arg]);
+    assert!(!malformed.status.success());
+    assert!(String::from_utf8_lossy(&malformed.stderr).contains("line 1"));
+    std::fs::remove_dir_all(&folder).unwrap();
+}

@@ -4,8 +4,11 @@
 //!   business identifiers (`PUT T?identifier=system|value`): no match creates, one updates, several fail the
 //!   Bundle (412);
 //! - a Bundle provides, or references, a Patient, a Practitioner and an Organization;
-//! - every reference to a Patient, Practitioner, Organization or ServiceRequest resolves, to an entry of the
-//!   Bundle or to a live resource of the repository (else 422 naming the element).
+//! - every reference to a Patient, Practitioner, Organization or ServiceRequest, and an addendum's reference
+//!   to its DiagnosticReport (`ext-di-addendum-of`), resolves, to an entry of the Bundle or to a live resource
+//!   of the repository (else 422 naming the element).
+//!
+//! The registry check, the report lifecycle and the index entries are in `crate::micdr`.
 
 use cdr_model::{Issue, IssueType, LogicalId, OperationOutcome, Resource, ResourceType};
 use serde_json::Value;
@@ -13,6 +16,7 @@ use serde_json::Value;
 use super::entry::{Entry, Method, Target};
 use super::references::{conditional, rewrite};
 use crate::InteractionError;
+use crate::micdr::lifecycle::addenda;
 use crate::write::invalid_at;
 
 /// The types every Bundle must provide or reference.
@@ -50,9 +54,30 @@ pub(super) struct MustResolve {
     pub(super) element: String,
 }
 
-/// The references of `resource` to the types that must resolve, and the types it references at all.
-pub(super) fn references_of(resource: &mut Value) -> (Vec<MustResolve>, Vec<String>) {
+/// The references of `resource` to the types that must resolve (with an addendum's reference to its
+/// report, which must be a DiagnosticReport), and the types it references at all.
+pub(super) fn references_of(
+    resource: &mut Value,
+) -> Result<(Vec<MustResolve>, Vec<String>), InteractionError> {
     let mut must_resolve = Vec::new();
+    for (reference, element) in addenda(resource) {
+        if !reference.starts_with("DiagnosticReport/")
+            && !reference.starts_with("DiagnosticReport?")
+        {
+            return Err(InteractionError::Unprocessable(OperationOutcome::single(
+                Issue::error(
+                    IssueType::NotFound,
+                    format!(
+                        "an addendum references the DiagnosticReport it adds to, not '{reference}'"
+                    ),
+                )
+                .at(format!("resource.{element}")),
+            )));
+        }
+        if conditional(&reference).is_none() {
+            must_resolve.push(MustResolve { reference, element: format!("resource.{element}") });
+        }
+    }
     let mut types = Vec::new();
     let _ = rewrite::<()>(
         resource,
@@ -73,7 +98,7 @@ pub(super) fn references_of(resource: &mut Value) -> (Vec<MustResolve>, Vec<Stri
         },
         &|_| None,
     );
-    (must_resolve, types)
+    Ok((must_resolve, types))
 }
 
 /// Checks that the Bundle's entries and references together name each of [`REQUIRED_TYPES`].
@@ -100,7 +125,7 @@ pub(super) fn check_required_types<'a>(
 
 /// The address a must-resolve reference names (`Patient/123`, also with `/_history/n`), if it is a
 /// relative RESTful reference.
-pub(super) fn address(reference: &str) -> Option<(ResourceType, LogicalId)> {
+pub(crate) fn address(reference: &str) -> Option<(ResourceType, LogicalId)> {
     let mut segments = reference.split('/');
     let (Some(type_name), Some(id)) = (segments.next(), segments.next()) else { return None };
     let resource_type = ResourceType::parse(type_name).ok()?;

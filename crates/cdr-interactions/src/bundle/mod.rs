@@ -16,7 +16,9 @@ mod transaction;
 use cdr_model::{ETag, OperationOutcome, ResourceType};
 use serde_json::Value;
 
+pub(crate) use self::contribution::address;
 use self::entry::{Entry, Method, Target};
+pub(crate) use self::references::{conditional, rewrite};
 use crate::{Engine, Handling, InteractionError, VersionedResource, WriteOutcome};
 
 /// Whether a Bundle is a transaction or a batch.

@@ -29,6 +29,7 @@ use super::entry::{Entry, Method, Target};
 use super::references::{conditional, resolve_relative, rewrite};
 use super::{EntryOutcome, EntryResult, in_entry, resource_relative};
 use crate::conditional::{Criteria, parse_criteria};
+use crate::micdr;
 use crate::terminology::expand_terminology;
 use crate::write::{index_entries, invalid_at, new_id};
 use crate::{
@@ -155,7 +156,7 @@ impl Engine {
         let mut attempt = 0;
         let applied = loop {
             attempt += 1;
-            match self.apply(&plan).await {
+            match self.apply(&plan, base).await {
                 Ok(applied) => break applied,
                 Err(Failure::Race) if attempt < RETRIES => {
                     tracing::debug!(
@@ -266,7 +267,8 @@ impl Engine {
             )
             .map_err(|error| in_entry(index, error))?;
             if rules {
-                let (must_resolve, types) = contribution::references_of(&mut json);
+                let (must_resolve, types) = contribution::references_of(&mut json)
+                    .map_err(|error| in_entry(index, error))?;
                 entry.must_resolve = must_resolve;
                 named_types.extend(types);
                 named_types.push(entry.resource_type.as_str().to_owned());
@@ -289,6 +291,14 @@ impl Engine {
             contribution::check_required_types(named_types.iter().map(String::as_str))?;
         }
         self.validate_planned(&mut planned).await?;
+        if rules {
+            for entry in &planned {
+                let Some(resource) = &entry.resource else { continue };
+                micdr::registry::check(self.person_registry.as_ref(), resource).await.map_err(
+                    |error| in_entry(entry.index, resource_relative(entry.resource_type, error)),
+                )?;
+            }
+        }
         Ok(Plan { entries: planned, references })
     }
 
@@ -433,7 +443,7 @@ impl Engine {
     }
 
     /// Step 2: one store transaction; how each entry is answered, in entry order.
-    async fn apply(&self, plan: &Plan) -> Result<Vec<Applied>, Failure> {
+    async fn apply(&self, plan: &Plan, base: &str) -> Result<Vec<Applied>, Failure> {
         let mut tx = self.store.begin().await?;
         let now = Instant::now();
         let Lookups { matches, of_entry: lookup_of_entry, references: reference_lookups } =
@@ -467,6 +477,7 @@ impl Engine {
                 return Err(in_entry(*index, contribution::unresolved(reference)).into());
             }
         }
+        self.check_report_updates(&mut tx, plan, &steps, &current).await?;
 
         let mut applied = Vec::with_capacity(plan.entries.len());
         let mut written: Vec<Written> = Vec::new();
@@ -554,8 +565,28 @@ impl Engine {
             })
             .collect();
         tx.write_all(&versions).await?;
+        self.write_index_entries(&mut tx, &index_sources(&applied), base, now).await?;
         tx.commit().await?;
         Ok(applied)
+    }
+
+    /// Under the contribution rules, the report lifecycle of each update of a live DiagnosticReport.
+    async fn check_report_updates(
+        &self,
+        tx: &mut StoreTx,
+        plan: &Plan,
+        steps: &[Step],
+        current: &HashMap<(ResourceType, LogicalId), (VersionId, bool)>,
+    ) -> Result<(), InteractionError> {
+        for (entry, step) in plan.entries.iter().zip(steps) {
+            let (Step::Write(write), Some(resource)) = (step, &entry.resource) else { continue };
+            if matches!(current.get(&(entry.resource_type, write.id.clone())), Some((_, false))) {
+                self.check_report_update(tx, resource, &write.id, None).await.map_err(|error| {
+                    in_entry(entry.index, resource_relative(entry.resource_type, error))
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// The version of `resource` to write: its final references, id and `meta`, JSON text and index rows.
@@ -915,6 +946,24 @@ fn resolve_references(
         }
     }
     Ok(rewrites)
+}
+
+/// The versions the transaction wrote, for their index entries (contribution rules).
+fn index_sources(applied: &[Applied]) -> Vec<micdr::Source<'_>> {
+    applied
+        .iter()
+        .filter_map(|applied| match applied {
+            Applied::Done(EntryResult::Write(WriteOutcome { resource: Some(written), .. })) => {
+                Some(micdr::Source {
+                    resource_type: written.resource_type,
+                    id: &written.id,
+                    version: written.version,
+                    body: written.body.as_deref(),
+                })
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// The resources the Bundle's deletes remove.

@@ -87,22 +87,25 @@ pub(crate) fn apply_patch(
 }
 
 impl Engine {
-    /// patch of `type/id`.
+    /// patch of `type/id`; `base` is this server's FHIR base URL (for the index entry of the contribution
+    /// rules).
     ///
     /// # Errors
     /// Unknown type, invalid id, a resource that does not exist or is deleted, failed precondition, a patch
-    /// that cannot be applied or whose result is invalid, or a storage failure.
+    /// that cannot be applied or whose result is invalid, a broken contribution rule, or a storage failure.
     pub async fn patch(
         &self,
         type_name: &str,
         id: &str,
         patch: &Patch,
         precondition: Precondition,
+        base: &str,
     ) -> Result<VersionedResource, InteractionError> {
         let resource_type = self.served_type(type_name)?;
         let id = parse_id(id)?;
         let mut tx = self.store.begin().await?;
         let outcome = self.patch_in(&mut tx, resource_type, &id, patch, precondition).await?;
+        self.after_single_write(&mut tx, &outcome, base).await?;
         tx.commit().await?;
         Ok(outcome)
     }
@@ -118,6 +121,7 @@ impl Engine {
         query: &str,
         patch: &Patch,
         precondition: Precondition,
+        base: &str,
     ) -> Result<VersionedResource, InteractionError> {
         let resource_type = self.served_type(type_name)?;
         let mut tx = self.store.begin().await?;
@@ -131,6 +135,7 @@ impl Engine {
             [found] => self.patch_in(&mut tx, resource_type, found, patch, precondition).await?,
             _ => return Err(multiple_matches(resource_type, query)),
         };
+        self.after_single_write(&mut tx, &outcome, base).await?;
         tx.commit().await?;
         Ok(outcome)
     }
@@ -185,6 +190,10 @@ impl Engine {
                 })
             })?;
         let resource = self.check_for_write(resource).await?;
+        if self.config.contribution_rules {
+            crate::micdr::registry::check(self.person_registry.as_ref(), &resource).await?;
+            self.check_report_update(tx, &resource, id, Some(stored)).await?;
+        }
         let version = current.version.next();
         write_version(tx, &self.registry, resource_type, id, resource, version, WriteMethod::Update)
             .await
