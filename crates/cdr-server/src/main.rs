@@ -129,6 +129,10 @@ pub(crate) async fn open_engine(args: &EngineArgs) -> anyhow::Result<(Store, Eng
         Validation::Base => ValidationMode::Base,
         Validation::Off => ValidationMode::Off,
     };
+    let person_registry = args.registry_file.as_deref().map(read_registry).transpose()?;
+    if person_registry.is_some() && !micdr {
+        anyhow::bail!("--registry-file is a rule of --mode micdr");
+    }
     let store = open_store(&args.database).await?;
     let config = EngineConfig {
         update_create: args.update_create,
@@ -147,14 +151,7 @@ pub(crate) async fn open_engine(args: &EngineArgs) -> anyhow::Result<(Store, Eng
     if let Some(permits) = args.cost.cpu_concurrency {
         engine = engine.with_cpu_concurrency(permits as usize);
     }
-    if let Some(path) = &args.registry_file {
-        if !micdr {
-            anyhow::bail!("--registry-file is a rule of --mode micdr");
-        }
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the registry file {}", path.display()))?;
-        let registry = LocalRegistry::from_ndjson(&text)
-            .map_err(|error| anyhow::anyhow!("the registry file {}: {error}", path.display()))?;
+    if let Some(registry) = person_registry {
         engine = engine.with_person_registry(Arc::new(registry));
     }
     if engine.needs_reindex().await.context("cannot inspect the search index")? {
@@ -163,6 +160,14 @@ pub(crate) async fn open_engine(args: &EngineArgs) -> anyhow::Result<(Store, Eng
         tracing::info!(resources = n_indexed, "reindexed");
     }
     Ok((store, engine))
+}
+
+/// The patient and provider registry of `--registry-file`.
+fn read_registry(path: &std::path::Path) -> anyhow::Result<LocalRegistry> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the registry file {}", path.display()))?;
+    LocalRegistry::from_ndjson(&text)
+        .map_err(|error| anyhow::anyhow!("the registry file {}: {error}", path.display()))
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
