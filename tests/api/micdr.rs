@@ -536,3 +536,30 @@ async fn single_requests_follow_the_contribution_rules(app: &TestApp) {
     response.assert_outcome(StatusCode::BAD_REQUEST, "invalid");
     assert_eq!(expression(&response), "id");
 }
+
+/// The open server writes no index entries and checks no lifecycle.
+mod open_server {
+    use axum::http::StatusCode;
+    use serde_json::json;
+
+    use crate::backend_tests;
+    use crate::helpers::TestApp;
+
+    backend_tests!(orders_get_no_index_entry_and_reports_any_status);
+
+    async fn orders_get_no_index_entry_and_reports_any_status(app: &TestApp) {
+        let patient = app.create("Patient", r#"{"resourceType":"Patient"}"#).await;
+        let order = json!({"resourceType": "ServiceRequest", "status": "active", "intent": "order",
+                           "subject": {"reference": format!("Patient/{patient}")}});
+        app.create("ServiceRequest", &order.to_string()).await;
+        let report = json!({"resourceType": "DiagnosticReport", "status": "final",
+                            "code": {"text": "CT head"}});
+        let id = app.create("DiagnosticReport", &report.to_string()).await;
+        let mut back = app.get(&format!("/fhir/DiagnosticReport/{id}")).await.json();
+        back["status"] = json!("preliminary");
+        let response = app.put(&format!("/fhir/DiagnosticReport/{id}"), &back.to_string()).await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+        let entries = app.search("DocumentReference").await;
+        assert!(entries["entry"].is_null(), "{entries}");
+    }
+}
