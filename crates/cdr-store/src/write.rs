@@ -7,10 +7,9 @@ use cdr_model::{Instant, LogicalId, ResourceType, VersionId};
 use cdr_search::{IndexEntry, SearchQuery};
 use sqlx::{Postgres, Row, Sqlite, Transaction};
 
-use crate::compile::where_clause;
+use crate::compile::match_sql;
 use crate::connect::{Pool, dispatch};
 use crate::index::{IndexedResource, replace_statements};
-use crate::plan::usual_drive;
 use crate::read::StoredVersion;
 use crate::row::{CurrentRow, logical_id, resource_type, version_id};
 use crate::sql::{Bind, Sql, pack, query_of};
@@ -85,6 +84,11 @@ pub struct StoreTx {
 impl Store {
     /// Begins a write transaction. On SQLite writers first wait their turn in a fair queue, then take the
     /// write lock at once (`BEGIN IMMEDIATE`), so a read-then-write inside never fails on lock upgrade.
+    /// On PostgreSQL the transaction plans each statement for its values and the tables as they are now
+    /// (custom plans; reads keep the generic plans the connections are set to): its statements are key
+    /// lookups and inserts, cheap to plan, and a generic plan made while a new database's tables were
+    /// nearly empty would otherwise serve every Bundle of a bulk load on that connection until the next
+    /// `ANALYZE`, walking whole tables where an index finds one row.
     ///
     /// # Errors
     /// [`StoreError::Busy`] when no connection (on SQLite: no turn) comes within the pool timeout; on
@@ -92,7 +96,9 @@ impl Store {
     pub async fn begin(&self) -> Result<StoreTx, StoreError> {
         match &self.pool {
             Pool::Postgres(pool) => {
-                Ok(StoreTx { tx: Tx::Postgres(pool.begin().await?), _writer_turn: None })
+                let tx =
+                    pool.begin_with("BEGIN; SET LOCAL plan_cache_mode = force_custom_plan").await?;
+                Ok(StoreTx { tx: Tx::Postgres(tx), _writer_turn: None })
             }
             Pool::Sqlite(pool) => {
                 // Waiting for the turn is waiting for the one writing connection: bounded like the pool's.
@@ -233,17 +239,18 @@ impl StoreTx {
         now_micros: i64,
         limit: i64,
     ) -> Result<Vec<LogicalId>, StoreError> {
-        let mut sql = Sql::new("SELECT r.res_id FROM resource r WHERE ");
-        let drive = usual_drive(query);
-        where_clause(&mut sql, query, types, now_micros, drive, true)?;
-        sql.push(" ORDER BY r.res_id").push_limit(limit);
+        let mut sql = Sql::new("");
+        match_sql(&mut sql, query, types, now_micros)?;
+        sql.push_limit(limit);
         let ids = dispatch!(Tx, &mut self.tx, tx => query_of!(&sql)
         .fetch_all(&mut **tx)
         .await
         .and_then(|rows| {
             rows.iter().map(|row| row.try_get::<String, _>("res_id")).collect::<Result<Vec<_>, _>>()
         }))?;
-        ids.iter().map(|id| logical_id(id)).collect()
+        let mut ids = ids.iter().map(|id| logical_id(id)).collect::<Result<Vec<_>, _>>()?;
+        ids.sort_unstable_by(|left, right| left.as_str().cmp(right.as_str()));
+        Ok(ids)
     }
 
     /// The current version of each of `addresses` that exists, body included, read without locking: what
@@ -377,12 +384,11 @@ impl StoreTx {
                 if position > 0 {
                     sql.push(" UNION ALL ");
                 }
-                let mut part = Sql::new("SELECT * FROM (SELECT CAST(");
-                part.push(&number.to_string())
-                    .push(" AS BIGINT) AS q, r.res_id FROM resource r WHERE ");
-                where_clause(&mut part, query, types, now_micros, usual_drive(query), true)?;
-                part.push(" ORDER BY r.res_id").push_limit(limit);
-                part.push(") AS q").push(&number.to_string());
+                let mut part = Sql::new("SELECT CAST(");
+                part.push(&number.to_string()).push(" AS BIGINT) AS q, f.res_id FROM (");
+                match_sql(&mut part, query, types, now_micros)?;
+                part.push_limit(limit);
+                part.push(") AS f");
                 sql.append(&part);
             }
             let rows: Vec<(i64, String)> = dispatch!(Tx, &mut self.tx, tx => query_of!(&sql)
