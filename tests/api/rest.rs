@@ -97,7 +97,18 @@ async fn update_with_if_match_and_vread(app: &TestApp) {
     app.get(&format!("{uri}/_history/3")).await.assert_outcome(StatusCode::NOT_FOUND, "not-found");
     app.get(&format!("{uri}/_history/x")).await.assert_outcome(StatusCode::BAD_REQUEST, "invalid");
 
-    let unconditional = app.put(&uri, &version_two).await;
+    // The same content again changes nothing: no new version, the current one answers.
+    let unchanged = app.put(&uri, &version_two).await;
+    assert_eq!(unchanged.status, StatusCode::OK);
+    assert_eq!(unchanged.header("etag"), Some("W/\"2\""));
+    assert_eq!(unchanged.json()["meta"], updated.json()["meta"]);
+    let unchanged = app
+        .request(Method::PUT, &uri, &[json, ("prefer", "return=OperationOutcome")], &version_two)
+        .await;
+    unchanged.assert_outcome(StatusCode::OK, "informational");
+    assert!(unchanged.text().contains("unchanged"), "{}", unchanged.text());
+    app.get(&format!("{uri}/_history/3")).await.assert_outcome(StatusCode::NOT_FOUND, "not-found");
+    let unconditional = app.put(&uri, &version_two.replace("false", "true")).await;
     assert_eq!(unconditional.header("etag"), Some("W/\"3\""));
     let bad_etag = app.request(Method::PUT, &uri, &[json, ("if-match", "3")], &version_two).await;
     bad_etag.assert_outcome(StatusCode::BAD_REQUEST, "invalid");

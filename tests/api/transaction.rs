@@ -113,8 +113,11 @@ async fn the_r4_example_transaction(backend: Backend) {
         cdr_interactions::EngineConfig { update_create: true, ..engine_config() },
     )
     .await;
-    let seed = |id: &str, extra: &str| {
-        format!(r#"{{"resourceType":"Patient","id":"{id}","active":true{extra}}}"#)
+    // Each version differs from the one before (an update that changes nothing writes no version).
+    let seed = |id: &str, version: usize, extra: &str| {
+        format!(
+            r#"{{"resourceType":"Patient","id":"{id}","active":true,"multipleBirthInteger":{version}{extra}}}"#
+        )
     };
     for (id, versions, extra) in [
         ("123", 3, ""),
@@ -128,8 +131,8 @@ async fn the_r4_example_transaction(backend: Backend) {
             r#","identifier":[{"system":"http:/example.org/fhir/ids","value":"234234"}]"#,
         ),
     ] {
-        for _ in 0..versions {
-            let response = app.put(&format!("/fhir/Patient/{id}"), &seed(id, extra)).await;
+        for version in 0..versions {
+            let response = app.put(&format!("/fhir/Patient/{id}"), &seed(id, version, extra)).await;
             assert!(response.status.is_success(), "{}", response.text());
         }
     }
@@ -373,6 +376,22 @@ async fn resubmitting_a_bundle_writes_no_new_resources(app: &TestApp) {
         second["entry"][1]["response"]["etag"], "W/\"1\"",
         "the existing study is not written again"
     );
+    // The same Bundle again: the conditional PUT finds the same content and writes no version; its
+    // entry says so in an informational outcome.
+    let third = post_bundle(app, &submission("Tremblay-Roy")).await.json();
+    assert_eq!(statuses(&third), ["200 OK", "200 OK"]);
+    assert_eq!(third["entry"][0]["response"]["etag"], "W/\"2\"");
+    assert_eq!(
+        third["entry"][0]["response"]["lastModified"],
+        second["entry"][0]["response"]["lastModified"]
+    );
+    assert_eq!(third["entry"][0]["resource"], second["entry"][0]["resource"]);
+    let diagnostics = &third["entry"][0]["response"]["outcome"]["issue"][0]["diagnostics"];
+    assert!(diagnostics.as_str().is_some_and(|text| text.starts_with("unchanged")), "{third}");
+    assert!(second["entry"][0]["response"].get("outcome").is_none(), "{second}");
+    let id = location_id(&third["entry"][0]);
+    let history = app.get(&format!("/fhir/Patient/{id}/_history")).await.json();
+    assert_eq!(history["entry"].as_array().map(Vec::len), Some(2), "{history}");
     assert_eq!(matches(app, &format!("Patient?identifier={MRN}|IDEM")).await, 1);
     assert_eq!(matches(app, &format!("ImagingStudy?identifier={ACCESSION}|ACC-IDEM")).await, 1);
     assert_eq!(matches(app, "Patient?family=Tremblay-Roy").await, 1);
@@ -455,6 +474,46 @@ async fn the_same_new_patient_bundle_raced_yields_one_of_each(app: &TestApp) {
         })
         .sum();
     assert_eq!(created, 2, "one client created the patient and the study; the others found them");
+    let id = location_id(&responses[0].json()["entry"][0]);
+    let history = app.get(&format!("/fhir/Patient/{id}/_history")).await.json();
+    let versions = |history: &Value| history["entry"].as_array().map_or(0, Vec::len);
+    assert_eq!(versions(&history), 1, "the other clients' PUTs changed nothing: {history}");
+
+    // Clients updating the one patient, half of them with what it holds and half with changes: every
+    // Bundle succeeds (an unchanged update that finds the row changed before it locked it is applied
+    // again), and a version is written only where it differs from the one before it.
+    let requests = (0..8)
+        .map(|client| {
+            let mut person = patient("RACE");
+            if client % 2 == 1 {
+                person["name"][0]["family"] = json!(format!("Changed-{client}"));
+            }
+            let bundle = transaction(vec![json!({"resource": person,
+                "request": {"method": "PUT", "url": format!("Patient?identifier={MRN}|RACE")}})]);
+            build_request(
+                Method::POST,
+                "/fhir",
+                &[("content-type", "application/fhir+json")],
+                &bundle.to_string(),
+            )
+        })
+        .collect();
+    for response in app.race(requests).await {
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+        assert_eq!(statuses(&response.json()), ["200 OK"]);
+    }
+    let history = app.get(&format!("/fhir/Patient/{id}/_history")).await.json();
+    let families: Vec<&Value> = history["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| &entry["resource"]["name"])
+        .collect();
+    assert!(families.len() >= 2, "{history}");
+    assert!(
+        families.windows(2).all(|pair| pair[0] != pair[1]),
+        "no version repeats the one before: {history}"
+    );
 }
 
 async fn malformed_bundles_are_refused_with_their_location(app: &TestApp) {

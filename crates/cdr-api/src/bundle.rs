@@ -16,7 +16,7 @@ use crate::AppState;
 use crate::error::{ApiError, error_chain, interaction_response};
 use crate::extract::{FhirBody, PreferReturn};
 use crate::links::BaseUrl;
-use crate::respond::{fhir_json, informational_outcome};
+use crate::respond::{UNCHANGED, fhir_json, informational_outcome};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/Bundle", post(bundle))
@@ -67,6 +67,7 @@ fn response_entry(entry: &EntryOutcome, base: &str, prefer: PreferReturn) -> Bun
             let (status, message) = match write.status {
                 WriteStatus::Created => (StatusCode::CREATED, "created"),
                 WriteStatus::Updated => (StatusCode::OK, "updated"),
+                WriteStatus::Unchanged => (StatusCode::OK, UNCHANGED),
                 WriteStatus::Existing => {
                     (StatusCode::OK, "a matching resource already exists; nothing was created")
                 }
@@ -99,6 +100,11 @@ fn response_entry(entry: &EntryOutcome, base: &str, prefer: PreferReturn) -> Bun
         }
     }
     let is_write = matches!(result, EntryResult::Write(_));
+    let unchanged =
+        matches!(result, EntryResult::Write(write) if write.status == WriteStatus::Unchanged);
+    if unchanged {
+        response.insert("outcome".into(), informational_outcome(message));
+    }
     let resource = match prefer {
         PreferReturn::Representation => resource,
         PreferReturn::Minimal if is_write => None,

@@ -33,6 +33,7 @@ use tower_http::trace::TraceLayer;
 
 pub use crate::error::{ApiError, error_chain, interaction_outcome};
 pub use crate::links::{Host, IpCidr, LinkConfig, PublicBaseUrl};
+pub use crate::respond::UNCHANGED;
 
 /// HTTP settings.
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@ use cdr_model::{ETag, Instant};
 use crate::error::ApiError;
 use crate::extract::{FhirBody, FhirPath, IfMatch, IfNoneExist, PreferReturn};
 use crate::links::BaseUrl;
-use crate::respond::{fhir_json, informational, version_headers, write_response};
+use crate::respond::{UNCHANGED, fhir_json, informational, version_headers, write_response};
 use crate::{AppState, search};
 
 pub(crate) fn router() -> Router<AppState> {
@@ -138,6 +138,7 @@ fn write_outcome_response(outcome: &WriteOutcome, base: &str, prefer: PreferRetu
         WriteStatus::Existing => {
             (StatusCode::OK, "a matching resource already exists; nothing was created")
         }
+        WriteStatus::Unchanged => (StatusCode::OK, UNCHANGED),
         _ => (StatusCode::OK, "updated"),
     };
     write_response(status, version, Some(base), prefer, message)

@@ -10,6 +10,12 @@ use crate::extract::PreferReturn;
 /// The media type of every body this server sends.
 pub(crate) const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
+/// The informational message of an update that changed nothing (`WriteStatus::Unchanged`): the
+/// diagnostics of the `outcome` that a `transaction-response` or `batch-response` entry of such an update
+/// always carries, since its `200` alone does not tell it from an update.
+pub const UNCHANGED: &str =
+    "unchanged: the content equals the current version's, so no new version was written";
+
 /// A FHIR JSON body with the given status.
 pub(crate) fn fhir_json(status: StatusCode, body: String) -> Response {
     let mut response = (status, body).into_response();

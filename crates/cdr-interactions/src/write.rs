@@ -9,7 +9,7 @@ use cdr_model::{
     VersionId,
 };
 use cdr_search::{IndexEntry, SearchParamRegistry, extract};
-use cdr_store::{LiveBody, NewVersion, Store, StoreError, StoreTx, WriteMethod};
+use cdr_store::{LiveBody, NewVersion, Store, StoreError, StoreTx, StoredVersion, WriteMethod};
 use serde_json::Value;
 
 use crate::conditional::parse_criteria;
@@ -23,6 +23,8 @@ pub enum WriteStatus {
     Created,
     /// A new version of an existing resource was written.
     Updated,
+    /// An update whose content equals the current version's wrote nothing; the current version stands.
+    Unchanged,
     /// A conditional create found the resource already there and wrote nothing.
     Existing,
     /// A deletion version was written.
@@ -44,6 +46,32 @@ pub enum Precondition {
     None,
     /// The current version must be this one.
     IfMatch(VersionId),
+}
+
+impl Precondition {
+    /// Whether an update may apply to `current`, the current version.
+    #[must_use]
+    pub fn allows(self, current: VersionId) -> bool {
+        match self {
+            Precondition::None => true,
+            Precondition::IfMatch(expected) => expected == current,
+        }
+    }
+}
+
+/// Whether `resource`, updating `id` to `stored`, changes nothing: `stored` is live and has the same
+/// content but for its version stamp ([`Resource::same_content`]). An update that changes nothing writes no
+/// new version (as HAPI and the Microsoft FHIR server do): resubmitting the same Bundle, or naming the same
+/// hospital and practitioners in every Bundle, then leaves no history and no dead index rows behind.
+pub(crate) fn unchanged(resource: &Resource, id: &LogicalId, stored: &StoredVersion) -> bool {
+    let Some(body) = stored.body.as_deref().filter(|_| !stored.deleted) else { return false };
+    let Ok(stored) = Resource::from_slice(body.as_bytes()) else { return false };
+    if resource.id().is_some_and(|own| own != id.as_str()) {
+        return false;
+    }
+    let mut resource = resource.clone();
+    resource.set_id(id);
+    resource.same_content(&stored)
 }
 
 impl Engine {
@@ -212,8 +240,28 @@ impl Engine {
         precondition: Precondition,
         base: &str,
     ) -> Result<WriteOutcome, InteractionError> {
-        self.check_report_update(tx, &resource, id, None).await?;
-        let current = tx.current(resource_type, id).await?;
+        let stored = tx.current_version(resource_type, id).await?;
+        let stored_body = stored
+            .as_ref()
+            .filter(|stored| !stored.deleted)
+            .and_then(|stored| stored.body.as_deref());
+        self.check_report_update(tx, &resource, id, stored_body).await?;
+        if let Some(stored) = stored.as_ref().filter(|stored| {
+            precondition.allows(stored.version) && unchanged(&resource, id, stored)
+        }) {
+            // Nothing changes: no new version; the answer is the current one.
+            return Ok(WriteOutcome {
+                status: WriteStatus::Unchanged,
+                resource: Some(VersionedResource {
+                    resource_type,
+                    id: id.clone(),
+                    version: stored.version,
+                    last_updated: stored.last_updated,
+                    body: stored.body.clone(),
+                }),
+            });
+        }
+        let current = stored.map(|stored| (stored.version, stored.deleted));
         let (version, status) = match (current, precondition) {
             (Some((current, _)), Precondition::IfMatch(expected)) if current != expected => {
                 return Err(InteractionError::PreconditionFailed(format!(

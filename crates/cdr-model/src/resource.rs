@@ -132,6 +132,33 @@ impl Resource {
         }
     }
 
+    /// Whether `self` and `other` hold the same content but for what the server sets on each version
+    /// (`meta.versionId`, `meta.lastUpdated`): an update with such a body changes nothing. Elements compare
+    /// as JSON values (object member order does not matter; decimals compare as written).
+    #[must_use]
+    pub fn same_content(&self, other: &Resource) -> bool {
+        fn without_version(meta: Option<&Value>) -> Option<Map<String, Value>> {
+            let mut meta = match meta {
+                None => Map::new(),
+                Some(Value::Object(meta)) => meta.clone(),
+                Some(_) => return None,
+            };
+            meta.remove("versionId");
+            meta.remove("lastUpdated");
+            Some(meta)
+        }
+        let (left, right) = (&self.json, &other.json);
+        let keys_match = |from: &Map<String, Value>, to: &Map<String, Value>| {
+            from.iter().all(|(key, value)| key == "meta" || to.get(key) == Some(value))
+        };
+        keys_match(left, right)
+            && keys_match(right, left)
+            && match (without_version(left.get("meta")), without_version(right.get("meta"))) {
+                (Some(left), Some(right)) => left == right,
+                _ => left.get("meta") == right.get("meta"),
+            }
+    }
+
     /// The JSON text, exactly as stored and served.
     #[must_use]
     pub fn to_json_string(&self) -> String {
@@ -186,5 +213,38 @@ mod tests {
     fn deep_nesting_is_an_error_not_a_crash() {
         let body = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         assert!(matches!(Resource::from_slice(body.as_bytes()), Err(ResourceError::Malformed(_))));
+    }
+
+    #[test]
+    fn same_content_ignores_only_the_version_stamp() {
+        let parse = |text: &str| Resource::from_slice(text.as_bytes()).unwrap();
+        let stored = parse(
+            r#"{"resourceType":"Patient","id":"p1","meta":{"versionId":"3","lastUpdated":"2026-01-01T00:00:00Z"},"active":true,"name":[{"family":"Roe"}]}"#,
+        );
+        assert!(
+            parse(
+                r#"{"resourceType":"Patient","name":[{"family":"Roe"}],"id":"p1","active":true}"#
+            )
+            .same_content(&stored)
+        );
+        assert!(stored.same_content(&parse(r#"{"resourceType":"Patient","id":"p1","meta":{},"active":true,"name":[{"family":"Roe"}]}"#)));
+        assert!(
+            !parse(
+                r#"{"resourceType":"Patient","id":"p1","active":false,"name":[{"family":"Roe"}]}"#
+            )
+            .same_content(&stored)
+        );
+        assert!(
+            !parse(r#"{"resourceType":"Patient","id":"p1","active":true}"#).same_content(&stored)
+        );
+        assert!(
+            !parse(
+                r#"{"resourceType":"Patient","id":"p2","active":true,"name":[{"family":"Roe"}]}"#
+            )
+            .same_content(&stored)
+        );
+        assert!(!parse(r#"{"resourceType":"Patient","id":"p1","meta":{"tag":[{"code":"x"}]},"active":true,"name":[{"family":"Roe"}]}"#).same_content(&stored));
+        assert!(!parse(r#"{"resourceType":"Observation","id":"p1","status":"final","valueQuantity":{"value":1.50}}"#)
+            .same_content(&parse(r#"{"resourceType":"Observation","id":"p1","status":"final","valueQuantity":{"value":1.5}}"#)));
     }
 }

@@ -23,8 +23,10 @@ use crate::config::{
     Cli, Command, DatabaseArgs, EngineArgs, LogFormat, Mode, ReindexArgs, ServeArgs, Validation,
 };
 
-/// How often the database's planner statistics are refreshed while serving.
-const STATISTICS_REFRESH: Duration = Duration::from_secs(60);
+/// How often the store looks for tables whose planner statistics are stale (and refreshes those only):
+/// often enough that the first minutes of a load into an empty database run on statistics of what it
+/// already holds, not on the planner's guesses for empty tables.
+const STATISTICS_REFRESH: Duration = Duration::from_secs(10);
 
 #[tokio::main]
 async fn main() -> ExitCode {

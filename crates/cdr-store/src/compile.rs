@@ -86,6 +86,63 @@ pub(crate) fn where_clause(
     Ok(())
 }
 
+/// The `SELECT r.res_id` of the live resources of `types` matching `query`, for conditional matching
+/// (`StoreTx::find`, `find_all`), unordered. When the clause that drives it ([`usual_drive`]) is a value
+/// match on one type's index rows (`identifier=system|value`, the usual criteria), the statement starts
+/// from those rows, `DISTINCT` (which PostgreSQL never flattens into the outer query), and joins each
+/// match's current row by key; the other clauses are tests of each match. PostgreSQL then has no other
+/// plan to choose: planned on a new database's nearly empty tables (and kept as a generic plan), the form
+/// with `r.res_id IN (…)` was once a walk of every resource of the type, testing each against every index
+/// row of the type, which grew quadratically during the first minute of a bulk load.
+///
+/// [`usual_drive`]: crate::plan::usual_drive
+pub(crate) fn match_sql(
+    sql: &mut Sql,
+    query: &SearchQuery,
+    types: &[ResourceType],
+    now_micros: i64,
+) -> Result<(), StoreError> {
+    let drive = crate::plan::usual_drive(query);
+    let driving = match (drive, types) {
+        (Drive::Clause(index), [only_type]) => match &query.clauses[index].criterion {
+            Criterion::Param(filter) if drives_a_match(filter) => Some((index, filter, *only_type)),
+            _ => None,
+        },
+        _ => None,
+    };
+    let Some((index, filter, only_type)) = driving else {
+        sql.push("SELECT r.res_id FROM resource r WHERE ");
+        return where_clause(sql, query, types, now_micros, drive, true);
+    };
+    let table = table_of(filter.param.param_type)?;
+    sql.push("SELECT r.res_id FROM (SELECT DISTINCT d.res_id FROM ").push(table);
+    sql.push(" d WHERE d.res_type = ").bind_text(only_type.as_str());
+    sql.push(" AND d.param = ").bind_text(&filter.param.code).push(" AND (");
+    let mut compiler = Compiler { sql, next_alias: 0, now_micros };
+    for (position, value) in filter.values.iter().enumerate() {
+        if position > 0 {
+            compiler.sql.push(" OR ");
+        }
+        compiler.value("d", filter.modifier, value)?;
+    }
+    sql.push(")) m JOIN resource r ON r.res_id = m.res_id WHERE ");
+    let mut rest = query.clone();
+    rest.clauses.remove(index);
+    where_clause(sql, &rest, types, now_micros, Drive::Order, true)
+}
+
+/// Whether `filter` is a plain value match that [`match_sql`] can start from: one index table, values
+/// compared by [`Compiler::value`], no negation or absence.
+fn drives_a_match(filter: &ParamFilter) -> bool {
+    filter.param.code != "_id"
+        && !matches!(filter.param.param_type, SearchParamType::Composite)
+        && matches!(
+            filter.modifier,
+            None | Some(Modifier::Exact | Modifier::Identifier | Modifier::Text)
+        )
+        && !filter.values.iter().any(|value| matches!(value, SearchValue::Missing(_)))
+}
+
 /// The query that counts the index rows of `filter` on `res_type`, up to `cap`, as `n`.
 pub(crate) fn probe_sql(
     filter: &ParamFilter,

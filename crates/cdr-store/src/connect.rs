@@ -136,7 +136,7 @@ impl Store {
     }
 
     /// Refreshes the query planner's statistics where they are missing or stale; the server calls this at
-    /// start and every minute. Both planners need them to prefer a selective value index to a per-resource
+    /// start and every ten seconds. Both planners need them to prefer a selective value index to a per-resource
     /// one. SQLite has no automatic statistics: `PRAGMA optimize` analyses the tables that need it.
     /// PostgreSQL's autovacuum normally keeps them, but it can be switched off (it is on some managed and
     /// test servers), and a bulk load outruns it: without statistics a conditional create by identifier walked

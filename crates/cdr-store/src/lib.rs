@@ -51,7 +51,7 @@ pub use crate::page::{
 };
 pub use crate::read::{HistoryEntry, HistoryQuery, HistoryScope, StoredVersion};
 pub use crate::reindex::LiveBody;
-pub use crate::write::{NewVersion, StoreTx, WriteMethod};
+pub use crate::write::{LockMode, NewVersion, RowLock, StoreTx, WriteMethod};
 
 /// How to reach the database.
 #[derive(Debug, Clone)]

@@ -7,10 +7,9 @@ use cdr_model::{Instant, LogicalId, ResourceType, VersionId};
 use cdr_search::{IndexEntry, SearchQuery};
 use sqlx::{Postgres, Row, Sqlite, Transaction};
 
-use crate::compile::where_clause;
+use crate::compile::match_sql;
 use crate::connect::{Pool, dispatch};
 use crate::index::{IndexedResource, replace_statements};
-use crate::plan::usual_drive;
 use crate::read::StoredVersion;
 use crate::row::{CurrentRow, logical_id, resource_type, version_id};
 use crate::sql::{Bind, Sql, pack, query_of};
@@ -85,6 +84,11 @@ pub struct StoreTx {
 impl Store {
     /// Begins a write transaction. On SQLite writers first wait their turn in a fair queue, then take the
     /// write lock at once (`BEGIN IMMEDIATE`), so a read-then-write inside never fails on lock upgrade.
+    /// On PostgreSQL the transaction plans each statement for its values and the tables as they are now
+    /// (custom plans; reads keep the generic plans the connections are set to): its statements are key
+    /// lookups and inserts, cheap to plan, and a generic plan made while a new database's tables were
+    /// nearly empty would otherwise serve every Bundle of a bulk load on that connection until the next
+    /// `ANALYZE`, walking whole tables where an index finds one row.
     ///
     /// # Errors
     /// [`StoreError::Busy`] when no connection (on SQLite: no turn) comes within the pool timeout; on
@@ -92,7 +96,9 @@ impl Store {
     pub async fn begin(&self) -> Result<StoreTx, StoreError> {
         match &self.pool {
             Pool::Postgres(pool) => {
-                Ok(StoreTx { tx: Tx::Postgres(pool.begin().await?), _writer_turn: None })
+                let tx =
+                    pool.begin_with("BEGIN; SET LOCAL plan_cache_mode = force_custom_plan").await?;
+                Ok(StoreTx { tx: Tx::Postgres(tx), _writer_turn: None })
             }
             Pool::Sqlite(pool) => {
                 // Waiting for the turn is waiting for the one writing connection: bounded like the pool's.
@@ -125,24 +131,31 @@ impl StoreTx {
         Ok(())
     }
 
-    /// Takes the locks of `keys` as [`StoreTx::lock`] does, in one statement, in the sorted order of the
-    /// keys, so that transactions taking overlapping sets never wait on each other in a cycle.
+    /// Takes the locks of `keys` as [`StoreTx::lock`] does, each in its [`LockMode`], in one statement, in
+    /// the sorted order of the keys, so that transactions taking overlapping sets never wait on each other
+    /// in a cycle. A key given in both modes is taken exclusively.
     ///
     /// # Errors
     /// On database failure.
-    pub async fn lock_all(&mut self, keys: &[&str]) -> Result<(), StoreError> {
+    pub async fn lock_all(&mut self, keys: &[(&str, LockMode)]) -> Result<(), StoreError> {
         let Tx::Postgres(tx) = &mut self.tx else { return Ok(()) };
         if keys.is_empty() {
             return Ok(());
         }
         let mut sorted = keys.to_vec();
+        // Exclusive sorts before shared, so that dedup keeps the exclusive one of a key named twice.
         sorted.sort_unstable();
-        sorted.dedup();
+        sorted.dedup_by(|later, first| later.0 == first.0);
+        let (keys, shared): (Vec<&str>, Vec<bool>) =
+            sorted.into_iter().map(|(key, mode)| (key, mode == LockMode::Shared)).unzip();
         sqlx::query(
-            "SELECT pg_advisory_xact_lock(hashtextextended(key, 0)) \
-             FROM unnest($1::text[]) WITH ORDINALITY AS keys(key, position) ORDER BY position",
+            "SELECT CASE WHEN shared THEN pg_advisory_xact_lock_shared(hashtextextended(key, 0)) \
+             ELSE pg_advisory_xact_lock(hashtextextended(key, 0)) END \
+             FROM unnest($1::text[], $2::boolean[]) WITH ORDINALITY AS keys(key, shared, position) \
+             ORDER BY position",
         )
-        .bind(sorted)
+        .bind(keys)
+        .bind(shared)
         .execute(&mut **tx)
         .await?;
         Ok(())
@@ -226,29 +239,30 @@ impl StoreTx {
         now_micros: i64,
         limit: i64,
     ) -> Result<Vec<LogicalId>, StoreError> {
-        let mut sql = Sql::new("SELECT r.res_id FROM resource r WHERE ");
-        let drive = usual_drive(query);
-        where_clause(&mut sql, query, types, now_micros, drive, true)?;
-        sql.push(" ORDER BY r.res_id").push_limit(limit);
+        let mut sql = Sql::new("");
+        match_sql(&mut sql, query, types, now_micros)?;
+        sql.push_limit(limit);
         let ids = dispatch!(Tx, &mut self.tx, tx => query_of!(&sql)
         .fetch_all(&mut **tx)
         .await
         .and_then(|rows| {
             rows.iter().map(|row| row.try_get::<String, _>("res_id")).collect::<Result<Vec<_>, _>>()
         }))?;
-        ids.iter().map(|id| logical_id(id)).collect()
+        let mut ids = ids.iter().map(|id| logical_id(id)).collect::<Result<Vec<_>, _>>()?;
+        ids.sort_unstable_by(|left, right| left.as_str().cmp(right.as_str()));
+        Ok(ids)
     }
 
-    /// The current version and deletion flag of each of `addresses` that exists, locking their rows until
-    /// commit on PostgreSQL in one canonical order (type, then id), so that two transactions locking
-    /// overlapping sets never wait on each other in a cycle. One statement per few hundred addresses.
+    /// The current version of each of `addresses` that exists, body included, read without locking: what
+    /// a transaction decides its writes from before it locks the rows ([`StoreTx::lock_rows`]), which
+    /// then confirms that nothing changed in between. One statement per few hundred addresses.
     ///
     /// # Errors
     /// On database failure.
-    pub async fn current_all(
+    pub async fn peek_all(
         &mut self,
         addresses: &[(ResourceType, &LogicalId)],
-    ) -> Result<HashMap<(ResourceType, LogicalId), (VersionId, bool)>, StoreError> {
+    ) -> Result<HashMap<(ResourceType, LogicalId), StoredVersion>, StoreError> {
         let mut sorted = addresses.to_vec();
         sorted.sort_unstable_by(|left, right| {
             (left.0.as_str(), left.1.as_str()).cmp(&(right.0.as_str(), right.1.as_str()))
@@ -257,16 +271,74 @@ impl StoreTx {
         let mut found = HashMap::with_capacity(sorted.len());
         for chunk in sorted.chunks(ADDRESSES_PER_LOOKUP) {
             let mut sql = Sql::new(
+                "SELECT res_type, res_id, version, last_updated, deleted, body FROM resource \
+                 WHERE (res_type, res_id) IN (VALUES ",
+            );
+            push_addresses(&mut sql, chunk.iter().copied());
+            sql.push(")");
+            let rows: Vec<AddressedRow> = dispatch!(Tx, &mut self.tx, tx => query_of!(&sql)
+                .fetch_all(&mut **tx)
+                .await
+                .and_then(|rows| rows.iter().map(sqlx::FromRow::from_row).collect::<Result<Vec<_>, _>>()))?;
+            for row in rows {
+                found.insert(
+                    (resource_type(&row.res_type)?, logical_id(&row.res_id)?),
+                    StoredVersion {
+                        version: version_id(row.version)?,
+                        last_updated: Instant::from_millis(row.last_updated),
+                        deleted: row.deleted,
+                        body: row.body,
+                    },
+                );
+            }
+        }
+        Ok(found)
+    }
+
+    /// Locks the current rows of `rows` that exist until commit, each in its [`RowLock`] mode, and returns
+    /// their version and deletion flag. On PostgreSQL the rows are locked in one canonical order (type,
+    /// then id) whatever their modes, so that two transactions locking overlapping sets never wait on each
+    /// other in a cycle: one statement per run of rows of one mode in that order. SQLite's one writer
+    /// needs no row locks.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn lock_rows(
+        &mut self,
+        rows: &[(ResourceType, &LogicalId, RowLock)],
+    ) -> Result<HashMap<(ResourceType, LogicalId), (VersionId, bool)>, StoreError> {
+        let mut sorted = rows.to_vec();
+        // For a row named twice, `Update` sorts first and dedup keeps it.
+        sorted.sort_unstable_by(|left, right| {
+            (left.0.as_str(), left.1.as_str(), left.2).cmp(&(
+                right.0.as_str(),
+                right.1.as_str(),
+                right.2,
+            ))
+        });
+        sorted.dedup_by(|later, first| later.0 == first.0 && later.1 == first.1);
+        let clause = match self.tx {
+            Tx::Postgres(_) => |mode: RowLock| match mode {
+                RowLock::Update => " FOR UPDATE",
+                RowLock::Share => " FOR SHARE",
+            },
+            Tx::Sqlite(_) => |_: RowLock| "",
+        };
+        let mut found = HashMap::with_capacity(sorted.len());
+        let mut rest = sorted.as_slice();
+        while let Some(&(_, _, mode)) = rest.first() {
+            let same = rest
+                .iter()
+                .take(ADDRESSES_PER_LOOKUP)
+                .take_while(|row| clause(row.2) == clause(mode))
+                .count();
+            let (run, after) = rest.split_at(same);
+            rest = after;
+            let mut sql = Sql::new(
                 "SELECT res_type, res_id, version, deleted FROM resource WHERE (res_type, res_id) IN (VALUES ",
             );
-            for (position, (res_type, res_id)) in chunk.iter().enumerate() {
-                sql.push(if position == 0 { "(" } else { ", (" });
-                sql.bind_text(res_type.as_str()).push(", ").bind_text(res_id.as_str()).push(")");
-            }
-            sql.push(") ORDER BY res_type, res_id");
-            if matches!(self.tx, Tx::Postgres(_)) {
-                sql.push(" FOR UPDATE");
-            }
+            push_addresses(&mut sql, run.iter().map(|(res_type, res_id, _)| (*res_type, *res_id)));
+            sql.push(") ORDER BY res_type, res_id").push(clause(mode));
             let rows: Vec<(String, String, i64, bool)> = dispatch!(Tx, &mut self.tx, tx => query_of!(&sql)
             .fetch_all(&mut **tx)
             .await
@@ -312,12 +384,11 @@ impl StoreTx {
                 if position > 0 {
                     sql.push(" UNION ALL ");
                 }
-                let mut part = Sql::new("SELECT * FROM (SELECT CAST(");
-                part.push(&number.to_string())
-                    .push(" AS BIGINT) AS q, r.res_id FROM resource r WHERE ");
-                where_clause(&mut part, query, types, now_micros, usual_drive(query), true)?;
-                part.push(" ORDER BY r.res_id").push_limit(limit);
-                part.push(") AS q").push(&number.to_string());
+                let mut part = Sql::new("SELECT CAST(");
+                part.push(&number.to_string()).push(" AS BIGINT) AS q, f.res_id FROM (");
+                match_sql(&mut part, query, types, now_micros)?;
+                part.push_limit(limit);
+                part.push(") AS f");
                 sql.append(&part);
             }
             let rows: Vec<(i64, String)> = dispatch!(Tx, &mut self.tx, tx => query_of!(&sql)
@@ -342,6 +413,45 @@ impl StoreTx {
             ids.sort_unstable_by(|left, right| left.as_str().cmp(right.as_str()));
         }
         Ok(found)
+    }
+
+    /// [`StoreTx::find_all`] under the advisory lock of each criteria's key, so that conditional writes on
+    /// the same criteria cannot both see no match. On PostgreSQL the criteria are matched once before
+    /// locking: those that match nothing are locked exclusively (this transaction may create their
+    /// resource), those that match are locked shared (it updates or reads what they match; any number of
+    /// such transactions proceed together, none may create), then all are matched again under the locks. A
+    /// criteria that matched before locking and matches nothing after (its resource was deleted meanwhile)
+    /// fails with [`StoreError::Conflict`]: applied again, it is locked exclusively. SQLite's one writer
+    /// needs no locks.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] as above; [`StoreError::NotSupported`] for a criterion the compiler cannot
+    /// serve; database failures.
+    pub async fn find_all_locked(
+        &mut self,
+        queries: &[(&SearchQuery, &[ResourceType], &str)],
+        now_micros: i64,
+        limit: i64,
+    ) -> Result<Vec<Vec<LogicalId>>, StoreError> {
+        let criteria: Vec<(&SearchQuery, &[ResourceType])> =
+            queries.iter().map(|(query, types, _)| (*query, *types)).collect();
+        if matches!(self.tx, Tx::Sqlite(_)) || queries.is_empty() {
+            return self.find_all(&criteria, now_micros, limit).await;
+        }
+        let before = self.find_all(&criteria, now_micros, limit).await?;
+        let keys: Vec<(&str, LockMode)> = queries
+            .iter()
+            .zip(&before)
+            .map(|((_, _, key), found)| {
+                (*key, if found.is_empty() { LockMode::Exclusive } else { LockMode::Shared })
+            })
+            .collect();
+        self.lock_all(&keys).await?;
+        let after = self.find_all(&criteria, now_micros, limit).await?;
+        if before.iter().zip(&after).any(|(before, after)| !before.is_empty() && after.is_empty()) {
+            return Err(StoreError::Conflict);
+        }
+        Ok(after)
     }
 
     /// Replaces the index rows of one resource with `entries` (from `cdr_search::extract`), as a reindex
@@ -454,4 +564,42 @@ impl StoreTx {
         }
         Ok(())
     }
+}
+
+/// How [`StoreTx::lock_all`] takes an advisory lock. Shared locks of one key do not wait on each other;
+/// an exclusive one waits for, and holds off, every other lock of the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LockMode {
+    Exclusive,
+    Shared,
+}
+
+/// How [`StoreTx::lock_rows`] locks a current row: `Update` for a row the transaction writes (it waits for,
+/// and holds off, every other lock of the row), `Share` for one it only relies on (it holds off writers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RowLock {
+    Update,
+    Share,
+}
+
+/// Appends `(type, id), …` binds for an `IN (VALUES …)` list.
+fn push_addresses<'a>(
+    sql: &mut Sql,
+    addresses: impl Iterator<Item = (ResourceType, &'a LogicalId)>,
+) {
+    for (position, (res_type, res_id)) in addresses.enumerate() {
+        sql.push(if position == 0 { "(" } else { ", (" });
+        sql.bind_text(res_type.as_str()).push(", ").bind_text(res_id.as_str()).push(")");
+    }
+}
+
+/// A current row with its address, as [`StoreTx::peek_all`] reads it.
+#[derive(sqlx::FromRow)]
+struct AddressedRow {
+    res_type: String,
+    res_id: String,
+    version: i64,
+    last_updated: i64,
+    deleted: bool,
+    body: Option<String>,
 }

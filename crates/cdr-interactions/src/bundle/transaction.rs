@@ -6,13 +6,17 @@
 //!    RESTful `fullUrl`s) are rewritten to `Type/id`, an unresolvable `urn:` reference fails; conditional
 //!    criteria (of entries and of conditional references) are parsed; then every resource is validated,
 //!    concurrently, on the CPU pool.
-//! 2. *Apply* (one store transaction): the advisory locks of all criteria are taken in one canonical
-//!    order, all criteria are matched in one statement, deletes are resolved first (R4 order: DELETE,
-//!    POST, PUT), conditional references are resolved (against the store and the Bundle's own conditional
-//!    entries), a resource may be written once, current versions of every target are read and locked in
-//!    one canonical order, references to provisional ids are rewritten to the ids found, and every version
-//!    and index row is written in multi-row statements. A unique-key conflict (two transactions creating
-//!    one id) retries the whole apply a bounded number of times.
+//! 2. *Apply* (one store transaction): all criteria are matched under their advisory locks, taken in one
+//!    canonical order (shared for criteria that match, exclusive for those that may create:
+//!    `StoreTx::find_all_locked`), deletes are resolved first (R4 order: DELETE, POST, PUT), conditional
+//!    references are resolved (against the store and the Bundle's own conditional entries), a resource may
+//!    be written once; the current versions of every target are read, an update whose content equals the
+//!    current version's becomes unchanged (no version is written), and the target rows are locked in one
+//!    canonical order (shared for unchanged ones, so Bundles repeating the same hospital and practitioners do
+//!    not queue on their rows); references to provisional ids are rewritten to the ids found, and every
+//!    version and index row is written in multi-row statements. A unique-key conflict (two transactions
+//!    creating one id), a criteria whose match vanished before its lock, or an unchanged row changed before
+//!    its lock retries the whole apply a bounded number of times.
 //! 3. *Read* (after commit): GET and HEAD entries are answered from what the database now holds, and
 //!    conditional creates that found their resource read it.
 
@@ -21,7 +25,7 @@ use std::collections::{HashMap, HashSet};
 use base64::Engine as _;
 use cdr_model::{Instant, LogicalId, Resource, ResourceType, VersionId};
 use cdr_search::SearchQuery;
-use cdr_store::{NewVersion, StoreError, StoreTx, WriteMethod};
+use cdr_store::{NewVersion, RowLock, StoreError, StoreTx, StoredVersion, WriteMethod};
 use serde_json::Value;
 
 use super::contribution::{self, MustResolve};
@@ -31,13 +35,14 @@ use super::{EntryOutcome, EntryResult, in_entry, resource_relative};
 use crate::conditional::{Criteria, parse_criteria};
 use crate::micdr;
 use crate::terminology::expand_terminology;
-use crate::write::{index_entries, invalid_at, new_id};
+use crate::write::{index_entries, invalid_at, new_id, unchanged};
 use crate::{
     Engine, InteractionError, Patch, PatchFormat, Precondition, VersionedResource, WriteOutcome,
     WriteStatus,
 };
 
-/// How many times a transaction that lost a race on a unique key is applied again.
+/// How many times a transaction that lost a race (a unique key, a vanished match, an unchanged row that
+/// changed before it was locked) is applied again.
 const RETRIES: usize = 3;
 
 /// What one entry asks for, after planning.
@@ -122,7 +127,8 @@ enum Applied {
 
 /// Why an apply did not commit.
 enum Failure {
-    /// A concurrent transaction won a race on a unique key; applying again will see its result.
+    /// A concurrent transaction won a race (on a unique key, or on a row or match this one had read before
+    /// locking it); applying again will see its result.
     Race,
     Final(InteractionError),
 }
@@ -161,7 +167,7 @@ impl Engine {
                 Err(Failure::Race) if attempt < RETRIES => {
                     tracing::debug!(
                         attempt,
-                        "a transaction lost a race on a unique key; applying it again"
+                        "a transaction lost a race with a concurrent write; applying it again"
                     );
                 }
                 Err(Failure::Race) => {
@@ -458,30 +464,13 @@ impl Engine {
         let rewrites = resolve_references(plan, &steps, &reference_lookups, &matches)?;
 
         let outside = references_outside(plan, &steps, &rewrites)?;
-        // The current versions of every written resource, and of the resources outside the Bundle that the
-        // contribution rules need, read and locked in one canonical order.
-        let mut addresses: Vec<(ResourceType, &LogicalId)> = plan
-            .entries
-            .iter()
-            .zip(&steps)
-            .filter_map(|(entry, step)| match step {
-                Step::Write(write) if !write.fresh_id => Some((entry.resource_type, &write.id)),
-                Step::Patch { id, .. } => Some((entry.resource_type, id)),
-                _ => None,
-            })
-            .collect();
-        addresses.extend(outside.iter().map(|(_, _, (resource_type, id))| (*resource_type, id)));
-        let current = tx.current_all(&addresses).await?;
-        for (index, reference, address) in &outside {
-            if !matches!(current.get(address), Some((_, false))) {
-                return Err(in_entry(*index, contribution::unresolved(reference)).into());
-            }
-        }
-        self.check_report_updates(&mut tx, plan, &steps, &current).await?;
+        let Locked { peeked, unchanged, current } =
+            Locked::take(&mut tx, plan, &steps, &rewrites, &outside).await?;
+        self.check_report_updates(&mut tx, plan, &steps, &peeked).await?;
 
         let mut applied = Vec::with_capacity(plan.entries.len());
         let mut written: Vec<Written> = Vec::new();
-        for (entry, step) in plan.entries.iter().zip(steps) {
+        for ((entry, step), unchanged) in plan.entries.iter().zip(steps).zip(unchanged) {
             let resource_type = entry.resource_type;
             let write = match step {
                 Step::Read => {
@@ -520,10 +509,27 @@ impl Engine {
                 }
                 Step::Write(write) => write,
             };
-            let state =
-                if write.fresh_id { None } else { current.get(&(resource_type, write.id.clone())) };
+            let key = (resource_type, write.id.clone());
+            let state = if write.fresh_id { None } else { current.get(&key).copied() };
+            if let Some(stored) = peeked.get(&key).filter(|_| unchanged) {
+                // An unchanged resource: the version read before locking must still be current.
+                if state != Some((stored.version, false)) {
+                    return Err(Failure::Race);
+                }
+                applied.push(Applied::Done(EntryResult::Write(WriteOutcome {
+                    status: WriteStatus::Unchanged,
+                    resource: Some(VersionedResource {
+                        resource_type,
+                        id: write.id,
+                        version: stored.version,
+                        last_updated: stored.last_updated,
+                        body: stored.body.clone(),
+                    }),
+                })));
+                continue;
+            }
             let (version, status) = self
-                .version_to_write(resource_type, &write, state.copied(), entry.resource.is_none())
+                .version_to_write(resource_type, &write, state, entry.resource.is_none())
                 .map_err(|error| in_entry(entry.index, error))?;
             let Some(version) = version else {
                 applied.push(Applied::Done(EntryResult::Write(WriteOutcome {
@@ -570,20 +576,25 @@ impl Engine {
         Ok(applied)
     }
 
-    /// Under the contribution rules, the report lifecycle of each update of a live DiagnosticReport.
+    /// Under the contribution rules, the report lifecycle of each update of a live DiagnosticReport, against
+    /// its current version as the apply read it (and now holds locked).
     async fn check_report_updates(
         &self,
         tx: &mut StoreTx,
         plan: &Plan,
         steps: &[Step],
-        current: &HashMap<(ResourceType, LogicalId), (VersionId, bool)>,
+        peeked: &HashMap<(ResourceType, LogicalId), StoredVersion>,
     ) -> Result<(), InteractionError> {
         for (entry, step) in plan.entries.iter().zip(steps) {
             let (Step::Write(write), Some(resource)) = (step, &entry.resource) else { continue };
-            if matches!(current.get(&(entry.resource_type, write.id.clone())), Some((_, false))) {
-                self.check_report_update(tx, resource, &write.id, None).await.map_err(|error| {
-                    in_entry(entry.index, resource_relative(entry.resource_type, error))
-                })?;
+            let stored = peeked
+                .get(&(entry.resource_type, write.id.clone()))
+                .filter(|stored| !stored.deleted)
+                .and_then(|stored| stored.body.as_deref());
+            if let Some(body) = stored {
+                self.check_report_update(tx, resource, &write.id, Some(body)).await.map_err(
+                    |error| in_entry(entry.index, resource_relative(entry.resource_type, error)),
+                )?;
             }
         }
         Ok(())
@@ -669,8 +680,8 @@ struct Lookups<'p> {
 }
 
 impl<'p> Lookups<'p> {
-    /// Takes the advisory locks of every criteria (the entries', then the conditional references') in
-    /// sorted order, then matches them all in one statement.
+    /// Matches every criteria (the entries', then the conditional references') under its advisory lock
+    /// ([`StoreTx::find_all_locked`]).
     async fn run(tx: &mut StoreTx, plan: &'p Plan, now: Instant) -> Result<Lookups<'p>, Failure> {
         let mut lookups: Vec<(&Criteria, [ResourceType; 1])> = Vec::new();
         let mut of_entry: HashMap<usize, usize> = HashMap::new();
@@ -685,13 +696,98 @@ impl<'p> Lookups<'p> {
             references.push((text, reference, lookups.len()));
             lookups.push((&reference.criteria, [reference.resource_type]));
         }
-        let keys: Vec<&str> =
-            lookups.iter().map(|(criteria, _)| criteria.lock_key.as_str()).collect();
-        tx.lock_all(&keys).await?;
-        let queries: Vec<(&SearchQuery, &[ResourceType])> =
-            lookups.iter().map(|(criteria, types)| (&criteria.query, types.as_slice())).collect();
-        let matches = tx.find_all(&queries, now.millis() * 1_000, 2).await?;
+        let queries: Vec<(&SearchQuery, &[ResourceType], &str)> = lookups
+            .iter()
+            .map(|(criteria, types)| {
+                (&criteria.query, types.as_slice(), criteria.lock_key.as_str())
+            })
+            .collect();
+        let matches = tx.find_all_locked(&queries, now.millis() * 1_000, 2).await?;
         Ok(Lookups { matches, of_entry, references })
+    }
+}
+
+/// The rows of a transaction's targets, read and locked.
+struct Locked {
+    /// The current versions of the targets that exist, read before locking.
+    peeked: HashMap<(ResourceType, LogicalId), StoredVersion>,
+    /// For each entry, whether it is an update that changes nothing.
+    unchanged: Vec<bool>,
+    /// The version and deletion flag of each locked row.
+    current: HashMap<(ResourceType, LogicalId), (VersionId, bool)>,
+}
+
+/// A row to lock, and how.
+type RowToLock<'a> = (ResourceType, &'a LogicalId, RowLock);
+
+impl Locked {
+    /// Reads the resources the Bundle writes that exist, first without locks: an update whose content
+    /// equals the current version writes nothing (it only holds off writers of that row until commit, so
+    /// Bundles naming the same unchanged hospital or practitioner do not queue behind one another); then
+    /// locks every target row, and the rows outside the Bundle that the contribution rules rely on, in
+    /// one canonical order, and checks that those outside rows are live.
+    async fn take(
+        tx: &mut StoreTx,
+        plan: &Plan,
+        steps: &[Step],
+        rewrites: &HashMap<String, String>,
+        outside: &[Outside<'_>],
+    ) -> Result<Locked, Failure> {
+        let targets: Vec<(ResourceType, &LogicalId)> = plan
+            .entries
+            .iter()
+            .zip(steps)
+            .filter_map(|(entry, step)| target_of(entry, step))
+            .collect();
+        let mut peeked = tx.peek_all(&targets).await?;
+        let mut unchanged: Vec<bool> = Vec::with_capacity(plan.entries.len());
+        let mut modes: Vec<Option<RowLock>> = Vec::with_capacity(plan.entries.len());
+        let mut locks: Vec<RowToLock<'_>> = Vec::new();
+        for (entry, step) in plan.entries.iter().zip(steps) {
+            let (same, lock) = row_lock(entry, step, &peeked, rewrites)
+                .map_err(|error| in_entry(entry.index, error))?;
+            unchanged.push(same);
+            modes.push(lock.map(|(_, _, mode)| mode));
+            locks.extend(lock);
+        }
+        locks.extend(
+            outside.iter().map(|(_, _, (resource_type, id))| (*resource_type, id, RowLock::Share)),
+        );
+        let current = tx.lock_rows(&locks).await?;
+        // Rows written between the read and the lock are read again (locked now, they hold still) and
+        // decided again: an update may have become unchanged, which is fine under its update lock; an
+        // unchanged one that now changes would need its shared lock raised, so the apply runs again.
+        let moved: Vec<(ResourceType, &LogicalId)> = targets
+            .iter()
+            .copied()
+            .filter(|(resource_type, id)| {
+                let key = (*resource_type, (*id).clone());
+                current.get(&key).map(|(version, _)| *version)
+                    != peeked.get(&key).map(|stored| stored.version)
+            })
+            .collect();
+        if !moved.is_empty() {
+            peeked.extend(tx.peek_all(&moved).await?);
+            for ((entry, step), (same, mode)) in
+                plan.entries.iter().zip(steps).zip(unchanged.iter_mut().zip(&modes))
+            {
+                if !target_of(entry, step).is_some_and(|target| moved.contains(&target)) {
+                    continue;
+                }
+                let (now_same, _) = row_lock(entry, step, &peeked, rewrites)
+                    .map_err(|error| in_entry(entry.index, error))?;
+                if *mode == Some(RowLock::Share) && !now_same {
+                    return Err(Failure::Race);
+                }
+                *same = now_same;
+            }
+        }
+        for (index, reference, address) in outside {
+            if !matches!(current.get(address), Some((_, false))) {
+                return Err(in_entry(*index, contribution::unresolved(reference)).into());
+            }
+        }
+        Ok(Locked { peeked, unchanged, current })
     }
 }
 
@@ -856,6 +952,52 @@ fn references_outside<'a>(
     Ok(outside)
 }
 
+/// The existing resource an entry writes or patches, if it may exist (a fresh id does not).
+fn target_of<'s>(entry: &Planned, step: &'s Step) -> Option<(ResourceType, &'s LogicalId)> {
+    match step {
+        Step::Write(write) if !write.fresh_id => Some((entry.resource_type, &write.id)),
+        Step::Patch { id, .. } => Some((entry.resource_type, id)),
+        _ => None,
+    }
+}
+
+/// How the apply step locks the current row of an entry's target, and whether the entry is an update
+/// whose resource (with its final references and id) has the same content as the version read before
+/// locking: such an update writes nothing and only shares the row lock. Every other target is locked for
+/// update.
+fn row_lock<'s>(
+    entry: &Planned,
+    step: &'s Step,
+    peeked: &HashMap<(ResourceType, LogicalId), StoredVersion>,
+    rewrites: &HashMap<String, String>,
+) -> Result<(bool, Option<RowToLock<'s>>), InteractionError> {
+    let resource_type = entry.resource_type;
+    let write = match step {
+        Step::Write(write) if !write.fresh_id => write,
+        Step::Patch { id, .. } => return Ok((false, Some((resource_type, id, RowLock::Update)))),
+        _ => return Ok((false, None)),
+    };
+    let update = Some((resource_type, &write.id, RowLock::Update));
+    let (Some(resource), Some(stored)) =
+        (&entry.resource, peeked.get(&(resource_type, write.id.clone())))
+    else {
+        return Ok((false, update));
+    };
+    if !write.precondition.allows(stored.version) || write.must_be_new {
+        return Ok((false, update));
+    }
+    let resource = if rewrites.is_empty() {
+        resource.clone()
+    } else {
+        rewrite_final(resource.clone(), rewrites)?
+    };
+    if unchanged(&resource, &write.id, stored) {
+        Ok((true, Some((resource_type, &write.id, RowLock::Share))))
+    } else {
+        Ok((false, update))
+    }
+}
+
 /// A resource is written (or found) by one entry only.
 fn check_each_resource_once(plan: &Plan, steps: &[Step]) -> Result<(), InteractionError> {
     let mut owner: HashMap<(ResourceType, &LogicalId), usize> = HashMap::new();
@@ -953,7 +1095,9 @@ fn index_sources(applied: &[Applied]) -> Vec<micdr::Source<'_>> {
     applied
         .iter()
         .filter_map(|applied| match applied {
-            Applied::Done(EntryResult::Write(WriteOutcome { resource: Some(written), .. })) => {
+            Applied::Done(EntryResult::Write(WriteOutcome { status, resource: Some(written) }))
+                if *status != WriteStatus::Unchanged =>
+            {
                 Some(micdr::Source {
                     resource_type: written.resource_type,
                     id: &written.id,

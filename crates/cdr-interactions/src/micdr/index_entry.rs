@@ -12,7 +12,7 @@
 //! declares the Ontario DocumentReference profile. Deleting the source marks its entry `entered-in-error`.
 
 use cdr_model::{Instant, LogicalId, ResourceType, VersionId};
-use cdr_store::{NewVersion, StoreTx, WriteMethod};
+use cdr_store::{NewVersion, RowLock, StoreTx, WriteMethod};
 use cdr_validation::expand_value_set;
 use serde_json::{Map, Value, json};
 
@@ -99,9 +99,12 @@ impl Engine {
             .iter()
             .map(|lookup| lookup.and_then(|lookup| found[lookup].first()))
             .collect();
-        let addresses: Vec<(ResourceType, &LogicalId)> =
-            existing.iter().flatten().map(|id| (document_reference, *id)).collect();
-        let current = tx.current_all(&addresses).await?;
+        let rows: Vec<(ResourceType, &LogicalId, RowLock)> = existing
+            .iter()
+            .flatten()
+            .map(|id| (document_reference, *id, RowLock::Update))
+            .collect();
+        let current = tx.lock_rows(&rows).await?;
         let mut writes = Vec::new();
         for (source, existing) in sources.iter().zip(existing) {
             let state = existing.and_then(|id| {

@@ -17,7 +17,7 @@
 //! Bundle's contents.
 
 use cdr_model::{Issue, IssueType, LogicalId, OperationOutcome, Resource, ResourceType};
-use cdr_store::StoreTx;
+use cdr_store::{RowLock, StoreTx};
 use serde_json::Value;
 
 use super::index_entry::Source;
@@ -150,9 +150,9 @@ async fn check_references(tx: &mut StoreTx, resource: &Resource) -> Result<(), I
         };
         addresses.push(address);
     }
-    let borrowed: Vec<(ResourceType, &LogicalId)> =
-        addresses.iter().map(|(resource_type, id)| (*resource_type, id)).collect();
-    let current = tx.current_all(&borrowed).await?;
+    let rows: Vec<(ResourceType, &LogicalId, RowLock)> =
+        addresses.iter().map(|(resource_type, id)| (*resource_type, id, RowLock::Share)).collect();
+    let current = tx.lock_rows(&rows).await?;
     for ((reference, element), address) in must_resolve.iter().zip(&addresses) {
         if !matches!(current.get(address), Some((_, false))) {
             return Err(unresolved(

@@ -19,6 +19,8 @@ pub struct QueryLimits {
     pub max_parameters: usize,
     /// Most bytes in one parameter name (a chain is one name).
     pub max_name_bytes: usize,
+    /// Most bytes in one criterion's value (all its alternatives), before it is unescaped and normalised.
+    pub max_value_bytes: usize,
     /// Most criteria (AND-ed parameters, repetitions included).
     pub max_clauses: usize,
     /// Most comma-separated alternatives (OR-ed values) in one parameter.
@@ -43,6 +45,7 @@ pub struct QueryLimits {
 pub enum Limit {
     Parameters,
     NameBytes,
+    ValueBytes,
     Clauses,
     Alternatives,
     Values,
@@ -57,6 +60,7 @@ impl Default for QueryLimits {
         QueryLimits {
             max_parameters: 200,
             max_name_bytes: 1_000,
+            max_value_bytes: 16_384,
             max_clauses: 100,
             max_alternatives: 100,
             max_values: 1_000,
@@ -75,6 +79,7 @@ impl QueryLimits {
         match limit {
             Limit::Parameters => self.max_parameters,
             Limit::NameBytes => self.max_name_bytes,
+            Limit::ValueBytes => self.max_value_bytes,
             Limit::Clauses => self.max_clauses,
             Limit::Alternatives => self.max_alternatives,
             Limit::Values => self.max_values,
@@ -98,7 +103,10 @@ impl QueryLimits {
 impl Limit {
     /// Whether the bound is on the whole query (the parser stops reading it) rather than on one parameter.
     pub(crate) fn is_per_query(self) -> bool {
-        !matches!(self, Limit::NameBytes | Limit::Alternatives | Limit::ChainDepth)
+        !matches!(
+            self,
+            Limit::NameBytes | Limit::ValueBytes | Limit::Alternatives | Limit::ChainDepth
+        )
     }
 }
 
@@ -107,6 +115,7 @@ impl std::fmt::Display for Limit {
         f.write_str(match self {
             Limit::Parameters => "parameters per query (max_parameters)",
             Limit::NameBytes => "bytes per parameter name (max_name_bytes)",
+            Limit::ValueBytes => "bytes per parameter value (max_value_bytes)",
             Limit::Clauses => "criteria per query (max_clauses)",
             Limit::Alternatives => "alternatives per parameter (max_alternatives)",
             Limit::Values => "values per query (max_values)",

@@ -260,6 +260,9 @@ impl Parser<'_> {
         if name.len() > self.limits.max_name_bytes {
             return Err(self.limits.exceeded(name, Limit::NameBytes));
         }
+        if value.len() > self.limits.max_value_bytes {
+            return Err(self.limits.exceeded(name, Limit::ValueBytes));
+        }
         let links = RefCell::new(LinkMemo::new());
         let context = NameContext { full_name: name, value, depth: 0, links: &links };
         let (criterion, canonical_name) = match &self.scope {

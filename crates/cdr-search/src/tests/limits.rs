@@ -33,6 +33,7 @@ fn only(limit: Limit, max: usize) -> QueryLimits {
     let mut limits = QueryLimits {
         max_parameters: 10_000,
         max_name_bytes: 10_000,
+        max_value_bytes: 10_000,
         max_clauses: 10_000,
         max_alternatives: 10_000,
         max_values: 10_000,
@@ -44,6 +45,7 @@ fn only(limit: Limit, max: usize) -> QueryLimits {
     let field = match limit {
         Limit::Parameters => &mut limits.max_parameters,
         Limit::NameBytes => &mut limits.max_name_bytes,
+        Limit::ValueBytes => &mut limits.max_value_bytes,
         Limit::Clauses => &mut limits.max_clauses,
         Limit::Alternatives => &mut limits.max_alternatives,
         Limit::Values => &mut limits.max_values,
@@ -69,6 +71,8 @@ fn each_limit_admits_its_value_and_refuses_one_more() {
             &[("code", "a"), ("_count", "5"), ("code", "c"), ("code", "d")],
         ),
         (Limit::NameBytes, 4, Some("Observation"), &[("code", "a")], &[("codes", "a")]),
+        // Counted before unescaping: `a\,b` is four bytes.
+        (Limit::ValueBytes, 4, Some("Observation"), &[("code", "a\\,b")], &[("code", "a\\,bc")]),
         (
             Limit::Clauses,
             2,
@@ -198,7 +202,9 @@ fn default_limits_refuse_the_probed_queries() {
     let cases: Vec<(Query, Limit, usize)> = vec![
         (vec![("code".to_owned(), "x".to_owned()); 1_001], Limit::Parameters, 200),
         (vec![("code".to_owned(), "x".to_owned()); 101], Limit::Clauses, 100),
-        (vec![("code".to_owned(), many_values)], Limit::Alternatives, 100),
+        (vec![("code".to_owned(), vec!["x"; 101].join(","))], Limit::Alternatives, 100),
+        (vec![("code".to_owned(), many_values)], Limit::ValueBytes, 16_384),
+        (vec![("code".to_owned(), "x".repeat(1 << 20))], Limit::ValueBytes, 16_384),
         (vec![("code".to_owned(), hundred_values); 11], Limit::Values, 1_000),
         (vec![("_sort".to_owned(), sort_keys)], Limit::SortKeys, 10),
         (vec![("_include".to_owned(), "Observation:subject".to_owned()); 21], Limit::Includes, 20),

@@ -59,21 +59,27 @@ impl Tally {
         match status {
             WriteStatus::Created => Tally::Created,
             WriteStatus::Updated | WriteStatus::Deleted => Tally::Updated,
-            WriteStatus::Existing | WriteStatus::NothingToDelete => Tally::Unchanged,
+            WriteStatus::Existing | WriteStatus::Unchanged | WriteStatus::NothingToDelete => {
+                Tally::Unchanged
+            }
         }
     }
 
     /// The tally of an entry of a `transaction-response` or `batch-response`, from its `response.status`
-    /// and the method of the request entry. A 200 means "updated" for a PUT but "a match exists, nothing
-    /// was created" for a conditional POST; a DELETE's 204 does not say whether anything was deleted, so it
+    /// and the method of the request entry. A 200 means "updated" for a PUT (unless its outcome says
+    /// [`cdr_api::UNCHANGED`]) but "a match exists, nothing was created" for a conditional POST; a DELETE's 204 does not say whether anything was deleted, so it
     /// counts as updated.
     pub(crate) fn of_response(
         method: Option<Method>,
         status: u16,
         outcome: Option<&Value>,
     ) -> Tally {
+        let diagnostics = outcome
+            .and_then(|outcome| outcome.pointer("/issue/0/diagnostics"))
+            .and_then(Value::as_str);
         match status {
             201 => Tally::Created,
+            200 if diagnostics == Some(cdr_api::UNCHANGED) => Tally::Unchanged,
             200..400 => match method {
                 Some(Method::Put | Method::Delete | Method::Patch) => Tally::Updated,
                 Some(Method::Post | Method::Get | Method::Head) | None => Tally::Unchanged,
