@@ -558,18 +558,8 @@ impl Engine {
                 resource: Some(version_written),
             })));
         }
-        let versions: Vec<NewVersion<'_>> = written
-            .iter()
-            .map(|written| NewVersion {
-                res_type: written.resource_type,
-                res_id: &written.id,
-                version: written.version,
-                last_updated: now,
-                method: written.method,
-                body: written.body.as_deref(),
-                index: &written.index,
-            })
-            .collect();
+        let versions: Vec<NewVersion<'_>> =
+            written.iter().map(|one| one.new_version(now)).collect();
         tx.write_all(&versions).await?;
         self.write_index_entries(&mut tx, &index_sources(&applied), base, now).await?;
         tx.commit().await?;
@@ -799,6 +789,20 @@ struct Written {
     method: WriteMethod,
     body: Option<String>,
     index: Vec<cdr_search::IndexEntry>,
+}
+
+impl Written {
+    fn new_version(&self, now: Instant) -> NewVersion<'_> {
+        NewVersion {
+            res_type: self.resource_type,
+            res_id: &self.id,
+            version: self.version,
+            last_updated: now,
+            method: self.method,
+            body: self.body.as_deref(),
+            index: &self.index,
+        }
+    }
 }
 
 /// Decides each entry's step from the matches of its criteria: deletes first (R4 order), so that the
