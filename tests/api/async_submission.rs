@@ -5,6 +5,8 @@
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
+use cdr_model::Instant;
+use cdr_store::{JobCompletion, StoreError};
 use serde_json::{Value, json};
 
 use crate::backend_tests;
@@ -18,6 +20,8 @@ backend_tests!(
     a_batch_records_every_entry,
     prefer_return_is_kept_for_the_job,
     cancelling_a_queued_job_runs_nothing,
+    a_running_job_can_be_cancelled,
+    a_job_of_a_dead_worker_runs_again_after_its_lease,
     a_finished_job_can_be_deleted_and_unknown_jobs_are_404,
     a_full_queue_answers_503,
     the_capability_statement_declares_asynchronous_submission
@@ -223,6 +227,58 @@ async fn cancelling_a_queued_job_runs_nothing(app: &TestApp) {
     app.get(&status_url).await.assert_outcome(StatusCode::NOT_FOUND, "not-found");
     assert_eq!(app.job_worker().drain().await, 0);
     assert_eq!(patients(app, "CANCEL-1").await, 0);
+}
+
+/// Claims the oldest job for a worker `worker` whose lease ends `lease_ms` from now (negative: already
+/// passed), as a worker of another process would; returns the job's id.
+async fn claim_as(app: &TestApp, worker: &str, lease_ms: i64) -> String {
+    let now = Instant::now();
+    let until = Instant::from_millis(now.millis() + lease_ms);
+    app.store().claim_job(worker, now, until).await.unwrap().expect("a job to claim").id
+}
+
+fn finished(job: &str, worker: &str) -> JobCompletion {
+    JobCompletion::Finished {
+        job: job.to_owned(),
+        worker: worker.to_owned(),
+        status: 200,
+        response: "{}".to_owned(),
+        at: Instant::now(),
+    }
+}
+
+async fn a_running_job_can_be_cancelled(app: &TestApp) {
+    let status_url = submit(app, &transaction("RUNNING-1"), &[]).await;
+    let job = claim_as(app, "elsewhere", 60_000).await;
+    let running = app.get(&status_url).await;
+    assert_eq!(running.status, StatusCode::ACCEPTED);
+    assert_eq!(running.header("x-progress"), Some("running"));
+    let cancelled = app.delete(&status_url).await;
+    assert_eq!(cancelled.status, StatusCode::ACCEPTED, "{}", cancelled.text());
+    app.get(&status_url).await.assert_outcome(StatusCode::NOT_FOUND, "not-found");
+    // The worker running it cannot record its completion, so its writes roll back.
+    let mut tx = app.store().begin().await.unwrap();
+    let refused = tx.complete_job(&finished(&job, "elsewhere")).await;
+    assert!(matches!(refused, Err(StoreError::JobLost(_))), "{refused:?}");
+    drop(tx);
+    assert_eq!(app.job_worker().drain().await, 0);
+}
+
+async fn a_job_of_a_dead_worker_runs_again_after_its_lease(app: &TestApp) {
+    let status_url = submit(app, &transaction("DEAD-1"), &[]).await;
+    // A worker that claimed it and died: while its lease lasts, nobody else takes the job.
+    let job = claim_as(app, "dead", 60_000).await;
+    assert_eq!(app.job_worker().drain().await, 0);
+    // Its lease passes (here: it is claimed again with a lease that has passed).
+    app.store().release_job(&job, "dead").await.unwrap();
+    assert_eq!(claim_as(app, "dead", -1).await, job);
+    assert_eq!(app.job_worker().drain().await, 1);
+    assert_eq!(app.get(&status_url).await.status, StatusCode::OK);
+    assert_eq!(patients(app, "DEAD-1").await, 1);
+    // Should the first worker come back, its completion is refused.
+    let mut tx = app.store().begin().await.unwrap();
+    let refused = tx.complete_job(&finished(&job, "dead")).await;
+    assert!(matches!(refused, Err(StoreError::JobLost(_))), "{refused:?}");
 }
 
 async fn a_finished_job_can_be_deleted_and_unknown_jobs_are_404(app: &TestApp) {

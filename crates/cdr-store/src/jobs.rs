@@ -72,6 +72,15 @@ pub struct JobRecord {
     pub response: Option<String>,
 }
 
+/// A job's row as a status request reads it.
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    state: String,
+    progress: Option<String>,
+    status: Option<i32>,
+    response: Option<String>,
+}
+
 /// What a removal did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RemovedJob {
@@ -125,13 +134,13 @@ impl Store {
     /// # Errors
     /// On database failure.
     pub async fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
-        let row: Option<(String, Option<String>, Option<i32>, Option<String>)> = dispatch!(&self.pool, pool => sqlx::query_as(
-                "SELECT state, progress, status, response FROM async_job WHERE id = $1",
-            )
-            .bind(id)
-            .fetch_optional(pool)
-            .await)?;
-        let Some((state, progress, status, response)) = row else { return Ok(None) };
+        let row = dispatch!(&self.pool, pool => sqlx::query_as::<_, JobRow>(
+            "SELECT state, progress, status, response FROM async_job WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await)?;
+        let Some(JobRow { state, progress, status, response }) = row else { return Ok(None) };
         let status = status
             .map(|status| {
                 u16::try_from(status)

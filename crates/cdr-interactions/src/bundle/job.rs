@@ -172,7 +172,7 @@ impl Engine {
                     Ok(true) => {}
                     Ok(false) => return,
                     Err(error) => {
-                        tracing::warn!(%error, job = job.id, "cannot renew a job's lease")
+                        tracing::warn!(%error, job = job.id, "cannot renew a job's lease");
                     }
                 }
             }
