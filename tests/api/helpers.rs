@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
-use cdr_api::{ApiConfig, AppState, LinkConfig};
+use cdr_api::{ApiConfig, AppState, JobWorker, LinkConfig};
 use cdr_interactions::{Engine, EngineConfig, PageLimits, Profiles, ValidationMode};
 use cdr_search::SearchParamRegistry;
 use cdr_server::profiles::ProfileArgs;
@@ -29,6 +29,7 @@ pub(crate) enum Backend {
 /// panics.
 pub(crate) struct TestApp {
     router: Router,
+    state: AppState,
     engine: Engine,
     store: Store,
     // Last, so that it is dropped after the pool.
@@ -229,8 +230,20 @@ impl TestApp {
         let store = Store::connect(&config).await.expect("connect to the test database");
         store.migrate().await.expect("migrate the test database");
         let engine = Engine::new(store.clone(), profiles(), engine_config, search_params().clone());
-        let router = cdr_api::app(AppState::new(engine.clone(), api_config()));
-        TestApp { router, engine, store, database }
+        let state = AppState::new(engine.clone(), api_config());
+        let router = cdr_api::app(state.clone());
+        TestApp { router, state, engine, store, database }
+    }
+
+    /// A worker for the asynchronous requests of the application (woken when it queues one).
+    pub(crate) fn job_worker(&self) -> JobWorker {
+        self.state.job_worker()
+    }
+
+    /// A worker of another application on the same database, as a server process started later has: it
+    /// shares nothing with this one but the database.
+    pub(crate) fn other_job_worker(&self) -> JobWorker {
+        AppState::new(self.engine.clone(), api_config()).job_worker()
     }
 
     /// The application on the same database with other HTTP settings.

@@ -10,6 +10,7 @@
 
 mod helpers;
 
+mod async_submission;
 mod bounds;
 mod budget;
 mod concurrency;

@@ -6,15 +6,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::post;
-use cdr_interactions::{
-    BundleKind, BundleOutcome, EntryOutcome, EntryResult, VersionedResource, WriteStatus,
-};
+use cdr_interactions::{BundleKind, EntryOutcome, EntryResult, VersionedResource, WriteStatus};
 use cdr_model::{Bundle, BundleEntry, BundleType};
 use serde_json::{Map, Value, json};
 
 use crate::AppState;
 use crate::error::{ApiError, error_chain, interaction_response};
-use crate::extract::{FhirBody, PreferReturn};
+use crate::extract::{FhirBody, PreferAsync, PreferReturn};
 use crate::links::BaseUrl;
 use crate::respond::{UNCHANGED, fhir_json, informational_outcome};
 
@@ -22,30 +20,49 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/Bundle", post(bundle))
 }
 
-/// `POST [base]` and `POST [base]/Bundle`.
+/// `POST [base]` and `POST [base]/Bundle`; with `Prefer: respond-async`, queued (`jobs.rs`).
 pub(crate) async fn bundle(
     State(state): State<AppState>,
     BaseUrl(base): BaseUrl,
     prefer: PreferReturn,
+    PreferAsync(respond_async): PreferAsync,
     FhirBody(body): FhirBody,
 ) -> Result<Response, ApiError> {
+    if respond_async {
+        return crate::jobs::accept(&state, &base, prefer, &body).await;
+    }
     let outcome = state.engine.bundle(&body, &base).await?;
-    Ok(fhir_json(StatusCode::OK, response_bundle(&outcome, &base, prefer).to_string()))
+    let entries = outcome
+        .entries
+        .iter()
+        .map(|entry| response_entry(entry, &base, prefer).to_json())
+        .collect();
+    Ok(fhir_json(StatusCode::OK, response_bundle(outcome.kind, entries).to_string()))
 }
 
-fn response_bundle(outcome: &BundleOutcome, base: &str, prefer: PreferReturn) -> Value {
-    let bundle_type = match outcome.kind {
+/// The transaction-response or batch-response of these `Bundle.entry` values.
+pub(crate) fn response_bundle(kind: BundleKind, entries: Vec<Value>) -> Value {
+    let bundle_type = match kind {
         BundleKind::Transaction => BundleType::TransactionResponse,
         BundleKind::Batch => BundleType::BatchResponse,
     };
     let mut bundle = Bundle::new(bundle_type);
     bundle.id = Some(uuid::Uuid::new_v4().to_string());
-    bundle.entries =
-        outcome.entries.iter().map(|entry| response_entry(entry, base, prefer)).collect();
-    bundle.to_json()
+    let mut json = bundle.to_json();
+    if !entries.is_empty()
+        && let Some(object) = json.as_object_mut()
+    {
+        object.insert("entry".into(), Value::Array(entries));
+    }
+    json
 }
 
-fn response_entry(entry: &EntryOutcome, base: &str, prefer: PreferReturn) -> BundleEntry {
+/// The `Bundle.entry` answering one entry of a posted Bundle.
+pub(crate) fn response_entry(
+    entry: &EntryOutcome,
+    base: &str,
+    prefer: PreferReturn,
+) -> BundleEntry {
     let result = match &entry.result {
         Ok(result) => result,
         Err(error) => {

@@ -165,6 +165,9 @@ fn interaction_mapping(error: &InteractionError) -> Mapping {
         InteractionError::TooCostly(_) => map(StatusCode::BAD_REQUEST, IssueType::TooCostly),
         InteractionError::Busy(_) => map(StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient),
         InteractionError::TimedOut(_) => map(StatusCode::SERVICE_UNAVAILABLE, IssueType::Timeout),
+        InteractionError::QueueFull(_) | InteractionError::ReadAfterCommit => {
+            map(StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient)
+        }
         InteractionError::Entry { source, .. } => interaction_mapping(source),
         InteractionError::Internal(_) => INTERNAL,
     }

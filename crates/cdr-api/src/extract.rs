@@ -32,6 +32,49 @@ pub(crate) enum PreferReturn {
     OperationOutcome,
 }
 
+impl PreferReturn {
+    /// The preference as `Prefer` spells it, as an asynchronous job keeps it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            PreferReturn::Minimal => "minimal",
+            PreferReturn::Representation => "representation",
+            PreferReturn::OperationOutcome => "OperationOutcome",
+        }
+    }
+
+    /// The preference [`PreferReturn::as_str`] spelled (the default for anything else).
+    pub(crate) fn parse(text: &str) -> PreferReturn {
+        match text {
+            "minimal" => PreferReturn::Minimal,
+            "OperationOutcome" => PreferReturn::OperationOutcome,
+            _ => PreferReturn::Representation,
+        }
+    }
+}
+
+/// Whether `Prefer` asks for `respond-async` (R4 async.html).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PreferAsync(pub(crate) bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for PreferAsync {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<PreferAsync, ApiError> {
+        for value in parts.headers.get_all("prefer") {
+            let text = value
+                .to_str()
+                .map_err(|_| ApiError::BadRequest("the Prefer header is not ASCII".into()))?;
+            if text
+                .split([',', ';'])
+                .any(|token| token.trim().eq_ignore_ascii_case("respond-async"))
+            {
+                return Ok(PreferAsync(true));
+            }
+        }
+        Ok(PreferAsync(false))
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for PreferReturn {
     type Rejection = ApiError;
 

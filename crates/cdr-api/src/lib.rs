@@ -10,6 +10,7 @@ mod error;
 mod extract;
 mod health;
 mod history;
+mod jobs;
 mod links;
 mod metadata;
 mod middleware;
@@ -32,6 +33,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 pub use crate::error::{ApiError, error_chain, interaction_outcome};
+pub use crate::jobs::{AsyncConfig, JobWorker};
 pub use crate::links::{Host, IpCidr, LinkConfig, PublicBaseUrl};
 pub use crate::respond::UNCHANGED;
 
@@ -48,11 +50,13 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// Longest wait for the next part of a request body; longer ones get 408.
     pub body_read_timeout: Duration,
+    /// Asynchronous Bundle submissions (`Prefer: respond-async`).
+    pub async_jobs: AsyncConfig,
 }
 
 impl Default for ApiConfig {
     /// 16 MiB bodies, links from the `Host` header, 256 requests in flight, 60 s per request and 30 s
-    /// between body parts.
+    /// between body parts, and the [`AsyncConfig`] defaults.
     fn default() -> ApiConfig {
         ApiConfig {
             max_body_bytes: 16 * 1024 * 1024,
@@ -60,6 +64,7 @@ impl Default for ApiConfig {
             max_in_flight_requests: 256,
             request_timeout: Duration::from_secs(60),
             body_read_timeout: Duration::from_secs(30),
+            async_jobs: AsyncConfig::default(),
         }
     }
 }
@@ -69,12 +74,14 @@ impl Default for ApiConfig {
 pub struct AppState {
     engine: Engine,
     config: Arc<ApiConfig>,
+    /// Wakes this application's [`JobWorker`]s when a job is queued.
+    wake: Arc<jobs::Wake>,
 }
 
 impl AppState {
     #[must_use]
     pub fn new(engine: Engine, config: ApiConfig) -> AppState {
-        AppState { engine, config: Arc::new(config) }
+        AppState { engine, config: Arc::new(config), wake: Arc::default() }
     }
 }
 
@@ -88,6 +95,7 @@ pub fn app(state: AppState) -> Router {
     };
     let fhir = Router::new()
         .merge(bundle::router())
+        .merge(jobs::router())
         .merge(metadata::router())
         .merge(history::router())
         .merge(resource::router())

@@ -77,8 +77,8 @@ impl Engine {
                 "mode": "server",
                 "resource": resources,
                 "interaction": [
-                    { "code": "transaction", "documentation": "POST [base] (or [base]/Bundle) with a transaction Bundle: every entry or none, in R4 order; references between entries and conditional references are resolved." },
-                    { "code": "batch", "documentation": "POST [base] (or [base]/Bundle) with a batch Bundle: each entry on its own." },
+                    { "code": "transaction", "documentation": "POST [base] (or [base]/Bundle) with a transaction Bundle: every entry or none, in R4 order; references between entries and conditional references are resolved. With Prefer: respond-async the Bundle is queued durably and answered 202 with Content-Location of a status URL ([base]/_async/{id}): GET answers 202 with X-Progress until it has run, then the response the synchronous request would have had; DELETE cancels it or deletes its record." },
+                    { "code": "batch", "documentation": "POST [base] (or [base]/Bundle) with a batch Bundle: each entry on its own. Prefer: respond-async is supported as for transactions; each entry is run exactly once." },
                     { "code": "history-system" },
                     { "code": "search-system" }
                 ],

@@ -54,6 +54,15 @@ pub enum InteractionError {
     TimedOut(#[source] StoreError),
     /// An entry of a transaction or batch Bundle failed with `source`; the locations of its outcome (if
     /// it has one) are already within `Bundle.entry[index]`.
+    /// The queue of asynchronous submissions holds its maximum of unfinished jobs.
+    #[error("the server has {0} asynchronous submissions waiting or running; retry later")]
+    QueueFull(u64),
+    /// A GET or HEAD entry of an asynchronous transaction that is answered after the transaction commits,
+    /// as its job's record says until it is: the server stopped in between, so the entry was not read.
+    #[error(
+        "this entry was to be read after the transaction committed, and the server stopped before; read it again"
+    )]
+    ReadAfterCommit,
     #[error("Bundle.entry[{index}]: {source}")]
     Entry { index: usize, source: Box<InteractionError> },
     /// A failure of the server itself; the client is told nothing of its cause.

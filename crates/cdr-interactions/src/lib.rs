@@ -36,7 +36,10 @@ use cdr_store::Store;
 use crate::budget::CpuPool;
 
 pub use crate::budget::ResourceLimits;
-pub use crate::bundle::{BundleKind, BundleOutcome, EntryOutcome, EntryResult};
+pub use crate::bundle::{
+    BundleKind, BundleOutcome, EntryOutcome, EntryResult, JobRemoval, JobRenderer, JobRequest,
+    JobRun, JobStatus,
+};
 pub use crate::error::InteractionError;
 pub use crate::history::HistoryParams;
 pub use crate::micdr::{

@@ -48,7 +48,7 @@ impl Engine {
     }
 }
 
-fn live_version(
+pub(crate) fn live_version(
     resource_type: ResourceType,
     id: LogicalId,
     stored: StoredVersion,

@@ -87,28 +87,32 @@ impl Bundle {
         if !self.entries.is_empty() {
             bundle.insert(
                 "entry".into(),
-                Value::Array(self.entries.iter().map(entry_json).collect()),
+                Value::Array(self.entries.iter().map(BundleEntry::to_json).collect()),
             );
         }
         Value::Object(bundle)
     }
 }
 
-fn entry_json(entry: &BundleEntry) -> Value {
-    let mut object = Map::new();
-    let parts = [
-        ("fullUrl", entry.full_url.clone().map(Value::from)),
-        ("resource", entry.resource.clone()),
-        ("search", entry.search.clone()),
-        ("request", entry.request.clone()),
-        ("response", entry.response.clone()),
-    ];
-    for (name, part) in parts {
-        if let Some(part) = part {
-            object.insert(name.into(), part);
+impl BundleEntry {
+    /// The `Bundle.entry` JSON, elements in the order of the R4 definition.
+    #[must_use]
+    pub fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        let parts = [
+            ("fullUrl", self.full_url.clone().map(Value::from)),
+            ("resource", self.resource.clone()),
+            ("search", self.search.clone()),
+            ("request", self.request.clone()),
+            ("response", self.response.clone()),
+        ];
+        for (name, part) in parts {
+            if let Some(part) = part {
+                object.insert(name.into(), part);
+            }
         }
+        Value::Object(object)
     }
-    Value::Object(object)
 }
 
 #[cfg(test)]

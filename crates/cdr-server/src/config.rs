@@ -223,6 +223,8 @@ pub(crate) struct ServeArgs {
     pub(crate) trusted_proxies: Vec<IpCidr>,
     #[command(flatten)]
     pub(crate) http: HttpArgs,
+    #[command(flatten)]
+    pub(crate) async_jobs: AsyncArgs,
     /// Largest accepted request body in bytes; larger requests get 413.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub(crate) max_body_bytes: usize,
@@ -356,4 +358,25 @@ pub(crate) struct HttpArgs {
     /// On SIGTERM or Ctrl-C, how long requests in progress may take to finish before connections are cut.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 30)]
     pub(crate) shutdown_timeout_seconds: u64,
+}
+
+/// Asynchronous Bundle submissions (`Prefer: respond-async`): the queue in the database and this process's
+/// worker.
+#[derive(Debug, Args)]
+pub(crate) struct AsyncArgs {
+    /// Most asynchronous submissions waiting or running at once (all processes together); more get 503
+    /// with Retry-After.
+    #[arg(long, env = "ASYNC_MAX_UNFINISHED", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) async_max_unfinished: u64,
+    /// How long the response of a finished asynchronous submission stays readable at its status URL.
+    #[arg(long, env = "ASYNC_RETENTION_SECONDS", default_value_t = 24 * 60 * 60)]
+    pub(crate) async_retention_seconds: u64,
+    /// How long a worker's claim of a submission lasts unless renewed (it renews every third of it while
+    /// it runs): the submissions of a process that died run again, elsewhere or after a restart, once this
+    /// has passed.
+    #[arg(long, env = "ASYNC_LEASE_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) async_lease_seconds: u64,
+    /// How often the worker looks for submissions queued by other processes (its own process wakes it).
+    #[arg(long, env = "ASYNC_POLL_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) async_poll_seconds: u64,
 }

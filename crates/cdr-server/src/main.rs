@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use cdr_api::{ApiConfig, AppState, LinkConfig};
+use cdr_api::{ApiConfig, AppState, AsyncConfig, LinkConfig};
 use cdr_interactions::{Engine, EngineConfig, LocalRegistry, PageLimits, Profiles, ValidationMode};
 use cdr_search::SearchParamRegistry;
 use cdr_server::profiles::{self, search_registry};
@@ -185,6 +185,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_in_flight_requests: usize::try_from(http.max_in_flight_requests)?,
         request_timeout: Duration::from_secs(http.request_timeout_seconds),
         body_read_timeout: Duration::from_secs(http.body_read_timeout_seconds),
+        async_jobs: AsyncConfig {
+            max_unfinished: args.async_jobs.async_max_unfinished,
+            retention: Duration::from_secs(args.async_jobs.async_retention_seconds),
+            lease: Duration::from_secs(args.async_jobs.async_lease_seconds),
+            poll_interval: Duration::from_secs(args.async_jobs.async_poll_seconds),
+        },
     };
     let limits = http::ConnectionLimits {
         header_read_timeout: Duration::from_secs(http.header_read_timeout_seconds),
@@ -192,6 +198,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_timeout: Duration::from_secs(http.shutdown_timeout_seconds),
     };
     let state = AppState::new(engine, api_config);
+    // Dropped (aborted) at shutdown: a job it is running rolls back and runs again after its lease.
+    let worker = tokio::spawn(state.job_worker().run());
     let statistics = store.clone();
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(STATISTICS_REFRESH);
@@ -209,6 +217,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(listen = %args.listen, backend = ?store.backend(), "imaging-cdr serving FHIR R4 at /fhir");
     let shutdown_timeout = limits.shutdown_timeout;
     http::serve(listener, cdr_api::app(state), limits, shutdown_signal()).await;
+    worker.abort();
+    // Waits until the aborted task is dropped, so its transaction has rolled back before the pool closes.
+    let _ = worker.await;
     // Requests cut off at the shutdown deadline may still hold connections: closing the pool waits for
     // them, so it is bounded by the same deadline.
     if tokio::time::timeout(shutdown_timeout, store.close()).await.is_err() {

@@ -35,6 +35,7 @@ mod connect;
 mod count;
 mod include;
 mod index;
+mod jobs;
 mod page;
 mod plan;
 mod read;
@@ -46,6 +47,7 @@ mod write;
 use std::time::Duration;
 
 pub use crate::index::MAX_INDEXED_BYTES;
+pub use crate::jobs::{ClaimedJob, JobCompletion, JobRecord, JobState, NewJob, RemovedJob};
 pub use crate::page::{
     FoundResource, PageDirection, PageKey, SearchPage, SearchRequest, SortValue,
 };
@@ -112,6 +114,10 @@ pub enum StoreError {
     /// Applying migrations failed.
     #[error("database migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    /// An asynchronous job's completion was refused: the job is no longer running under this worker (it
+    /// was cancelled, or its lease passed and another worker claimed it). The transaction must roll back.
+    #[error("the asynchronous job {0} is no longer this worker's")]
+    JobLost(String),
     /// Any other database error.
     #[error("database error")]
     Database(#[source] sqlx::Error),

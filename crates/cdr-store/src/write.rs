@@ -68,7 +68,7 @@ const QUERIES_PER_LOOKUP: usize = 50;
 const VERSIONS_PER_INSERT: usize = 500;
 
 #[derive(Debug)]
-enum Tx {
+pub(crate) enum Tx {
     Postgres(Transaction<'static, Postgres>),
     Sqlite(Transaction<'static, Sqlite>),
 }
@@ -76,7 +76,7 @@ enum Tx {
 /// An open database transaction. Dropping it without [`StoreTx::commit`] rolls back.
 #[derive(Debug)]
 pub struct StoreTx {
-    tx: Tx,
+    pub(crate) tx: Tx,
     /// On SQLite, this transaction's turn as the one writer; released after commit or rollback.
     _writer_turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }

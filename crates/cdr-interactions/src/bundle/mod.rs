@@ -10,6 +10,7 @@
 
 mod contribution;
 mod entry;
+mod job;
 mod references;
 mod transaction;
 
@@ -18,7 +19,9 @@ use serde_json::Value;
 
 pub(crate) use self::contribution::address;
 use self::entry::{Entry, Method, Target};
+pub use self::job::{JobRemoval, JobRenderer, JobRequest, JobRun, JobStatus};
 pub(crate) use self::references::{conditional, rewrite};
+use self::transaction::Record;
 use crate::{Engine, Handling, InteractionError, VersionedResource, WriteOutcome};
 
 /// Whether a Bundle is a transaction or a batch.
@@ -43,7 +46,7 @@ pub struct EntryOutcome {
 }
 
 /// What a successful entry did.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum EntryResult {
     /// A create, update or delete (plain or conditional).
     Write(WriteOutcome),
@@ -67,13 +70,13 @@ impl Engine {
         let entries = match posted.kind {
             BundleKind::Transaction => {
                 let entries = posted.entries.into_iter().collect::<Result<Vec<_>, _>>()?;
-                self.transaction(entries, base, true).await?
+                self.transaction(entries, base, true, None).await?
             }
             BundleKind::Batch => {
                 let mut outcomes = Vec::with_capacity(posted.entries.len());
                 for entry in posted.entries {
                     outcomes.push(match entry {
-                        Ok(entry) => self.batch_entry(entry, base).await,
+                        Ok(entry) => self.batch_entry(entry, base, None).await.0,
                         Err(error) => EntryOutcome { full_url: None, result: Err(error) },
                     });
                 }
@@ -83,21 +86,34 @@ impl Engine {
         Ok(BundleOutcome { kind: posted.kind, entries })
     }
 
-    /// One batch entry: a read, or a transaction of this entry alone.
-    async fn batch_entry(&self, entry: Entry, base: &str) -> EntryOutcome {
+    /// One batch entry: a read, or a transaction of this entry alone, to which `record` adds its job's
+    /// record. The flag says whether `record` was written with the entry's writes (`false` for a read or a
+    /// failure, which wrote nothing).
+    async fn batch_entry(
+        &self,
+        entry: Entry,
+        base: &str,
+        record: Option<&Record<'_>>,
+    ) -> (EntryOutcome, bool) {
         let full_url = entry.full_url.clone();
         let index = entry.index;
         if matches!(entry.method, Method::Get | Method::Head) {
             let result =
                 self.answer_read(&entry, base).await.map_err(|error| in_entry(index, error));
-            return EntryOutcome { full_url, result };
+            return (EntryOutcome { full_url, result }, false);
         }
-        match self.transaction(vec![entry], base, false).await {
-            Ok(mut outcomes) => outcomes.pop().unwrap_or(EntryOutcome {
-                full_url,
-                result: Err(InteractionError::invalid("the entry produced no outcome")),
-            }),
-            Err(error) => EntryOutcome { full_url, result: Err(error) },
+        match self.transaction(vec![entry], base, false, record).await {
+            Ok(mut outcomes) => match outcomes.pop() {
+                Some(outcome) => (outcome, record.is_some()),
+                None => (
+                    EntryOutcome {
+                        full_url,
+                        result: Err(InteractionError::invalid("the entry produced no outcome")),
+                    },
+                    false,
+                ),
+            },
+            Err(error) => (EntryOutcome { full_url, result: Err(error) }, false),
         }
     }
 

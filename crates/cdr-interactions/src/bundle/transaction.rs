@@ -17,15 +17,18 @@
 //!    version and index row is written in multi-row statements. A unique-key conflict (two transactions
 //!    creating one id), a criteria whose match vanished before its lock, or an unchanged row changed before
 //!    its lock retries the whole apply a bounded number of times.
-//! 3. *Read* (after commit): GET and HEAD entries are answered from what the database now holds, and
-//!    conditional creates that found their resource read it.
+//! 3. *Read* (after commit): GET and HEAD entries are answered from what the database now holds (a
+//!    conditional create that found its resource read it inside the transaction, so an asynchronous job's
+//!    record, written before the commit, holds it).
 
 use std::collections::{HashMap, HashSet};
 
 use base64::Engine as _;
 use cdr_model::{Instant, LogicalId, Resource, ResourceType, VersionId};
 use cdr_search::SearchQuery;
-use cdr_store::{NewVersion, RowLock, StoreError, StoreTx, StoredVersion, WriteMethod};
+use cdr_store::{
+    JobCompletion, NewVersion, RowLock, StoreError, StoreTx, StoredVersion, WriteMethod,
+};
 use serde_json::Value;
 
 use super::contribution::{self, MustResolve};
@@ -34,6 +37,7 @@ use super::references::{conditional, resolve_relative, rewrite};
 use super::{EntryOutcome, EntryResult, in_entry, resource_relative};
 use crate::conditional::{Criteria, parse_criteria};
 use crate::micdr;
+use crate::read::live_version;
 use crate::terminology::expand_terminology;
 use crate::write::{index_entries, invalid_at, new_id, unchanged};
 use crate::{
@@ -121,9 +125,12 @@ enum Applied {
     Done(EntryResult),
     /// A GET or HEAD entry.
     Read(Entry),
-    /// A conditional create that found this resource, read for the response.
-    ReadExisting(ResourceType, LogicalId),
 }
+
+/// What an asynchronous job writes in the transaction of a Bundle's writes, made from the entries' outcomes
+/// just before it commits (a GET or HEAD entry, answered after the commit, is there as
+/// [`InteractionError::ReadAfterCommit`]).
+pub(crate) type Record<'a> = dyn Fn(&[EntryOutcome]) -> JobCompletion + Send + Sync + 'a;
 
 /// Why an apply did not commit.
 enum Failure {
@@ -151,18 +158,20 @@ impl From<StoreError> for Failure {
 impl Engine {
     /// Runs `entries` as one transaction; the outcomes are in entry order. `whole_bundle` is false for an
     /// entry of a batch, run as a transaction of its own (the contribution rules ask of a whole Bundle that
-    /// it names a Patient, a Practitioner and an Organization).
+    /// it names a Patient, a Practitioner and an Organization). `record`, if given, adds an asynchronous
+    /// job's completion to the database transaction of the writes.
     pub(crate) async fn transaction(
         &self,
         entries: Vec<Entry>,
         base: &str,
         whole_bundle: bool,
+        record: Option<&Record<'_>>,
     ) -> Result<Vec<EntryOutcome>, InteractionError> {
         let plan = self.plan(entries, whole_bundle).await?;
         let mut attempt = 0;
         let applied = loop {
             attempt += 1;
-            match self.apply(&plan, base).await {
+            match self.apply(&plan, base, record).await {
                 Ok(applied) => break applied,
                 Err(Failure::Race) if attempt < RETRIES => {
                     tracing::debug!(
@@ -184,14 +193,6 @@ impl Engine {
             let result = match applied {
                 Applied::Done(result) => Ok(result),
                 Applied::Read(read) => self.answer_read(&read, base).await,
-                Applied::ReadExisting(resource_type, id) => {
-                    self.read(resource_type.as_str(), id.as_str()).await.map(|found| {
-                        EntryResult::Write(WriteOutcome {
-                            status: WriteStatus::Existing,
-                            resource: Some(found),
-                        })
-                    })
-                }
             };
             outcomes.push(EntryOutcome {
                 full_url: entry.full_url.clone(),
@@ -449,7 +450,12 @@ impl Engine {
     }
 
     /// Step 2: one store transaction; how each entry is answered, in entry order.
-    async fn apply(&self, plan: &Plan, base: &str) -> Result<Vec<Applied>, Failure> {
+    async fn apply(
+        &self,
+        plan: &Plan,
+        base: &str,
+        record: Option<&Record<'_>>,
+    ) -> Result<Vec<Applied>, Failure> {
         let mut tx = self.store.begin().await?;
         let now = Instant::now();
         let Lookups { matches, of_entry: lookup_of_entry, references: reference_lookups } =
@@ -467,6 +473,7 @@ impl Engine {
         let Locked { peeked, unchanged, current } =
             Locked::take(&mut tx, plan, &steps, &rewrites, &outside).await?;
         self.check_report_updates(&mut tx, plan, &steps, &peeked).await?;
+        let existing = existing_versions(&mut tx, plan, &steps).await?;
 
         let mut applied = Vec::with_capacity(plan.entries.len());
         let mut written: Vec<Written> = Vec::new();
@@ -488,7 +495,7 @@ impl Engine {
                     continue;
                 }
                 Step::Existing(id) => {
-                    applied.push(Applied::ReadExisting(resource_type, id));
+                    applied.push(found(&existing, resource_type, id, entry.index)?);
                     continue;
                 }
                 Step::Patch { id, precondition } => {
@@ -562,6 +569,9 @@ impl Engine {
             written.iter().map(|one| one.new_version(now)).collect();
         tx.write_all(&versions).await?;
         self.write_index_entries(&mut tx, &index_sources(&applied), base, now).await?;
+        if let Some(record) = record {
+            tx.complete_job(&record(&before_commit(plan, &applied))).await?;
+        }
         tx.commit().await?;
         Ok(applied)
     }
@@ -657,6 +667,63 @@ impl Engine {
             (None, Precondition::None) => Ok((Some(VersionId::FIRST), WriteStatus::Created)),
         }
     }
+}
+
+/// The current versions of the resources that conditional creates found, read in the transaction (without
+/// a row lock: the criteria's lock that matched them is held), so the response names the version found.
+async fn existing_versions(
+    tx: &mut StoreTx,
+    plan: &Plan,
+    steps: &[Step],
+) -> Result<HashMap<(ResourceType, LogicalId), StoredVersion>, Failure> {
+    let addresses: Vec<(ResourceType, &LogicalId)> = plan
+        .entries
+        .iter()
+        .zip(steps)
+        .filter_map(|(entry, step)| match step {
+            Step::Existing(id) => Some((entry.resource_type, id)),
+            _ => None,
+        })
+        .collect();
+    if addresses.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(tx.peek_all(&addresses).await?)
+}
+
+/// A conditional create's answer: the resource it found.
+fn found(
+    existing: &HashMap<(ResourceType, LogicalId), StoredVersion>,
+    resource_type: ResourceType,
+    id: LogicalId,
+    index: usize,
+) -> Result<Applied, Failure> {
+    let found = existing
+        .get(&(resource_type, id.clone()))
+        .cloned()
+        .ok_or_else(|| InteractionError::NotFound(format!("{resource_type}/{id}")))
+        .and_then(|stored| live_version(resource_type, id, stored))
+        .map_err(|error| in_entry(index, error))?;
+    Ok(Applied::Done(EntryResult::Write(WriteOutcome {
+        status: WriteStatus::Existing,
+        resource: Some(found),
+    })))
+}
+
+/// The outcomes known before the commit, for an asynchronous job's record: a GET or HEAD entry is only
+/// answered after it.
+fn before_commit(plan: &Plan, applied: &[Applied]) -> Vec<EntryOutcome> {
+    plan.entries
+        .iter()
+        .zip(applied)
+        .map(|(entry, applied)| EntryOutcome {
+            full_url: entry.full_url.clone(),
+            result: match applied {
+                Applied::Done(result) => Ok(result.clone()),
+                Applied::Read(_) => Err(InteractionError::ReadAfterCommit),
+            },
+        })
+        .collect()
 }
 
 /// The matches of every criteria of a Bundle, found under their locks.
