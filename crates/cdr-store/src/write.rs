@@ -419,14 +419,10 @@ impl StoreTx {
     /// the same criteria cannot both see no match. On PostgreSQL the criteria are matched once before
     /// locking: those that match nothing are locked exclusively (this transaction may create their
     /// resource), those that match are locked shared (it updates or reads what they match; any number of
-    /// such transactions proceed together, none may create), then all are matched again under the locks.
-    /// Either kind that finds otherwise under its lock fails with [`StoreError::Conflict`], for the caller
-    /// to apply again and take the right lock: a criteria that matched before and matches nothing now (its
-    /// resource was deleted meanwhile) needs the exclusive lock; one that matched nothing and matches now
-    /// (a concurrent transaction created its resource, and this one waited for that transaction's lock)
-    /// needs only the shared lock, and holding the exclusive one to its commit would make every other
-    /// Bundle naming that resource wait in turn (the first Bundles naming a new hospital or practitioner
-    /// would queue behind one another). SQLite's one writer needs no locks.
+    /// such transactions proceed together, none may create), then all are matched again under the locks. A
+    /// criteria that matched before locking and matches nothing after (its resource was deleted meanwhile)
+    /// fails with [`StoreError::Conflict`]: applied again, it is locked exclusively. SQLite's one writer
+    /// needs no locks.
     ///
     /// # Errors
     /// [`StoreError::Conflict`] as above; [`StoreError::NotSupported`] for a criterion the compiler cannot
@@ -452,7 +448,7 @@ impl StoreTx {
             .collect();
         self.lock_all(&keys).await?;
         let after = self.find_all(&criteria, now_micros, limit).await?;
-        if before.iter().zip(&after).any(|(before, after)| before.is_empty() != after.is_empty()) {
+        if before.iter().zip(&after).any(|(before, after)| !before.is_empty() && after.is_empty()) {
             return Err(StoreError::Conflict);
         }
         Ok(after)

@@ -15,9 +15,8 @@
 //!    canonical order (shared for unchanged ones, so Bundles repeating the same hospital and practitioners do
 //!    not queue on their rows); references to provisional ids are rewritten to the ids found, and every
 //!    version and index row is written in multi-row statements. A unique-key conflict (two transactions
-//!    creating one id), a criteria whose match vanished or appeared while it waited for its lock (it then
-//!    holds the wrong kind of lock), or an unchanged row changed before its lock retries the whole apply a
-//!    bounded number of times.
+//!    creating one id), a criteria whose match vanished before its lock, or an unchanged row changed before
+//!    its lock retries the whole apply a bounded number of times.
 //! 3. *Read* (after commit): GET and HEAD entries are answered from what the database now holds (a
 //!    conditional create that found its resource read it inside the transaction, so an asynchronous job's
 //!    record, written before the commit, holds it).
@@ -46,9 +45,9 @@ use crate::{
     WriteStatus,
 };
 
-/// How many times a transaction that lost a race (a unique key, a match that vanished or appeared before
-/// its lock, an unchanged row that changed before it was locked) is applied again.
-const RETRIES: usize = 5;
+/// How many times a transaction that lost a race (a unique key, a vanished match, an unchanged row that
+/// changed before it was locked) is applied again.
+const RETRIES: usize = 3;
 
 /// What one entry asks for, after planning.
 #[derive(Debug)]
