@@ -68,9 +68,11 @@ impl Expr {
                 let (base, base_constant) = optional(base);
                 let args: Vec<(Box<Expr>, bool)> =
                     args.into_iter().map(|arg| child(Box::new(arg))).collect();
-                let constant = base_constant
-                    && function != Function::Trace
-                    && args.iter().all(|(_, constant)| *constant);
+                // `trace` passes its input through: a traced constant is constant too (and is logged once
+                // per memoisation rather than once per use). R4's `ref-1` ends in
+                // `in %rootResource.contained.id.trace('ids')`: kept out of the memo, every reference
+                // cloned and scanned the list of contained ids, quadratic in the contained resources.
+                let constant = base_constant && args.iter().all(|(_, constant)| *constant);
                 let base = base.map(|base| mark((base, base_constant), constant));
                 let args = args.into_iter().map(|arg| *mark(arg, constant)).collect();
                 (Expr::Call(base, function, args), constant)

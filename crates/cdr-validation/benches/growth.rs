@@ -5,23 +5,29 @@
 //! Figures (median, shared 2-core machine) from
 //! `cargo bench -p cdr-validation --bench growth -- --warm-up-time 1 --measurement-time 3`; "before" is
 //! the code before hashed deduplication and memoised constant subexpressions (contained/800 not run: about
-//! 80 s an iteration).
+//! 80 s an iteration), "hashed" after them, "traced" after `trace()` of a constant became constant too
+//! (measured the same day as the row before it: the machine ran about 1.5-2.5x slower than on the day of
+//! "hashed", see meta_profile).
 //!
-//! | case              | before   | after    |
-//! |-------------------|----------|----------|
-//! | contained/100     | 187 ms   | 1.1 ms   |
-//! | contained/200     | 1.83 s   | 3.6 ms   |
-//! | contained/400     | 10.7 s   | 8.0 ms   |
-//! | contained/800     | —        | 23.9 ms  |
-//! | bundle/2500       | 328 ms   | 18.4 ms  |
-//! | bundle/5000       | 701 ms   | 36.0 ms  |
-//! | bundle/10000      | 3.51 s   | 78.9 ms  |
-//! | meta_profile/2000 | 1.28 s   | 0.81 ms  |
+//! | case              | before   | hashed   | hashed, same day | traced   |
+//! |-------------------|----------|----------|------------------|----------|
+//! | contained/100     | 187 ms   | 1.1 ms   | 2.26 ms          | 1.62 ms  |
+//! | contained/200     | 1.83 s   | 3.6 ms   | 5.51 ms          | 3.83 ms  |
+//! | contained/400     | 10.7 s   | 8.0 ms   | 14.4 ms          | 6.62 ms  |
+//! | contained/800     | —        | 23.9 ms  | 42.9 ms          | 18.1 ms  |
+//! | contained/1600    | —        | —        | —                | 29.2 ms  |
+//! | bundle/2500       | 328 ms   | 18.4 ms  | —                | 48.3 ms  |
+//! | bundle/5000       | 701 ms   | 36.0 ms  | —                | 108 ms   |
+//! | bundle/10000      | 3.51 s   | 78.9 ms  | —                | 209 ms   |
+//! | meta_profile/2000 | 1.28 s   | 0.81 ms  | —                | 1.70 ms  |
 //!
 //! Before, contained grew about 6-10x per doubling (cubic: `dom-3` recomputed `%resource.descendants()`
 //! and its unions for each contained resource, `ref-1` scanned `%rootResource.contained.id` for each
-//! reference) and the Bundle about 2-5x (`bdl-7`'s quadratic `isDistinct()`); after, the Bundle doubles
-//! with its size and contained grows about 2-3x per doubling.
+//! reference) and the Bundle about 2-5x (`bdl-7`'s quadratic `isDistinct()`). Hashed, the Bundle doubles
+//! with its size, but contained still grew 2.4x, 2.6x, 3.0x per doubling: R4's `ref-1` reads
+//! `… in %rootResource.contained.id.trace('ids')`, and a `trace()` was never memoised, so each reference
+//! cloned the list of ids and scanned it. Traced, contained grows 2.4x, 1.7x, 2.7x, 1.6x per doubling
+//! (18x from 100 to 1,600: linear within the noise, under the n log n bound of 26x).
 
 #![allow(clippy::unwrap_used, reason = "benchmarks panic on broken fixtures")]
 
@@ -68,7 +74,7 @@ fn bench(c: &mut Criterion) {
     let profiles = ProfileSet::r4_core().unwrap();
     let mut group = c.benchmark_group("contained");
     group.sample_size(10);
-    for n in [100, 200, 400, 800] {
+    for n in [100, 200, 400, 800, 1_600] {
         let patient = patient_with_contained(n);
         assert!(!validate(&patient, &profiles, &[]).has_errors());
         group.bench_with_input(BenchmarkId::from_parameter(n), &patient, |b, patient| {
