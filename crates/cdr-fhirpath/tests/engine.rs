@@ -268,3 +268,25 @@ fn dom_3_holds_for_referenced_contained_resources() {
     });
     assert!(!check_invariant(&expression, &orphan, &ctx).unwrap());
 }
+
+#[test]
+fn a_traced_constant_is_evaluated_once() {
+    // R4 ref-1, tested for each of a resource's references: the traced list of contained ids is the same
+    // for all of them, so it is evaluated (and traced) once per evaluation, not once per reference.
+    let ref_1 = "reference.startsWith('#').not() or (reference.substring(1).trace('url') in %rootResource.contained.id.trace('ids'))";
+    let expression = Expression::parse(&format!("generalPractitioner.all({ref_1})")).unwrap();
+    let traced = std::sync::Mutex::new(Vec::new());
+    let trace = |name: &str, _: &cdr_fhirpath::Collection<'_>| {
+        traced.lock().unwrap().push(name.to_owned());
+    };
+    let ctx = EvaluationContext::new().with_trace(&trace);
+    let patient = json!({
+        "resourceType": "Patient",
+        "contained": [{"resourceType": "Organization", "id": "o1"}, {"resourceType": "Organization", "id": "o2"}],
+        "generalPractitioner": [{"reference": "#o1"}, {"reference": "#o2"}, {"reference": "#o1"}]
+    });
+    assert!(check_invariant(&expression, &patient, &ctx).unwrap());
+    let traced = traced.into_inner().unwrap();
+    assert_eq!(traced.iter().filter(|name| *name == "url").count(), 3, "{traced:?}");
+    assert_eq!(traced.iter().filter(|name| *name == "ids").count(), 1, "{traced:?}");
+}
