@@ -304,6 +304,9 @@ pub(crate) struct CostArgs {
     /// Most OR-ed values in one search parameter; more get 400 too-costly.
     #[arg(long, env = "MAX_SEARCH_ALTERNATIVES", default_value_t = QueryLimits::default().max_alternatives)]
     pub(crate) max_search_alternatives: usize,
+    /// Most bytes in one search parameter's value (all its alternatives); more get 400 too-costly.
+    #[arg(long, env = "MAX_SEARCH_VALUE_BYTES", default_value_t = QueryLimits::default().max_value_bytes)]
+    pub(crate) max_search_value_bytes: usize,
     /// Most values in one search, all parameters together; more get 400 too-costly.
     #[arg(long, env = "MAX_SEARCH_VALUES", default_value_t = QueryLimits::default().max_values)]
     pub(crate) max_search_values: usize,
@@ -321,6 +324,7 @@ impl CostArgs {
             max_parameters: self.max_search_parameters,
             max_clauses: self.max_search_clauses,
             max_alternatives: self.max_search_alternatives,
+            max_value_bytes: self.max_search_value_bytes,
             max_values: self.max_search_values,
             max_sort_keys: self.max_sort_keys,
             ..QueryLimits::default()

@@ -275,7 +275,22 @@ fn configured_cost_limits_hold() {
         "1",
         "--max-bundle-entries",
         "1",
+        "--max-search-value-bytes",
+        "8",
     ]);
+    let long_value = server
+        .try_request(
+            "GET /fhir/Patient?family=abcdefghi HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+    assert!(long_value.starts_with("HTTP/1.1 400"), "{long_value}");
+    assert!(long_value.contains("max_value_bytes"), "{long_value}");
+    let short_value = server
+        .try_request(
+            "GET /fhir/Patient?family=abcdefgh HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+    assert!(short_value.starts_with("HTTP/1.1 200"), "{short_value}");
     let sorted = server
         .try_request(
             "GET /fhir/Patient?_sort=family,given HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
