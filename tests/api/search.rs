@@ -11,6 +11,7 @@ backend_tests!(
     patient_parameters,
     clinical_parameters,
     composite_parameters,
+    numbers_are_points,
     chains_and_has,
     invalid_values_are_400,
     oversized_queries_are_400,
@@ -229,7 +230,8 @@ async fn clinical_parameters(app: &TestApp) {
             ("Encounter?length=ap88", &["e1"]),
             ("Encounter?length=100", &[]),
             ("Encounter?length=2.5", &["e2"]),
-            ("Encounter?length=2.50", &[]),
+            ("Encounter?length=2.50", &["e2"]),
+            ("Encounter?length=2.6", &[]),
             // number, with precision ranges
             ("ImagingStudy?number-of-series=3", &["s1"]),
             ("ImagingStudy?number-of-series=gt5", &["s2"]),
@@ -249,6 +251,96 @@ async fn clinical_parameters(app: &TestApp) {
             ("ServiceRequest?code:text=head", &["sr2"]),
             ("ServiceRequest?code=http://loinc.org|36643-5", &["sr1"]),
             ("ServiceRequest?code=http://loinc.org|", &["sr1"]),
+        ],
+    )
+    .await;
+}
+
+/// R4's number and quantity examples: the stored value is compared as is, a point, with the precision range
+/// of the search value (`100` is [99.5, 100.5), `100.00` is [99.995, 100.005), `1e2` is [50, 150)), and `gt`
+/// `lt` `ge` `le` with the search value exactly.
+async fn numbers_are_points(app: &TestApp) {
+    let patient = &patients(app).await[0];
+    for (label, series) in [("s99", "99"), ("s100", "100"), ("s101", "101"), ("s150", "150")] {
+        app.create(
+            "ImagingStudy",
+            &format!(
+                r#"{{"resourceType":"ImagingStudy","identifier":[{{"system":"urn:test","value":"{label}"}}],
+                "status":"available","subject":{{"reference":"Patient/{patient}"}},"numberOfSeries":{series}}}"#
+            ),
+        )
+        .await;
+    }
+    let lengths = [
+        ("e40", "40"),
+        ("e44.5", "44.5"),
+        ("e44.95", "44.95"),
+        ("e45", "45"),
+        ("e45.0", "45.0"),
+        ("e4.5e1", "4.5e1"),
+        ("e45.4", "45.4"),
+        ("e45.5", "45.5"),
+    ];
+    for (label, value) in lengths {
+        app.create(
+            "Encounter",
+            &format!(
+                r#"{{"resourceType":"Encounter","identifier":[{{"system":"urn:test","value":"{label}"}}],
+                "status":"finished","class":{{"code":"AMB"}},
+                "length":{{"value":{value},"unit":"min","system":"http://unitsofmeasure.org","code":"min"}}}}"#
+            ),
+        )
+        .await;
+    }
+    check(
+        app,
+        &[
+            ("ImagingStudy?number-of-series=100", &["s100"]),
+            ("ImagingStudy?number-of-series=100.00", &["s100"]),
+            ("ImagingStudy?number-of-series=1e2", &["s100", "s101", "s99"]),
+            ("ImagingStudy?number-of-series=lt100", &["s99"]),
+            ("ImagingStudy?number-of-series=le100", &["s100", "s99"]),
+            ("ImagingStudy?number-of-series=gt100", &["s101", "s150"]),
+            ("ImagingStudy?number-of-series=ge100", &["s100", "s101", "s150"]),
+            ("ImagingStudy?number-of-series=ne100", &["s101", "s150", "s99"]),
+            ("ImagingStudy?number-of-series=sa100", &["s101", "s150"]),
+            ("ImagingStudy?number-of-series=eb100", &["s99"]),
+            ("ImagingStudy?number-of-series=ap100", &["s100", "s101", "s99"]),
+        ],
+    )
+    .await;
+    // Labels sort as text: "e4.5e1" first.
+    let within_45 = ["e4.5e1", "e44.5", "e44.95", "e45", "e45.0", "e45.4"];
+    let exactly_45 = ["e4.5e1", "e45", "e45.0"];
+    let above_45 = ["e45.4", "e45.5"];
+    let at_least_45 = ["e4.5e1", "e45", "e45.0", "e45.4", "e45.5"];
+    let at_most_45 = ["e4.5e1", "e40", "e44.5", "e44.95", "e45", "e45.0"];
+    let all = ["e4.5e1", "e40", "e44.5", "e44.95", "e45", "e45.0", "e45.4", "e45.5"];
+    check(
+        app,
+        &[
+            // [44.5, 45.5): the written precision of the search value, whatever the stored one.
+            ("Encounter?length=45", &within_45),
+            ("Encounter?length=4.5e1", &within_45),
+            // [44.95, 45.05): finds a stored 45 and 45.0, not 45.4.
+            ("Encounter?length=45.0", &["e4.5e1", "e44.95", "e45", "e45.0"]),
+            ("Encounter?length=45.00|http://unitsofmeasure.org|min", &exactly_45),
+            ("Encounter?length=45.4||min", &["e45.4"]),
+            ("Encounter?length=45.0|http://unitsofmeasure.org|h", &[]),
+            ("Encounter?length=gt45", &above_45),
+            ("Encounter?length=ge45", &at_least_45),
+            ("Encounter?length=lt45", &["e40", "e44.5", "e44.95"]),
+            ("Encounter?length=le45|http://unitsofmeasure.org|min", &at_most_45),
+            ("Encounter?length=ne45.0", &["e40", "e44.5", "e45.4", "e45.5"]),
+            ("Encounter?length=sa45", &["e45.5"]),
+            ("Encounter?length=eb45", &["e40"]),
+            ("Encounter?length=eb45.0", &["e40", "e44.5"]),
+            // [40, 50) and [44.5, 55.5): the precision range widened by 10% of the value.
+            ("Encounter?length=ap45", &all),
+            (
+                "Encounter?length=ap50",
+                &["e4.5e1", "e44.5", "e44.95", "e45", "e45.0", "e45.4", "e45.5"],
+            ),
         ],
     )
     .await;

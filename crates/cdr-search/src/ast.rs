@@ -14,12 +14,18 @@
 //! * Values carry their parsed form: dates as UTC ranges, numbers with their precision range, strings already
 //!   normalized (see [`crate::normalize_string`]), tokens split into system and code.
 //!
-//! Prefix semantics against an indexed range `[ilow, ihigh)` and a search range `[slow, shigh)` (dates, and
-//! numbers/quantities by their precision):
+//! Prefix semantics of dates, against an indexed range `[ilow, ihigh)` and a search range `[slow, shigh)`:
 //! `eq`: `slow <= ilow && ihigh <= shigh`; `ne`: not `eq`; `gt`: `ihigh > shigh`; `lt`: `ilow < slow`;
 //! `ge`: `gt` or `eq`; `le`: `lt` or `eq`; `sa`: `ilow >= shigh`; `eb`: `ihigh <= slow`;
-//! `ap`: the ranges overlap once the search range is widened by 10% of its distance from now (dates) or of
-//! its value (numbers); the width is the server's choice.
+//! `ap`: the ranges overlap once the search range is widened by 10% of its distance from now.
+//!
+//! Numbers and quantities: the stored value `v` is a point, compared as is (R4 §3.1.1.4.1: "the precision of
+//! the search value is used to determine the range; the stored value is compared as is"), with the search
+//! value's precision range `[slow, shigh)` and its exact value `s`:
+//! `eq`: `slow <= v < shigh` (`45.0` finds a stored 45, not 45.4); `ne`: not `eq`; `gt`: `v > s`;
+//! `lt`: `v < s`; `ge`: `v >= s`; `le`: `v <= s` (`lt100` is "less than exactly 100"); `sa`: `v >= shigh`;
+//! `eb`: `v < slow`; `ap`: within the search range widened by 10% of `s` on each side. The widths of `ap`
+//! are the server's choice.
 
 use cdr_model::ResourceType;
 

@@ -46,11 +46,11 @@ pub enum IndexValue {
     Date(DateRange),
     /// `idx_reference`.
     Reference(ReferenceIndex),
-    /// `idx_quantity`.
+    /// `idx_quantity` (searched as its exact value, a point).
     Quantity(QuantityIndex),
     /// `idx_uri`.
     Uri(String),
-    /// `idx_number`.
+    /// `idx_number` (searched as its exact value, a point).
     Number(DecimalValue),
     /// A composite row: one value per component, in the definition's order.
     Composite(Vec<IndexValue>),

@@ -2,7 +2,9 @@
 //!
 //! FHIR compares numbers by the precision they were written with: `100` stands for `[99.5, 100.5)`,
 //! `100.00` for `[99.995, 100.005)` and `1e2` for `[50, 150)` (R4 §3.1.1.4.1).
-//! The range is half a unit of the last significant digit on each side, half-open.
+//! The range is half a unit of the last significant digit on each side, half-open. It is the range of a
+//! search value; a stored value is compared as is (its `value`, a point), whatever precision it was written
+//! with.
 
 use std::str::FromStr;
 

@@ -7,9 +7,11 @@
 //! `(target_type, target_id)`, and `_has` on the pointing row's `(res_type, res_id)`, so chains and `_has`
 //! nest to any depth the parser allows. Alternatives (comma) are ORed inside one subquery; clauses are ANDed.
 //!
-//! Prefixes on ranges (dates as microseconds, numbers and quantities by precision) follow the semantics
-//! documented in `cdr_search::ast`; `ap` widens the search range by 10% of its distance from now (dates) or
-//! of its value (numbers), at least the range itself.
+//! Prefixes follow the semantics documented in `cdr_search::ast`: a stored date is a range (microseconds)
+//! compared with the search range; a stored number or quantity is its exact value, a point compared with the
+//! search value's precision range (`eq ne sa eb`) or with the search value itself (`gt lt ge le`). `ap` widens
+//! the search range by 10% of its distance from now (dates) or of its value (numbers), at least the range
+//! itself.
 
 use cdr_search::{
     Criterion, DecimalValue, Modifier, ParamFilter, Prefix, ReferenceValue, SearchParamType,
@@ -523,14 +525,10 @@ impl Compiler<'_> {
                     (Bind::Int(widened.0), Bind::Int(widened.1)),
                 );
             }
-            SearchValue::Number { prefix, number } => {
-                let (bounds, widened) = number_bounds(number);
-                self.range(alias, *prefix, bounds, widened);
-            }
+            SearchValue::Number { prefix, number } => self.point(alias, *prefix, number),
             SearchValue::Quantity { prefix, number, system, code } => {
-                let (bounds, widened) = number_bounds(number);
                 self.sql.push("(");
-                self.range(alias, *prefix, bounds, widened);
+                self.point(alias, *prefix, number);
                 match (system, code) {
                     (Some(system), Some(code)) => {
                         self.sql
@@ -632,7 +630,38 @@ impl Compiler<'_> {
         self.sql.push(")");
     }
 
-    /// A prefix comparison of the row's `[low, high)` against the search range and its `ap` widening.
+    /// A prefix comparison of a number or quantity row's exact `value` (a point: R4 compares the stored value
+    /// as is) with the search value's precision range, for `eq ne sa eb`, and with the value itself, for
+    /// `gt lt ge le` (`lt100` is "less than exactly 100"); `ap` is within the widened range. Every form is a
+    /// range condition on `value`, which one index range scan serves.
+    fn point(&mut self, alias: &str, prefix: Prefix, number: &DecimalValue) {
+        let value = format!("{alias}.value");
+        let bounds = NumberBounds::of(number);
+        let sql = &mut *self.sql;
+        let within = |sql: &mut Sql, (low, high): (f64, f64)| {
+            sql.push("(").push(&value).push(" >= ").bind(Bind::Float(low));
+            sql.push(" AND ").push(&value).push(" < ").bind(Bind::Float(high)).push(")");
+        };
+        let compare = |sql: &mut Sql, operator: &str, bound: f64| {
+            sql.push(&value).push(operator).bind(Bind::Float(bound));
+        };
+        match prefix {
+            Prefix::Eq => within(sql, (bounds.low, bounds.high)),
+            Prefix::Ne => {
+                sql.push("NOT ");
+                within(sql, (bounds.low, bounds.high));
+            }
+            Prefix::Gt => compare(sql, " > ", bounds.exact),
+            Prefix::Lt => compare(sql, " < ", bounds.exact),
+            Prefix::Ge => compare(sql, " >= ", bounds.exact),
+            Prefix::Le => compare(sql, " <= ", bounds.exact),
+            Prefix::Sa => compare(sql, " >= ", bounds.high),
+            Prefix::Eb => compare(sql, " < ", bounds.low),
+            Prefix::Ap => within(sql, bounds.widened),
+        }
+    }
+
+    /// A prefix comparison of a date row's `[low, high)` with the search range and its `ap` widening.
     fn range(&mut self, alias: &str, prefix: Prefix, bounds: (Bind, Bind), widened: (Bind, Bind)) {
         let low = format!("{alias}.low");
         let high = format!("{alias}.high");
@@ -683,10 +712,73 @@ impl Compiler<'_> {
     }
 }
 
-/// The precision range of a number and its `ap` widening (10% of the value, at least the range).
-fn number_bounds(number: &DecimalValue) -> ((Bind, Bind), (Bind, Bind)) {
-    let low = decimal_to_f64(&number.low);
-    let high = decimal_to_f64(&number.high);
-    let widen = (decimal_to_f64(&number.value) * 0.1).abs();
-    ((Bind::Float(low), Bind::Float(high)), (Bind::Float(low - widen), Bind::Float(high + widen)))
+/// What a number search compares a stored value with: the search value's precision range `[low, high)`,
+/// its exact value and, for `ap`, the range widened by 10% of the value on each side.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct NumberBounds {
+    low: f64,
+    high: f64,
+    exact: f64,
+    widened: (f64, f64),
+}
+
+impl NumberBounds {
+    fn of(number: &DecimalValue) -> NumberBounds {
+        let low = decimal_to_f64(&number.low);
+        let high = decimal_to_f64(&number.high);
+        let exact = decimal_to_f64(&number.value);
+        let widen = (exact * 0.1).abs();
+        NumberBounds { low, high, exact, widened: (low - widen, high + widen) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cdr_search::{SearchParamRegistry, parse_query};
+
+    use super::*;
+
+    /// The condition a `RiskAssessment?probability=…` value compiles to, and its bound values (after
+    /// the type and the parameter).
+    fn number_condition(value: &str) -> (String, Vec<Bind>) {
+        let registry = SearchParamRegistry::r4().unwrap();
+        let res_type = ResourceType::parse("RiskAssessment").unwrap();
+        let pairs = [("probability".to_owned(), value.to_owned())];
+        let parsed = parse_query(Some(res_type), &pairs, &registry);
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        let Criterion::Param(filter) = &parsed.query.clauses[0].criterion else {
+            panic!("not a parameter criterion: {value}");
+        };
+        let sql = probe_sql(filter, res_type, 0, 1).unwrap();
+        let start = sql.text.find("AND (").unwrap() + "AND (".len();
+        let end = sql.text.rfind(") LIMIT").unwrap();
+        (sql.text[start..end].to_owned(), sql.binds[2..].to_vec())
+    }
+
+    /// A stored number is a point: `eq ne sa eb ap` compare it with the search value's precision range (R4:
+    /// `100` is [99.5, 100.5), `100.00` is [99.995, 100.005), `1e2` is [50, 150)), `gt lt ge le` with the
+    /// search value exactly.
+    #[test]
+    fn a_stored_number_is_compared_as_a_point() {
+        let within = "(t.value >= $3 AND t.value < $4)";
+        let cases: [(&str, &str, &[f64]); 13] = [
+            ("100", within, &[99.5, 100.5]),
+            ("100.00", within, &[99.995, 100.005]),
+            ("1e2", within, &[50.0, 150.0]),
+            ("eq45.0", within, &[44.95, 45.05]),
+            ("ne100", "NOT (t.value >= $3 AND t.value < $4)", &[99.5, 100.5]),
+            ("gt100", "t.value > $3", &[100.0]),
+            ("lt100", "t.value < $3", &[100.0]),
+            ("ge100.0", "t.value >= $3", &[100.0]),
+            ("le100", "t.value <= $3", &[100.0]),
+            ("sa100", "t.value >= $3", &[100.5]),
+            ("eb100", "t.value < $3", &[99.5]),
+            ("ap100", within, &[89.5, 110.5]),
+            ("gt0.8", "t.value > $3", &[0.8]),
+        ];
+        for (value, condition, bounds) in cases {
+            let expected: Vec<Bind> = bounds.iter().map(|bound| Bind::Float(*bound)).collect();
+            assert_eq!(number_condition(value), (condition.to_owned(), expected), "{value}");
+        }
+    }
 }

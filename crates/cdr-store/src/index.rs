@@ -95,8 +95,8 @@ impl IndexTable {
             IndexTable::String => "normalized, exact",
             IndexTable::Date => "low, high",
             IndexTable::Reference => "target_type, target_id, version, url, id_system, id_value",
-            IndexTable::Quantity => "system, code, unit, low, high, value",
-            IndexTable::Number => "low, high, value",
+            IndexTable::Quantity => "system, code, unit, value",
+            IndexTable::Number => "value",
             IndexTable::Uri => "uri",
         }
     }
@@ -109,8 +109,8 @@ impl IndexTable {
             IndexTable::String => (0, "normalized", SortKind::Text),
             IndexTable::Date => (0, "low", SortKind::Int),
             IndexTable::Reference => (1, "target_id", SortKind::Text),
-            IndexTable::Quantity => (5, "value", SortKind::Float),
-            IndexTable::Number => (2, "value", SortKind::Float),
+            IndexTable::Quantity => (3, "value", SortKind::Float),
+            IndexTable::Number => (0, "value", SortKind::Float),
             IndexTable::Uri => (0, "uri", SortKind::Text),
         }
     }
@@ -207,19 +207,12 @@ fn value_row(value: &IndexValue) -> Option<(IndexTable, Vec<Bind>)> {
                 text(quantity.system.as_deref()),
                 text(quantity.code.as_deref()),
                 text(quantity.unit.as_deref()),
-                Bind::Float(decimal_to_f64(&quantity.number.low)),
-                Bind::Float(decimal_to_f64(&quantity.number.high)),
                 Bind::Float(decimal_to_f64(&quantity.number.value)),
             ],
         ),
-        IndexValue::Number(number) => (
-            IndexTable::Number,
-            vec![
-                Bind::Float(decimal_to_f64(&number.low)),
-                Bind::Float(decimal_to_f64(&number.high)),
-                Bind::Float(decimal_to_f64(&number.value)),
-            ],
-        ),
+        IndexValue::Number(number) => {
+            (IndexTable::Number, vec![Bind::Float(decimal_to_f64(&number.value))])
+        }
         IndexValue::Uri(uri) => (IndexTable::Uri, vec![Bind::Text(uri.clone())]),
         IndexValue::Composite(_) => return None,
     };
