@@ -328,7 +328,22 @@ async fn includes(app: &TestApp) {
         .search("DiagnosticReport?_include=DiagnosticReport:based-on&_include:iterate=ServiceRequest:subject")
         .await;
     assert_eq!(by_mode(&iterate, "include"), ["p1", "sr1"]);
-    app.get("/fhir/DiagnosticReport?_include=ServiceRequest:subject")
+    let other_type =
+        "/fhir/DiagnosticReport?_include=DiagnosticReport:based-on&_include=ServiceRequest:subject";
+    for prefer in [None, Some("handling=lenient")] {
+        let headers: Vec<(&str, &str)> =
+            prefer.map(|value| ("prefer", value)).into_iter().collect();
+        let lenient = app.request(Method::GET, other_type, &headers, "").await;
+        assert_eq!(lenient.status, StatusCode::OK, "{prefer:?}: {}", lenient.text());
+        let lenient = lenient.json();
+        assert_eq!(by_mode(&lenient, "include"), ["sr1"], "only the matches' _include applies");
+        assert_eq!(
+            link(&lenient, "self").unwrap(),
+            "http://cdr.test/fhir/DiagnosticReport?_include=DiagnosticReport%3Abased-on",
+            "the ignored _include is left out of the self link, the applied one kept"
+        );
+    }
+    app.request(Method::GET, other_type, &[("prefer", "handling=strict")], "")
         .await
         .assert_outcome(StatusCode::BAD_REQUEST, "invalid");
     let reverse =

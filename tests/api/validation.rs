@@ -1,5 +1,5 @@
-//! Profile validation: `$validate` (raw resource and Parameters), 422 on invalid creates and updates,
-//! and the three validation modes (base, the default here; strict; off).
+//! Profile validation: `$validate` (raw resource and Parameters), 422 on invalid creates and updates
+//! (narrative entities and reference grammar among them), and the three validation modes (base, the default here; strict; off).
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -13,6 +13,8 @@ backend_tests!(
     validate_rejects_what_is_not_a_resource,
     invalid_create_is_unprocessable,
     invalid_update_is_unprocessable,
+    narrative_entities_are_xml_own_or_numeric,
+    malformed_references_are_unprocessable,
     malformed_json_is_still_a_bad_request,
     declared_profiles_are_enforced_in_base_mode,
     capability_statement_declares_profiles_and_validate,
@@ -159,6 +161,76 @@ async fn invalid_update_is_unprocessable(app: &TestApp) {
     assert_eq!(conditional.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", conditional.text());
     let read = app.get(&format!("/fhir/Patient/{id}")).await;
     assert_eq!(read.header("etag"), Some("W/\"1\""));
+}
+
+/// A narrative may use XML's predefined entities and numeric character references; any other named entity
+/// (`&reg;`, defined only by an HTML DTD) is refused at `Patient.text.div`.
+async fn narrative_entities_are_xml_own_or_numeric(app: &TestApp) {
+    let patient = |inner: &str| {
+        json!({
+            "resourceType": "Patient",
+            "text": {
+                "status": "generated",
+                "div": format!(r#"<div xmlns="http://www.w3.org/1999/xhtml">{inner}</div>"#),
+            },
+        })
+        .to_string()
+    };
+    let allowed =
+        app.post("/fhir/Patient", &patient("Acme&#174; &#xAE; &amp; &lt;&gt; &quot;&apos;")).await;
+    assert_eq!(allowed.status, StatusCode::CREATED, "{}", allowed.text());
+    let refused = app.post("/fhir/Patient", &patient("Acme&reg; scanner")).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.text());
+    assert_eq!(errors_at(&refused), ["Patient.text.div"], "{}", refused.text());
+    assert!(refused.text().contains("&reg;"), "{}", refused.text());
+}
+
+/// A literal reference follows R4's grammar (`[type]/[id]`, `…/_history/[vid]`, absolute URL, `#id`, `urn:`);
+/// a malformed one is refused at its `reference` element and nothing is stored.
+async fn malformed_references_are_unprocessable(app: &TestApp) {
+    let organization =
+        app.create("Organization", r#"{"resourceType":"Organization","name":"x"}"#).await;
+    let with_practitioner = |reference: &str| {
+        json!({"resourceType": "Patient", "generalPractitioner": [{"reference": reference}]})
+            .to_string()
+    };
+    for reference in [
+        format!("Organization/{organization}"),
+        format!("Organization/{organization}/_history/1"),
+        format!("http://other.example/fhir/Organization/{organization}"),
+        "urn:uuid:0f5e2a7c-2a4e-4c1b-9d55-2b6f3c1e9a10".to_owned(),
+    ] {
+        let response = app.post("/fhir/Patient", &with_practitioner(&reference)).await;
+        assert_eq!(response.status, StatusCode::CREATED, "{reference}: {}", response.text());
+    }
+    for reference in
+        ["Patient/not a valid id!", "Organization", "Nonsense/1", "urn:uuid:42", "http://"]
+    {
+        let response = app.post("/fhir/Patient", &with_practitioner(reference)).await;
+        assert_eq!(
+            response.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{reference}: {}",
+            response.text()
+        );
+        assert_eq!(
+            errors_at(&response),
+            ["Patient.generalPractitioner[0].reference"],
+            "{reference}"
+        );
+    }
+    let update = json!({
+        "resourceType": "Organization",
+        "id": organization,
+        "name": "x",
+        "partOf": {"reference": "Organization/a/b"},
+    });
+    let response =
+        app.put(&format!("/fhir/Organization/{organization}"), &update.to_string()).await;
+    assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", response.text());
+    assert_eq!(errors_at(&response), ["Organization.partOf.reference"]);
+    let stored = app.get("/fhir/Patient?_summary=count").await.json();
+    assert_eq!(stored["total"], 4, "only the well-formed references were stored: {stored}");
 }
 
 async fn malformed_json_is_still_a_bad_request(app: &TestApp) {

@@ -70,7 +70,9 @@ pub(crate) fn parse_criteria(
             .map(|error| {
                 let code = match error {
                     SearchError::Unknown { .. } => IssueType::NotSupported,
-                    SearchError::Invalid { .. } => IssueType::Invalid,
+                    SearchError::Invalid { .. } | SearchError::Inapplicable { .. } => {
+                        IssueType::Invalid
+                    }
                     SearchError::LimitExceeded { .. } => IssueType::TooCostly,
                 };
                 Issue::error(code, format!("conditional criteria: {error}"))

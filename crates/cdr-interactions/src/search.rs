@@ -22,7 +22,8 @@ use crate::{Engine, InteractionError};
 pub enum Handling {
     /// Unknown parameters are an error (400).
     Strict,
-    /// Unknown parameters are ignored and left out of the `self` link.
+    /// Unknown parameters, and `_include`s of another type than the searched one without `:iterate`, are
+    /// ignored and left out of the `self` link.
     #[default]
     Lenient,
 }
@@ -63,9 +64,11 @@ impl Engine {
         }
         let parsed =
             parse_query_with_limits(resource_type, &pairs, &self.registry, &self.query_limits);
-        let unknown = check_errors(&parsed.errors, handling)?;
-        let used: Vec<(String, String)> =
-            pairs.into_iter().filter(|(name, _)| !unknown.contains(&name.as_str())).collect();
+        let ignored = check_errors(&parsed.errors, handling)?;
+        let used: Vec<(String, String)> = pairs
+            .into_iter()
+            .filter(|(name, value)| !ignored.iter().any(|ignored| ignored.covers(name, value)))
+            .collect();
         let mut query = parsed.query;
         expand_terminology(&mut query, self.profiles.set())?;
         if matches!(query.contained, Some(ContainedMode::True | ContainedMode::Both))
@@ -193,20 +196,40 @@ impl Engine {
     }
 }
 
-/// Turns parser errors into a 400 (a query over its cost budget is `too-costly`), except unknown parameters
-/// under lenient handling, whose names are returned so the `self` link can leave them out.
-fn check_errors(errors: &[SearchError], handling: Handling) -> Result<Vec<&str>, InteractionError> {
-    let mut unknown = Vec::new();
+/// A parameter lenient handling ignores: every value of an unknown name, or one inapplicable `name=value`.
+#[derive(Debug, Clone, Copy)]
+struct Ignored<'a> {
+    name: &'a str,
+    value: Option<&'a str>,
+}
+
+impl Ignored<'_> {
+    fn covers(&self, name: &str, value: &str) -> bool {
+        self.name == name && self.value.is_none_or(|ignored| ignored == value)
+    }
+}
+
+/// Turns parser errors into a 400 (a query over its cost budget is `too-costly`), except unknown parameters and
+/// inapplicable `_include`s under lenient handling, which are returned so the `self` link can leave them out.
+fn check_errors(
+    errors: &[SearchError],
+    handling: Handling,
+) -> Result<Vec<Ignored<'_>>, InteractionError> {
+    let lenient = handling == Handling::Lenient;
+    let mut ignored = Vec::new();
     let mut issues = Vec::new();
     for error in errors {
         match error {
-            SearchError::Unknown { name } if handling == Handling::Lenient => {
-                unknown.push(name.as_str());
+            SearchError::Unknown { name } if lenient => {
+                ignored.push(Ignored { name, value: None });
+            }
+            SearchError::Inapplicable { name, value, .. } if lenient => {
+                ignored.push(Ignored { name, value: Some(value) });
             }
             SearchError::Unknown { .. } => {
                 issues.push(Issue::error(IssueType::NotSupported, error.to_string()));
             }
-            SearchError::Invalid { .. } => {
+            SearchError::Invalid { .. } | SearchError::Inapplicable { .. } => {
                 issues.push(Issue::error(IssueType::Invalid, error.to_string()));
             }
             SearchError::LimitExceeded { .. } => {
@@ -215,7 +238,7 @@ fn check_errors(errors: &[SearchError], handling: Handling) -> Result<Vec<&str>,
         }
     }
     if issues.is_empty() {
-        return Ok(unknown);
+        return Ok(ignored);
     }
     Err(InteractionError::Invalid(OperationOutcome::new(issues)))
 }

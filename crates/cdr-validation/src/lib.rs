@@ -22,6 +22,7 @@ mod invariants;
 mod limits;
 mod primitives;
 mod profile_set;
+mod reference;
 mod report;
 mod slicing;
 mod snapshot;

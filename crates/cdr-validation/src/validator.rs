@@ -11,6 +11,7 @@ use crate::invariants::{Pending, address};
 use crate::limits;
 use crate::primitives;
 use crate::profile_set::ProfileSet;
+use crate::reference;
 use crate::report::{ValidationIssue, ValidationReport};
 use crate::structure::{BindingStrength, CompiledSd, Elem, SdKind, TypeRef};
 use crate::terminology::Membership;
@@ -431,6 +432,7 @@ impl<'a> Walker<'a> {
         };
         if code == "Reference"
             && let Some(type_ref) = type_ref
+            && self.reference_grammar(object)
         {
             self.reference_target(type_ref, object);
         }
@@ -445,6 +447,20 @@ impl<'a> Walker<'a> {
             self.complex(sd, idx, type_ref, value, object);
         }
         self.check_value(elem, value, code);
+    }
+
+    /// Checks a literal `reference` against R4's grammar, as an error at `….reference`; `false` when it breaks it.
+    fn reference_grammar(&mut self, object: &Map<String, Value>) -> bool {
+        let Some(reference) = object.get("reference").and_then(Value::as_str) else { return true };
+        let set = self.set;
+        let Some(message) = reference::check(reference, |name| is_resource(set, name)) else {
+            return true;
+        };
+        let base_len = self.path.len();
+        self.path.push_str(".reference");
+        self.error(IssueType::Value, message);
+        self.path.truncate(base_len);
+        false
     }
 
     /// Checks the type named by a literal reference (`Patient/123`, `http://x/fhir/Patient/123`,

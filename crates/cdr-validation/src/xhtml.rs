@@ -356,6 +356,7 @@ mod tests {
             r#"<span style="background-image: url(data:image/png;base64,iVBOR)">.</span><br/>"#,
             r#"<p xml:lang="fr" lang="fr">bonjour</p><!-- a comment -->"#,
             r#"<a href="https://example.org/x?a=1&amp;b=2">link</a><a href="Patient/123">p</a>"#,
+            r#"<p title="&#174; &quot;x&quot; &apos;y&apos;">&#174; &#xAE; &#xae; &gt;</p>"#,
         ] {
             assert_eq!(check(&div(inner)), None, "{inner}");
         }
@@ -393,6 +394,10 @@ mod tests {
             (r#"<p href="x">x</p>"#, "attribute 'href' not allowed on <p>"),
             (r#"<a xlink:href="x">x</a>"#, "attribute 'xlink:href' not allowed"),
             ("<p>&nbsp;</p>", "entity '&nbsp;'"),
+            ("<p>Acme&reg; scanner</p>", "entity '&reg;'"),
+            ("<p>&REG;</p>", "entity '&REG;'"),
+            (r#"<p title="Acme&reg;">x</p>"#, "reg"),
+            (r#"<a href="https://example.org/?a=1&copy;=2">x</a>"#, "copy"),
             ("<p>x</p", "not well-formed"),
             ("<p>x</b>", "not well-formed"),
             ("<p>x", "expected `</p>`"),

@@ -47,8 +47,9 @@
 //! # Errors
 //!
 //! Every problem is reported, each as a [`SearchError`]: [`SearchError::Unknown`] when a parameter (or a link of a
-//! chain) is not defined, [`SearchError::Invalid`] with a byte position (in the name or in the value) for anything
-//! else. The clause in error is left out of the query; whether that is acceptable (`Prefer: handling=lenient`) or
+//! chain) is not defined, [`SearchError::Inapplicable`] for a well-formed `_include` of another type than the
+//! searched one without `:iterate`, [`SearchError::Invalid`] with a byte position (in the name or in the value)
+//! for anything else. The clause in error is left out of the query; whether that is acceptable (`Prefer: handling=lenient`) or
 //! a 400 (`handling=strict`) is the caller's decision.
 //!
 //! A query bigger than its [`QueryLimits`] is reported with [`SearchError::LimitExceeded`], which no handling
@@ -80,6 +81,11 @@ pub enum SearchError {
     /// The parameter is known but its name or value is malformed or not allowed.
     #[error("invalid search parameter '{name}': {message} (at byte {position} of the {part})")]
     Invalid { name: String, part: ErrorPart, position: usize, message: String },
+    /// The parameter is well formed but does not apply to this search: an `_include` without `:iterate` that
+    /// starts at another type than the one searched (R4 search.html#include: it applies to the matches only).
+    /// Like [`SearchError::Unknown`], lenient handling may ignore it; unlike it, only this one `value` is.
+    #[error("search parameter '{name}={value}' does not apply: {message}")]
+    Inapplicable { name: String, value: String, message: String },
     /// The query is bigger than a bound of its [`QueryLimits`] allows: too costly to run, whatever the rest of
     /// it says.
     #[error("search parameter '{name}' exceeds the limit of {max} {limit}")]

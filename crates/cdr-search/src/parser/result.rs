@@ -180,12 +180,13 @@ fn parse_include(
         && !iterate
         && matches!(parser.scope, Scope::One(searched) if searched != source_type)
     {
-        return Err(invalid(
-            name,
-            ErrorPart::Value,
-            0,
-            format!("_include must start with the searched type, not {type_name}"),
-        ));
+        return Err(SearchError::Inapplicable {
+            name: name.to_owned(),
+            value: value.to_owned(),
+            message: format!(
+                "without :iterate, _include must start with the searched type, not {type_name}"
+            ),
+        });
     }
     let code_offset = type_name.len() + 1;
     let target_offset = code_offset + code.len() + 1;

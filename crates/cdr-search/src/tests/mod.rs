@@ -123,7 +123,9 @@ fn render(parsed: &ParsedQuery) -> String {
             SearchError::Invalid { name, part, position, message } => {
                 writeln!(out, "error invalid '{name}' {part}@{position}: {message}").unwrap();
             }
-            SearchError::LimitExceeded { .. } => writeln!(out, "error {error}").unwrap(),
+            SearchError::Inapplicable { .. } | SearchError::LimitExceeded { .. } => {
+                writeln!(out, "error {error}").unwrap();
+            }
         }
     }
     out
