@@ -18,10 +18,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use sqlx::Connection;
 
-/// The PostgreSQL server the tests use when `TEST_DATABASE_URL` is not set.
-const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+mod support;
+use support::Schema;
 
 const SYSTEM: &str = "http://kill.test/patient-id";
 
@@ -228,7 +227,7 @@ fn sqlite_jobs_killed_mid_run_finish_exactly_once_after_a_restart() {
 
 #[test]
 fn postgres_jobs_killed_mid_run_finish_exactly_once_after_a_restart() {
-    let schema = Schema::create();
+    let schema = Schema::create("test_async");
     let folder = temp_dir("postgres");
     kill_and_restart(&schema.url(), &folder);
     std::fs::remove_dir_all(&folder).unwrap();
@@ -236,7 +235,7 @@ fn postgres_jobs_killed_mid_run_finish_exactly_once_after_a_restart() {
 
 #[test]
 fn two_servers_on_one_postgres_database_run_each_job_once() {
-    let schema = Schema::create();
+    let schema = Schema::create("test_async");
     let folder = temp_dir("two-servers");
     let first = Server::start(&schema.url(), &folder, "first.log");
     let second = Server::start(&schema.url(), &folder, "second.log");
@@ -248,47 +247,4 @@ fn two_servers_on_one_postgres_database_run_each_job_once() {
     assert_each_patient_once(&second);
     drop((first, second));
     std::fs::remove_dir_all(&folder).unwrap();
-}
-
-/// A PostgreSQL schema of the test's own (the way the end-to-end tests make theirs), dropped with it.
-struct Schema {
-    admin_url: String,
-    name: String,
-}
-
-impl Schema {
-    fn create() -> Schema {
-        let admin_url =
-            std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
-        let name = format!(
-            "test_async_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-        );
-        run_admin(&admin_url, &format!("CREATE SCHEMA {name}"));
-        Schema { admin_url, name }
-    }
-
-    /// The URL of the schema, whose connections carry its name as their `application_name`.
-    fn url(&self) -> String {
-        let separator = if self.admin_url.contains('?') { '&' } else { '?' };
-        format!(
-            "{}{separator}options=-c%20search_path%3D{}&application_name={}",
-            self.admin_url, self.name, self.name
-        )
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        run_admin(&self.admin_url, &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
-    }
-}
-
-fn run_admin(admin_url: &str, sql: &str) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let mut admin = sqlx::PgConnection::connect(admin_url).await.expect("PostgreSQL answers");
-        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut admin).await.unwrap();
-    });
 }

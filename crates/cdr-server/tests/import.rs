@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use sqlx::Connection;
 
-/// The PostgreSQL server the tests use when `TEST_DATABASE_URL` is not set.
-const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+mod support;
+use support::Schema;
 
 const FIXTURES: [&str; 3] = [
     "tests/fixtures/submission-bundle.json",
@@ -385,52 +385,9 @@ fn base_mode_posts_the_bundles_to_a_running_server() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// A PostgreSQL schema of the test's own (the way the end-to-end tests make theirs), dropped with it.
-struct Schema {
-    admin_url: String,
-    name: String,
-}
-
-impl Schema {
-    fn create() -> Schema {
-        let admin_url =
-            std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
-        let name = format!(
-            "test_import_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-        );
-        run_admin(&admin_url, &format!("CREATE SCHEMA {name}"));
-        Schema { admin_url, name }
-    }
-
-    /// The URL of the schema, whose connections carry its name as their `application_name`.
-    fn url(&self) -> String {
-        let separator = if self.admin_url.contains('?') { '&' } else { '?' };
-        format!(
-            "{}{separator}options=-c%20search_path%3D{}&application_name={}",
-            self.admin_url, self.name, self.name
-        )
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        run_admin(&self.admin_url, &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
-    }
-}
-
-fn run_admin(admin_url: &str, sql: &str) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let mut admin = sqlx::PgConnection::connect(admin_url).await.expect("PostgreSQL answers");
-        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut admin).await.unwrap();
-    });
-}
-
 #[test]
 fn postgres_imports_and_reruns_alike() {
-    let schema = Schema::create();
+    let schema = Schema::create("test_import");
     let url = schema.url();
     assert_run(&import(&["--database-url", &url, "tests/fixtures"]), 0, FIRST_RUN);
     assert_run(&import(&["--database-url", &url, "tests/fixtures"]), 0, RERUN);
