@@ -245,7 +245,9 @@ impl Engine {
             .as_ref()
             .filter(|stored| !stored.deleted)
             .and_then(|stored| stored.body.as_deref());
-        self.check_report_update(tx, &resource, id, stored_body).await?;
+        if let Some(body) = stored_body {
+            self.check_report_update(&resource, id, body)?;
+        }
         if let Some(stored) = stored.as_ref().filter(|stored| {
             precondition.allows(stored.version) && unchanged(&resource, id, stored)
         }) {

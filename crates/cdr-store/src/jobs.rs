@@ -200,35 +200,36 @@ impl Store {
     ) -> Result<Option<ClaimedJob>, StoreError> {
         let mut tx = self.begin().await?;
         // The same statement on both; PostgreSQL skips the jobs other processes are claiming right now.
-        let row: Option<(String, Vec<u8>, String, String)> =
-            match &mut tx.tx {
-                Tx::Postgres(tx) => sqlx::query_as(
-                    "UPDATE async_job SET state = 'running', claimed_by = $1, lease_until = $2, \
-                     progress = COALESCE(progress, 'running') \
-                     WHERE id = (SELECT id FROM async_job \
-                       WHERE state = 'queued' OR (state = 'running' AND lease_until < $3) \
-                       ORDER BY enqueued_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
-                     RETURNING id, body, base, prefer",
+        macro_rules! claim {
+            ($lock:literal) => {
+                concat!(
+                    "UPDATE async_job SET state = 'running', claimed_by = $1, lease_until = $2, ",
+                    "progress = COALESCE(progress, 'running') WHERE id = (SELECT id FROM async_job ",
+                    "WHERE state = 'queued' OR (state = 'running' AND lease_until < $3) ",
+                    "ORDER BY enqueued_at, id LIMIT 1",
+                    $lock,
+                    ") RETURNING id, body, base, prefer"
                 )
-                .bind(worker)
-                .bind(lease_until.millis())
-                .bind(now.millis())
-                .fetch_optional(&mut **tx)
-                .await?,
-                Tx::Sqlite(tx) => sqlx::query_as(
-                    "UPDATE async_job SET state = 'running', claimed_by = $1, lease_until = $2, \
-                     progress = COALESCE(progress, 'running') \
-                     WHERE id = (SELECT id FROM async_job \
-                       WHERE state = 'queued' OR (state = 'running' AND lease_until < $3) \
-                       ORDER BY enqueued_at, id LIMIT 1) \
-                     RETURNING id, body, base, prefer",
-                )
-                .bind(worker)
-                .bind(lease_until.millis())
-                .bind(now.millis())
-                .fetch_optional(&mut **tx)
-                .await?,
             };
+        }
+        let row: Option<(String, Vec<u8>, String, String)> = match &mut tx.tx {
+            Tx::Postgres(tx) => {
+                sqlx::query_as(claim!(" FOR UPDATE SKIP LOCKED"))
+                    .bind(worker)
+                    .bind(lease_until.millis())
+                    .bind(now.millis())
+                    .fetch_optional(&mut **tx)
+                    .await?
+            }
+            Tx::Sqlite(tx) => {
+                sqlx::query_as(claim!(""))
+                    .bind(worker)
+                    .bind(lease_until.millis())
+                    .bind(now.millis())
+                    .fetch_optional(&mut **tx)
+                    .await?
+            }
+        };
         tx.commit().await?;
         Ok(row.map(|(id, body, base, prefer)| ClaimedJob { id, body, base, prefer }))
     }

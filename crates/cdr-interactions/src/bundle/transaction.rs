@@ -472,7 +472,7 @@ impl Engine {
         let outside = references_outside(plan, &steps, &rewrites)?;
         let Locked { peeked, unchanged, current } =
             Locked::take(&mut tx, plan, &steps, &rewrites, &outside).await?;
-        self.check_report_updates(&mut tx, plan, &steps, &peeked).await?;
+        self.check_report_updates(plan, &steps, &peeked)?;
         let existing = existing_versions(&mut tx, plan, &steps).await?;
 
         let mut applied = Vec::with_capacity(plan.entries.len());
@@ -578,9 +578,8 @@ impl Engine {
 
     /// Under the contribution rules, the report lifecycle of each update of a live DiagnosticReport, against
     /// its current version as the apply read it (and now holds locked).
-    async fn check_report_updates(
+    fn check_report_updates(
         &self,
-        tx: &mut StoreTx,
         plan: &Plan,
         steps: &[Step],
         peeked: &HashMap<(ResourceType, LogicalId), StoredVersion>,
@@ -592,9 +591,9 @@ impl Engine {
                 .filter(|stored| !stored.deleted)
                 .and_then(|stored| stored.body.as_deref());
             if let Some(body) = stored {
-                self.check_report_update(tx, resource, &write.id, Some(body)).await.map_err(
-                    |error| in_entry(entry.index, resource_relative(entry.resource_type, error)),
-                )?;
+                self.check_report_update(resource, &write.id, body).map_err(|error| {
+                    in_entry(entry.index, resource_relative(entry.resource_type, error))
+                })?;
             }
         }
         Ok(())

@@ -56,25 +56,19 @@ impl Engine {
     }
 
     /// The report lifecycle: the update of DiagnosticReport `id` to `resource` (a Bundle entry's or a
-    /// single write's) moves its status only as `lifecycle.rs` allows. `current` is the stored body when the
-    /// caller has read it already; a report that does not exist or is deleted has no status to leave.
-    pub(crate) async fn check_report_update(
+    /// single write's) moves its status only as `lifecycle.rs` allows. `current` is the stored body the
+    /// caller has read (a report that does not exist or is deleted has no status to leave: no check).
+    pub(crate) fn check_report_update(
         &self,
-        tx: &mut StoreTx,
         resource: &Resource,
         id: &LogicalId,
-        current: Option<&str>,
+        current: &str,
     ) -> Result<(), InteractionError> {
         let report = ResourceType::known("DiagnosticReport");
         if !self.config.contribution_rules || resource.resource_type() != report {
             return Ok(());
         }
-        let stored = match current {
-            Some(body) => Some(body.to_owned()),
-            None => tx.current_version(report, id).await?.and_then(|stored| stored.body),
-        };
-        let Some(stored) = stored else { return Ok(()) };
-        let stored: Value = serde_json::from_str(&stored).map_err(|error| {
+        let stored: Value = serde_json::from_str(current).map_err(|error| {
             InteractionError::Internal(cdr_store::StoreError::Corrupt(format!(
                 "{report}/{id}: {error}"
             )))

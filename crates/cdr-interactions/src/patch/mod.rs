@@ -192,7 +192,7 @@ impl Engine {
         let resource = self.check_for_write(resource).await?;
         if self.config.contribution_rules {
             crate::micdr::registry::check(self.person_registry.as_ref(), &resource).await?;
-            self.check_report_update(tx, &resource, id, Some(stored)).await?;
+            self.check_report_update(&resource, id, stored)?;
         }
         let version = current.version.next();
         write_version(tx, &self.registry, resource_type, id, resource, version, WriteMethod::Update)
