@@ -21,7 +21,8 @@ backend_tests!(
     deletes_in_a_transaction,
     prefer_shapes_the_entry_responses,
     a_five_megabyte_report_round_trips_byte_exact,
-    patch_entries_in_both_formats
+    patch_entries_in_both_formats,
+    patch_values_refer_to_other_entries
 );
 
 const MRN: &str = "http://hospital.example/mrn";
@@ -724,6 +725,80 @@ async fn patch_entries_in_both_formats(app: &TestApp) {
     assert_eq!(
         response.json()["issue"][0]["expression"][0],
         "Bundle.entry[0].resource.resourceType"
+    );
+}
+
+/// References in the values a PATCH entry writes are resolved as the resources' own: to the entry with
+/// that fullUrl (under the id a conditional update settled on) and by conditional reference.
+async fn patch_values_refer_to_other_entries(app: &TestApp) {
+    let target = app.create("Patient", &patient("PV1").to_string()).await;
+    let existing_org = app
+        .create(
+            "Organization",
+            &json!({"resourceType": "Organization", "identifier": [{"system": MRN, "value": "ORG1"}]})
+                .to_string(),
+        )
+        .await;
+    let linked = app.create("Patient", &patient("PV2").to_string()).await;
+    let practitioner = "urn:uuid:b1c2d3e4-0000-4000-8000-000000000001";
+    let organization = "urn:uuid:b1c2d3e4-0000-4000-8000-000000000002";
+    let fhirpath = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "operation", "part": [
+            {"name": "type", "valueCode": "add"}, {"name": "path", "valueString": "Patient"},
+            {"name": "name", "valueString": "generalPractitioner"},
+            {"name": "value", "valueReference": {"reference": practitioner}}]},
+        {"name": "operation", "part": [
+            {"name": "type", "valueCode": "add"}, {"name": "path", "valueString": "Patient"},
+            {"name": "name", "valueString": "link"},
+            {"name": "value", "part": [
+                {"name": "other", "valueReference": {"reference": format!("Patient?identifier={MRN}|PV2")}},
+                {"name": "type", "valueCode": "seealso"}]}]}]});
+    let json_patch = json!({"resourceType": "Binary", "contentType": "application/json-patch+json",
+        "data": base64(format!(r#"[{{"op":"add","path":"/managingOrganization","value":{{"reference":"{organization}"}}}}]"#).as_bytes())});
+    let bundle = transaction(vec![
+        entry(practitioner, json!({"resourceType": "Practitioner"}), "POST", "Practitioner"),
+        entry(
+            organization,
+            json!({"resourceType": "Organization", "identifier": [{"system": MRN, "value": "ORG1"}]}),
+            "PUT",
+            &format!("Organization?identifier={MRN}|ORG1"),
+        ),
+        json!({"resource": fhirpath, "request": {"method": "PATCH", "url": format!("Patient/{target}")}}),
+        json!({"resource": json_patch,
+               "request": {"method": "PATCH", "url": format!("Patient?identifier={MRN}|PV2")}}),
+    ]);
+    let response = post_bundle(app, &bundle).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    let body = response.json();
+    let new_practitioner = location_id(&body["entry"][0]);
+    assert_eq!(location_id(&body["entry"][1]), existing_org);
+    let patched = app.get(&format!("/fhir/Patient/{target}")).await.json();
+    assert_eq!(
+        patched["generalPractitioner"][0]["reference"],
+        format!("Practitioner/{new_practitioner}")
+    );
+    assert_eq!(patched["link"][0]["other"]["reference"], format!("Patient/{linked}"));
+    let patched = app.get(&format!("/fhir/Patient/{linked}")).await.json();
+    assert_eq!(
+        patched["managingOrganization"]["reference"],
+        format!("Organization/{existing_org}")
+    );
+
+    // A urn: reference in a patch value that no entry owns fails the transaction at that value.
+    let dangling = json!({"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+        {"name": "type", "valueCode": "replace"},
+        {"name": "path", "valueString": "Patient.generalPractitioner[0].reference"},
+        {"name": "value", "valueString": "urn:uuid:b1c2d3e4-0000-4000-8000-0000000000ff"}]}]});
+    let response = post_bundle(
+        app,
+        &transaction(vec![json!({"resource": dangling,
+            "request": {"method": "PATCH", "url": format!("Patient/{target}")}})]),
+    )
+    .await;
+    response.assert_outcome(StatusCode::UNPROCESSABLE_ENTITY, "not-found");
+    assert_eq!(
+        response.json()["issue"][0]["expression"][0],
+        "Bundle.entry[0].resource.parameter[0]"
     );
 }
 

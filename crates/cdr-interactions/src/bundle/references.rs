@@ -4,6 +4,8 @@
 
 use serde_json::Value;
 
+use crate::Patch;
+
 /// Calls `visit` with every `reference` string of `value` and its location (`subject`,
 /// `contained[0].subject`, …), replacing the string when `visit` returns a new one; stops at the first
 /// error. `url` strings and narrative links are handed to `other` (their exact text), which may return a
@@ -15,6 +17,35 @@ pub(crate) fn rewrite<E>(
 ) -> Result<(), E> {
     let mut path = String::new();
     walk(value, &mut path, visit, other)
+}
+
+/// As [`rewrite`], over the values a patch writes: references inside the values (a `valueReference`, a
+/// complex value holding references) and strings written as a `reference` or `url` element. Locations
+/// are those of the patch document (`parameter[2].reference`).
+pub(crate) fn rewrite_patch<E>(
+    patch: &mut Patch,
+    visit: &mut impl FnMut(&str, &str) -> Result<Option<String>, E>,
+    other: &impl Fn(&str) -> Option<String>,
+) -> Result<(), E> {
+    patch.visit_values(&mut |value, name, location| {
+        match (value, name) {
+            (Value::String(text), Some("reference")) => {
+                if let Some(new) = visit(text, &format!("{location}.reference"))? {
+                    *text = new;
+                }
+            }
+            (Value::String(text), Some("url")) => {
+                if let Some(new) = other(text) {
+                    *text = new;
+                }
+            }
+            (value, _) => {
+                let mut path = location.to_owned();
+                walk(value, &mut path, visit, other)?;
+            }
+        }
+        Ok(())
+    })
 }
 
 fn walk<E>(

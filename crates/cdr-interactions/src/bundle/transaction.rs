@@ -33,7 +33,7 @@ use serde_json::Value;
 
 use super::contribution::{self, MustResolve};
 use super::entry::{Entry, Method, Target};
-use super::references::{conditional, resolve_relative, rewrite};
+use super::references::{conditional, resolve_relative, rewrite, rewrite_patch};
 use super::{EntryOutcome, EntryResult, in_entry, resource_relative};
 use crate::conditional::{Criteria, parse_criteria};
 use crate::micdr;
@@ -240,39 +240,23 @@ impl Engine {
         let mut references: HashMap<String, ConditionalReference> = HashMap::new();
         for entry in &mut planned {
             let index = entry.index;
-            let Some(resource) = entry.resource.take() else { continue };
-            let mut json = Value::Object(resource.into_json());
             let mut found: Vec<(String, String)> = Vec::new();
             let full_url = entry.full_url.as_deref();
-            rewrite(
-                &mut json,
-                &mut |reference: &str, path: &str| {
-                    if reference.starts_with('#') {
-                        return Ok(None);
-                    }
-                    if let Some(target) = targets.get(reference) {
-                        return Ok(Some(target.clone()));
-                    }
-                    if reference.starts_with("urn:uuid:") || reference.starts_with("urn:oid:") {
-                        return Err(unresolved(
-                            format!("no entry of the Bundle has the fullUrl '{reference}'"),
-                            path,
-                        ));
-                    }
-                    if let Some(target) = full_url
-                        .and_then(|full_url| resolve_relative(reference, full_url))
-                        .and_then(|absolute| targets.get(&absolute))
-                    {
-                        return Ok(Some(target.clone()));
-                    }
-                    if conditional(reference).is_some() {
-                        found.push((reference.to_owned(), path.to_owned()));
-                    }
-                    Ok(None)
-                },
-                &|url: &str| targets.get(url).cloned(),
-            )
-            .map_err(|error| in_entry(index, error))?;
+            let mut visit = |reference: &str, path: &str| {
+                in_bundle(reference, path, &targets, full_url, &mut found)
+            };
+            let other = |url: &str| targets.get(url).cloned();
+            if let Action::Patch { patch, .. } | Action::ConditionalPatch { patch, .. } =
+                &mut entry.action
+            {
+                rewrite_patch(patch, &mut visit, &other).map_err(|error| in_entry(index, error))?;
+            }
+            let Some(resource) = entry.resource.take() else {
+                self.resolve_conditional(found, index, &mut references)?;
+                continue;
+            };
+            let mut json = Value::Object(resource.into_json());
+            rewrite(&mut json, &mut visit, &other).map_err(|error| in_entry(index, error))?;
             if rules {
                 let (must_resolve, types) = contribution::references_of(&mut json)
                     .map_err(|error| in_entry(index, error))?;
@@ -284,15 +268,7 @@ impl Engine {
                 Some(Resource::from_value(json).map_err(|error| {
                     in_entry(index, InteractionError::invalid(error.to_string()))
                 })?);
-            for (reference, path) in found {
-                if references.contains_key(&reference) {
-                    continue;
-                }
-                let resolved = self
-                    .conditional_reference(&reference, &path, index)
-                    .map_err(|error| in_entry(index, error))?;
-                references.insert(reference, resolved);
-            }
+            self.resolve_conditional(found, index, &mut references)?;
         }
         if rules && whole_bundle {
             contribution::check_required_types(named_types.iter().map(String::as_str))?;
@@ -385,6 +361,25 @@ impl Engine {
             parse_criteria(&self.registry, &self.query_limits, resource_type, query)?;
         expand_terminology(&mut criteria.query, self.profiles.set())?;
         Ok(criteria)
+    }
+
+    /// Parses the conditional references found in entry `index` that are not parsed yet.
+    fn resolve_conditional(
+        &self,
+        found: Vec<(String, String)>,
+        index: usize,
+        references: &mut HashMap<String, ConditionalReference>,
+    ) -> Result<(), InteractionError> {
+        for (reference, path) in found {
+            if references.contains_key(&reference) {
+                continue;
+            }
+            let resolved = self
+                .conditional_reference(&reference, &path, index)
+                .map_err(|error| in_entry(index, error))?;
+            references.insert(reference, resolved);
+        }
+        Ok(())
     }
 
     fn conditional_reference(
@@ -504,8 +499,9 @@ impl Engine {
                     else {
                         unreachable!("only patches have a patch step")
                     };
+                    let patch = patch_final(patch, &rewrites);
                     let patched = self
-                        .patch_in(&mut tx, resource_type, &id, patch, precondition)
+                        .patch_in(&mut tx, resource_type, &id, &patch, precondition)
                         .await
                         .map_err(|error| in_entry(entry.index, error))?;
                     applied.push(Applied::Done(EntryResult::Write(WriteOutcome {
@@ -1216,6 +1212,20 @@ impl Planned {
 /// The patch document of a PATCH entry: a Parameters resource (FHIRPath Patch), or a Binary holding a JSON
 /// Patch (`contentType` `application/json-patch+json`, the document base64 in `data`), as R4 transactions
 /// carry them.
+/// `patch` with the references its values hold that are found in `rewrites` replaced by their ids.
+fn patch_final(patch: &Patch, rewrites: &HashMap<String, String>) -> Patch {
+    let mut patch = patch.clone();
+    if !rewrites.is_empty() {
+        let replaced: Result<(), std::convert::Infallible> = rewrite_patch(
+            &mut patch,
+            &mut |reference: &str, _path: &str| Ok(rewrites.get(reference).cloned()),
+            &|url: &str| rewrites.get(url).cloned(),
+        );
+        let Ok(()) = replaced;
+    }
+    patch
+}
+
 fn patch_of(resource: Option<&Resource>) -> Result<Patch, InteractionError> {
     let Some(resource) = resource else {
         return Err(invalid_at(
@@ -1251,6 +1261,41 @@ fn patch_of(resource: Option<&Resource>) -> Result<Patch, InteractionError> {
             "resource.resourceType",
         )),
     }
+}
+
+/// What a reference at `path` of an entry whose `fullUrl` is `full_url` becomes when the Bundle is planned:
+/// the provisional `Type/id` of the entry it names (by `fullUrl`, or relative to an absolute `fullUrl`);
+/// `None` for local and other references, and for conditional ones, which are added to `found` with their
+/// location; an error for a `urn:` reference that no entry owns.
+fn in_bundle(
+    reference: &str,
+    path: &str,
+    targets: &HashMap<String, String>,
+    full_url: Option<&str>,
+    found: &mut Vec<(String, String)>,
+) -> Result<Option<String>, InteractionError> {
+    if reference.starts_with('#') {
+        return Ok(None);
+    }
+    if let Some(target) = targets.get(reference) {
+        return Ok(Some(target.clone()));
+    }
+    if reference.starts_with("urn:uuid:") || reference.starts_with("urn:oid:") {
+        return Err(unresolved(
+            format!("no entry of the Bundle has the fullUrl '{reference}'"),
+            path,
+        ));
+    }
+    if let Some(target) = full_url
+        .and_then(|full_url| resolve_relative(reference, full_url))
+        .and_then(|absolute| targets.get(&absolute))
+    {
+        return Ok(Some(target.clone()));
+    }
+    if conditional(reference).is_some() {
+        found.push((reference.to_owned(), path.to_owned()));
+    }
+    Ok(None)
 }
 
 /// Replaces references found in `rewrites` (provisional ids and conditional references) with their ids.

@@ -41,6 +41,45 @@ enum Operation {
     Move { path: Expression, source: usize, destination: usize },
 }
 
+impl FhirPathPatch {
+    /// Calls `visit` with each JSON value the operations write, the name of the element it is written as
+    /// where the patch says (the `name` of an `add`, the last step of an `insert` or `replace` path, the
+    /// member name of a nested part), and the position of its operation among the parameters.
+    pub(crate) fn visit_values<E>(
+        &mut self,
+        visit: &mut impl FnMut(&mut Value, Option<&str>, usize) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for (position, operation) in self.operations.iter_mut().enumerate() {
+            let (name, value) = match operation {
+                Operation::Add { name, value, .. } => (Some(name.as_str()), value),
+                Operation::Insert { path, value, .. } | Operation::Replace { path, value } => {
+                    (path.text().rsplit('.').next(), value)
+                }
+                Operation::Delete { .. } | Operation::Move { .. } => continue,
+            };
+            visit_value(value, name, position, visit)?;
+        }
+        Ok(())
+    }
+}
+
+fn visit_value<E>(
+    value: &mut PatchValue,
+    name: Option<&str>,
+    position: usize,
+    visit: &mut impl FnMut(&mut Value, Option<&str>, usize) -> Result<(), E>,
+) -> Result<(), E> {
+    match value {
+        PatchValue::Typed { json, .. } => visit(json, name, position),
+        PatchValue::Parts(parts) => {
+            for (member, part) in parts {
+                visit_value(part, Some(member.as_str()), position, visit)?;
+            }
+            Ok(())
+        }
+    }
+}
+
 /// The `value` of an operation.
 #[derive(Debug, Clone)]
 enum PatchValue {

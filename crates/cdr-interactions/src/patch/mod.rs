@@ -59,6 +59,41 @@ impl Patch {
     }
 }
 
+impl Patch {
+    /// Calls `visit` with each JSON value the patch writes (or tests), the name of the element it is
+    /// written as where the patch says, and where in the patch document it is (`parameter[2]`, or `data`
+    /// for JSON Patch in a Binary).
+    pub(crate) fn visit_values<E>(
+        &mut self,
+        visit: &mut impl FnMut(&mut Value, Option<&str>, &str) -> Result<(), E>,
+    ) -> Result<(), E> {
+        match self {
+            Patch::Json(patch) => {
+                for operation in &mut patch.0 {
+                    let (json_patch::PatchOperation::Add(json_patch::AddOperation { path, value })
+                    | json_patch::PatchOperation::Replace(json_patch::ReplaceOperation {
+                        path,
+                        value,
+                    })
+                    | json_patch::PatchOperation::Test(json_patch::TestOperation {
+                        path,
+                        value,
+                    })) = operation
+                    else {
+                        continue;
+                    };
+                    let name = path.as_str().rsplit('/').next().filter(|name| !name.is_empty());
+                    visit(value, name, "data")?;
+                }
+                Ok(())
+            }
+            Patch::FhirPath(patch) => patch.visit_values(&mut |value, name, position| {
+                visit(value, name, &format!("parameter[{position}]"))
+            }),
+        }
+    }
+}
+
 /// The resource JSON with `patch` applied. The patched resource keeps its `resourceType` and `id`; it is not
 /// validated here. `limits` bounds how much JSON Patch `copy` operations may add.
 ///
