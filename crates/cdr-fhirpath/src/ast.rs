@@ -262,6 +262,7 @@ functions! {
     Lower "lower" 0 0 String,
     Replace "replace" 2 2 String,
     Matches "matches" 1 1 String,
+    MatchesFull "matchesFull" 1 1 String,
     ReplaceMatches "replaceMatches" 2 2 String,
     Length "length" 0 0 String,
     ToChars "toChars" 0 0 String,

@@ -290,3 +290,16 @@ fn a_traced_constant_is_evaluated_once() {
     assert_eq!(traced.iter().filter(|name| *name == "url").count(), 3, "{traced:?}");
     assert_eq!(traced.iter().filter(|name| *name == "ids").count(), 1, "{traced:?}");
 }
+
+#[test]
+fn matches_full_anchors_the_whole_string() {
+    let empty = json!({});
+    check("'Library/FHIR-ModelInfo'.matchesFull('Library')", &empty, &["Boolean:false"]);
+    check("'Library/FHIR-ModelInfo'.matchesFull('Library.*')", &empty, &["Boolean:true"]);
+    check("'Library/FHIR-ModelInfo'.matches('Library')", &empty, &["Boolean:true"]);
+    // An alternation is anchored as a whole, not only its first and last branches.
+    check("'ab'.matchesFull('a|ab')", &empty, &["Boolean:true"]);
+    check("'xab'.matchesFull('a|ab')", &empty, &["Boolean:false"]);
+    check("'line1\nline2'.matchesFull('line1.line2')", &empty, &["Boolean:true"]);
+    check("{}.matchesFull('a')", &empty, &[]);
+}
