@@ -303,3 +303,68 @@ fn matches_full_anchors_the_whole_string() {
     check("'line1\nline2'.matchesFull('line1.line2')", &empty, &["Boolean:true"]);
     check("{}.matchesFull('a')", &empty, &[]);
 }
+
+#[test]
+fn decimal_and_quantity_boundaries() {
+    let empty = json!({});
+    // The examples of the FHIRPath specification (highBoundary(0) of -1.587 printed there as 1 is -1).
+    check("1.587.lowBoundary()", &empty, &["Decimal:1.58650000"]);
+    check("1.587.lowBoundary(2)", &empty, &["Decimal:1.58"]);
+    check("1.587.highBoundary(2)", &empty, &["Decimal:1.59"]);
+    check("(-1.587).lowBoundary(2)", &empty, &["Decimal:-1.59"]);
+    check("(-1.587).highBoundary(0)", &empty, &["Decimal:-1"]);
+    check("(-1.587).lowBoundary(0)", &empty, &["Decimal:-2"]);
+    // Integers stand for the decimals that round to them; a quantity's value is bounded, its unit kept.
+    check("1.lowBoundary(5)", &empty, &["Decimal:0.50000"]);
+    check("120.highBoundary(2)", &empty, &["Decimal:120.50"]);
+    check("0.lowBoundary(1)", &empty, &["Decimal:-0.5"]);
+    check("1.587 'cm'.lowBoundary(8)", &empty, &["Quantity:1.58650000 'cm'"]);
+    // Fewer places than the boundary has: low truncates, high rounds half up, mirrored for negatives.
+    check("0.0034.highBoundary(1)", &empty, &["Decimal:0.0"]);
+    check("0.0036.highBoundary(3)", &empty, &["Decimal:0.004"]);
+    check("(-0.0034).lowBoundary(1)", &empty, &["Decimal:-0.0"]);
+    check("9.99.highBoundary(1)", &empty, &["Decimal:10.0"]);
+    // Out of range precisions, and a scale at rust_decimal's limit, give empty rather than an error.
+    check("1.5.lowBoundary(29)", &empty, &[]);
+    check("1.5.lowBoundary(-1)", &empty, &[]);
+    check("0.0000000000000000000000000001.lowBoundary()", &empty, &[]);
+    check("'a'.lowBoundary()", &empty, &[]);
+}
+
+#[test]
+fn date_and_time_boundaries() {
+    let empty = json!({});
+    check("@2014.lowBoundary(6)", &empty, &["Date:2014-01"]);
+    check("@2014.highBoundary(6)", &empty, &["Date:2014-12"]);
+    check("@2016-02.highBoundary()", &empty, &["Date:2016-02-29"]);
+    check("@2016-02-10.lowBoundary(4)", &empty, &["Date:2016"]);
+    check("@2016.highBoundary(10)", &empty, &[]);
+    check("@T10:30.lowBoundary(9)", &empty, &["Time:10:30:00.000"]);
+    check("@T10:30.highBoundary()", &empty, &["Time:10:30:59.999"]);
+    check("@T10:30.highBoundary(2)", &empty, &["Time:10"]);
+    check("@T10:30.highBoundary(8)", &empty, &[]);
+    // Without a time zone, the earliest zone is the low boundary and the latest the high one.
+    check("@2014-01-01T08.lowBoundary(17)", &empty, &["DateTime:2014-01-01T08:00:00.000+14:00"]);
+    check("@2014-01-01T08.highBoundary(17)", &empty, &["DateTime:2014-01-01T08:59:59.999-12:00"]);
+    check("@2014-12T.highBoundary(12)", &empty, &["DateTime:2014-12-31T23:59-12:00"]);
+    check("@2014-12.highBoundary(12)", &empty, &[]);
+    check(
+        "@2014-01-01T08:05+08:00.lowBoundary()",
+        &empty,
+        &["DateTime:2014-01-01T08:05:00.000+08:00"],
+    );
+    check("@2014-01-01T08:05:07.123Z.lowBoundary(8)", &empty, &["DateTime:2014-01-01"]);
+    check("@2014-01-01T08.lowBoundary(5)", &empty, &[]);
+    // A period whose start is a date and whose end a date-time on the same day (R4 per-1).
+    let period = json!({
+        "resourceType": "Patient",
+        "identifier": [{"period": {"start": "2001-05-06", "end": "2001-05-06T10:10:10Z"}}]
+    });
+    check(
+        "Patient.identifier.period.all(start.lowBoundary() < end.highBoundary())",
+        &period,
+        &["Boolean:true"],
+    );
+    check("@2014-01-05T10:30:00.000.precision()", &empty, &["Integer:17"]);
+    check("@T10:30.precision()", &empty, &["Integer:4"]);
+}
