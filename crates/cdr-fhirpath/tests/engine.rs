@@ -368,3 +368,46 @@ fn date_and_time_boundaries() {
     check("@2014-01-05T10:30:00.000.precision()", &empty, &["Integer:17"]);
     check("@T10:30.precision()", &empty, &["Integer:4"]);
 }
+
+#[test]
+fn sort_orders_by_keys_with_descending_and_empty_keys() {
+    let empty = json!({});
+    check("(3 | 1 | 2.5).sort()", &empty, &["Integer:1", "Decimal:2.5", "Integer:3"]);
+    check("('b' | 'c' | 'a').sort(-$this)", &empty, &["String:c", "String:b", "String:a"]);
+    check("(@2015 | @2014).sort($this)", &empty, &["Date:2014", "Date:2015"]);
+    let patient = json!({
+        "resourceType": "Patient",
+        "name": [
+            {"use": "official", "family": "B", "given": ["Y"]},
+            {"use": "usual", "given": ["Z"]},
+            {"use": "maiden", "family": "B", "given": ["X"]},
+            {"use": "old", "family": "A", "given": ["W"]}
+        ]
+    });
+    // Later keys break ties; equal keys keep the input order; an empty key comes first either way.
+    check(
+        "Patient.name.sort(family, given.first()).use",
+        &patient,
+        &["code:usual", "code:old", "code:maiden", "code:official"],
+    );
+    check(
+        "Patient.name.sort(-family, given.first()).use",
+        &patient,
+        &["code:usual", "code:maiden", "code:official", "code:old"],
+    );
+    check(
+        "Patient.name.sort(family).use",
+        &patient,
+        &["code:usual", "code:old", "code:official", "code:maiden"],
+    );
+    let ctx = EvaluationContext::new();
+    for invalid in [
+        "(1 | 'a').sort()",
+        "Patient.name.sort()",
+        "Patient.name.sort(given | family)",
+        "(@2014 | @2014-05).sort()",
+    ] {
+        let expression = Expression::parse(invalid).unwrap();
+        assert!(expression.evaluate(&patient, &ctx).is_err(), "{invalid}");
+    }
+}
