@@ -411,3 +411,28 @@ fn sort_orders_by_keys_with_descending_and_empty_keys() {
         assert!(expression.evaluate(&patient, &ctx).is_err(), "{invalid}");
     }
 }
+
+#[test]
+fn type_reflects_namespace_name_and_base_type() {
+    let empty = json!({});
+    check("1.type().namespace", &empty, &["string:System"]);
+    check(
+        "(1.5 | 'a' | @2014 | 3 'mg').type().name",
+        &empty,
+        &["string:Decimal", "string:String", "string:Date", "string:Quantity"],
+    );
+    check("true.type().baseType", &empty, &["string:System.Any"]);
+    let patient = json!({
+        "resourceType": "Patient",
+        "gender": "male",
+        "contact": [{"gender": "female"}],
+        "active": true
+    });
+    check("Patient.type().name", &patient, &["string:Patient"]);
+    check("Patient.type().baseType", &patient, &["string:FHIR.DomainResource"]);
+    check("Patient.active.type().namespace", &patient, &["string:FHIR"]);
+    check("Patient.gender.type().baseType", &patient, &["string:FHIR.string"]);
+    check("Patient.contact.type().name", &patient, &["string:BackboneElement"]);
+    check("Patient.gender.toString().type().name", &patient, &["string:String"]);
+    check("{}.type()", &patient, &[]);
+}
