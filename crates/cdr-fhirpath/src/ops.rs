@@ -187,7 +187,10 @@ pub(crate) fn values_equal(left: &SystemValue, right: &SystemValue) -> Option<bo
         | (SystemValue::Time(a), SystemValue::Time(b)) => {
             a.compare(b).map(|o| o == Ordering::Equal)
         }
-        (SystemValue::Quantity(..), SystemValue::Quantity(..)) => {
+        (SystemValue::Quantity(_, unit_a), SystemValue::Quantity(_, unit_b)) => {
+            if calendar_against_definite(unit_a, unit_b) {
+                return None;
+            }
             Some(compare_quantities(left, right).ok().flatten() == Some(Ordering::Equal))
         }
         _ => match (number(left), number(right)) {
@@ -240,11 +243,11 @@ fn values_equivalent(left: &SystemValue, right: &SystemValue) -> bool {
             SystemValue::Date(b) | SystemValue::DateTime(b),
         )
         | (SystemValue::Time(a), SystemValue::Time(b)) => a.compare(b) == Some(Ordering::Equal),
+        (SystemValue::Quantity(a, unit_a), SystemValue::Quantity(b, unit_b)) => {
+            quantities_equivalent((*a, unit_a), (*b, unit_b))
+        }
         _ => match (number(left), number(right)) {
-            (Some(a), Some(b)) => {
-                let scale = a.scale().min(b.scale());
-                a.round_dp(scale) == b.round_dp(scale)
-            }
+            (Some(a), Some(b)) => decimals_equivalent(a, b),
             _ => values_equal(left, right) == Some(true),
         },
     }
@@ -277,8 +280,10 @@ pub(crate) fn compare_values(
     }
 }
 
-/// Converts a quantity to a base unit for comparison, for the UCUM units of time, mass and length.
-pub(crate) fn canonical_unit(amount: Decimal, unit: &str) -> (Decimal, String) {
+/// The dimension (named by its base unit) of the units the engine converts, with each unit's factor to the
+/// base: UCUM units of time, mass and length, and the calendar duration keywords. A calendar year or month
+/// counts as UCUM's (Julian) `a` or `mo`, as `~` compares them; `=` keeps them apart (see [`values_equal`]).
+pub(crate) fn unit_factor(unit: &str) -> Option<(Decimal, &'static str)> {
     let (factor, base): (i64, &str) = match unit {
         "ms" | "millisecond" | "milliseconds" => (1, "ms"),
         "s" | "second" | "seconds" => (1000, "ms"),
@@ -286,18 +291,75 @@ pub(crate) fn canonical_unit(amount: Decimal, unit: &str) -> (Decimal, String) {
         "h" | "hour" | "hours" => (3_600_000, "ms"),
         "d" | "day" | "days" => (86_400_000, "ms"),
         "wk" | "week" | "weeks" => (604_800_000, "ms"),
+        "mo" | "month" | "months" => (2_629_800_000, "ms"),
+        "a" | "year" | "years" => (31_557_600_000, "ms"),
         "mg" => (1, "mg"),
         "g" => (1000, "mg"),
         "kg" => (1_000_000, "mg"),
+        "[lb_av]" => return Some((Decimal::new(45_359_237, 2), "mg")),
         "mm" => (1, "mm"),
         "cm" => (10, "mm"),
         "m" => (1000, "mm"),
         "km" => (1_000_000, "mm"),
-        "year" | "years" => (1, "a"),
-        "month" | "months" => (1, "mo"),
-        _ => return (amount, unit.to_owned()),
+        "[in_i]" => return Some((Decimal::new(254, 1), "mm")),
+        _ => return None,
     };
-    (amount * Decimal::from(factor), base.to_owned())
+    Some((Decimal::from(factor), base))
+}
+
+/// Converts a quantity to the base unit of its dimension for comparison; a unit the engine does not convert
+/// stays as it is.
+pub(crate) fn canonical_unit(amount: Decimal, unit: &str) -> (Decimal, String) {
+    match unit_factor(unit).and_then(|(factor, base)| Some((amount.checked_mul(factor)?, base))) {
+        Some((amount, base)) => (amount, base.to_owned()),
+        None => (amount, unit.to_owned()),
+    }
+}
+
+/// Whether two units can be compared: the same unit, or units of one dimension the engine converts
+/// (`comparable()`: `'cm'` and `'[in_i]'` can, `'cm'` and `'s'` cannot).
+pub(crate) fn units_comparable(left: &str, right: &str) -> bool {
+    left == right
+        || unit_factor(left).zip(unit_factor(right)).is_some_and(|((_, a), (_, b))| a == b)
+}
+
+/// Whether `=` leaves the quantities unordered: a calendar year or month against a definite duration
+/// (`1 year = 1 'a'` is empty in FHIRPath, while `1 week = 1 'wk'` is true).
+fn calendar_against_definite(left: &str, right: &str) -> bool {
+    let indefinite = |unit: &str| matches!(unit, "year" | "years" | "month" | "months");
+    let time = |unit: &str| unit_factor(unit).is_some_and(|(_, base)| base == "ms");
+    indefinite(left) != indefinite(right) && time(left) && time(right)
+}
+
+/// `~` on quantities: in the coarser of the two units, the values rounded to the fewer decimal places are
+/// equal (`4 'g' ~ 4040 'mg'`, as 4.040 g is 4 g to the precision of `4 'g'`).
+fn quantities_equivalent(left: (Decimal, &str), right: (Decimal, &str)) -> bool {
+    let (Some((left_factor, left_base)), Some((right_factor, right_base))) =
+        (unit_factor(left.1), unit_factor(right.1))
+    else {
+        return left.1 == right.1 && decimals_equivalent(left.0, right.0);
+    };
+    if left_base != right_base {
+        return false;
+    }
+    let coarser = left_factor.max(right_factor);
+    let in_coarser = |(amount, factor): (Decimal, Decimal)| {
+        if factor == coarser {
+            Some(amount)
+        } else {
+            amount.checked_mul(factor)?.checked_div(coarser)
+        }
+    };
+    match (in_coarser((left.0, left_factor)), in_coarser((right.0, right_factor))) {
+        (Some(a), Some(b)) => decimals_equivalent(a, b),
+        _ => false,
+    }
+}
+
+/// Decimal `~`: equal when rounded to the fewer decimal places of the two.
+fn decimals_equivalent(left: Decimal, right: Decimal) -> bool {
+    let scale = left.scale().min(right.scale());
+    left.round_dp(scale) == right.round_dp(scale)
 }
 
 fn compare_quantities(

@@ -436,3 +436,31 @@ fn type_reflects_namespace_name_and_base_type() {
     check("Patient.gender.toString().type().name", &patient, &["string:String"]);
     check("{}.type()", &patient, &[]);
 }
+
+#[test]
+fn quantity_units_compare_by_dimension() {
+    let empty = json!({});
+    check("1 'cm'.comparable(1 '[in_i]')", &empty, &["Boolean:true"]);
+    check("1 'cm'.comparable(1 's')", &empty, &["Boolean:false"]);
+    check("1 'cm'.comparable(1 '[s]')", &empty, &["Boolean:false"]);
+    check("1 '[s]'.comparable(2 '[s]')", &empty, &["Boolean:true"]);
+    check("{}.comparable(1 'cm')", &empty, &[]);
+    check("1 '[in_i]' = 2.54 'cm'", &empty, &["Boolean:true"]);
+    check("1 '[lb_av]' > 453 'g'", &empty, &["Boolean:true"]);
+    // `=` keeps calendar years and months apart from definite durations; `~` and smaller units do not.
+    check("1 year = 1 'a'", &empty, &[]);
+    check("1 'mo' = 1 month", &empty, &[]);
+    check("1 year ~ 1 'a'", &empty, &["Boolean:true"]);
+    check("1 year = 12 months", &empty, &["Boolean:true"]);
+    check("1 week = 1 'wk'", &empty, &["Boolean:true"]);
+    // `~` compares in the coarser unit to the lesser precision.
+    check("4 'g' ~ 4040 'mg'", &empty, &["Boolean:true"]);
+    check("4 'g' = 4040 'mg'", &empty, &["Boolean:false"]);
+    check("4.0 'g' ~ 4040 'mg'", &empty, &["Boolean:true"]);
+    check("4.00 'g' ~ 4040 'mg'", &empty, &["Boolean:false"]);
+    check("4 'g' ~ 5 'g'", &empty, &["Boolean:false"]);
+    check("4 'g' ~ 4 'm'", &empty, &["Boolean:false"]);
+    let ctx = EvaluationContext::new();
+    let error = Expression::parse("1.comparable(1 'cm')").unwrap().evaluate(&empty, &ctx);
+    assert!(error.is_err());
+}
