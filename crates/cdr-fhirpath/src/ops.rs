@@ -11,6 +11,7 @@ use crate::ast::BinaryOp;
 use crate::datetime::{CalendarUnit, Partial};
 use crate::distinct::ItemSet;
 use crate::eval::bool_collection;
+use crate::units;
 use crate::value::{Collection, Item, SystemValue};
 
 pub(crate) fn binary<'a>(
@@ -280,38 +281,12 @@ pub(crate) fn compare_values(
     }
 }
 
-/// The dimension (named by its base unit) of the units the engine converts, with each unit's factor to the
-/// base: UCUM units of time, mass and length, and the calendar duration keywords. A calendar year or month
-/// counts as UCUM's (Julian) `a` or `mo`, as `~` compares them; `=` keeps them apart (see [`values_equal`]).
-pub(crate) fn unit_factor(unit: &str) -> Option<(Decimal, &'static str)> {
-    let (factor, base): (i64, &str) = match unit {
-        "ms" | "millisecond" | "milliseconds" => (1, "ms"),
-        "s" | "second" | "seconds" => (1000, "ms"),
-        "min" | "minute" | "minutes" => (60_000, "ms"),
-        "h" | "hour" | "hours" => (3_600_000, "ms"),
-        "d" | "day" | "days" => (86_400_000, "ms"),
-        "wk" | "week" | "weeks" => (604_800_000, "ms"),
-        "mo" | "month" | "months" => (2_629_800_000, "ms"),
-        "a" | "year" | "years" => (31_557_600_000, "ms"),
-        "mg" => (1, "mg"),
-        "g" => (1000, "mg"),
-        "kg" => (1_000_000, "mg"),
-        "[lb_av]" => return Some((Decimal::new(45_359_237, 2), "mg")),
-        "mm" => (1, "mm"),
-        "cm" => (10, "mm"),
-        "m" => (1000, "mm"),
-        "km" => (1_000_000, "mm"),
-        "[in_i]" => return Some((Decimal::new(254, 1), "mm")),
-        _ => return None,
-    };
-    Some((Decimal::from(factor), base))
-}
-
-/// Converts a quantity to the base unit of its dimension for comparison; a unit the engine does not convert
-/// stays as it is.
+/// Converts a quantity to the base units of its dimension for comparison (see [`units`]); a unit the engine
+/// does not convert stays as it is.
 pub(crate) fn canonical_unit(amount: Decimal, unit: &str) -> (Decimal, String) {
-    match unit_factor(unit).and_then(|(factor, base)| Some((amount.checked_mul(factor)?, base))) {
-        Some((amount, base)) => (amount, base.to_owned()),
+    match units::canonical(unit).and_then(|c| Some((c.convert(amount, None)?, c.dimension_text())))
+    {
+        Some(converted) => converted,
         None => (amount, unit.to_owned()),
     }
 }
@@ -320,40 +295,37 @@ pub(crate) fn canonical_unit(amount: Decimal, unit: &str) -> (Decimal, String) {
 /// (`comparable()`: `'cm'` and `'[in_i]'` can, `'cm'` and `'s'` cannot).
 pub(crate) fn units_comparable(left: &str, right: &str) -> bool {
     left == right
-        || unit_factor(left).zip(unit_factor(right)).is_some_and(|((_, a), (_, b))| a == b)
+        || units::canonical(left)
+            .zip(units::canonical(right))
+            .is_some_and(|(a, b)| a.dimension == b.dimension)
 }
 
 /// Whether `=` leaves the quantities unordered: a calendar year or month against a definite duration
 /// (`1 year = 1 'a'` is empty in FHIRPath, while `1 week = 1 'wk'` is true).
 fn calendar_against_definite(left: &str, right: &str) -> bool {
     let indefinite = |unit: &str| matches!(unit, "year" | "years" | "month" | "months");
-    let time = |unit: &str| unit_factor(unit).is_some_and(|(_, base)| base == "ms");
+    let time = |unit: &str| units::canonical(unit).is_some_and(|c| c.is_time());
     indefinite(left) != indefinite(right) && time(left) && time(right)
 }
 
 /// `~` on quantities: in the coarser of the two units, the values rounded to the fewer decimal places are
 /// equal (`4 'g' ~ 4040 'mg'`, as 4.040 g is 4 g to the precision of `4 'g'`).
 fn quantities_equivalent(left: (Decimal, &str), right: (Decimal, &str)) -> bool {
-    let (Some((left_factor, left_base)), Some((right_factor, right_base))) =
-        (unit_factor(left.1), unit_factor(right.1))
+    let (Some(left_unit), Some(right_unit)) = (units::canonical(left.1), units::canonical(right.1))
     else {
         return left.1 == right.1 && decimals_equivalent(left.0, right.0);
     };
-    if left_base != right_base {
+    if left_unit.dimension != right_unit.dimension {
         return false;
     }
-    let coarser = left_factor.max(right_factor);
-    let in_coarser = |(amount, factor): (Decimal, Decimal)| {
-        if factor == coarser {
-            Some(amount)
-        } else {
-            amount.checked_mul(factor)?.checked_div(coarser)
-        }
+    let converted = if right_unit.is_coarser_than(&left_unit) {
+        left_unit.convert(left.0, Some(&right_unit)).map(|a| (a, right.0))
+    } else if left_unit.is_coarser_than(&right_unit) {
+        right_unit.convert(right.0, Some(&left_unit)).map(|b| (left.0, b))
+    } else {
+        Some((left.0, right.0))
     };
-    match (in_coarser((left.0, left_factor)), in_coarser((right.0, right_factor))) {
-        (Some(a), Some(b)) => decimals_equivalent(a, b),
-        _ => false,
-    }
+    converted.is_some_and(|(a, b)| decimals_equivalent(a, b))
 }
 
 /// Decimal `~`: equal when rounded to the fewer decimal places of the two.

@@ -464,3 +464,18 @@ fn quantity_units_compare_by_dimension() {
     let error = Expression::parse("1.comparable(1 'cm')").unwrap().evaluate(&empty, &ctx);
     assert!(error.is_err());
 }
+
+#[test]
+fn unit_terms_compare_after_multiplication_and_division() {
+    let empty = json!({});
+    check("2.0 'cm' * 2.0 'm' = 0.040 'm2'", &empty, &["Boolean:true"]);
+    check("2.0 'cm' * 2.0 'm' = 400 'cm2'", &empty, &["Boolean:true"]);
+    check("2.0 'cm' * 2.0 'm' = 0.040 'm3'", &empty, &["Boolean:false"]);
+    check("200 'mg/dL' = 2 'g/L'", &empty, &["Boolean:true"]);
+    check("1 'mL' < 2 'cm3'", &empty, &["Boolean:true"]);
+    check("60 '/min' = 1 '/s'", &empty, &["Boolean:true"]);
+    check("'1 \\'[in_i]\\''.toQuantity('cm')", &empty, &["Quantity:2.54 'cm'"]);
+    check("'5 L'.toQuantity('dL')", &empty, &[]);
+    check("'5 \\'L\\''.toQuantity('dL')", &empty, &["Quantity:50 'dL'"]);
+    check("1 '10*3/uL' = 1 '10*3/uL'", &empty, &["Boolean:true"]);
+}

@@ -9,6 +9,7 @@ use crate::datetime::{BoundaryOf, Partial, is_calendar_keyword};
 use crate::eval::Scope;
 use crate::functions::Call;
 use crate::ops::singleton_value;
+use crate::units;
 use crate::value::{Collection, Item, SystemValue};
 
 pub(crate) fn call<'a>(call: &Call<'_, '_, 'a>) -> Result<Collection<'a>, EvalError> {
@@ -84,7 +85,7 @@ fn convert<'a>(
     if let (Some(SystemValue::Quantity(amount, from)), Some(unit)) = (&converted, unit)
         && from != unit
     {
-        converted = convert_quantity_unit(*amount, from, unit)
+        converted = units::convert(*amount, from, unit)
             .map(|amount| SystemValue::Quantity(amount, unit.to_owned()));
     }
     if checks {
@@ -209,34 +210,6 @@ fn parse_quantity_text(text: &str) -> Option<SystemValue> {
         Some(_) => return None,
     };
     Some(SystemValue::Quantity(amount, unit))
-}
-
-fn convert_quantity_unit(amount: Decimal, from: &str, to: &str) -> Option<Decimal> {
-    let factor = |unit: &str| -> Option<(i64, &str)> {
-        Some(match unit {
-            "mg" => (1, "g"),
-            "g" => (1000, "g"),
-            "kg" => (1_000_000, "g"),
-            "mm" => (1, "m"),
-            "cm" => (10, "m"),
-            "m" => (1000, "m"),
-            "ms" | "millisecond" | "milliseconds" => (1, "s"),
-            "s" | "second" | "seconds" => (1000, "s"),
-            "min" | "minute" | "minutes" => (60_000, "s"),
-            "h" | "hour" | "hours" => (3_600_000, "s"),
-            "d" | "day" | "days" => (86_400_000, "s"),
-            "wk" | "week" | "weeks" => (604_800_000, "s"),
-            _ => return None,
-        })
-    };
-    let (from_factor, from_dimension) = factor(from)?;
-    let (to_factor, to_dimension) = factor(to)?;
-    if from_dimension != to_dimension {
-        return None;
-    }
-    (amount * Decimal::from(from_factor))
-        .checked_div(Decimal::from(to_factor))
-        .map(|d| d.normalize())
 }
 
 /// `lowBoundary`, `highBoundary` and `precision` for decimals, integers, quantities, dates, date-times and
