@@ -187,7 +187,7 @@ pub(crate) enum Section {
 }
 
 macro_rules! functions {
-    ($($variant:ident $name:literal $min:literal $max:literal $section:ident,)*) => {
+    ($($variant:ident $name:literal $min:literal $max:tt $section:ident,)*) => {
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         pub(crate) enum Function { $($variant,)* }
 
@@ -226,6 +226,7 @@ functions! {
     Where "where" 1 1 Filtering,
     Select "select" 1 1 Filtering,
     Repeat "repeat" 1 1 Filtering,
+    Sort "sort" 0 (usize::MAX) Filtering,
     Single "single" 0 0 Subsetting,
     First "first" 0 0 Subsetting,
     Last "last" 0 0 Subsetting,
@@ -262,6 +263,7 @@ functions! {
     Lower "lower" 0 0 String,
     Replace "replace" 2 2 String,
     Matches "matches" 1 1 String,
+    MatchesFull "matchesFull" 1 1 String,
     ReplaceMatches "replaceMatches" 2 2 String,
     Length "length" 0 0 String,
     ToChars "toChars" 0 0 String,

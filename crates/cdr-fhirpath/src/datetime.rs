@@ -28,6 +28,18 @@ pub struct Partial {
     pub(crate) offset: Option<i32>,
 }
 
+/// The digits of the full form `YYYYMMDDhhmmssfff` up to each precision (1 for the year to 7 for the
+/// millisecond).
+const PRECISION_DIGITS: [i64; 7] = [4, 6, 8, 10, 12, 14, 17];
+
+/// The kind of value a boundary is taken of, which bounds the precisions it may ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BoundaryOf {
+    Date,
+    DateTime,
+    Time,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CalendarUnit {
     Year,
@@ -221,6 +233,55 @@ impl Partial {
         value.parts[HOUR] = minute_of_day / 60;
         value.parts[MINUTE] = minute_of_day % 60;
         value
+    }
+
+    /// The number of digits of the value as `precision()` counts them: 4, 6 and 8 to the year, month and day,
+    /// then 10, 12, 14 and 17 to the hour, minute, second and millisecond; a time counts 2, 4, 6 and 9.
+    pub(crate) fn digits(&self) -> Option<i64> {
+        let digits = PRECISION_DIGITS.get(usize::from(self.precision.checked_sub(1)?))?;
+        Some(if self.is_time() { digits - PRECISION_DIGITS[DAY] } else { *digits })
+    }
+
+    /// The least (`low`) or greatest value this value stands for, to `digits` digits as
+    /// [`digits`](Partial::digits) counts them (`@2014.highBoundary(6)` is `@2014-12`); `None` for a count
+    /// the kind of value does not have.
+    ///
+    /// A date-time with a time part and no time zone takes the earliest zone (+14:00) as its low boundary
+    /// and the latest (-12:00) as its high boundary, as the HL7 Java engine does and the HL7 suite expects.
+    pub(crate) fn boundary(&self, digits: i64, low: bool, kind: BoundaryOf) -> Option<Partial> {
+        let offset = if self.is_time() { PRECISION_DIGITS[DAY] } else { 0 };
+        let target = PRECISION_DIGITS.iter().position(|d| d - offset == digits)? + 1;
+        let allowed = match kind {
+            BoundaryOf::Date => target <= DAY + 1,
+            BoundaryOf::DateTime => true,
+            BoundaryOf::Time => target > HOUR,
+        };
+        if !allowed {
+            return None;
+        }
+        let mut value = *self;
+        for idx in usize::from(self.precision)..target {
+            value.parts[idx] = match (idx, low) {
+                (MONTH | DAY, true) => 1,
+                (_, true) => 0,
+                (MONTH, false) => 12,
+                (DAY, false) => days_in_month(value.parts[YEAR], value.parts[MONTH]),
+                (HOUR, false) => 23,
+                (MINUTE | SECOND, false) => 59,
+                (_, false) => 999,
+            };
+        }
+        // Components beyond the new precision go back to their defaults, as parsing leaves them.
+        for (idx, part) in value.parts.iter_mut().enumerate().skip(target) {
+            *part = if matches!(idx, MONTH | DAY) { 1 } else { 0 };
+        }
+        value.precision = u8::try_from(target).ok()?;
+        value.offset = match (kind, self.offset) {
+            (BoundaryOf::DateTime, _) if target <= DAY + 1 => None,
+            (BoundaryOf::DateTime, None) => Some(if low { 14 * 60 } else { -12 * 60 }),
+            (_, offset) => offset,
+        };
+        Some(value)
     }
 
     /// Adds a whole number of calendar units, working at the value's own precision.

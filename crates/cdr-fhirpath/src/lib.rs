@@ -49,6 +49,7 @@ mod locate;
 mod model;
 mod ops;
 mod parser;
+mod units;
 mod value;
 
 use std::fmt;

@@ -42,6 +42,10 @@ pub(crate) struct Model {
     by_name: HashMap<&'static str, TypeId>,
 }
 
+/// The names of the System types.
+pub(crate) const SYSTEM_TYPES: [&str; 8] =
+    ["Boolean", "String", "Integer", "Decimal", "Date", "DateTime", "Time", "Quantity"];
+
 const MODEL_TABLE: &str = include_str!("generated/model.txt");
 
 pub(crate) fn model() -> &'static Model {
@@ -173,8 +177,6 @@ impl Model {
 
     /// Whether a type specifier names a System type or an R4 type (`System.` and `FHIR.` restrict the search).
     pub(crate) fn is_known_type(&self, namespace: Option<&str>, name: &str) -> bool {
-        const SYSTEM_TYPES: [&str; 8] =
-            ["Boolean", "String", "Integer", "Decimal", "Date", "DateTime", "Time", "Quantity"];
         let system = namespace != Some("FHIR") && SYSTEM_TYPES.contains(&name);
         let fhir = namespace != Some("System") && self.type_by_name(name).is_some();
         (namespace.is_none() || matches!(namespace, Some("System" | "FHIR"))) && (system || fhir)

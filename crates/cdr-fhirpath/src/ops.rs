@@ -11,6 +11,7 @@ use crate::ast::BinaryOp;
 use crate::datetime::{CalendarUnit, Partial};
 use crate::distinct::ItemSet;
 use crate::eval::bool_collection;
+use crate::units;
 use crate::value::{Collection, Item, SystemValue};
 
 pub(crate) fn binary<'a>(
@@ -187,7 +188,10 @@ pub(crate) fn values_equal(left: &SystemValue, right: &SystemValue) -> Option<bo
         | (SystemValue::Time(a), SystemValue::Time(b)) => {
             a.compare(b).map(|o| o == Ordering::Equal)
         }
-        (SystemValue::Quantity(..), SystemValue::Quantity(..)) => {
+        (SystemValue::Quantity(_, unit_a), SystemValue::Quantity(_, unit_b)) => {
+            if calendar_against_definite(unit_a, unit_b) {
+                return None;
+            }
             Some(compare_quantities(left, right).ok().flatten() == Some(Ordering::Equal))
         }
         _ => match (number(left), number(right)) {
@@ -240,11 +244,11 @@ fn values_equivalent(left: &SystemValue, right: &SystemValue) -> bool {
             SystemValue::Date(b) | SystemValue::DateTime(b),
         )
         | (SystemValue::Time(a), SystemValue::Time(b)) => a.compare(b) == Some(Ordering::Equal),
+        (SystemValue::Quantity(a, unit_a), SystemValue::Quantity(b, unit_b)) => {
+            quantities_equivalent((*a, unit_a), (*b, unit_b))
+        }
         _ => match (number(left), number(right)) {
-            (Some(a), Some(b)) => {
-                let scale = a.scale().min(b.scale());
-                a.round_dp(scale) == b.round_dp(scale)
-            }
+            (Some(a), Some(b)) => decimals_equivalent(a, b),
             _ => values_equal(left, right) == Some(true),
         },
     }
@@ -277,27 +281,57 @@ pub(crate) fn compare_values(
     }
 }
 
-/// Converts a quantity to a base unit for comparison, for the UCUM units of time, mass and length.
+/// Converts a quantity to the base units of its dimension for comparison (see [`units`]); a unit the engine
+/// does not convert stays as it is.
 pub(crate) fn canonical_unit(amount: Decimal, unit: &str) -> (Decimal, String) {
-    let (factor, base): (i64, &str) = match unit {
-        "ms" | "millisecond" | "milliseconds" => (1, "ms"),
-        "s" | "second" | "seconds" => (1000, "ms"),
-        "min" | "minute" | "minutes" => (60_000, "ms"),
-        "h" | "hour" | "hours" => (3_600_000, "ms"),
-        "d" | "day" | "days" => (86_400_000, "ms"),
-        "wk" | "week" | "weeks" => (604_800_000, "ms"),
-        "mg" => (1, "mg"),
-        "g" => (1000, "mg"),
-        "kg" => (1_000_000, "mg"),
-        "mm" => (1, "mm"),
-        "cm" => (10, "mm"),
-        "m" => (1000, "mm"),
-        "km" => (1_000_000, "mm"),
-        "year" | "years" => (1, "a"),
-        "month" | "months" => (1, "mo"),
-        _ => return (amount, unit.to_owned()),
+    match units::canonical(unit).and_then(|c| Some((c.convert(amount, None)?, c.dimension_text())))
+    {
+        Some(converted) => converted,
+        None => (amount, unit.to_owned()),
+    }
+}
+
+/// Whether two units can be compared: the same unit, or units of one dimension the engine converts
+/// (`comparable()`: `'cm'` and `'[in_i]'` can, `'cm'` and `'s'` cannot).
+pub(crate) fn units_comparable(left: &str, right: &str) -> bool {
+    left == right
+        || units::canonical(left)
+            .zip(units::canonical(right))
+            .is_some_and(|(a, b)| a.dimension == b.dimension)
+}
+
+/// Whether `=` leaves the quantities unordered: a calendar year or month against a definite duration
+/// (`1 year = 1 'a'` is empty in FHIRPath, while `1 week = 1 'wk'` is true).
+fn calendar_against_definite(left: &str, right: &str) -> bool {
+    let indefinite = |unit: &str| matches!(unit, "year" | "years" | "month" | "months");
+    let time = |unit: &str| units::canonical(unit).is_some_and(|c| c.is_time());
+    indefinite(left) != indefinite(right) && time(left) && time(right)
+}
+
+/// `~` on quantities: in the coarser of the two units, the values rounded to the fewer decimal places are
+/// equal (`4 'g' ~ 4040 'mg'`, as 4.040 g is 4 g to the precision of `4 'g'`).
+fn quantities_equivalent(left: (Decimal, &str), right: (Decimal, &str)) -> bool {
+    let (Some(left_unit), Some(right_unit)) = (units::canonical(left.1), units::canonical(right.1))
+    else {
+        return left.1 == right.1 && decimals_equivalent(left.0, right.0);
     };
-    (amount * Decimal::from(factor), base.to_owned())
+    if left_unit.dimension != right_unit.dimension {
+        return false;
+    }
+    let converted = if right_unit.is_coarser_than(&left_unit) {
+        left_unit.convert(left.0, Some(&right_unit)).map(|a| (a, right.0))
+    } else if left_unit.is_coarser_than(&right_unit) {
+        right_unit.convert(right.0, Some(&left_unit)).map(|b| (left.0, b))
+    } else {
+        Some((left.0, right.0))
+    };
+    converted.is_some_and(|(a, b)| decimals_equivalent(a, b))
+}
+
+/// Decimal `~`: equal when rounded to the fewer decimal places of the two.
+fn decimals_equivalent(left: Decimal, right: Decimal) -> bool {
+    let scale = left.scale().min(right.scale());
+    left.round_dp(scale) == right.round_dp(scale)
 }
 
 fn compare_quantities(

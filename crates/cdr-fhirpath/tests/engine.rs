@@ -290,3 +290,192 @@ fn a_traced_constant_is_evaluated_once() {
     assert_eq!(traced.iter().filter(|name| *name == "url").count(), 3, "{traced:?}");
     assert_eq!(traced.iter().filter(|name| *name == "ids").count(), 1, "{traced:?}");
 }
+
+#[test]
+fn matches_full_anchors_the_whole_string() {
+    let empty = json!({});
+    check("'Library/FHIR-ModelInfo'.matchesFull('Library')", &empty, &["Boolean:false"]);
+    check("'Library/FHIR-ModelInfo'.matchesFull('Library.*')", &empty, &["Boolean:true"]);
+    check("'Library/FHIR-ModelInfo'.matches('Library')", &empty, &["Boolean:true"]);
+    // An alternation is anchored as a whole, not only its first and last branches.
+    check("'ab'.matchesFull('a|ab')", &empty, &["Boolean:true"]);
+    check("'xab'.matchesFull('a|ab')", &empty, &["Boolean:false"]);
+    check("'line1\nline2'.matchesFull('line1.line2')", &empty, &["Boolean:true"]);
+    check("{}.matchesFull('a')", &empty, &[]);
+}
+
+#[test]
+fn decimal_and_quantity_boundaries() {
+    let empty = json!({});
+    // The examples of the FHIRPath specification (highBoundary(0) of -1.587 printed there as 1 is -1).
+    check("1.587.lowBoundary()", &empty, &["Decimal:1.58650000"]);
+    check("1.587.lowBoundary(2)", &empty, &["Decimal:1.58"]);
+    check("1.587.highBoundary(2)", &empty, &["Decimal:1.59"]);
+    check("(-1.587).lowBoundary(2)", &empty, &["Decimal:-1.59"]);
+    check("(-1.587).highBoundary(0)", &empty, &["Decimal:-1"]);
+    check("(-1.587).lowBoundary(0)", &empty, &["Decimal:-2"]);
+    // Integers stand for the decimals that round to them; a quantity's value is bounded, its unit kept.
+    check("1.lowBoundary(5)", &empty, &["Decimal:0.50000"]);
+    check("120.highBoundary(2)", &empty, &["Decimal:120.50"]);
+    check("0.lowBoundary(1)", &empty, &["Decimal:-0.5"]);
+    check("1.587 'cm'.lowBoundary(8)", &empty, &["Quantity:1.58650000 'cm'"]);
+    // Fewer places than the boundary has: low truncates, high rounds half up, mirrored for negatives.
+    check("0.0034.highBoundary(1)", &empty, &["Decimal:0.0"]);
+    check("0.0036.highBoundary(3)", &empty, &["Decimal:0.004"]);
+    check("(-0.0034).lowBoundary(1)", &empty, &["Decimal:-0.0"]);
+    check("9.99.highBoundary(1)", &empty, &["Decimal:10.0"]);
+    // Out of range precisions, and a scale at rust_decimal's limit, give empty rather than an error.
+    check("1.5.lowBoundary(29)", &empty, &[]);
+    check("1.5.lowBoundary(-1)", &empty, &[]);
+    check("0.0000000000000000000000000001.lowBoundary()", &empty, &[]);
+    check("'a'.lowBoundary()", &empty, &[]);
+}
+
+#[test]
+fn date_and_time_boundaries() {
+    let empty = json!({});
+    check("@2014.lowBoundary(6)", &empty, &["Date:2014-01"]);
+    check("@2014.highBoundary(6)", &empty, &["Date:2014-12"]);
+    check("@2016-02.highBoundary()", &empty, &["Date:2016-02-29"]);
+    check("@2016-02-10.lowBoundary(4)", &empty, &["Date:2016"]);
+    check("@2016.highBoundary(10)", &empty, &[]);
+    check("@T10:30.lowBoundary(9)", &empty, &["Time:10:30:00.000"]);
+    check("@T10:30.highBoundary()", &empty, &["Time:10:30:59.999"]);
+    check("@T10:30.highBoundary(2)", &empty, &["Time:10"]);
+    check("@T10:30.highBoundary(8)", &empty, &[]);
+    // Without a time zone, the earliest zone is the low boundary and the latest the high one.
+    check("@2014-01-01T08.lowBoundary(17)", &empty, &["DateTime:2014-01-01T08:00:00.000+14:00"]);
+    check("@2014-01-01T08.highBoundary(17)", &empty, &["DateTime:2014-01-01T08:59:59.999-12:00"]);
+    check("@2014-12T.highBoundary(12)", &empty, &["DateTime:2014-12-31T23:59-12:00"]);
+    check("@2014-12.highBoundary(12)", &empty, &[]);
+    check(
+        "@2014-01-01T08:05+08:00.lowBoundary()",
+        &empty,
+        &["DateTime:2014-01-01T08:05:00.000+08:00"],
+    );
+    check("@2014-01-01T08:05:07.123Z.lowBoundary(8)", &empty, &["DateTime:2014-01-01"]);
+    check("@2014-01-01T08.lowBoundary(5)", &empty, &[]);
+    // A period whose start is a date and whose end a date-time on the same day (R4 per-1).
+    let period = json!({
+        "resourceType": "Patient",
+        "identifier": [{"period": {"start": "2001-05-06", "end": "2001-05-06T10:10:10Z"}}]
+    });
+    check(
+        "Patient.identifier.period.all(start.lowBoundary() < end.highBoundary())",
+        &period,
+        &["Boolean:true"],
+    );
+    check("@2014-01-05T10:30:00.000.precision()", &empty, &["Integer:17"]);
+    check("@T10:30.precision()", &empty, &["Integer:4"]);
+}
+
+#[test]
+fn sort_orders_by_keys_with_descending_and_empty_keys() {
+    let empty = json!({});
+    check("(3 | 1 | 2.5).sort()", &empty, &["Integer:1", "Decimal:2.5", "Integer:3"]);
+    check("('b' | 'c' | 'a').sort(-$this)", &empty, &["String:c", "String:b", "String:a"]);
+    check("(@2015 | @2014).sort($this)", &empty, &["Date:2014", "Date:2015"]);
+    let patient = json!({
+        "resourceType": "Patient",
+        "name": [
+            {"use": "official", "family": "B", "given": ["Y"]},
+            {"use": "usual", "given": ["Z"]},
+            {"use": "maiden", "family": "B", "given": ["X"]},
+            {"use": "old", "family": "A", "given": ["W"]}
+        ]
+    });
+    // Later keys break ties; equal keys keep the input order; an empty key comes first either way.
+    check(
+        "Patient.name.sort(family, given.first()).use",
+        &patient,
+        &["code:usual", "code:old", "code:maiden", "code:official"],
+    );
+    check(
+        "Patient.name.sort(-family, given.first()).use",
+        &patient,
+        &["code:usual", "code:maiden", "code:official", "code:old"],
+    );
+    check(
+        "Patient.name.sort(family).use",
+        &patient,
+        &["code:usual", "code:old", "code:official", "code:maiden"],
+    );
+    let ctx = EvaluationContext::new();
+    for invalid in [
+        "(1 | 'a').sort()",
+        "Patient.name.sort()",
+        "Patient.name.sort(given | family)",
+        "(@2014 | @2014-05).sort()",
+    ] {
+        let expression = Expression::parse(invalid).unwrap();
+        assert!(expression.evaluate(&patient, &ctx).is_err(), "{invalid}");
+    }
+}
+
+#[test]
+fn type_reflects_namespace_name_and_base_type() {
+    let empty = json!({});
+    check("1.type().namespace", &empty, &["string:System"]);
+    check(
+        "(1.5 | 'a' | @2014 | 3 'mg').type().name",
+        &empty,
+        &["string:Decimal", "string:String", "string:Date", "string:Quantity"],
+    );
+    check("true.type().baseType", &empty, &["string:System.Any"]);
+    let patient = json!({
+        "resourceType": "Patient",
+        "gender": "male",
+        "contact": [{"gender": "female"}],
+        "active": true
+    });
+    check("Patient.type().name", &patient, &["string:Patient"]);
+    check("Patient.type().baseType", &patient, &["string:FHIR.DomainResource"]);
+    check("Patient.active.type().namespace", &patient, &["string:FHIR"]);
+    check("Patient.gender.type().baseType", &patient, &["string:FHIR.string"]);
+    check("Patient.contact.type().name", &patient, &["string:BackboneElement"]);
+    check("Patient.gender.toString().type().name", &patient, &["string:String"]);
+    check("{}.type()", &patient, &[]);
+}
+
+#[test]
+fn quantity_units_compare_by_dimension() {
+    let empty = json!({});
+    check("1 'cm'.comparable(1 '[in_i]')", &empty, &["Boolean:true"]);
+    check("1 'cm'.comparable(1 's')", &empty, &["Boolean:false"]);
+    check("1 'cm'.comparable(1 '[s]')", &empty, &["Boolean:false"]);
+    check("1 '[s]'.comparable(2 '[s]')", &empty, &["Boolean:true"]);
+    check("{}.comparable(1 'cm')", &empty, &[]);
+    check("1 '[in_i]' = 2.54 'cm'", &empty, &["Boolean:true"]);
+    check("1 '[lb_av]' > 453 'g'", &empty, &["Boolean:true"]);
+    // `=` keeps calendar years and months apart from definite durations; `~` and smaller units do not.
+    check("1 year = 1 'a'", &empty, &[]);
+    check("1 'mo' = 1 month", &empty, &[]);
+    check("1 year ~ 1 'a'", &empty, &["Boolean:true"]);
+    check("1 year = 12 months", &empty, &["Boolean:true"]);
+    check("1 week = 1 'wk'", &empty, &["Boolean:true"]);
+    // `~` compares in the coarser unit to the lesser precision.
+    check("4 'g' ~ 4040 'mg'", &empty, &["Boolean:true"]);
+    check("4 'g' = 4040 'mg'", &empty, &["Boolean:false"]);
+    check("4.0 'g' ~ 4040 'mg'", &empty, &["Boolean:true"]);
+    check("4.00 'g' ~ 4040 'mg'", &empty, &["Boolean:false"]);
+    check("4 'g' ~ 5 'g'", &empty, &["Boolean:false"]);
+    check("4 'g' ~ 4 'm'", &empty, &["Boolean:false"]);
+    let ctx = EvaluationContext::new();
+    let error = Expression::parse("1.comparable(1 'cm')").unwrap().evaluate(&empty, &ctx);
+    assert!(error.is_err());
+}
+
+#[test]
+fn unit_terms_compare_after_multiplication_and_division() {
+    let empty = json!({});
+    check("2.0 'cm' * 2.0 'm' = 0.040 'm2'", &empty, &["Boolean:true"]);
+    check("2.0 'cm' * 2.0 'm' = 400 'cm2'", &empty, &["Boolean:true"]);
+    check("2.0 'cm' * 2.0 'm' = 0.040 'm3'", &empty, &["Boolean:false"]);
+    check("200 'mg/dL' = 2 'g/L'", &empty, &["Boolean:true"]);
+    check("1 'mL' < 2 'cm3'", &empty, &["Boolean:true"]);
+    check("60 '/min' = 1 '/s'", &empty, &["Boolean:true"]);
+    check("'1 \\'[in_i]\\''.toQuantity('cm')", &empty, &["Quantity:2.54 'cm'"]);
+    check("'5 L'.toQuantity('dL')", &empty, &[]);
+    check("'5 \\'L\\''.toQuantity('dL')", &empty, &["Quantity:50 'dL'"]);
+    check("1 '10*3/uL' = 1 '10*3/uL'", &empty, &["Boolean:true"]);
+}

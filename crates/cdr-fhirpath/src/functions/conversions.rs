@@ -1,14 +1,15 @@
 //! Conversion functions: `iif`, `toX` and `convertsToX`, and the boundary functions (`lowBoundary`,
 //! `highBoundary`, `precision`).
 
-use rust_decimal::Decimal;
+use rust_decimal::{Decimal, RoundingStrategy};
 
 use crate::EvalError;
 use crate::ast::Function;
-use crate::datetime::{Partial, is_calendar_keyword};
+use crate::datetime::{BoundaryOf, Partial, is_calendar_keyword};
 use crate::eval::Scope;
 use crate::functions::Call;
 use crate::ops::singleton_value;
+use crate::units;
 use crate::value::{Collection, Item, SystemValue};
 
 pub(crate) fn call<'a>(call: &Call<'_, '_, 'a>) -> Result<Collection<'a>, EvalError> {
@@ -84,7 +85,7 @@ fn convert<'a>(
     if let (Some(SystemValue::Quantity(amount, from)), Some(unit)) = (&converted, unit)
         && from != unit
     {
-        converted = convert_quantity_unit(*amount, from, unit)
+        converted = units::convert(*amount, from, unit)
             .map(|amount| SystemValue::Quantity(amount, unit.to_owned()));
     }
     if checks {
@@ -211,80 +212,73 @@ fn parse_quantity_text(text: &str) -> Option<SystemValue> {
     Some(SystemValue::Quantity(amount, unit))
 }
 
-fn convert_quantity_unit(amount: Decimal, from: &str, to: &str) -> Option<Decimal> {
-    let factor = |unit: &str| -> Option<(i64, &str)> {
-        Some(match unit {
-            "mg" => (1, "g"),
-            "g" => (1000, "g"),
-            "kg" => (1_000_000, "g"),
-            "mm" => (1, "m"),
-            "cm" => (10, "m"),
-            "m" => (1000, "m"),
-            "ms" | "millisecond" | "milliseconds" => (1, "s"),
-            "s" | "second" | "seconds" => (1000, "s"),
-            "min" | "minute" | "minutes" => (60_000, "s"),
-            "h" | "hour" | "hours" => (3_600_000, "s"),
-            "d" | "day" | "days" => (86_400_000, "s"),
-            "wk" | "week" | "weeks" => (604_800_000, "s"),
-            _ => return None,
-        })
-    };
-    let (from_factor, from_dimension) = factor(from)?;
-    let (to_factor, to_dimension) = factor(to)?;
-    if from_dimension != to_dimension {
-        return None;
-    }
-    (amount * Decimal::from(from_factor))
-        .checked_div(Decimal::from(to_factor))
-        .map(|d| d.normalize())
-}
-
-/// `lowBoundary`, `highBoundary` and `precision` for decimals and dates.
+/// `lowBoundary`, `highBoundary` and `precision` for decimals, integers, quantities, dates, date-times and
+/// times.
 fn boundary<'a>(
     function: Function,
     input: &Collection<'a>,
     precision: Option<i64>,
 ) -> Result<Collection<'a>, EvalError> {
     let Some(value) = singleton_value(input)? else { return Ok(Collection::new()) };
-    let result = match (function, value) {
-        (Function::Precision, SystemValue::Decimal(decimal)) => {
-            Some(SystemValue::Integer(i64::from(decimal.scale())))
+    if function == Function::Precision {
+        return Ok(Collection(precision_of(&value).map(Item::Value).into_iter().collect()));
+    }
+    let low = function == Function::LowBoundary;
+    let result = match value {
+        SystemValue::Decimal(decimal) => {
+            decimal_boundary(decimal, precision, low).map(SystemValue::Decimal)
         }
-        (Function::Precision, SystemValue::Integer(_)) => Some(SystemValue::Integer(0)),
-        (
-            Function::Precision,
-            SystemValue::Date(date) | SystemValue::DateTime(date) | SystemValue::Time(date),
-        ) => {
-            // Digits of the full form YYYYMMDDHHMMSSsss up to each precision; a time lacks the 8 date digits.
-            let digits = [4, 6, 8, 10, 12, 14, 17];
-            let idx = usize::from(date.precision.saturating_sub(1));
-            let first = if date.is_time() { 8 } else { 0 };
-            digits.get(idx).map(|d| SystemValue::Integer(d - first))
+        // An integer stands for the decimals that round to it (`1.lowBoundary()` is 0.50000000).
+        SystemValue::Integer(integer) => {
+            decimal_boundary(Decimal::from(integer), precision, low).map(SystemValue::Decimal)
         }
-        (Function::LowBoundary | Function::HighBoundary, SystemValue::Decimal(decimal)) => {
-            let places = precision.unwrap_or(8);
-            if !(0..=28).contains(&places) {
-                return Ok(Collection::new());
-            }
-            let half = Decimal::new(5, decimal.scale() + 1);
-            let bound =
-                if function == Function::LowBoundary { decimal - half } else { decimal + half };
-            let places = u32::try_from(places).unwrap_or(8);
-            let mut rounded = if function == Function::LowBoundary {
-                bound.round_dp_with_strategy(
-                    places,
-                    rust_decimal::RoundingStrategy::ToNegativeInfinity,
-                )
-            } else {
-                bound.round_dp_with_strategy(
-                    places,
-                    rust_decimal::RoundingStrategy::ToPositiveInfinity,
-                )
-            };
-            rounded.rescale(places);
-            Some(SystemValue::Decimal(rounded))
+        SystemValue::Quantity(amount, unit) => decimal_boundary(amount, precision, low)
+            .map(|amount| SystemValue::Quantity(amount, unit)),
+        SystemValue::Date(date) => {
+            date.boundary(precision.unwrap_or(8), low, BoundaryOf::Date).map(SystemValue::Date)
         }
-        _ => None,
+        SystemValue::DateTime(date_time) => date_time
+            .boundary(precision.unwrap_or(17), low, BoundaryOf::DateTime)
+            .map(SystemValue::DateTime),
+        SystemValue::Time(time) => {
+            time.boundary(precision.unwrap_or(9), low, BoundaryOf::Time).map(SystemValue::Time)
+        }
+        SystemValue::Boolean(_) | SystemValue::String(_) => None,
     };
     Ok(Collection(result.map(Item::Value).into_iter().collect()))
+}
+
+/// `precision()`: the decimal places of a decimal, or the digits of a date, date-time or time.
+fn precision_of(value: &SystemValue) -> Option<SystemValue> {
+    match value {
+        SystemValue::Decimal(decimal) => Some(SystemValue::Integer(i64::from(decimal.scale()))),
+        SystemValue::Integer(_) => Some(SystemValue::Integer(0)),
+        SystemValue::Date(date) | SystemValue::DateTime(date) | SystemValue::Time(date) => {
+            date.digits().map(SystemValue::Integer)
+        }
+        _ => None,
+    }
+}
+
+/// The boundary of the range of decimals `value` stands for (those within half a unit of its last digit),
+/// to `places` decimal places (8 by default; beyond 28, what `rust_decimal` holds, the result is empty).
+///
+/// Where the boundary has more digits than `places`, the low boundary is truncated and the high boundary
+/// rounded half up, on the magnitude, the boundaries of a negative value being those of its magnitude
+/// mirrored. The FHIRPath specification leaves that rounding open; this is what the HL7 Java engine does and
+/// what the HL7 suite expects (`0.0034.highBoundary(1)` is 0.0, `(-1.587).lowBoundary(2)` is -1.59).
+fn decimal_boundary(value: Decimal, places: Option<i64>, low: bool) -> Option<Decimal> {
+    let places = u32::try_from(places.unwrap_or(8)).ok().filter(|places| *places <= 28)?;
+    let half = Decimal::try_new(5, value.scale() + 1).ok()?;
+    let negative = value.is_sign_negative() && !value.is_zero();
+    let magnitude = value.abs();
+    let mut bound = if low == negative {
+        magnitude
+            .checked_add(half)?
+            .round_dp_with_strategy(places, RoundingStrategy::MidpointAwayFromZero)
+    } else {
+        magnitude.checked_sub(half)?.round_dp_with_strategy(places, RoundingStrategy::ToZero)
+    };
+    bound.rescale(places);
+    Some(if negative { -bound } else { bound })
 }

@@ -1,6 +1,7 @@
 //! The functions FHIR adds to FHIRPath: `extension`, `hasValue`, `getValue`, `resolve`, `memberOf`,
-//! `conformsTo` and `htmlChecks`; those needing terminology or profile knowledge the engine does not have
-//! (`subsumes`, `subsumedBy`, `comparable`, `elementDefinition`, `slice`, `checkModifiers`) yield empty.
+//! `conformsTo` and `htmlChecks`, with FHIRPath 2.0's `comparable`; those needing terminology or profile
+//! knowledge the engine does not have (`subsumes`, `subsumedBy`, `elementDefinition`, `slice`,
+//! `checkModifiers`) yield empty.
 
 use serde_json::Value;
 
@@ -9,7 +10,8 @@ use crate::ast::Function;
 use crate::eval::{Evaluator, bool_collection, resource_type_of};
 use crate::functions::{Call, strings};
 use crate::model::model;
-use crate::value::{Collection, Item, Node};
+use crate::ops::{singleton_value, units_comparable};
+use crate::value::{Collection, Item, Node, SystemValue};
 
 pub(crate) fn call<'a>(call: &Call<'_, '_, 'a>) -> Result<Collection<'a>, EvalError> {
     let (ev, items) = (call.ev, call.items());
@@ -58,6 +60,16 @@ pub(crate) fn call<'a>(call: &Call<'_, '_, 'a>) -> Result<Collection<'a>, EvalEr
         Function::ConformsTo => {
             let Some(profile) = call.string_arg(0)? else { return Ok(Collection::new()) };
             conforms_to(ev, items, &profile)?
+        }
+        Function::Comparable => {
+            let other = call.arg(0)?;
+            match (singleton_value(call.input)?, singleton_value(&other)?) {
+                (Some(SystemValue::Quantity(_, left)), Some(SystemValue::Quantity(_, right))) => {
+                    bool_collection(units_comparable(&left, &right))
+                }
+                (None, _) | (_, None) => Collection::new(),
+                _ => return Err(EvalError::new("comparable() compares two quantities")),
+            }
         }
         Function::HtmlChecks => {
             bool_collection(items.iter().all(|item| {

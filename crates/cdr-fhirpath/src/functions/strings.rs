@@ -111,6 +111,11 @@ fn on_string<'a>(
             let Some(pattern) = string_arg(0)? else { return Ok(Collection::new()) };
             boolean(compile(&format!("(?s){pattern}"))?.is_match(&text))
         }
+        // FHIRPath 2.0: the whole string must match (R4's `matches` finds the pattern anywhere).
+        Function::MatchesFull => {
+            let Some(pattern) = string_arg(0)? else { return Ok(Collection::new()) };
+            boolean(compile(&format!(r"(?s)\A(?:{pattern})\z"))?.is_match(&text))
+        }
         Function::ReplaceMatches => {
             let (Some(pattern), Some(substitution)) = (string_arg(0)?, string_arg(1)?) else {
                 return Ok(Collection::new());
