@@ -14,6 +14,7 @@
 
 mod alias;
 mod ast;
+mod code_systems;
 mod date;
 mod extract;
 mod index;
