@@ -8,7 +8,8 @@
 //! A token row of a `code` element gets the system its required binding implies
 //! ([`SearchParamDef::code_system`]; in a composite, the component's definition's), so that `system|code`, `|code`
 //! and `system|` treat it as they treat a Coding (R4 search.html#token).
-//! `special` parameters and parameters without an expression (`_text`, `_content`, …) are not extracted.
+//! Parameters without an expression (`_text`, `_content`, …) are not extracted; of the `special` ones only `near`
+//! (`Location.position`) is, as a position.
 //! Identical `(code, value)` pairs are written once.
 
 use std::collections::HashSet;
@@ -63,7 +64,7 @@ pub fn extract(
     let mut entries = Vec::new();
     let mut failures = Vec::new();
     for (def, compiled) in params {
-        if def.param_type == SearchParamType::Special {
+        if !def.is_searchable() {
             continue;
         }
         let Some(expression) = &compiled.expression else { continue };

@@ -17,6 +17,7 @@ mod ast;
 mod code_systems;
 mod date;
 mod extract;
+mod geo;
 mod index;
 mod normalize;
 mod number;
@@ -30,6 +31,7 @@ pub use crate::ast::{
 };
 pub use crate::date::{DateError, DatePrecision, DateRange, DateValue, format_micros, parse_date};
 pub use crate::extract::{ExtractFailure, Extraction, IndexEntry, extract};
+pub use crate::geo::{DEFAULT_NEAR_KM, EARTH_RADIUS_KM, GeoPoint, NearValue, kilometres_per};
 pub use crate::index::{
     IndexValue, QuantityIndex, ReferenceIndex, TokenIndex, TypeCoding, index_values,
 };
@@ -39,7 +41,8 @@ pub use crate::parser::{
     ErrorPart, Limit, ParsedQuery, QueryLimits, SearchError, parse_query, parse_query_with_limits,
 };
 pub use crate::registry::{
-    CompositeComponent, RegistryError, SearchParamDef, SearchParamRegistry, SearchParamType,
+    CompositeComponent, NEAR_URL, RegistryError, SearchParamDef, SearchParamRegistry,
+    SearchParamType,
 };
 
 #[cfg(test)]

@@ -82,6 +82,9 @@ fn render_entry(entry: &IndexEntry) -> String {
             text(&quantity.unit)
         ),
         IndexValue::Uri(uri) => format!("uri {uri}"),
+        IndexValue::Position(point) => {
+            format!("position {} {}", point.latitude(), point.longitude())
+        }
         IndexValue::Number(number) => {
             format!("number {} [{}, {})", number.text, number.low, number.high)
         }
