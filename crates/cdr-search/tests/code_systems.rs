@@ -3,16 +3,18 @@
 //! package (`definitions/hl7.fhir.r4.core-4.0.1-trimmed.tgz`), and fails when the committed file is stale. Run
 //! with `UPDATE_EXPECT=1` to regenerate it.
 //!
-//! R4 (search.html#token): a token on a `code` has "the system [...] implied by the binding". For each token
-//! parameter of every resource type (as the registry splits it per type), each part of its expression (`|`) is
-//! followed through the snapshots (data types, backbone elements, `contentReference`, `as`/`ofType` on choice
-//! elements, `where(...)` filters). A parameter gets a system when every part that lands on a `code` element lands
-//! on one with a `required` binding whose ValueSet draws on exactly one code system (one `compose.include` with a
-//! `system`, no filter, no imported ValueSet) that the core package defines: the code systems HAPI makes Java
-//! enumerations of (`Patient.gender` → `http://hl7.org/fhir/administrative-gender`). A binding to a system the
-//! package does not define (`Attachment.contentType`: `urn:ietf:bcp:13`) gives none, as it gives HAPI a plain
-//! `CodeType`; so does a ValueSet on several systems (`Task.intent`).
-//! Parts that are not a path (`Patient.deceased.exists() and …`) are computed values, never `code` nodes.
+//! R4 (search.html#token): the system of a token on an element of type `code` is the one its binding implies, so
+//! that `system|code` finds it as it finds a Coding. For each token parameter of every resource type (as the
+//! registry splits it per type), each part of its expression (`|`) is followed through the snapshots (data types,
+//! backbone elements, `contentReference`, `as`/`ofType` on choice elements, `where(...)` filters). A parameter
+//! gets a system when every part that lands on a `code` element lands on one with a `required` binding whose
+//! ValueSet draws on exactly one code system (one `compose.include` with a `system`, no filter, no imported
+//! ValueSet) that the core package defines. That follows HAPI, whose Java enumerations (and so the systems of
+//! their token rows) come from such bindings (`Patient.gender` → `http://hl7.org/fhir/administrative-gender`); a
+//! binding to a system the package does not define (`Attachment.contentType`: `urn:ietf:bcp:13`) gives none, as
+//! it gives HAPI a plain `CodeType`. A ValueSet on several systems (`Task.intent`) gives none here either, which
+//! may differ from HAPI. Parts that are not a path (`Patient.deceased.exists() and …`) are computed values, never
+//! `code` nodes.
 
 #![allow(clippy::unwrap_used, reason = "tests panic on broken fixtures")]
 
