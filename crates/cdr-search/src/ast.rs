@@ -182,7 +182,7 @@ pub enum SearchValue {
     Uri(String),
     /// A composite value: one value per component, in the definition's order.
     Composite(Vec<SearchValue>),
-    /// A Location `near` value: a centre and a distance (see [`crate::geo`] for the test).
+    /// A Location `near` value: a centre and a distance (the test is [`NearValue::contains`]).
     Near(NearValue),
     /// The unescaped text of another `special` parameter, which the server does not interpret.
     Special(String),

@@ -21,7 +21,7 @@ use std::hash::{Hash, Hasher};
 pub const EARTH_RADIUS_KM: f64 = 6371.0088;
 
 /// The distance `near` uses when the value gives none (R4: "the server can use its own discretion"), in km.
-pub const DEFAULT_NEAR_KM: f64 = 1.0;
+pub(crate) const DEFAULT_NEAR_KM: f64 = 1.0;
 
 /// Slack added to each side of the latitude band (degrees, about 0.1 mm), so that rounding in the band's
 /// arithmetic can never leave out a point the exact chord test accepts.
@@ -90,7 +90,7 @@ impl GeoPoint {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NearValue {
     pub center: GeoPoint,
-    /// Kilometres, at least 0 (the value's distance in its units, else [`DEFAULT_NEAR_KM`]).
+    /// Kilometres, at least 0 (the value's distance in its units, else 1 km).
     pub distance_km: f64,
 }
 
@@ -129,7 +129,7 @@ impl NearValue {
 /// Kilometres per unit of a `near` distance: the UCUM codes `km`, `m`, `[mi_i]` (international mile) and
 /// `[mi_us]` (US survey mile), and `mi` (not UCUM; read as the international mile, as clients write it).
 #[must_use]
-pub fn kilometres_per(unit: &str) -> Option<f64> {
+pub(crate) fn kilometres_per(unit: &str) -> Option<f64> {
     match unit {
         "km" => Some(1.0),
         "m" => Some(0.001),

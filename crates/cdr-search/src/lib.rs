@@ -31,7 +31,7 @@ pub use crate::ast::{
 };
 pub use crate::date::{DateError, DatePrecision, DateRange, DateValue, format_micros, parse_date};
 pub use crate::extract::{ExtractFailure, Extraction, IndexEntry, extract};
-pub use crate::geo::{DEFAULT_NEAR_KM, EARTH_RADIUS_KM, GeoPoint, NearValue, kilometres_per};
+pub use crate::geo::{EARTH_RADIUS_KM, GeoPoint, NearValue};
 pub use crate::index::{
     IndexValue, QuantityIndex, ReferenceIndex, TokenIndex, TypeCoding, index_values,
 };
@@ -41,8 +41,7 @@ pub use crate::parser::{
     ErrorPart, Limit, ParsedQuery, QueryLimits, SearchError, parse_query, parse_query_with_limits,
 };
 pub use crate::registry::{
-    CompositeComponent, NEAR_URL, RegistryError, SearchParamDef, SearchParamRegistry,
-    SearchParamType,
+    CompositeComponent, RegistryError, SearchParamDef, SearchParamRegistry, SearchParamType,
 };
 
 #[cfg(test)]

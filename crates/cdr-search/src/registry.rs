@@ -24,7 +24,7 @@ const R4_SEARCH_PARAMETERS: &str = include_str!("../data/search-parameters.json"
 
 /// The R4 `near` parameter of Location, the one `special` parameter the server interprets
 /// ([`crate::SearchValue::Near`]); other special parameters are parsed as text and cannot be searched.
-pub const NEAR_URL: &str = "http://hl7.org/fhir/SearchParameter/Location-near";
+pub(crate) const NEAR_URL: &str = "http://hl7.org/fhir/SearchParameter/Location-near";
 
 /// The type of a search parameter (R4 `SearchParamType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -194,7 +194,7 @@ impl SearchParamType {
 
 impl SearchParamDef {
     /// Whether the server can search with this parameter: every parameter but the `special` ones other than
-    /// `near` ([`NEAR_URL`]).
+    /// Location `near`.
     #[must_use]
     pub fn is_searchable(&self) -> bool {
         self.param_type != SearchParamType::Special || self.url == NEAR_URL
