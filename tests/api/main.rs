@@ -23,6 +23,7 @@ mod micdr;
 mod patch;
 mod rest;
 mod search;
+mod search_near;
 mod search_results;
 mod search_terminology;
 mod transaction;

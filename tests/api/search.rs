@@ -9,6 +9,7 @@ use crate::helpers::TestApp;
 
 backend_tests!(
     patient_parameters,
+    code_tokens_have_their_binding_system,
     clinical_parameters,
     composite_parameters,
     numbers_are_points,
@@ -161,6 +162,51 @@ async fn patient_parameters(app: &TestApp) {
     assert_eq!(labels(&not_id), ["p2", "p3", "p4"]);
     app.delete(&format!("/fhir/Patient/{}", ids[3])).await;
     check(app, &[("Patient?birthdate=2000-12-31", &[]), ("Patient?gender=unknown", &[])]).await;
+}
+
+/// A token on a `code` element has the system its required binding implies (R4 search.html#token:
+/// `Patient.gender` is in `http://hl7.org/fhir/administrative-gender`), so `system|code`, `system|` and `|code` (no
+/// system: nothing) treat it as a Coding; `:not`, `:missing` and `:text` keep their meaning.
+async fn code_tokens_have_their_binding_system(app: &TestApp) {
+    patients(app).await;
+    let subject = app.create("Patient", r#"{"resourceType":"Patient","gender":"female"}"#).await;
+    for (label, status) in [("r1", "final"), ("r2", "preliminary")] {
+        app.create(
+            "DiagnosticReport",
+            &format!(
+                r#"{{"resourceType":"DiagnosticReport","identifier":[{{"system":"urn:test","value":"{label}"}}],
+                "status":"{status}","subject":{{"reference":"Patient/{subject}"}},
+                "code":{{"coding":[{{"system":"http://loinc.org","code":"36643-5"}}],"text":"XR Chest"}}}}"#
+            ),
+        )
+        .await;
+    }
+    let gender = "http://hl7.org/fhir/administrative-gender";
+    let status = "http://hl7.org/fhir/diagnostic-report-status";
+    let cases: Vec<(String, &[&str])> = vec![
+        (format!("Patient?gender={gender}|male"), &["p2"]),
+        (format!("Patient?gender={gender}|male,{gender}|other"), &["p2", "p3"]),
+        (format!("Patient?gender={gender}|"), &["?", "p1", "p2", "p3", "p4"]),
+        ("Patient?gender=|male".to_owned(), &[]),
+        ("Patient?gender=male".to_owned(), &["p2"]),
+        ("Patient?gender=http://hl7.org/fhir/v3/AdministrativeGender|male".to_owned(), &[]),
+        ("Patient?gender=http://hl7.org/fhir/diagnostic-report-status|".to_owned(), &[]),
+        (format!("Patient?gender:not={gender}|male"), &["?", "p1", "p3", "p4"]),
+        ("Patient?gender:not=|male".to_owned(), &["?", "p1", "p2", "p3", "p4"]),
+        ("Patient?gender:missing=true".to_owned(), &[]),
+        ("Patient?gender:text=male".to_owned(), &[]),
+        (format!("DiagnosticReport?status={status}|final"), &["r1"]),
+        (format!("DiagnosticReport?status={status}|"), &["r1", "r2"]),
+        ("DiagnosticReport?status=|final".to_owned(), &[]),
+        ("DiagnosticReport?status=final".to_owned(), &["r1"]),
+        (format!("DiagnosticReport?status:not={status}|final"), &["r2"]),
+        ("DiagnosticReport?status=http://hl7.org/fhir/request-status|final".to_owned(), &[]),
+        ("DiagnosticReport?code:text=xr%20chest".to_owned(), &["r1", "r2"]),
+        ("DiagnosticReport?status:missing=false".to_owned(), &["r1", "r2"]),
+    ];
+    for (query, expected) in &cases {
+        assert_eq!(labels(&app.search(query).await), *expected, "{query}");
+    }
 }
 
 /// Imaging resources that cover references, quantities, numbers, URIs and token `:text`.

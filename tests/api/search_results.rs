@@ -64,7 +64,7 @@ async fn create_numbered(app: &TestApp, label: &str, family: &str, birth_date: &
 
 /// The labels of every page of `query`, walking `next` links forward, and the labels found walking `previous`
 /// links back from the last page (in forward order).
-async fn walk_pages(app: &TestApp, query: &str) -> (Vec<String>, Vec<String>) {
+pub(crate) async fn walk_pages(app: &TestApp, query: &str) -> (Vec<String>, Vec<String>) {
     let mut url = format!("/fhir/{query}");
     let mut forward = Vec::new();
     for page in 0.. {

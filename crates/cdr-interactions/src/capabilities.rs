@@ -98,7 +98,7 @@ impl Engine {
         params.sort_by(|left, right| left.code.cmp(&right.code));
         let search_params = params
             .iter()
-            .filter(|def| def.param_type != SearchParamType::Special)
+            .filter(|def| def.is_searchable())
             .map(|def| {
                 json!({
                     "name": def.code,

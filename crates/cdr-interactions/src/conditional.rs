@@ -122,9 +122,10 @@ fn longest_text(criterion: &Criterion) -> Option<usize> {
 
 fn value_text_length(value: &SearchValue) -> Option<usize> {
     let texts: Vec<&str> = match value {
-        SearchValue::Missing(_) | SearchValue::Number { .. } | SearchValue::Date { .. } => {
-            Vec::new()
-        }
+        SearchValue::Missing(_)
+        | SearchValue::Number { .. }
+        | SearchValue::Date { .. }
+        | SearchValue::Near(_) => Vec::new(),
         SearchValue::String { exact, normalized } => vec![exact, normalized],
         SearchValue::Token(token) => {
             let system = match &token.system {

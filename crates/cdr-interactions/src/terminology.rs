@@ -6,9 +6,9 @@
 //!   `:not-in` (like `:not` here) matches a resource with no code in any of them.
 //! * `code:below=s|c` becomes `code=s|c` plus every descendant of `c` in CodeSystem `s`; `:above` the code and
 //!   its ancestors.
-//! * Each code also matches without a system (`|c`): elements of type `code`, such as `DiagnosticReport.status`,
-//!   are indexed without one, their system being implied by their binding. A Coding that has a code but no
-//!   system matches too.
+//! * Each code also matches without a system (`|c`): a Coding that has a code but no system, and an element of
+//!   type `code` (`DiagnosticReport.status`) of a database indexed before such elements got the system their
+//!   binding implies (until it is reindexed; they are indexed with it now).
 //!
 //! An unknown ValueSet, CodeSystem or code, a ValueSet that cannot be fully expanded, an empty list, or more
 //! than [`MAX_CODES`] codes is a 400 with an OperationOutcome saying which: never a silently empty result.
@@ -79,8 +79,8 @@ fn expand_criterion(
             ),
         ));
     }
-    // Elements of type `code` (`DiagnosticReport.status`) are indexed without a system, theirs being implied by
-    // the element's binding, so each code also matches where it has no system.
+    // Each code also matches where it has no system: a Coding without one, and a `code` element indexed before
+    // such elements got their binding's system (see the module documentation).
     let mut bare_codes: Vec<String> = tokens.iter().map(|(_, code)| code.clone()).collect();
     bare_codes.sort();
     bare_codes.dedup();

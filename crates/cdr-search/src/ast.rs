@@ -30,6 +30,7 @@
 use cdr_model::ResourceType;
 
 use crate::date::DateValue;
+use crate::geo::NearValue;
 use crate::number::DecimalValue;
 use crate::registry::SearchParamType;
 
@@ -181,7 +182,9 @@ pub enum SearchValue {
     Uri(String),
     /// A composite value: one value per component, in the definition's order.
     Composite(Vec<SearchValue>),
-    /// The unescaped text of a `special` parameter, which the server interprets itself.
+    /// A Location `near` value: a centre and a distance (the test is [`NearValue::contains`]).
+    Near(NearValue),
+    /// The unescaped text of another `special` parameter, which the server does not interpret.
     Special(String),
 }
 

@@ -5,7 +5,11 @@
 //! Composite parameters evaluate each component's expression relative to every node the composite's expression
 //! selects and produce one [`IndexValue::Composite`] per combination of component values.
 //! Values the expression computes rather than selects are indexed when they are Booleans or strings.
-//! `special` parameters and parameters without an expression (`_text`, `_content`, …) are not extracted.
+//! A token row of a `code` element gets the system its required binding implies
+//! ([`SearchParamDef::code_system`]; in a composite, the component's definition's), so that `system|code`, `|code`
+//! and `system|` treat it as they treat a Coding (R4 search.html#token).
+//! Parameters without an expression (`_text`, `_content`, …) are not extracted; of the `special` ones only `near`
+//! (`Location.position`) is, as a position.
 //! Identical `(code, value)` pairs are written once.
 
 use std::collections::HashSet;
@@ -60,7 +64,7 @@ pub fn extract(
     let mut entries = Vec::new();
     let mut failures = Vec::new();
     for (def, compiled) in params {
-        if def.param_type == SearchParamType::Special {
+        if !def.is_searchable() {
             continue;
         }
         let Some(expression) = &compiled.expression else { continue };
@@ -83,7 +87,10 @@ pub fn extract(
             SearchParamType::Composite => {
                 composite_values(def, compiled, registry, items, &context)
             }
-            param_type => Ok(items.iter().flat_map(|item| item_values(param_type, item)).collect()),
+            param_type => Ok(items
+                .iter()
+                .flat_map(|item| item_values(param_type, def.code_system, item))
+                .collect()),
         };
         let values = match values {
             Ok(values) => values,
@@ -107,10 +114,23 @@ pub fn extract(
 }
 
 /// The index values of one evaluation result: a node of the resource, or a value the expression computed
-/// (`Patient.deceased.exists() and Patient.deceased != false` yields a System Boolean).
-fn item_values(param_type: SearchParamType, item: &Item<'_>) -> Vec<IndexValue> {
+/// (`Patient.deceased.exists() and Patient.deceased != false` yields a System Boolean). A `code` node's token
+/// takes `code_system`, when the parameter has one.
+fn item_values(
+    param_type: SearchParamType,
+    code_system: Option<&'static str>,
+    item: &Item<'_>,
+) -> Vec<IndexValue> {
     if let Some(node) = item.json() {
-        return index_values(param_type, item.type_name(), node);
+        let mut values = index_values(param_type, item.type_name(), node);
+        if let Some(system) = code_system.filter(|_| item.type_name() == "code") {
+            for value in &mut values {
+                if let IndexValue::Token(token) = value {
+                    token.system = Some(system.to_owned());
+                }
+            }
+        }
+        return values;
     }
     match item.system_value() {
         Some(SystemValue::Boolean(flag)) => index_values(param_type, "boolean", &Value::Bool(flag)),
@@ -127,24 +147,24 @@ fn composite_values(
     items: Collection<'_>,
     context: &EvaluationContext<'_>,
 ) -> Result<Vec<IndexValue>, String> {
-    let mut component_parts: Vec<(SearchParamType, &Expression)> = Vec::new();
+    let mut component_parts: Vec<(SearchParamType, Option<&'static str>, &Expression)> = Vec::new();
     for (component, parsed) in def.components.iter().zip(&compiled.components) {
         let Some(component_def) = registry.get_by_url(def.base, &component.definition) else {
             return Err(format!("component '{}' is not a known parameter", component.definition));
         };
         let expression = parsed.as_ref().map_err(String::clone)?;
-        component_parts.push((component_def.param_type, expression));
+        component_parts.push((component_def.param_type, component_def.code_system, expression));
     }
     let mut rows = Vec::new();
     for item in items.into_items() {
         let mut combinations: Vec<Vec<IndexValue>> = vec![Vec::new()];
-        for (param_type, expression) in &component_parts {
+        for (param_type, code_system, expression) in &component_parts {
             let focus = Collection::from_items(vec![item.clone()]);
             let component_items =
                 expression.evaluate_items(focus, context).map_err(|error| error.to_string())?;
             let values: Vec<IndexValue> = component_items
                 .iter()
-                .flat_map(|component| item_values(*param_type, component))
+                .flat_map(|component| item_values(*param_type, *code_system, component))
                 .collect();
             combinations = combinations
                 .into_iter()

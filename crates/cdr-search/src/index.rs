@@ -12,6 +12,7 @@
 //! | quantity | Quantity, Age, Duration, Distance, Count, SimpleQuantity, Money (code = currency, system = ISO 4217) | [`IndexValue::Quantity`] |
 //! | uri | uri, url, canonical, oid, uuid | [`IndexValue::Uri`] |
 //! | number | integer, decimal, positiveInt, unsignedInt | [`IndexValue::Number`] |
+//! | special | an element with decimal `latitude` and `longitude` in range (`Location.position`) | [`IndexValue::Position`] |
 //!
 //! When the type name is empty or not one of those, the type is guessed from the JSON shape (an object with
 //! `coding` is a CodeableConcept, one with `reference` a Reference, …).
@@ -23,6 +24,7 @@ use cdr_model::{LogicalId, ResourceType};
 use serde_json::Value;
 
 use crate::date::{DateRange, parse_date};
+use crate::geo::GeoPoint;
 use crate::normalize::normalize_string;
 use crate::number::{DecimalValue, parse_decimal};
 use crate::registry::SearchParamType;
@@ -54,6 +56,8 @@ pub enum IndexValue {
     Number(DecimalValue),
     /// A composite row: one value per component, in the definition's order.
     Composite(Vec<IndexValue>),
+    /// `idx_position`: a point on the sphere (`Location.position`, for `near`).
+    Position(GeoPoint),
 }
 
 /// A token row.
@@ -129,8 +133,21 @@ pub fn index_values(
             node.as_str().map(|uri| IndexValue::Uri(uri.to_owned())).into_iter().collect()
         }
         SearchParamType::Number => number_value(node).map(IndexValue::Number).into_iter().collect(),
-        SearchParamType::Composite | SearchParamType::Special => Vec::new(),
+        SearchParamType::Special => {
+            position_value(node).map(IndexValue::Position).into_iter().collect()
+        }
+        SearchParamType::Composite => Vec::new(),
     }
+}
+
+/// A position's point; `None` without decimal `latitude` and `longitude`, or when they are out of range (R4
+/// sets no range, but such a position is no point of the Earth to search near).
+fn position_value(node: &Value) -> Option<GeoPoint> {
+    let degrees = |key: &str| match node.get(key)? {
+        Value::Number(number) => number.to_string().parse::<f64>().ok(),
+        _ => None,
+    };
+    GeoPoint::new(degrees("latitude")?, degrees("longitude")?)
 }
 
 const KNOWN_TYPES: [&str; 33] = [

@@ -14,8 +14,10 @@
 
 mod alias;
 mod ast;
+mod code_systems;
 mod date;
 mod extract;
+mod geo;
 mod index;
 mod normalize;
 mod number;
@@ -29,6 +31,7 @@ pub use crate::ast::{
 };
 pub use crate::date::{DateError, DatePrecision, DateRange, DateValue, format_micros, parse_date};
 pub use crate::extract::{ExtractFailure, Extraction, IndexEntry, extract};
+pub use crate::geo::{EARTH_RADIUS_KM, GeoPoint, NearValue};
 pub use crate::index::{
     IndexValue, QuantityIndex, ReferenceIndex, TokenIndex, TypeCoding, index_values,
 };

@@ -18,8 +18,13 @@ use cdr_model::{ALL_RESOURCE_TYPES, ResourceType};
 use serde_json::Value;
 
 use crate::ast::{Modifier, Prefix};
+use crate::code_systems::CODE_SYSTEMS;
 
 const R4_SEARCH_PARAMETERS: &str = include_str!("../data/search-parameters.json");
+
+/// The R4 `near` parameter of Location, the one `special` parameter the server interprets
+/// ([`crate::SearchValue::Near`]); other special parameters are parsed as text and cannot be searched.
+pub(crate) const NEAR_URL: &str = "http://hl7.org/fhir/SearchParameter/Location-near";
 
 /// The type of a search parameter (R4 `SearchParamType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,6 +65,10 @@ pub struct SearchParamDef {
     /// Chained parameter names the definition allows (`SearchParameter.chain`); empty means every parameter of
     /// the target types may be chained.
     pub chain: Vec<String>,
+    /// For a token parameter of the R4 definitions whose expression lands on `code` elements: the code system
+    /// their required binding implies (`Patient.gender`: `http://hl7.org/fhir/administrative-gender`), which
+    /// extraction gives their rows (R4 search.html#token). From the generated table `src/code_systems.rs`.
+    pub code_system: Option<&'static str>,
 }
 
 /// One component of a composite parameter.
@@ -184,6 +193,13 @@ impl SearchParamType {
 }
 
 impl SearchParamDef {
+    /// Whether the server can search with this parameter: every parameter but the `special` ones other than
+    /// Location `near`.
+    #[must_use]
+    pub fn is_searchable(&self) -> bool {
+        self.param_type != SearchParamType::Special || self.url == NEAR_URL
+    }
+
     /// Whether `modifier` may be used with this parameter.
     #[must_use]
     pub fn accepts_modifier(&self, modifier: Modifier) -> bool {
@@ -403,6 +419,9 @@ impl SearchParamRegistry {
                 comparators: comparators.clone(),
                 components: components.clone(),
                 chain: chain.clone(),
+                code_system: (param_type == SearchParamType::Token)
+                    .then(|| implied_code_system(resource_type, &url))
+                    .flatten(),
             });
         }
         Ok(())
@@ -422,6 +441,15 @@ impl SearchParamRegistry {
         self.definitions.push(def);
         self.by_type_and_code.insert(key, self.definitions.len() - 1);
     }
+}
+
+/// The code system the generated table gives the token parameter `url` of `resource_type`.
+fn implied_code_system(resource_type: ResourceType, url: &str) -> Option<&'static str> {
+    let key = (resource_type.as_str(), url);
+    CODE_SYSTEMS
+        .binary_search_by(|(name, param_url, _)| (*name, *param_url).cmp(&key))
+        .ok()
+        .map(|index| CODE_SYSTEMS[index].2)
 }
 
 fn string_list<'a>(json: &'a Value, element: &str) -> Vec<&'a str> {

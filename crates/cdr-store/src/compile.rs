@@ -14,8 +14,8 @@
 //! itself.
 
 use cdr_search::{
-    Criterion, DecimalValue, Modifier, ParamFilter, Prefix, ReferenceValue, SearchParamType,
-    SearchQuery, SearchValue, TokenSystem, TokenValue,
+    Criterion, DecimalValue, Modifier, NearValue, ParamFilter, Prefix, ReferenceValue,
+    SearchParamType, SearchQuery, SearchValue, TokenSystem, TokenValue,
 };
 
 use cdr_model::ResourceType;
@@ -192,7 +192,10 @@ fn component_table(value: &SearchValue) -> Result<&'static str, StoreError> {
         SearchValue::Quantity { .. } => SearchParamType::Quantity,
         SearchValue::Number { .. } => SearchParamType::Number,
         SearchValue::Uri(_) => SearchParamType::Uri,
-        SearchValue::Missing(_) | SearchValue::Composite(_) | SearchValue::Special(_) => {
+        SearchValue::Missing(_)
+        | SearchValue::Composite(_)
+        | SearchValue::Near(_)
+        | SearchValue::Special(_) => {
             return Err(not_supported("this composite component cannot be searched"));
         }
     };
@@ -565,6 +568,7 @@ impl Compiler<'_> {
                 }
             },
             SearchValue::Reference(reference) => self.reference(alias, reference),
+            SearchValue::Near(near) => self.near(alias, near),
             SearchValue::Missing(_) | SearchValue::Composite(_) | SearchValue::Special(_) => {
                 return Err(not_supported("this value cannot be searched here"));
             }
@@ -594,6 +598,36 @@ impl Compiler<'_> {
             }
         }
         self.sql.push(")");
+    }
+
+    /// A position row within the distance of a `near` value: in its latitude band (a range of the
+    /// `(res_type, param, latitude)` index) and within its squared chord of the centre's unit vector, the test
+    /// `cdr_search::NearValue::contains` makes with the same operations in the same order.
+    fn near(&mut self, alias: &str, near: &NearValue) {
+        let (low, high) = near.latitude_band();
+        let latitude = format!("{alias}.latitude");
+        self.sql.push("(").push(&latitude).push(" >= ").bind(Bind::Float(low));
+        self.sql.push(" AND ").push(&latitude).push(" <= ").bind(Bind::Float(high)).push(" AND ");
+        for (index, (axis, center)) in
+            ["x", "y", "z"].into_iter().zip(near.center.unit_vector()).enumerate()
+        {
+            if index > 0 {
+                self.sql.push(" + ");
+            }
+            let difference = |sql: &mut Sql| {
+                sql.push("(")
+                    .push(alias)
+                    .push(".")
+                    .push(axis)
+                    .push(" - ")
+                    .bind(Bind::Float(center));
+                sql.push(")");
+            };
+            difference(self.sql);
+            self.sql.push(" * ");
+            difference(self.sql);
+        }
+        self.sql.push(" <= ").bind(Bind::Float(near.max_chord_squared())).push(")");
     }
 
     /// `column` starts with `prefix`, as a range scan: `[prefix, prefix + U+10FFFF)`.
@@ -753,6 +787,37 @@ mod tests {
         let start = sql.text.find("AND (").unwrap() + "AND (".len();
         let end = sql.text.rfind(") LIMIT").unwrap();
         (sql.text[start..end].to_owned(), sql.binds[2..].to_vec())
+    }
+
+    /// `near` is a latitude band (the index range) and the squared chord to the centre's unit vector, every
+    /// value a bind: the numbers `cdr_search::NearValue` computes.
+    #[test]
+    fn a_near_value_is_a_latitude_band_and_a_chord() {
+        let registry = SearchParamRegistry::r4().unwrap();
+        let location = ResourceType::parse("Location").unwrap();
+        let pairs = [("near".to_owned(), "43.6532|-79.3832|10|km".to_owned())];
+        let parsed = parse_query(Some(location), &pairs, &registry);
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        let Criterion::Param(filter) = &parsed.query.clauses[0].criterion else {
+            panic!("not a parameter")
+        };
+        let SearchValue::Near(near) = filter.values[0] else { panic!("not a near value") };
+        let sql = probe_sql(filter, location, 0, 1).unwrap();
+        assert!(sql.text.contains(
+            "FROM idx_position t WHERE t.res_type = $1 AND t.param = $2 AND ((t.latitude >= $3 AND \
+             t.latitude <= $4 AND (t.x - $5) * (t.x - $6) + (t.y - $7) * (t.y - $8) + (t.z - $9) * (t.z - $10) \
+             <= $11))"
+        ), "{}", sql.text);
+        let (low, high) = near.latitude_band();
+        let [x, y, z] = near.center.unit_vector();
+        let expected: Vec<Bind> = [low, high, x, x, y, y, z, z, near.max_chord_squared()]
+            .into_iter()
+            .map(Bind::Float)
+            .collect();
+        assert_eq!(sql.binds[2..11], expected[..]);
+        assert!(
+            (high - low - 2.0 * (10.0 / cdr_search::EARTH_RADIUS_KM).to_degrees()).abs() < 1e-6
+        );
     }
 
     /// A stored number is a point: `eq ne sa eb ap` compare it with the search value's precision range (R4:

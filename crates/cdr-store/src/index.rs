@@ -22,6 +22,7 @@ pub(crate) enum IndexTable {
     Quantity,
     Number,
     Uri,
+    Position,
 }
 
 /// The kind of value a sort on an index table's sort column yields.
@@ -34,7 +35,7 @@ pub(crate) enum SortKind {
 
 impl IndexTable {
     /// Every index table, in the order rows are deleted and inserted.
-    pub(crate) const ALL: [IndexTable; 7] = [
+    pub(crate) const ALL: [IndexTable; 8] = [
         IndexTable::Token,
         IndexTable::String,
         IndexTable::Date,
@@ -42,6 +43,7 @@ impl IndexTable {
         IndexTable::Quantity,
         IndexTable::Number,
         IndexTable::Uri,
+        IndexTable::Position,
     ];
 
     /// The table that holds the rows of a parameter type.
@@ -54,7 +56,9 @@ impl IndexTable {
             SearchParamType::Quantity => IndexTable::Quantity,
             SearchParamType::Number => IndexTable::Number,
             SearchParamType::Uri => IndexTable::Uri,
-            SearchParamType::Composite | SearchParamType::Special => {
+            // The one special parameter searched, `near`, indexes positions.
+            SearchParamType::Special => IndexTable::Position,
+            SearchParamType::Composite => {
                 return Err(StoreError::NotSupported(format!(
                     "{} parameters cannot be used here",
                     param_type.as_str()
@@ -72,6 +76,7 @@ impl IndexTable {
             IndexTable::Quantity => "idx_quantity",
             IndexTable::Number => "idx_number",
             IndexTable::Uri => "idx_uri",
+            IndexTable::Position => "idx_position",
         }
     }
 
@@ -85,6 +90,7 @@ impl IndexTable {
             IndexTable::Quantity => "ANALYZE idx_quantity",
             IndexTable::Number => "ANALYZE idx_number",
             IndexTable::Uri => "ANALYZE idx_uri",
+            IndexTable::Position => "ANALYZE idx_position",
         }
     }
 
@@ -98,6 +104,7 @@ impl IndexTable {
             IndexTable::Quantity => "system, code, unit, value",
             IndexTable::Number => "value",
             IndexTable::Uri => "uri",
+            IndexTable::Position => "latitude, longitude, x, y, z",
         }
     }
 
@@ -112,6 +119,8 @@ impl IndexTable {
             IndexTable::Quantity => (3, "value", SortKind::Float),
             IndexTable::Number => (0, "value", SortKind::Float),
             IndexTable::Uri => (0, "uri", SortKind::Text),
+            // Never read: `_sort` refuses special parameters (a distance sort would need the centre).
+            IndexTable::Position => (0, "latitude", SortKind::Float),
         }
     }
 
@@ -214,6 +223,11 @@ fn value_row(value: &IndexValue) -> Option<(IndexTable, Vec<Bind>)> {
             (IndexTable::Number, vec![Bind::Float(decimal_to_f64(&number.value))])
         }
         IndexValue::Uri(uri) => (IndexTable::Uri, vec![Bind::Text(uri.clone())]),
+        IndexValue::Position(point) => {
+            let [x, y, z] = point.unit_vector();
+            let coordinates = [point.latitude(), point.longitude(), x, y, z];
+            (IndexTable::Position, coordinates.into_iter().map(Bind::Float).collect())
+        }
         IndexValue::Composite(_) => return None,
     };
     Some(row)

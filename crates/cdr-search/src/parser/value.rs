@@ -7,9 +7,10 @@ use cdr_model::{LogicalId, ResourceType};
 
 use crate::ast::{Modifier, Prefix, ReferenceValue, SearchValue, TokenSystem, TokenValue};
 use crate::date::parse_date;
+use crate::geo::{DEFAULT_NEAR_KM, GeoPoint, NearValue, kilometres_per};
 use crate::normalize::normalize_string;
 use crate::number::{DecimalValue, parse_decimal};
-use crate::registry::{SearchParamDef, SearchParamRegistry, SearchParamType};
+use crate::registry::{NEAR_URL, SearchParamDef, SearchParamRegistry, SearchParamType};
 
 /// A problem in a value, at a byte offset of the value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,8 +90,58 @@ fn parse_one(
         SearchParamType::Quantity => parse_quantity(def, text, offset),
         SearchParamType::Uri => Ok(SearchValue::Uri(unescape(text, offset)?)),
         SearchParamType::Composite => parse_composite(def, text, offset, registry),
+        SearchParamType::Special if def.url == NEAR_URL => parse_near(text, offset),
         SearchParamType::Special => Ok(SearchValue::Special(unescape(text, offset)?)),
     }
+}
+
+/// `[latitude]|[longitude]|[distance]|[units]` (R4 Location `near`): decimal degrees in [-90, 90] and
+/// [-180, 180], a distance of at least 0 ([`DEFAULT_NEAR_KM`] when omitted), in km unless a unit
+/// ([`kilometres_per`]) is given. A unit is checked even when the distance is omitted (where R4 calls it
+/// irrelevant): a misspelt unit is the client's error either way.
+fn parse_near(text: &str, offset: usize) -> Result<SearchValue, ValueError> {
+    let parts = split_unescaped(text, b'|', offset);
+    if !(2..=4).contains(&parts.len()) {
+        return Err(ValueError::new(offset, "near takes latitude|longitude[|distance[|units]]"));
+    }
+    let number = |(part_offset, part): (usize, &str), what: &str| -> Result<f64, ValueError> {
+        let decimal = parse_decimal(part).map_err(|error| {
+            ValueError::new(part_offset + error.offset, format!("{what}: {}", error.message))
+        })?;
+        decimal
+            .value
+            .to_string()
+            .parse::<f64>()
+            .map_err(|_| ValueError::new(part_offset, format!("{what} is not a number")))
+    };
+    let latitude = number(parts[0], "latitude")?;
+    if !(-90.0..=90.0).contains(&latitude) {
+        return Err(ValueError::new(parts[0].0, "latitude must be between -90 and 90"));
+    }
+    let longitude = number(parts[1], "longitude")?;
+    let Some(center) = GeoPoint::new(latitude, longitude) else {
+        return Err(ValueError::new(parts[1].0, "longitude must be between -180 and 180"));
+    };
+    let kilometres = match parts.get(3) {
+        None | Some((_, "")) => 1.0,
+        Some((unit_offset, unit)) => kilometres_per(unit).ok_or_else(|| {
+            ValueError::new(
+                *unit_offset,
+                format!("unknown distance unit '{unit}' (km, m, [mi_i], [mi_us] or mi)"),
+            )
+        })?,
+    };
+    let distance_km = match parts.get(2) {
+        None | Some((_, "")) => DEFAULT_NEAR_KM,
+        Some(&(distance_offset, distance)) => {
+            let distance = number((distance_offset, distance), "distance")?;
+            if distance < 0.0 {
+                return Err(ValueError::new(distance_offset, "distance must not be negative"));
+            }
+            distance * kilometres
+        }
+    };
+    Ok(SearchValue::Near(NearValue { center, distance_km }))
 }
 
 fn string_value(text: &str, offset: usize) -> Result<SearchValue, ValueError> {

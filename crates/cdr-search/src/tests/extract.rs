@@ -82,6 +82,9 @@ fn render_entry(entry: &IndexEntry) -> String {
             text(&quantity.unit)
         ),
         IndexValue::Uri(uri) => format!("uri {uri}"),
+        IndexValue::Position(point) => {
+            format!("position {} {}", point.latitude(), point.longitude())
+        }
         IndexValue::Number(number) => {
             format!("number {} [{}, {})", number.text, number.low, number.high)
         }
@@ -152,7 +155,11 @@ fn diagnostic_report_service_request_and_patient_rows() {
         "issued",
         "date 2012-12-01T11:00:00.000000Z..2012-12-01T11:00:01.000000Z"
     ));
-    assert!(has(&report, "status", "token -|final text=-"));
+    assert!(has(
+        &report,
+        "status",
+        "token http://hl7.org/fhir/diagnostic-report-status|final text=-"
+    ));
     assert!(has(
         &report,
         "patient",
@@ -183,5 +190,70 @@ fn diagnostic_report_service_request_and_patient_rows() {
     assert!(has(&patient, "phone", "token -|(03) 5555 6473 text=-"));
     assert!(has(&patient, "address-city", "string \"PleasantVille\" normalized=\"pleasantville\""));
     assert!(has(&patient, "deceased", "token -|false text=-"));
+    assert!(has(&patient, "gender", "token http://hl7.org/fhir/administrative-gender|male text=-"));
+    assert!(has(&patient, "address-use", "token http://hl7.org/fhir/address-use|home text=-"));
     assert!(!patient.entries.iter().any(|entry| render_entry(entry).ends_with("token -|- text=-")));
+}
+
+/// A `code` element's token row takes the system its required binding implies (R4 search.html#token), also under a
+/// backbone element and as a composite component (R4's own `relationship` pairs its components with the wrong
+/// expressions and yields nothing, so a corrected definition stands in); a `code` bound to a system outside the
+/// core package (`Attachment.contentType`, `urn:ietf:bcp:13`) and a Coding keep their own.
+#[test]
+fn code_elements_take_the_system_of_their_binding() {
+    let resource = serde_json::json!({
+        "resourceType": "DocumentReference",
+        "status": "current",
+        "relatesTo": [{"code": "replaces", "target": {"reference": "DocumentReference/old"}}],
+        "content": [{"attachment": {"contentType": "application/pdf"},
+                     "format": {"system": "urn:oid:1.3.6.1.4.1.19376.1.2.3", "code": "urn:ihe:pcc:xphr:2007"}}]
+    });
+    let relationship = r#"{"resourceType": "SearchParameter",
+        "url": "http://example.org/SearchParameter/relationship", "code": "relationship",
+        "base": ["DocumentReference"], "type": "composite", "expression": "DocumentReference.relatesTo",
+        "component": [
+            {"definition": "http://hl7.org/fhir/SearchParameter/DocumentReference-relation", "expression": "code"},
+            {"definition": "http://hl7.org/fhir/SearchParameter/DocumentReference-relatesto", "expression": "target"}
+        ]}"#;
+    let registry = crate::SearchParamRegistry::with_extra(&[relationship]).unwrap();
+    let document = ResourceType::parse("DocumentReference").unwrap();
+    let extraction = extract(&resource, &registry, document);
+    assert!(extraction.failures.is_empty(), "{:?}", extraction.failures);
+    for (code, expected) in [
+        ("status", "token http://hl7.org/fhir/document-reference-status|current text=-"),
+        ("relation", "token http://hl7.org/fhir/document-relationship-type|replaces text=-"),
+        ("contenttype", "token -|application/pdf text=-"),
+        ("format", "token urn:oid:1.3.6.1.4.1.19376.1.2.3|urn:ihe:pcc:xphr:2007 text=-"),
+        (
+            "relationship",
+            "composite [token http://hl7.org/fhir/document-relationship-type|replaces text=- $ \
+             reference type=DocumentReference id=old version=- url=- identifier=-]",
+        ),
+    ] {
+        assert!(
+            has(&extraction, code, expected),
+            "no {code} row {expected}: {:?}",
+            extraction.entries
+        );
+    }
+}
+
+/// A definition that replaces an R4 parameter under another URL does not inherit the R4 one's system.
+#[test]
+fn a_replaced_parameter_has_no_implied_system() {
+    let patient = ResourceType::parse("Patient").unwrap();
+    assert_eq!(
+        registry().get(patient, "gender").and_then(|def| def.code_system),
+        Some("http://hl7.org/fhir/administrative-gender")
+    );
+    let custom = r#"{"resourceType": "SearchParameter", "url": "http://example.org/SearchParameter/gender",
+        "code": "gender", "base": ["Patient"], "type": "token", "expression": "Patient.gender"}"#;
+    let registry = crate::SearchParamRegistry::with_extra(&[custom]).unwrap();
+    assert_eq!(registry.get(patient, "gender").and_then(|def| def.code_system), None);
+    let extraction = extract(
+        &serde_json::json!({"resourceType": "Patient", "gender": "male"}),
+        &registry,
+        patient,
+    );
+    assert!(has(&extraction, "gender", "token -|male text=-"));
 }

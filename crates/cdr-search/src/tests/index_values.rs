@@ -59,6 +59,9 @@ fn render_one(value: &IndexValue) -> String {
             text(&quantity.unit)
         ),
         IndexValue::Uri(uri) => format!("uri {uri}"),
+        IndexValue::Position(point) => {
+            format!("position {} {}", point.latitude(), point.longitude())
+        }
         IndexValue::Number(number) => {
             format!("number {} [{}, {})", number.text, number.low, number.high)
         }
@@ -286,6 +289,15 @@ fn index_values_by_type() {
             vec!["date 2020-01-01T00:00:00.000000Z..2021-01-01T00:00:00.000000Z"],
         ),
         (P::Token, "", json!({"system": "email", "value": "a@b.c"}), vec!["token -|a@b.c text=-"]),
+        (
+            P::Special,
+            "BackboneElement",
+            json!({"latitude": 43.6532, "longitude": -79.3832, "altitude": 76}),
+            vec!["position 43.6532 -79.3832"],
+        ),
+        (P::Special, "BackboneElement", json!({"latitude": 91, "longitude": 0}), vec![]),
+        (P::Special, "BackboneElement", json!({"latitude": 45}), vec![]),
+        (P::Special, "BackboneElement", json!({"latitude": "45", "longitude": "0"}), vec![]),
         (
             P::Token,
             "",

@@ -191,6 +191,12 @@ fn render_value(value: &SearchValue) -> String {
             let parts: Vec<String> = components.iter().map(render_value).collect();
             format!("composite [{}]", parts.join(" $ "))
         }
+        SearchValue::Near(near) => format!(
+            "near {} {} within {} km",
+            near.center.latitude(),
+            near.center.longitude(),
+            near.distance_km
+        ),
         SearchValue::Special(text) => format!("special {text}"),
     }
 }
