@@ -19,6 +19,7 @@ mod extract;
 mod index;
 mod normalize;
 mod number;
+mod overlay;
 mod parser;
 mod registry;
 
