@@ -26,7 +26,8 @@ pub(crate) struct Correction {
 
 /// The corrections of `data/overlay.json`.
 pub(crate) fn corrections() -> Result<Vec<Correction>, RegistryError> {
-    let invalid = |message: String| RegistryError::Overlay { url: String::new(), message };
+    let invalid =
+        |message: String| RegistryError::Overlay { url: "data/overlay.json".to_owned(), message };
     let overlay: Value =
         serde_json::from_str(OVERLAY).map_err(|error| invalid(error.to_string()))?;
     let entries = overlay

@@ -113,8 +113,9 @@ pub enum RegistryError {
     /// A base or target names no R4 resource type.
     #[error("search parameter '{url}': unknown resource type '{value}'")]
     UnknownResourceType { url: String, value: String },
-    /// A correction of `data/overlay.json` does not apply to the official definitions.
-    #[error("search parameter overlay, correction '{url}': {message}")]
+    /// A correction of `data/overlay.json` (named by its SearchParameter url, or by the file when the overlay
+    /// itself is malformed) does not apply to the official definitions.
+    #[error("search parameter correction {url}: {message}")]
     Overlay { url: String, message: String },
     /// A modifier or comparator is not an R4 code.
     #[error("search parameter '{url}': unknown {element} '{value}'")]
