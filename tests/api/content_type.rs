@@ -21,6 +21,7 @@ async fn bodies_without_content_type_are_refused(app: &TestApp) {
         (Method::PUT, "/fhir/Patient?gender=female".to_owned(), updated),
         (Method::POST, "/fhir/Patient/$validate".to_owned(), PATIENT.to_owned()),
         (Method::POST, "/fhir/$validate".to_owned(), PATIENT.to_owned()),
+        (Method::POST, format!("/fhir/Patient/{id}/$validate?mode=delete"), PATIENT.to_owned()),
     ];
     for (method, uri, body) in cases {
         let response = app.request(method.clone(), &uri, &[], &body).await;

@@ -142,16 +142,8 @@ const NUMBER_OF_SERIES: &str = r#"{"resourceType":"SearchParameter","url":"http:
   "name":"number_of_series","status":"active","code":"number-of-series","base":["ImagingStudy"],"type":"number",
   "expression":"ImagingStudy.numberOfSeries"}"#;
 
-/// A test-only composite: R4's own `DocumentReference-relationship` pairs each component with the other's
-/// expression (a known error in the published definitions), so it indexes nothing; this one pairs them right.
-const RELATION_TARGET: &str = r#"{"resourceType":"SearchParameter","url":"http://imaging-cdr.test/SearchParameter/DocumentReference-relation-target",
-  "name":"relation_target","status":"active","code":"relation-target","base":["DocumentReference"],"type":"composite",
-  "expression":"DocumentReference.relatesTo",
-  "component":[{"definition":"http://hl7.org/fhir/SearchParameter/DocumentReference-relation","expression":"code"},
-               {"definition":"http://hl7.org/fhir/SearchParameter/DocumentReference-relatesto","expression":"target"}]}"#;
-
-/// The R4 search parameters plus the Ontario ones of `profiles/` (and [`NUMBER_OF_SERIES`],
-/// [`RELATION_TARGET`]), built once per test binary.
+/// The R4 search parameters plus the Ontario ones of `profiles/` (and [`NUMBER_OF_SERIES`]), built once per
+/// test binary.
 pub(crate) fn search_params() -> &'static SearchParamRegistry {
     &conformance().1
 }
@@ -183,11 +175,7 @@ fn conformance() -> &'static (Arc<Profiles>, SearchParamRegistry) {
         };
         let (mut set, _) =
             cdr_server::profiles::load(&args).expect("the repository's profiles load");
-        for (name, text) in
-            [("number-of-series", NUMBER_OF_SERIES), ("relation-target", RELATION_TARGET)]
-        {
-            set.add_json(name, text).expect("a test SearchParameter loads");
-        }
+        set.add_json("number-of-series", NUMBER_OF_SERIES).expect("a test SearchParameter loads");
         let registry =
             cdr_server::profiles::search_registry(&set).expect("the search parameters load");
         let loaded = Profiles::new(set);

@@ -19,7 +19,8 @@ backend_tests!(
     addenda_reference_a_stored_or_submitted_report,
     each_order_study_and_report_has_one_index_entry,
     a_failed_bundle_leaves_no_index_entry,
-    single_requests_follow_the_contribution_rules
+    single_requests_follow_the_contribution_rules,
+    validate_checks_the_rules_of_the_update_or_create
 );
 
 const HCN: &str = "https://fhir.infoway-inforoute.ca/NamingSystem/ca-on-patient-hcn";
@@ -562,4 +563,56 @@ mod open_server {
         let entries = app.search("DocumentReference").await;
         assert!(entries["entry"].is_null(), "{entries}");
     }
+}
+
+/// `$validate` in mode update checks an update's miCDR rules (the report lifecycle against the stored report,
+/// references that must resolve) and in mode create a submission's (no client id), reporting each as an
+/// error issue of a 200 outcome; nothing is written.
+async fn validate_checks_the_rules_of_the_update_or_create(app: &TestApp) {
+    let people = people(app, "VL1").await;
+    let id = stored_report(app, "VL1-R", "final", &people).await;
+    let url = format!("/fhir/DiagnosticReport/{id}/$validate?mode=update");
+    let mut current = app.get(&format!("/fhir/DiagnosticReport/{id}")).await.json();
+    let errors = |response: &TestResponse| -> Vec<(String, String)> {
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+        response.json()["issue"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|issue| issue["severity"] == "error")
+            .map(|issue| {
+                let code = issue["code"].as_str().unwrap().to_owned();
+                (code, issue["expression"][0].as_str().unwrap_or_default().to_owned())
+            })
+            .collect()
+    };
+    current["status"] = json!("amended");
+    assert_eq!(errors(&app.post(&url, &current.to_string()).await), []);
+    current["status"] = json!("preliminary");
+    let refused = app.post(&url, &current.to_string()).await;
+    assert_eq!(
+        errors(&refused),
+        [("business-rule".to_owned(), "DiagnosticReport.status".to_owned())],
+        "{}",
+        refused.text()
+    );
+    current["status"] = json!("amended");
+    current["subject"]["reference"] = json!("Patient/not-here");
+    let unresolved = app.post(&url, &current.to_string()).await;
+    assert_eq!(
+        errors(&unresolved),
+        [("not-found".to_owned(), "DiagnosticReport.subject".to_owned())],
+        "{}",
+        unresolved.text()
+    );
+    let stored = app.get(&format!("/fhir/DiagnosticReport/{id}")).await.json();
+    assert_eq!((&stored["status"], &stored["meta"]["versionId"]), (&json!("final"), &json!("1")));
+
+    let mut new_report = report("VL1-N", "final", &format!("Patient/{}", people.0));
+    new_report["resultsInterpreter"][0]["reference"] = json!(format!("Practitioner/{}", people.1));
+    let create = "/fhir/DiagnosticReport/$validate?mode=create";
+    assert_eq!(errors(&app.post(create, &new_report.to_string()).await), []);
+    new_report["id"] = json!("mine");
+    let with_id = app.post(create, &new_report.to_string()).await;
+    assert_eq!(errors(&with_id), [("invalid".to_owned(), "id".to_owned())], "{}", with_id.text());
 }

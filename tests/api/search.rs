@@ -392,7 +392,8 @@ async fn numbers_are_points(app: &TestApp) {
     .await;
 }
 
-/// A composite pairs its components within one repetition (`relatesTo`), never across two.
+/// R4's `DocumentReference?relationship=[target]$[code]` (corrected by cdr-search's overlay) pairs its components
+/// within one repetition of `relatesTo`, never across two.
 async fn composite_parameters(app: &TestApp) {
     let d1 = app
         .create(
@@ -428,21 +429,28 @@ async fn composite_parameters(app: &TestApp) {
         ),
     )
     .await;
+    // R4's relationship, as corrected by cdr-search's overlay: target$code, paired within one relatesTo.
     let either = format!(
-        "DocumentReference?relation-target=replaces$DocumentReference/{d1},appends$DocumentReference/{d1}"
+        "DocumentReference?relationship=DocumentReference/{d1}$replaces,DocumentReference/{d1}$appends"
     );
-    let replaces = format!("DocumentReference?relation-target=replaces$DocumentReference/{d1}");
-    let appends = format!("DocumentReference?relation-target=appends$DocumentReference/{d1}");
+    let replaces = format!("DocumentReference?relationship=DocumentReference/{d1}$replaces");
+    let appends = format!("DocumentReference?relationship=DocumentReference/{d1}$appends");
+    let d2_replaced = format!("DocumentReference?relationship=DocumentReference/{d2}$replaces");
+    let d2_appended = format!("DocumentReference?relationship=DocumentReference/{d2}$appends");
+    let by_id = format!("DocumentReference?relationship={d1}$replaces");
     check(
         app,
         &[
             (&replaces, &["d2"]),
             (&appends, &["d3", "d4"]),
-            ("DocumentReference?relation-target=replaces$DocumentReference/other", &[]),
+            (&d2_replaced, &["d4"]),
+            (&d2_appended, &[]),
+            (&by_id, &["d2"]),
+            ("DocumentReference?relationship=DocumentReference/other$replaces", &[]),
             (&either, &["d2", "d3", "d4"]),
             ("DocumentReference?location=http://example.org/docs/1", &["d1"]),
-            ("DocumentReference?relation-target:missing=true", &["d1"]),
-            ("DocumentReference?relation-target:missing=false", &["d2", "d3", "d4"]),
+            ("DocumentReference?relationship:missing=true", &["d1"]),
+            ("DocumentReference?relationship:missing=false", &["d2", "d3", "d4"]),
         ],
     )
     .await;

@@ -1,7 +1,7 @@
 //! Profile validation: `$validate` (raw resource and Parameters), 422 on invalid creates and updates
 //! (narrative entities and reference grammar among them), and the three validation modes (base, the default here; strict; off).
 
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::backend_tests;
@@ -18,6 +18,11 @@ backend_tests!(
     malformed_json_is_still_a_bad_request,
     declared_profiles_are_enforced_in_base_mode,
     capability_statement_declares_profiles_and_validate,
+    validate_an_instance_for_update,
+    validate_an_instance_for_create,
+    validate_an_instance_for_delete,
+    validate_an_instance_refuses_what_it_cannot_check,
+    validate_mode_update_at_type_level_names_the_resource_by_its_id,
 );
 
 const ONTARIO_PATIENT: &str =
@@ -108,9 +113,13 @@ async fn validate_a_parameters_resource_with_a_profile(app: &TestApp) {
     assert_eq!(unknown_profile.status, StatusCode::OK);
     assert!(!errors_at(&unknown_profile).is_empty(), "{}", unknown_profile.text());
 
+    // A delete needs an instance; an unknown mode is refused.
     app.post("/fhir/$validate", &parameters(None, "delete"))
         .await
-        .assert_outcome(StatusCode::BAD_REQUEST, "not-supported");
+        .assert_outcome(StatusCode::BAD_REQUEST, "invalid");
+    app.post("/fhir/Patient/$validate", &parameters(None, "remove"))
+        .await
+        .assert_outcome(StatusCode::BAD_REQUEST, "invalid");
 }
 
 async fn validate_rejects_what_is_not_a_resource(app: &TestApp) {
@@ -257,15 +266,249 @@ async fn capability_statement_declares_profiles_and_validate(app: &TestApp) {
         "name": "validate",
         "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
     });
-    assert_eq!(rest["operation"], json!([validate]));
+    assert_eq!(rest["operation"][0]["name"], "validate");
+    assert_eq!(rest["operation"][0]["definition"], validate["definition"]);
     let resources = rest["resource"].as_array().unwrap();
     let patient = resources.iter().find(|resource| resource["type"] == "Patient").unwrap();
     assert_eq!(patient["profile"], "http://hl7.org/fhir/StructureDefinition/Patient");
     assert_eq!(patient["supportedProfile"], json!([ONTARIO_PATIENT]));
-    assert_eq!(patient["operation"], json!([validate]));
+    assert_eq!(patient["operation"][0]["name"], "validate");
+    assert_eq!(patient["operation"][0]["definition"], validate["definition"]);
+    let documentation = patient["operation"][0]["documentation"].as_str().unwrap();
+    assert!(documentation.contains("POST [base]/[type]/[id]/$validate"), "{documentation}");
     let with_profiles =
         resources.iter().filter(|resource| resource.get("supportedProfile").is_some()).count();
     assert_eq!(with_profiles, 8);
+}
+
+/// The diagnostics of every issue of `severity`.
+fn diagnostics(response: &TestResponse, severity: &str) -> Vec<String> {
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    let outcome = response.json();
+    assert_eq!(outcome["resourceType"], "OperationOutcome", "{outcome}");
+    outcome["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|issue| issue["severity"] == severity)
+        .map(|issue| issue["diagnostics"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A Parameters of `$validate` with these parts (`resource` and `mode` when given).
+fn validate_parameters(resource: Option<&Value>, mode: Option<&str>) -> String {
+    let mut parts = Vec::new();
+    if let Some(resource) = resource {
+        parts.push(json!({"name": "resource", "resource": resource}));
+    }
+    if let Some(mode) = mode {
+        parts.push(json!({"name": "mode", "valueCode": mode}));
+    }
+    json!({"resourceType": "Parameters", "parameter": parts}).to_string()
+}
+
+/// The number of versions of `Patient/id` in its history.
+async fn versions(app: &TestApp, id: &str) -> usize {
+    let history = app.get(&format!("/fhir/Patient/{id}/_history")).await.json();
+    history["entry"].as_array().map_or(0, Vec::len)
+}
+
+/// Mode update at instance level: the resource's id must be the URL's and the resource must exist (update as
+/// create is off here); an update that changes nothing, or brings a deleted resource back, is said so.
+/// Nothing is written.
+async fn validate_an_instance_for_update(app: &TestApp) {
+    let id = app.create("Patient", PATIENT_WITHOUT_MRN).await;
+    let url = format!("/fhir/Patient/{id}/$validate");
+    let mut patient = app.get(&format!("/fhir/Patient/{id}")).await.json();
+
+    let same = app.post(&format!("{url}?mode=update"), &patient.to_string()).await;
+    assert!(errors_at(&same).is_empty(), "{}", same.text());
+    let information = diagnostics(&same, "information");
+    assert!(information.iter().any(|text| text.contains("change nothing")), "{information:?}");
+
+    patient["gender"] = json!("male");
+    let changed = app.post(&url, &validate_parameters(Some(&patient), Some("update"))).await;
+    assert!(errors_at(&changed).is_empty(), "{}", changed.text());
+    assert!(
+        diagnostics(&changed, "information").iter().all(|text| !text.contains("change nothing")),
+        "{}",
+        changed.text()
+    );
+
+    patient["id"] = json!("another-id");
+    let mismatch = app.post(&format!("{url}?mode=update"), &patient.to_string()).await;
+    assert_eq!(errors_at(&mismatch), ["Patient.id"], "{}", mismatch.text());
+    assert!(mismatch.text().contains("another-id"), "{}", mismatch.text());
+
+    let without_id = app.post(&format!("{url}?mode=update"), PATIENT_WITHOUT_MRN).await;
+    assert_eq!(errors_at(&without_id), ["Patient.id"], "{}", without_id.text());
+
+    // Invalid content is reported with the update's own findings.
+    patient["id"] = json!(id);
+    patient["gender"] = json!("x");
+    let invalid = app.post(&format!("{url}?mode=update"), &patient.to_string()).await;
+    assert_eq!(errors_at(&invalid), ["Patient.gender"], "{}", invalid.text());
+
+    // An instance that does not exist cannot be updated with update as create off.
+    let mut unknown = patient.clone();
+    unknown["id"] = json!("no-such-patient");
+    unknown["gender"] = json!("female");
+    let missing =
+        app.post("/fhir/Patient/no-such-patient/$validate?mode=update", &unknown.to_string()).await;
+    let errors = diagnostics(&missing, "error");
+    assert_eq!(errors.len(), 1, "{}", missing.text());
+    assert!(errors[0].contains("does not exist"), "{errors:?}");
+
+    assert_eq!(app.delete(&format!("/fhir/Patient/{id}")).await.status, StatusCode::NO_CONTENT);
+    patient["gender"] = json!("female");
+    let deleted = app.post(&format!("{url}?mode=update"), &patient.to_string()).await;
+    assert!(errors_at(&deleted).is_empty(), "{}", deleted.text());
+    let information = diagnostics(&deleted, "information");
+    assert!(information.iter().any(|text| text.contains("bring it back")), "{information:?}");
+    assert_eq!(versions(app, &id).await, 2);
+}
+
+/// Mode create (and no mode) at instance level validate the content as the type level does: the URL's
+/// instance is not looked up, since a create assigns its own id.
+async fn validate_an_instance_for_create(app: &TestApp) {
+    let invalid: Value =
+        serde_json::from_str(r#"{"resourceType":"Patient","gender":"x","birthDate":"1970-13-01"}"#)
+            .unwrap();
+    let valid: Value = serde_json::from_str(PATIENT_WITHOUT_MRN).unwrap();
+    for url in ["/fhir/Patient/any-id/$validate", "/fhir/Patient/$validate"] {
+        let response = app.post(url, &validate_parameters(Some(&invalid), Some("create"))).await;
+        let mut errors = errors_at(&response);
+        errors.sort();
+        assert_eq!(errors, ["Patient.birthDate", "Patient.gender"], "{}", response.text());
+        let response = app.post(&format!("{url}?mode=create"), &valid.to_string()).await;
+        assert!(
+            issues(&response).iter().all(|(severity, _)| severity == "information"),
+            "{}",
+            response.text()
+        );
+        let no_mode = app.post(url, &valid.to_string()).await;
+        assert!(errors_at(&no_mode).is_empty(), "{}", no_mode.text());
+        let mut with_id = valid.clone();
+        with_id["id"] = json!("chosen");
+        let ignored = app.post(&format!("{url}?mode=create"), &with_id.to_string()).await;
+        assert!(errors_at(&ignored).is_empty(), "{}", ignored.text());
+        let information = diagnostics(&ignored, "information");
+        assert!(
+            information.iter().any(|text| text.contains("ignores the resource's id")),
+            "{information:?}"
+        );
+    }
+    let history = app.get("/fhir/Patient/_history").await.json();
+    assert!(history.get("entry").is_none(), "{history}");
+}
+
+/// Mode delete: no resource is needed (the URL's mode, or a Parameters without one); a live or deleted
+/// resource may be deleted; an unknown one is 404.
+async fn validate_an_instance_for_delete(app: &TestApp) {
+    let id = app.create("Patient", PATIENT_WITHOUT_MRN).await;
+    let url = format!("/fhir/Patient/{id}/$validate");
+    let live = app.request(Method::POST, &format!("{url}?mode=delete"), &[], "").await;
+    assert_eq!(diagnostics(&live, "information"), [format!("Patient/{id} may be deleted")]);
+    let by_parameters = app.post(&url, &validate_parameters(None, Some("delete"))).await;
+    assert_eq!(diagnostics(&by_parameters, "information").len(), 1, "{}", by_parameters.text());
+    // The content of a delete is ignored, as R4 says.
+    let with_body =
+        app.post(&format!("{url}?mode=delete"), r#"{"resourceType":"Patient","gender":"x"}"#).await;
+    assert!(errors_at(&with_body).is_empty(), "{}", with_body.text());
+    assert_eq!(versions(app, &id).await, 1);
+
+    assert_eq!(app.delete(&format!("/fhir/Patient/{id}")).await.status, StatusCode::NO_CONTENT);
+    let deleted = app.post(&format!("{url}?mode=delete"), "").await;
+    let information = diagnostics(&deleted, "information");
+    assert!(information[0].contains("already deleted"), "{information:?}");
+
+    app.post("/fhir/Patient/no-such-patient/$validate?mode=delete", "")
+        .await
+        .assert_outcome(StatusCode::NOT_FOUND, "not-found");
+    app.post("/fhir/Patient/$validate?mode=delete", "")
+        .await
+        .assert_outcome(StatusCode::BAD_REQUEST, "invalid");
+}
+
+/// What the instance level cannot validate is an error: a resource of another type, an unknown type, no
+/// resource, an unknown mode, two modes that disagree, mode profile without a profile; GET is not allowed.
+async fn validate_an_instance_refuses_what_it_cannot_check(app: &TestApp) {
+    let id = app.create("Patient", PATIENT_WITHOUT_MRN).await;
+    let url = format!("/fhir/Patient/{id}/$validate");
+    app.post(&url, r#"{"resourceType":"Organization","name":"Hospital"}"#)
+        .await
+        .assert_outcome(StatusCode::BAD_REQUEST, "invalid");
+    app.post(&format!("/fhir/Unknown/{id}/$validate"), PATIENT_WITHOUT_MRN)
+        .await
+        .assert_outcome(StatusCode::NOT_FOUND, "not-supported");
+    app.post(&url, "").await.assert_outcome(StatusCode::BAD_REQUEST, "invalid");
+    app.post(&format!("{url}?mode=update"), &validate_parameters(None, Some("update")))
+        .await
+        .assert_outcome(StatusCode::BAD_REQUEST, "invalid");
+    app.post(&format!("{url}?mode=erase"), PATIENT_WITHOUT_MRN)
+        .await
+        .assert_outcome(StatusCode::BAD_REQUEST, "invalid");
+    let patient: Value = serde_json::from_str(PATIENT_WITHOUT_MRN).unwrap();
+    app.post(&format!("{url}?mode=create"), &validate_parameters(Some(&patient), Some("update")))
+        .await
+        .assert_outcome(StatusCode::BAD_REQUEST, "invalid");
+    app.post(&format!("{url}?mode=profile"), PATIENT_WITHOUT_MRN)
+        .await
+        .assert_outcome(StatusCode::BAD_REQUEST, "invalid");
+    let with_profile = app
+        .post(&format!("{url}?mode=profile&profile={ONTARIO_PATIENT}"), PATIENT_WITHOUT_MRN)
+        .await;
+    assert!(errors_at(&with_profile).iter().any(|at| at == "Patient"), "{}", with_profile.text());
+    app.post("/fhir/Patient/not%20an%20id/$validate", PATIENT_WITHOUT_MRN)
+        .await
+        .assert_outcome(StatusCode::BAD_REQUEST, "invalid");
+    app.get(&url).await.assert_outcome(StatusCode::METHOD_NOT_ALLOWED, "not-supported");
+    app.get("/fhir/Patient/$validate")
+        .await
+        .assert_outcome(StatusCode::METHOD_NOT_ALLOWED, "not-supported");
+}
+
+/// Mode update at type and system level checks the update of the resource its own id names.
+async fn validate_mode_update_at_type_level_names_the_resource_by_its_id(app: &TestApp) {
+    let id = app.create("Patient", PATIENT_WITHOUT_MRN).await;
+    let mut patient: Value = serde_json::from_str(PATIENT_WITHOUT_MRN).unwrap();
+    patient["id"] = json!(id);
+    patient["gender"] = json!("male");
+    for url in ["/fhir/Patient/$validate?mode=update", "/fhir/$validate?mode=update"] {
+        let existing = app.post(url, &patient.to_string()).await;
+        assert!(errors_at(&existing).is_empty(), "{}", existing.text());
+    }
+    patient["id"] = json!("no-such-patient");
+    let unknown = app.post("/fhir/Patient/$validate?mode=update", &patient.to_string()).await;
+    assert!(diagnostics(&unknown, "error")[0].contains("does not exist"), "{}", unknown.text());
+    let without_id = app.post("/fhir/$validate?mode=update", PATIENT_WITHOUT_MRN).await;
+    assert_eq!(errors_at(&without_id), ["Patient.id"], "{}", without_id.text());
+}
+
+mod update_create {
+    use serde_json::{Value, json};
+
+    use super::{PATIENT_WITHOUT_MRN, diagnostics, errors_at};
+    use crate::backend_tests;
+    use crate::helpers::TestApp;
+
+    backend_tests!(with cdr_interactions::EngineConfig { update_create: true, ..crate::helpers::engine_config() };
+        validate_update_of_an_unknown_id_would_create_it);
+
+    /// With update as create on, mode update of an instance that does not exist is no error.
+    async fn validate_update_of_an_unknown_id_would_create_it(app: &TestApp) {
+        let mut patient: Value = serde_json::from_str(PATIENT_WITHOUT_MRN).unwrap();
+        patient["id"] = json!("new-patient");
+        let response =
+            app.post("/fhir/Patient/new-patient/$validate?mode=update", &patient.to_string()).await;
+        assert!(errors_at(&response).is_empty(), "{}", response.text());
+        let information = diagnostics(&response, "information");
+        assert!(information.iter().any(|text| text.contains("would create it")), "{information:?}");
+        assert_eq!(
+            app.get("/fhir/Patient/new-patient").await.status,
+            axum::http::StatusCode::NOT_FOUND
+        );
+    }
 }
 
 mod strict {

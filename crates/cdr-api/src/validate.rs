@@ -1,7 +1,8 @@
-//! `POST [base]/[type]/$validate` and `POST [base]/$validate`: validation without storing.
+//! `POST [base]/$validate`, `POST [base]/[type]/$validate` and `POST [base]/[type]/[id]/$validate`: validation
+//! without storing (the engine's `validate_operation` says what each level and mode checks).
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::post;
@@ -15,21 +16,42 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/$validate", post(validate_any))
         .route("/{type}/$validate", post(validate_type))
+        .route("/{type}/{id}/$validate", post(validate_instance))
 }
 
 async fn validate_any(
     State(state): State<AppState>,
+    RawQuery(query): RawQuery,
     FhirBody(body): FhirBody,
 ) -> Result<Response, ApiError> {
-    let outcome = state.engine.validate_operation(None, &body).await?;
-    Ok(fhir_json(StatusCode::OK, outcome.to_json().to_string()))
+    validate(&state, None, None, query.as_deref(), &body).await
 }
 
 async fn validate_type(
     State(state): State<AppState>,
     FhirPath(type_name): FhirPath<String>,
+    RawQuery(query): RawQuery,
     FhirBody(body): FhirBody,
 ) -> Result<Response, ApiError> {
-    let outcome = state.engine.validate_operation(Some(&type_name), &body).await?;
+    validate(&state, Some(&type_name), None, query.as_deref(), &body).await
+}
+
+async fn validate_instance(
+    State(state): State<AppState>,
+    FhirPath((type_name, id)): FhirPath<(String, String)>,
+    RawQuery(query): RawQuery,
+    FhirBody(body): FhirBody,
+) -> Result<Response, ApiError> {
+    validate(&state, Some(&type_name), Some(&id), query.as_deref(), &body).await
+}
+
+async fn validate(
+    state: &AppState,
+    type_name: Option<&str>,
+    id: Option<&str>,
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let outcome = state.engine.validate_operation(type_name, id, query, body).await?;
     Ok(fhir_json(StatusCode::OK, outcome.to_json().to_string()))
 }

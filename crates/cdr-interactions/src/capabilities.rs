@@ -28,7 +28,18 @@ impl Engine {
     pub fn capabilities(&self, base: &str) -> Value {
         let interactions: Vec<Value> =
             TYPE_INTERACTIONS.iter().map(|code| json!({ "code": code })).collect();
-        let validate_operation = json!({ "name": "validate", "definition": VALIDATE_DEFINITION });
+        // R4's CapabilityStatement has no level per operation: Resource-validate declares all three, and the
+        // documentation says which this server answers.
+        let validate_operation = json!({
+            "name": "validate",
+            "definition": VALIDATE_DEFINITION,
+            "documentation": "POST [base]/[type]/$validate and POST [base]/[type]/[id]/$validate (instance level): the resource as the body, or a Parameters with resource, mode and profile; mode and profile may also be URL parameters. mode create, update (the resource's id is the URL's and the resource must exist unless update as create is on) or delete (instance level; no resource needed), and profile. The answer is 200 with an OperationOutcome whenever the validation ran.",
+        });
+        let system_validate = json!({
+            "name": "validate",
+            "definition": VALIDATE_DEFINITION,
+            "documentation": "POST [base]/$validate: the resource's own type; modes as at type level.",
+        });
         let resources: Vec<Value> = SERVED_TYPES
             .into_iter()
             .map(|resource_type| {
@@ -82,7 +93,7 @@ impl Engine {
                     { "code": "history-system" },
                     { "code": "search-system" }
                 ],
-                "operation": [validate_operation],
+                "operation": [system_validate],
             }],
         })
     }

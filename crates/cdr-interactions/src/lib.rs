@@ -22,6 +22,7 @@ mod shape;
 mod summary_elements;
 mod terminology;
 mod validate;
+mod validate_operation;
 mod write;
 
 #[cfg(test)]

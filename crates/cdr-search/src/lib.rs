@@ -21,6 +21,7 @@ mod geo;
 mod index;
 mod normalize;
 mod number;
+mod overlay;
 mod parser;
 mod registry;
 

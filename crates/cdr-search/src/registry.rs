@@ -1,6 +1,7 @@
 //! The SearchParameter registry: which parameters each resource type has.
 //!
-//! The official R4 definitions (`data/search-parameters.json`, CC0) are compiled in.
+//! The official R4 definitions (`data/search-parameters.json`, CC0) are compiled in, with the corrections of
+//! `data/overlay.json` applied over them (`overlay.rs`: a few published definitions are wrong).
 //! Extra definitions (custom SearchParameters from `profiles/`) are handed in as JSON text; a definition with the
 //! same base type and code as an official one replaces it.
 //!
@@ -121,6 +122,10 @@ pub enum RegistryError {
     /// A base or target names no R4 resource type.
     #[error("search parameter '{url}': unknown resource type '{value}'")]
     UnknownResourceType { url: String, value: String },
+    /// A correction of `data/overlay.json` (named by its SearchParameter url, or by the file when the overlay
+    /// itself is malformed) does not apply to the official definitions.
+    #[error("search parameter correction {url}: {message}")]
+    Overlay { url: String, message: String },
     /// A modifier or comparator is not an R4 code.
     #[error("search parameter '{url}': unknown {element} '{value}'")]
     UnknownCode { url: String, element: &'static str, value: String },
@@ -208,7 +213,7 @@ impl SearchParamDef {
 }
 
 impl SearchParamRegistry {
-    /// The official R4 search parameters only.
+    /// The official R4 search parameters only (with the corrections of `data/overlay.json`).
     ///
     /// # Errors
     /// Never for the vendored bundle; the `Result` guards the parsing code shared with [`Self::with_extra`].
@@ -228,8 +233,9 @@ impl SearchParamRegistry {
             by_type_and_code: HashMap::new(),
             common_codes: Vec::new(),
         };
-        let official: Value = serde_json::from_str(R4_SEARCH_PARAMETERS)
+        let mut official: Value = serde_json::from_str(R4_SEARCH_PARAMETERS)
             .map_err(|error| RegistryError::Json { index: 0, message: error.to_string() })?;
+        crate::overlay::apply(&mut official)?;
         registry.add_json(&official, 0)?;
         for (index, text) in extra.iter().enumerate() {
             let json: Value = serde_json::from_str(text).map_err(|error| RegistryError::Json {

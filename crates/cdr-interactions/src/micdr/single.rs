@@ -76,6 +76,19 @@ impl Engine {
         lifecycle::check_transition(&stored, &Value::Object(resource.json().clone()))
     }
 
+    /// The references of `resource` that must resolve do, checked in a transaction of their own that writes
+    /// nothing (for `$validate`).
+    pub(crate) async fn check_single_references(
+        &self,
+        resource: &Resource,
+    ) -> Result<(), InteractionError> {
+        if !self.config.contribution_rules {
+            return Ok(());
+        }
+        let mut tx = self.store.begin().await?;
+        check_references(&mut tx, resource).await
+    }
+
     /// After a single write of `written` inside its transaction: its references must resolve, and its
     /// index entry is written (`base`: the FHIR base of the attachment URL). A deletion marks the entry.
     pub(crate) async fn after_single_write(
