@@ -1,5 +1,5 @@
 //! Profile validation: `$validate` (raw resource and Parameters), 422 on invalid creates and updates
-//! (narrative entities and reference grammar among them), and the three validation modes (base, the default here; strict; off).
+//! (narrative entities, reference grammar and extension contexts among them), and the three validation modes (base, the default here; strict; off).
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -15,6 +15,7 @@ backend_tests!(
     invalid_update_is_unprocessable,
     narrative_entities_are_xml_own_or_numeric,
     malformed_references_are_unprocessable,
+    extensions_outside_their_context_are_unprocessable,
     malformed_json_is_still_a_bad_request,
     declared_profiles_are_enforced_in_base_mode,
     capability_statement_declares_profiles_and_validate,
@@ -187,6 +188,34 @@ async fn narrative_entities_are_xml_own_or_numeric(app: &TestApp) {
 
 /// A literal reference follows R4's grammar (`[type]/[id]`, `…/_history/[vid]`, absolute URL, `#id`, `urn:`);
 /// a malformed one is refused at its `reference` element and nothing is stored.
+/// R4's `humanname-mothers-family` has the context `HumanName.family`: on the family name it is stored, on the
+/// name itself it is a 422 at the extension.
+async fn extensions_outside_their_context_are_unprocessable(app: &TestApp) {
+    let mothers_family = json!({
+        "url": "http://hl7.org/fhir/StructureDefinition/humanname-mothers-family",
+        "valueString": "Lopez",
+    });
+    let on_family = json!({
+        "resourceType": "Patient",
+        "name": [{"family": "Moreno Lopez", "_family": {"extension": [mothers_family]}}],
+    });
+    let response = app.post("/fhir/Patient", &on_family.to_string()).await;
+    assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
+
+    let on_name = json!({
+        "resourceType": "Patient",
+        "name": [{"extension": [mothers_family], "family": "Moreno Lopez"}],
+    });
+    let response = app.post("/fhir/Patient", &on_name.to_string()).await;
+    assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", response.text());
+    assert_eq!(errors_at(&response), ["Patient.name[0].extension[0]"], "{}", response.text());
+    assert!(
+        response.text().contains("is not allowed to be used at this point"),
+        "{}",
+        response.text()
+    );
+}
+
 async fn malformed_references_are_unprocessable(app: &TestApp) {
     let organization =
         app.create("Organization", r#"{"resourceType":"Organization","name":"x"}"#).await;
