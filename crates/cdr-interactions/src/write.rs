@@ -12,6 +12,7 @@ use cdr_search::{IndexEntry, SearchParamRegistry, extract};
 use cdr_store::{LiveBody, NewVersion, Store, StoreError, StoreTx, StoredVersion, WriteMethod};
 use serde_json::Value;
 
+use crate::bundle::refuse_outside_bundle;
 use crate::conditional::parse_criteria;
 use crate::terminology::expand_terminology;
 use crate::{Engine, InteractionError, VersionedResource, parse_id};
@@ -90,6 +91,7 @@ impl Engine {
     ) -> Result<WriteOutcome, InteractionError> {
         let resource_type = self.served_type(type_name)?;
         let resource = parse_body(resource_type, body)?;
+        refuse_outside_bundle(&resource)?;
         self.check_submission(&resource, true, if_none_exist.is_some()).await?;
         let resource = self.check_for_write(resource).await?;
         let mut tx = self.store.begin().await?;
@@ -141,6 +143,7 @@ impl Engine {
         let id = parse_id(id)?;
         let resource = parse_body(resource_type, body)?;
         check_update_id(&resource, &id)?;
+        refuse_outside_bundle(&resource)?;
         self.check_submission(&resource, false, true).await?;
         let resource = self.check_for_write(resource).await?;
         let mut tx = self.store.begin().await?;
@@ -166,6 +169,7 @@ impl Engine {
     ) -> Result<WriteOutcome, InteractionError> {
         let resource_type = self.served_type(type_name)?;
         let resource = parse_body(resource_type, body)?;
+        refuse_outside_bundle(&resource)?;
         self.check_submission(&resource, true, true).await?;
         let resource = self.check_for_write(resource).await?;
         let mut tx = self.store.begin().await?;
