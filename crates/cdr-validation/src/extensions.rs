@@ -7,14 +7,21 @@
 //! `Patient`). An `element` context allows the extension when it is `Element` or `Any`, equals one of those
 //! paths, or equals one of them with its first segment replaced by a type it derives from (`DomainResource`
 //! for `Patient`, `Resource` for `Bundle`, `Quantity` for `Age`). An `extension` context allows it inside an
-//! extension with that url. A `fhirpath` context is accepted without evaluation (no R4 core, CA Baseline or
-//! Ontario definition uses one). Extensions on `ElementDefinition.example.value`, `.pattern[x]` and
-//! `.fixed[x]` are always allowed, as there. Any other use is an error.
+//! extension with that url. A `fhirpath` context allows it on the elements its expression selects, evaluated
+//! once the walk is done with the enclosing resource as focus (and `%resource`, `%rootResource`), as there; an
+//! expression that does not parse or evaluate gives an information issue and no error. Extensions on
+//! `ElementDefinition.example.value`, `.pattern[x]` and `.fixed[x]` are always allowed, as there. Any other use
+//! is an error.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
+use cdr_fhirpath::{Collection, EvaluationContext, Expression, Item};
 use cdr_model::{IssueSeverity, IssueType};
+use serde_json::Value;
 
+use crate::invariants::{address, typed_items};
+use crate::report::ValidationIssue;
 use crate::structure::{CompiledSd, ContextKind};
 use crate::validator::Walker;
 
@@ -45,6 +52,21 @@ pub(crate) struct Frame {
     pub(crate) type_code: String,
     /// For an Extension item, its `url`.
     pub(crate) url: Option<String>,
+    /// For a primitive item (whose `_x` part is walked), the address of its value, if it has one.
+    pub(crate) primitive: Option<Option<usize>>,
+}
+
+/// An extension allowed only by `fhirpath` contexts, whose expressions are evaluated after the walk.
+pub(crate) struct PendingContext {
+    /// The address of the node holding the extension (a JSON object, or a primitive's value).
+    container: usize,
+    /// Addresses of the nearest enclosing resource and of the resource containing it.
+    resource: usize,
+    root_resource: usize,
+    expressions: Vec<String>,
+    location: String,
+    /// The error, when no expression selects the container.
+    message: String,
 }
 
 impl Walker<'_> {
@@ -68,13 +90,17 @@ impl Walker<'_> {
             .filter(|_| is_root(holder(&sd.elements[idx].path)))
             .and_then(|frame| frame.url.as_deref().filter(|_| frame.type_code == "Extension"));
         let mut allowed = Vec::with_capacity(definition.contexts.len());
+        let mut expressions = Vec::new();
         for (position, context) in definition.contexts.iter().enumerate() {
             let expression =
                 corrected_context(&definition.url, position).unwrap_or(context.expression.as_str());
             let (prefix, ok) = match context.kind {
                 ContextKind::Element => ("e", self.element_context_allows(expression, &paths)),
                 ContextKind::Extension => ("x", container_url == Some(expression)),
-                ContextKind::Fhirpath => ("p", true),
+                ContextKind::Fhirpath => {
+                    expressions.push(expression.to_owned());
+                    ("p", false)
+                }
             };
             if ok {
                 return;
@@ -87,7 +113,89 @@ impl Walker<'_> {
             paths.join(", "),
             allowed.join(", ")
         );
-        self.issue(IssueSeverity::Error, IssueType::Structure, message);
+        if expressions.is_empty() {
+            return self.issue(IssueSeverity::Error, IssueType::Structure, message);
+        }
+        let container = match self.outer.last() {
+            Some(Frame { primitive: Some(value), .. })
+                if is_root(holder(&sd.elements[idx].path)) =>
+            {
+                *value
+            }
+            _ => self.objects.last().copied(),
+        };
+        // A primitive with no value is selected by no FHIRPath result that could be told apart: accepted.
+        let Some(container) = container else { return };
+        let (resource, root_resource) = self.resources.last().copied().unwrap_or((0, 0));
+        let location = self.location();
+        self.pending_contexts.push(PendingContext {
+            container,
+            resource,
+            root_resource,
+            expressions,
+            location,
+            message,
+        });
+    }
+
+    /// Evaluates the `fhirpath` contexts of the extensions noted during the walk of `root`: an extension is
+    /// allowed when one of its expressions, evaluated on the enclosing resource, selects the node holding it.
+    pub(crate) fn evaluate_extension_contexts(&mut self, root: &Value) {
+        let pending = std::mem::take(&mut self.pending_contexts);
+        if pending.is_empty() {
+            return;
+        }
+        let wanted: HashSet<usize> =
+            pending.iter().flat_map(|noted| [noted.resource, noted.root_resource]).collect();
+        let items = typed_items(root, &wanted);
+        for noted in pending {
+            let Some(resource) = items.get(&noted.resource) else { continue };
+            let mut context = EvaluationContext::new();
+            if let Some(json) = resource.json() {
+                context = context.with_resource(json);
+            }
+            if let Some(json) = items.get(&noted.root_resource).and_then(Item::json) {
+                context = context.with_root_resource(json);
+            }
+            let mut failure = None;
+            let mut selected = false;
+            for text in &noted.expressions {
+                let focus = Collection::from_items(vec![resource.clone()]);
+                let result = Expression::parse(text).map_err(|error| error.to_string()).and_then(
+                    |expression| {
+                        expression
+                            .evaluate_items(focus, &context)
+                            .map_err(|error| error.to_string())
+                    },
+                );
+                match result {
+                    Ok(result) => {
+                        selected = result.iter().any(|item| {
+                            item.json().is_some_and(|json| is_node(json, noted.container))
+                        });
+                        if selected {
+                            break;
+                        }
+                    }
+                    Err(error) => failure = Some(format!("{text}: {error}")),
+                }
+            }
+            let (severity, code, message) = match (selected, failure) {
+                (true, _) => continue,
+                (false, Some(error)) => (
+                    IssueSeverity::Information,
+                    IssueType::Informational,
+                    format!("extension context not evaluated: {error}"),
+                ),
+                (false, None) => (IssueSeverity::Error, IssueType::Structure, noted.message),
+            };
+            self.issues.push(ValidationIssue {
+                severity,
+                code,
+                expression: noted.location,
+                message,
+            });
+        }
     }
 
     /// Whether an `element` context names one of the holder's paths, directly or through a base type of
@@ -193,6 +301,12 @@ impl Walker<'_> {
         }
         paths
     }
+}
+
+/// Whether `json` is the node at `container`: the value itself, or the object inside it.
+fn is_node(json: &Value, container: usize) -> bool {
+    address(json) == container
+        || json.as_object().is_some_and(|object| std::ptr::from_ref(object) as usize == container)
 }
 
 /// The context used for the context at `position` of the extension `url`, when the HL7 validator corrects it.

@@ -165,7 +165,10 @@ static CHILDREN: LazyLock<Option<Expression>> =
 
 /// Every node of `root` (itself included) as an item typed by the FHIR model, by address; only the
 /// addresses in `wanted` are kept.
-fn typed_items<'v>(root: &'v Value, wanted: &HashSet<usize>) -> HashMap<usize, Item<'v>> {
+pub(crate) fn typed_items<'v>(
+    root: &'v Value,
+    wanted: &HashSet<usize>,
+) -> HashMap<usize, Item<'v>> {
     let mut found = HashMap::with_capacity(wanted.len());
     let (Some(this), Some(children)) = (THIS.as_ref(), CHILDREN.as_ref()) else { return found };
     let context = EvaluationContext::new();

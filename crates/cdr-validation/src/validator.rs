@@ -7,7 +7,7 @@ use std::sync::Arc;
 use cdr_model::{IssueSeverity, IssueType};
 use serde_json::{Map, Value};
 
-use crate::extensions::Frame;
+use crate::extensions::{Frame, PendingContext};
 use crate::invariants::{Pending, address};
 use crate::limits;
 use crate::primitives;
@@ -38,6 +38,7 @@ pub fn validate(
         Value::Object(object) => {
             walker.resource(resource, object, extra_profile_urls, true, false);
             walker.evaluate_invariants(resource);
+            walker.evaluate_extension_contexts(resource);
         }
         other => walker.issue(
             IssueSeverity::Error,
@@ -62,6 +63,10 @@ pub(crate) struct Walker<'a> {
     pub(crate) outer: Vec<Frame>,
     /// Items whose invariants are evaluated once the walk is done.
     pub(crate) pending: Vec<Pending>,
+    /// Extensions whose `fhirpath` contexts are evaluated once the walk is done.
+    pub(crate) pending_contexts: Vec<PendingContext>,
+    /// Addresses of the JSON objects being walked, innermost last.
+    pub(crate) objects: Vec<usize>,
     /// Addresses of the resources being walked and of the resources containing them.
     pub(crate) resources: Vec<(usize, usize)>,
 }
@@ -86,6 +91,8 @@ impl<'a> Walker<'a> {
             depth: 0,
             outer: Vec::new(),
             pending: Vec::new(),
+            pending_contexts: Vec::new(),
+            objects: Vec::new(),
             resources: Vec::new(),
         }
     }
@@ -212,6 +219,7 @@ impl<'a> Walker<'a> {
             );
         }
         self.depth += 1;
+        self.objects.push(std::ptr::from_ref(object) as usize);
         let children = sd.children_of(idx);
         let is_resource_root = idx == 0 && sd.kind == SdKind::Resource;
         for key in object.keys() {
@@ -239,6 +247,7 @@ impl<'a> Walker<'a> {
                 Some(_) => self.choice(sd, child, object),
             }
         }
+        self.objects.pop();
         self.depth -= 1;
     }
 
@@ -549,6 +558,7 @@ impl<'a> Walker<'a> {
             idx,
             type_code: type_ref.code.clone(),
             url: url.filter(|_| type_ref.code == "Extension").map(str::to_owned),
+            primitive: None,
         });
         self.object(&type_sd, 0, object);
         self.outer.pop();
@@ -607,7 +617,8 @@ impl<'a> Walker<'a> {
             };
             if let Ok(element_sd) = self.set.compiled(&format!("{HL7_SD}Element")) {
                 let type_code = code.to_owned();
-                self.outer.push(Frame { sd: sd.clone(), idx, type_code, url: None });
+                let primitive = Some(value.map(address));
+                self.outer.push(Frame { sd: sd.clone(), idx, type_code, url: None, primitive });
                 self.object(&element_sd, 0, object);
                 self.outer.pop();
             }
