@@ -77,7 +77,17 @@ impl Walker<'_> {
         idx: usize,
         definition: &CompiledSd,
     ) {
-        if definition.contexts.is_empty() {
+        let anywhere = |position: usize, expression: &str| {
+            matches!(
+                corrected_context(&definition.url, position).unwrap_or(expression),
+                "Element" | "Any"
+            )
+        };
+        if definition.contexts.is_empty()
+            || definition.contexts.iter().enumerate().any(|(position, context)| {
+                context.kind == ContextKind::Element && anywhere(position, &context.expression)
+            })
+        {
             return;
         }
         let paths = self.holder_paths(sd, idx);
@@ -198,12 +208,9 @@ impl Walker<'_> {
         }
     }
 
-    /// Whether an `element` context names one of the holder's paths, directly or through a base type of
-    /// the path's first segment.
+    /// Whether an `element` context (other than `Element` and `Any`, which allow any element) names one of the
+    /// holder's paths, directly or through a base type of the path's first segment.
     fn element_context_allows(&self, expression: &str, paths: &[String]) -> bool {
-        if matches!(expression, "Element" | "Any") {
-            return true;
-        }
         paths.iter().any(|path| {
             if path == expression {
                 return true;
