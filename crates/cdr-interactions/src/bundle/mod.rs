@@ -20,7 +20,7 @@ use serde_json::Value;
 pub(crate) use self::contribution::address;
 use self::entry::{Entry, Method, Target};
 pub use self::job::{JobRemoval, JobRenderer, JobRequest, JobRun, JobStatus};
-pub(crate) use self::references::{refuse_outside_bundle, rewrite};
+pub(crate) use self::references::{conditional, rewrite};
 use self::transaction::Record;
 use crate::{Engine, Handling, InteractionError, VersionedResource, WriteOutcome};
 

@@ -1,12 +1,8 @@
 //! The references of a resource in a Bundle, found and rewritten in place: `Reference.reference` wherever it
 //! occurs (extensions and contained resources included), `Attachment.url`, and links in the narrative
-//! (R4 bundle.html#references, http.html#trules); and the refusal of the references only a transaction resolves
-//! from a single write (`refuse_outside_bundle`).
+//! (R4 bundle.html#references, http.html#trules).
 
-use cdr_model::{Issue, IssueType, OperationOutcome, Resource};
 use serde_json::Value;
-
-use crate::InteractionError;
 
 /// Calls `visit` with every `reference` string of `value` and its location (`subject`,
 /// `contained[0].subject`, …), replacing the string when `visit` returns a new one; stops at the first
@@ -96,40 +92,6 @@ fn rewrite_links(div: &str, other: &impl Fn(&str) -> Option<String>) -> Option<S
     }
     result.push_str(rest);
     changed.then_some(result)
-}
-
-/// Refuses a resource of a single create, update or patch that holds a reference only a transaction Bundle gives
-/// meaning to (R4 references.html, http.html#trules, bundle.html#references): `urn:uuid:` and `urn:oid:` (the
-/// `fullUrl` of another entry) and conditional references (`Patient?identifier=system|value`), which a transaction
-/// resolves to `Type/id` before it writes. A single request has no Bundle to resolve them in, and stored as
-/// written they would point nowhere: a 422 at the first one, named as the reference errors of the validator
-/// name theirs (`Observation.subject.reference`). Bundle entries never get here: their references are resolved
-/// by the transaction.
-pub(crate) fn refuse_outside_bundle(resource: &Resource) -> Result<(), InteractionError> {
-    let type_name = resource.resource_type();
-    let mut json = Value::Object(resource.json().clone());
-    rewrite(
-        &mut json,
-        &mut |reference: &str, path: &str| {
-            let kind = if reference.starts_with("urn:uuid:") || reference.starts_with("urn:oid:") {
-                "names an entry of a transaction Bundle"
-            } else if conditional(reference).is_some() {
-                "is a conditional reference, which a transaction Bundle resolves"
-            } else {
-                return Ok(None);
-            };
-            Err(InteractionError::Unprocessable(OperationOutcome::single(
-                Issue::error(
-                    IssueType::Value,
-                    format!(
-                        "'{reference}' {kind}: a single create, update or patch has no Bundle to resolve it in (refer by Type/id, an absolute URL or Reference.identifier, or send a transaction)"
-                    ),
-                )
-                .at(format!("{type_name}.{path}")),
-            )))
-        },
-        &|_| None,
-    )
 }
 
 /// Whether a reference is conditional (`Patient?identifier=…`), and then its type name and criteria.

@@ -9,7 +9,7 @@
 //! - every reference to a Patient, Practitioner, Organization or ServiceRequest, and an addendum's reference to
 //!   its report, is a `Type/id` reference to a live resource (422 `not-found` naming the element; `urn:uuid:`
 //!   and conditional references are refused from every single write, in every mode, before:
-//!   `bundle::refuse_outside_bundle`);
+//!   `write::refuse_outside_bundle`);
 //! - a DiagnosticReport update follows the report lifecycle (`lifecycle.rs`);
 //! - ServiceRequests, ImagingStudies and DiagnosticReports get their index entry (`index_entry.rs`), in the
 //!   same transaction.

@@ -18,8 +18,7 @@ use cdr_model::{Issue, IssueType, LogicalId, OperationOutcome, Resource, Resourc
 use cdr_store::{StoreError, StoreTx, WriteMethod};
 use serde_json::Value;
 
-use crate::bundle::refuse_outside_bundle;
-use crate::write::{check_structure, multiple_matches, write_version};
+use crate::write::{check_structure, multiple_matches, refuse_outside_bundle, write_version};
 use crate::{Engine, InteractionError, Precondition, ResourceLimits, VersionedResource, parse_id};
 
 pub use crate::patch::fhirpath::FhirPathPatch;
