@@ -497,12 +497,18 @@ async fn single_requests_follow_the_contribution_rules(app: &TestApp) {
     response.assert_outcome(StatusCode::BAD_REQUEST, "invalid");
     assert_eq!(expression(&response), "id");
     // References must name live resources of the repository.
-    for subject in ["Patient/not-here", PATIENT_URL, "Patient?identifier=x|y"] {
+    let mut unresolved = body.clone();
+    unresolved["subject"]["reference"] = json!("Patient/not-here");
+    let response = app.send(post(&if_none_exist, &unresolved)).await;
+    response.assert_outcome(StatusCode::UNPROCESSABLE_ENTITY, "not-found");
+    assert_eq!(expression(&response), "ServiceRequest.subject");
+    // References only a Bundle resolves are refused from every single write.
+    for subject in [PATIENT_URL, "Patient?identifier=x|y"] {
         let mut unresolved = body.clone();
         unresolved["subject"]["reference"] = json!(subject);
         let response = app.send(post(&if_none_exist, &unresolved)).await;
-        response.assert_outcome(StatusCode::UNPROCESSABLE_ENTITY, "not-found");
-        assert_eq!(expression(&response), "ServiceRequest.subject", "{subject}");
+        response.assert_outcome(StatusCode::UNPROCESSABLE_ENTITY, "value");
+        assert_eq!(expression(&response), "ServiceRequest.subject.reference", "{subject}");
     }
     // A conditional create is stored with its index entry, and found again.
     let created = app.send(post(&if_none_exist, &body)).await;

@@ -13,6 +13,7 @@ backend_tests!(
     fhirpath_patch_operations,
     fhirpath_patch_with_a_complex_value,
     patched_resources_are_validated,
+    patched_references_only_a_bundle_resolves_are_refused,
     patch_preconditions_and_missing_resources,
     conditional_patch,
     patch_needs_a_patch_media_type,
@@ -261,6 +262,45 @@ async fn patched_resources_are_validated(app: &TestApp) {
     let current = app.get(&uri).await.json();
     assert_eq!(current["meta"]["versionId"], "1");
     assert_eq!(current["gender"], "male");
+}
+
+/// A patch result is a single update: a `urn:uuid:` or conditional reference it adds has no Bundle to resolve
+/// in (R4 http.html#trules), so it is a 422 at the reference, in either patch format, plain or conditional.
+async fn patched_references_only_a_bundle_resolves_are_refused(app: &TestApp) {
+    let organization =
+        app.create("Organization", r#"{"resourceType":"Organization","name":"x"}"#).await;
+    let id = app.create("Patient", PATIENT).await;
+    let uri = format!("/fhir/Patient/{id}");
+    let add = |reference: &str| {
+        json!([{"op": "add", "path": "/managingOrganization", "value": {"reference": reference}}])
+            .to_string()
+    };
+    for reference in ["urn:uuid:0f5e2a7c-2a4e-4c1b-9d55-2b6f3c1e9a10", "Organization?name=x"] {
+        let response = app.patch(&uri, JSON_PATCH, &add(reference)).await;
+        response.assert_outcome(StatusCode::UNPROCESSABLE_ENTITY, "value");
+        assert_eq!(
+            response.json()["issue"][0]["expression"][0],
+            "Patient.managingOrganization.reference",
+            "{reference}"
+        );
+    }
+    let body = fhirpath_patch(&[json!([
+        part("type", "valueCode", json!("add")),
+        part("path", "valueString", json!("Patient")),
+        part("name", "valueString", json!("managingOrganization")),
+        part("value", "valueReference", json!({"reference": "urn:oid:1.2.36.1"})),
+    ])]);
+    app.patch(&uri, FHIR_JSON, &body)
+        .await
+        .assert_outcome(StatusCode::UNPROCESSABLE_ENTITY, "value");
+    let conditional = "/fhir/Patient?identifier=urn:oid:1.2.36.146.595.217.0.1|12345";
+    app.patch(conditional, JSON_PATCH, &add("Organization?name=x"))
+        .await
+        .assert_outcome(StatusCode::UNPROCESSABLE_ENTITY, "value");
+    // Nothing was written; a Type/id reference is.
+    assert_eq!(app.get(&uri).await.json()["meta"]["versionId"], "1");
+    let response = app.patch(&uri, JSON_PATCH, &add(&format!("Organization/{organization}"))).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
 }
 
 async fn patch_preconditions_and_missing_resources(app: &TestApp) {

@@ -1,5 +1,5 @@
 //! Profile validation: `$validate` (raw resource and Parameters), 422 on invalid creates and updates
-//! (narrative entities and reference grammar among them), and the three validation modes (base, the default here; strict; off).
+//! (narrative entities, reference grammar, references only a Bundle resolves and extension contexts among them), and the three validation modes (base, the default here; strict; off).
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -15,6 +15,8 @@ backend_tests!(
     invalid_update_is_unprocessable,
     narrative_entities_are_xml_own_or_numeric,
     malformed_references_are_unprocessable,
+    extensions_outside_their_context_are_unprocessable,
+    references_only_a_bundle_resolves_are_refused_on_single_writes,
     malformed_json_is_still_a_bad_request,
     declared_profiles_are_enforced_in_base_mode,
     capability_statement_declares_profiles_and_validate,
@@ -196,6 +198,132 @@ async fn narrative_entities_are_xml_own_or_numeric(app: &TestApp) {
 
 /// A literal reference follows R4's grammar (`[type]/[id]`, `…/_history/[vid]`, absolute URL, `#id`, `urn:`);
 /// a malformed one is refused at its `reference` element and nothing is stored.
+/// `urn:uuid:`/`urn:oid:` references and conditional references only have meaning inside a transaction Bundle
+/// (R4 references.html, http.html#trules): a single create or update (plain or conditional) holding one is a 422
+/// at the reference, in the default mode; the same references in a transaction resolve and are stored as
+/// `Type/id`. `$validate` of the standalone resource accepts them, as the HL7 validator does.
+async fn references_only_a_bundle_resolves_are_refused_on_single_writes(app: &TestApp) {
+    let organization =
+        app.create("Organization", r#"{"resourceType":"Organization","name":"Clinic"}"#).await;
+    let with = |reference: &str| {
+        json!({
+            "resourceType": "Patient",
+            "identifier": [{"system": "http://hospital.example/mrn", "value": "U1"}],
+            "generalPractitioner": [{"display": "Dr. Who"}, {"reference": reference}],
+        })
+    };
+    let bundle_only = [
+        "urn:uuid:0f5e2a7c-2a4e-4c1b-9d55-2b6f3c1e9a10",
+        "urn:oid:1.2.36.146.595.217.0.1",
+        "Organization?name=Clinic",
+    ];
+    let expected = ["Patient.generalPractitioner[1].reference"];
+    for reference in bundle_only {
+        let body = with(reference).to_string();
+        let created = app.post("/fhir/Patient", &body).await;
+        assert_eq!(
+            created.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{reference}: {}",
+            created.text()
+        );
+        assert_eq!(errors_at(&created), expected, "{reference}");
+        let conditional = app
+            .send(
+                axum::http::Request::post("/fhir/Patient")
+                    .header("content-type", "application/fhir+json")
+                    .header("if-none-exist", "identifier=http://hospital.example/mrn|U1")
+                    .body(axum::body::Body::from(body.clone()))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(conditional.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", conditional.text());
+        let by_criteria =
+            app.put("/fhir/Patient?identifier=http://hospital.example/mrn|U1", &body).await;
+        assert_eq!(by_criteria.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", by_criteria.text());
+        assert_eq!(errors_at(&by_criteria), expected, "{reference}");
+    }
+    let id =
+        app.create("Patient", &with(&format!("Organization/{organization}")).to_string()).await;
+    for reference in bundle_only {
+        let mut body = with(reference);
+        body["id"] = json!(id);
+        let updated = app.put(&format!("/fhir/Patient/{id}"), &body.to_string()).await;
+        assert_eq!(
+            updated.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{reference}: {}",
+            updated.text()
+        );
+        assert_eq!(errors_at(&updated), expected, "{reference}");
+    }
+    let validated = app.post("/fhir/Patient/$validate", &with(bundle_only[2]).to_string()).await;
+    assert_eq!(validated.status, StatusCode::OK);
+    assert!(errors_at(&validated).is_empty(), "{}", validated.text());
+
+    // In a transaction, the same references resolve: to the entry, and to the stored Organization.
+    let transaction = json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": bundle_only[0],
+                "resource": {"resourceType": "Organization", "name": "Network"},
+                "request": {"method": "POST", "url": "Organization"},
+            },
+            {
+                "resource": {
+                    "resourceType": "Patient",
+                    "managingOrganization": {"reference": bundle_only[0]},
+                    "generalPractitioner": [{"reference": bundle_only[2]}],
+                },
+                "request": {"method": "POST", "url": "Patient"},
+            },
+        ],
+    });
+    let response = app.post("/fhir", &transaction.to_string()).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    let location = response.json()["entry"][1]["response"]["location"].as_str().unwrap().to_owned();
+    let patient_id = location.split('/').nth(1).unwrap();
+    let stored = app.get(&format!("/fhir/Patient/{patient_id}")).await.json();
+    assert!(
+        stored["managingOrganization"]["reference"].as_str().unwrap().starts_with("Organization/"),
+        "{stored}"
+    );
+    assert_eq!(
+        stored["generalPractitioner"][0]["reference"],
+        format!("Organization/{organization}")
+    );
+}
+
+/// R4's `humanname-mothers-family` has the context `HumanName.family`: on the family name it is stored, on the
+/// name itself it is a 422 at the extension.
+async fn extensions_outside_their_context_are_unprocessable(app: &TestApp) {
+    let mothers_family = json!({
+        "url": "http://hl7.org/fhir/StructureDefinition/humanname-mothers-family",
+        "valueString": "Lopez",
+    });
+    let on_family = json!({
+        "resourceType": "Patient",
+        "name": [{"family": "Moreno Lopez", "_family": {"extension": [mothers_family]}}],
+    });
+    let response = app.post("/fhir/Patient", &on_family.to_string()).await;
+    assert_eq!(response.status, StatusCode::CREATED, "{}", response.text());
+
+    let on_name = json!({
+        "resourceType": "Patient",
+        "name": [{"extension": [mothers_family], "family": "Moreno Lopez"}],
+    });
+    let response = app.post("/fhir/Patient", &on_name.to_string()).await;
+    assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", response.text());
+    assert_eq!(errors_at(&response), ["Patient.name[0].extension[0]"], "{}", response.text());
+    assert!(
+        response.text().contains("is not allowed to be used at this point"),
+        "{}",
+        response.text()
+    );
+}
+
 async fn malformed_references_are_unprocessable(app: &TestApp) {
     let organization =
         app.create("Organization", r#"{"resourceType":"Organization","name":"x"}"#).await;
@@ -207,7 +335,6 @@ async fn malformed_references_are_unprocessable(app: &TestApp) {
         format!("Organization/{organization}"),
         format!("Organization/{organization}/_history/1"),
         format!("http://other.example/fhir/Organization/{organization}"),
-        "urn:uuid:0f5e2a7c-2a4e-4c1b-9d55-2b6f3c1e9a10".to_owned(),
     ] {
         let response = app.post("/fhir/Patient", &with_practitioner(&reference)).await;
         assert_eq!(response.status, StatusCode::CREATED, "{reference}: {}", response.text());
@@ -239,7 +366,7 @@ async fn malformed_references_are_unprocessable(app: &TestApp) {
     assert_eq!(response.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", response.text());
     assert_eq!(errors_at(&response), ["Organization.partOf.reference"]);
     let stored = app.get("/fhir/Patient?_summary=count").await.json();
-    assert_eq!(stored["total"], 4, "only the well-formed references were stored: {stored}");
+    assert_eq!(stored["total"], 3, "only the well-formed references were stored: {stored}");
 }
 
 async fn malformed_json_is_still_a_bad_request(app: &TestApp) {

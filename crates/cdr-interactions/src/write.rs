@@ -12,6 +12,7 @@ use cdr_search::{IndexEntry, SearchParamRegistry, extract};
 use cdr_store::{LiveBody, NewVersion, Store, StoreError, StoreTx, StoredVersion, WriteMethod};
 use serde_json::Value;
 
+use crate::bundle::{conditional, rewrite};
 use crate::conditional::parse_criteria;
 use crate::terminology::expand_terminology;
 use crate::{Engine, InteractionError, VersionedResource, parse_id};
@@ -90,6 +91,7 @@ impl Engine {
     ) -> Result<WriteOutcome, InteractionError> {
         let resource_type = self.served_type(type_name)?;
         let resource = parse_body(resource_type, body)?;
+        refuse_outside_bundle(&resource)?;
         self.check_submission(&resource, true, if_none_exist.is_some()).await?;
         let resource = self.check_for_write(resource).await?;
         let mut tx = self.store.begin().await?;
@@ -141,6 +143,7 @@ impl Engine {
         let id = parse_id(id)?;
         let resource = parse_body(resource_type, body)?;
         check_update_id(&resource, &id)?;
+        refuse_outside_bundle(&resource)?;
         self.check_submission(&resource, false, true).await?;
         let resource = self.check_for_write(resource).await?;
         let mut tx = self.store.begin().await?;
@@ -166,6 +169,7 @@ impl Engine {
     ) -> Result<WriteOutcome, InteractionError> {
         let resource_type = self.served_type(type_name)?;
         let resource = parse_body(resource_type, body)?;
+        refuse_outside_bundle(&resource)?;
         self.check_submission(&resource, true, true).await?;
         let resource = self.check_for_write(resource).await?;
         let mut tx = self.store.begin().await?;
@@ -518,6 +522,40 @@ pub(crate) fn parse_value(body: &[u8]) -> Result<Resource, InteractionError> {
             None => issue,
         }))
     })
+}
+
+/// Refuses a resource of a single create, update or patch that holds a reference only a transaction Bundle gives
+/// meaning to (R4 references.html, http.html#trules, bundle.html#references): `urn:uuid:` and `urn:oid:` (the
+/// `fullUrl` of another entry) and conditional references (`Patient?identifier=system|value`), which a transaction
+/// resolves to `Type/id` before it writes. A single request has no Bundle to resolve them in, and stored as
+/// written they would point nowhere: a 422 at the first one, named as the reference errors of the validator
+/// name theirs (`Observation.subject.reference`). Bundle entries never get here: their references are resolved
+/// by the transaction.
+pub(crate) fn refuse_outside_bundle(resource: &Resource) -> Result<(), InteractionError> {
+    let type_name = resource.resource_type();
+    let mut json = Value::Object(resource.json().clone());
+    rewrite(
+        &mut json,
+        &mut |reference: &str, path: &str| {
+            let kind = if reference.starts_with("urn:uuid:") || reference.starts_with("urn:oid:") {
+                "names an entry of a transaction Bundle"
+            } else if conditional(reference).is_some() {
+                "is a conditional reference, which a transaction Bundle resolves"
+            } else {
+                return Ok(None);
+            };
+            Err(InteractionError::Unprocessable(OperationOutcome::single(
+                Issue::error(
+                    IssueType::Value,
+                    format!(
+                        "'{reference}' {kind}: a single create, update or patch has no Bundle to resolve it in (refer by Type/id, an absolute URL or Reference.identifier, or send a transaction)"
+                    ),
+                )
+                .at(format!("{type_name}.{path}")),
+            )))
+        },
+        &|_| None,
+    )
 }
 
 pub(crate) fn invalid_at(diagnostics: impl Into<String>, expression: &str) -> InteractionError {

@@ -11,6 +11,15 @@
 //! of a contained resource, otherwise the resource itself). A failure is reported at the item's
 //! location (`Patient.contact[1].period`).
 //!
+//! An invariant holds as the HL7 validator judges it (`InstanceValidator.checkInvariant` calls
+//! `FHIRPathEngine.evaluateToBoolean`, whose `convertToBoolean` decides): a single boolean is the verdict, any
+//! other non-empty result holds, and an **empty result fails**. FHIRPath's empty is "unknown": `per-1`'s
+//! `start <= end` on a date and a dateTime of the same day (`2023-06-21`, `2023-06-21T06:20:00Z`) is empty,
+//! since the order of values of different precision is undecided, so that Period fails `per-1`. A few
+//! published R4 expressions would then fail on instances R4 allows, because they navigate an element that may
+//! be absent (`ref-1` on a Reference with only an identifier); they are evaluated in the corrected form the
+//! HL7 validator uses (`CORRECTED`).
+//!
 //! An invariant that does not parse or fails to evaluate gives an information issue, never an error.
 //! Constraints of a slice (or of an element inside one) are those of the slice plus those of the
 //! unsliced element it restricts, so an item that matched a slice is checked against both.
@@ -18,7 +27,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
 
-use cdr_fhirpath::{Collection, EvaluationCache, EvaluationContext, Expression, Item};
+use cdr_fhirpath::{Collection, EvaluationCache, EvaluationContext, Expression, Item, SystemValue};
 use cdr_model::{IssueSeverity, IssueType};
 use serde_json::Value;
 
@@ -43,6 +52,51 @@ const SKIPPED: &[(&str, &str)] = &[
     // Every resource: narrative and contained rules whose JSON equivalents are checked structurally.
     ("dom-6", "best practice (narrative), advisory only"),
 ];
+
+/// Published R4 expressions evaluated in the corrected form of the HL7 validator (its
+/// `FHIRPathExpressionFixer`), matched on the exact published text so that a profile's own expression is never
+/// rewritten. Each published form is empty, so fails, when the element it navigates is absent: `ref-1` on a
+/// Reference without `reference` (the corrected form also accepts `#`, a reference to the container), `bdl-8` on
+/// an entry without `fullUrl`, `ras-2` on a prediction without `probability`, and the `name` rule of the
+/// canonical resources (`cpb-0`, `spd-0`, ..., warnings) on a resource without `name`. The HL7 validator
+/// also rewrites expressions for other reasons (regular expressions, other FHIR versions); those are not
+/// taken over.
+const CORRECTED: &[(&str, &str)] = &[
+    (
+        "reference.startsWith('#').not() or (reference.substring(1).trace('url') in %rootResource.contained.id.trace('ids'))",
+        "reference.exists() implies (reference = '#' or (reference.startsWith('#').not() or (reference.substring(1).trace('url') in %rootResource.contained.id.trace('ids'))))",
+    ),
+    (
+        "fullUrl.contains('/_history/').not()",
+        "fullUrl.exists() implies fullUrl.contains('/_history/').not()",
+    ),
+    (
+        "probability is decimal implies (probability as decimal) <= 100",
+        "(probability.exists() and (probability is decimal)) implies ((probability as decimal) <= 100)",
+    ),
+    (
+        "name.matches('[A-Z]([A-Za-z0-9_]){0,254}')",
+        "name.exists() implies name.matches('[A-Z]([A-Za-z0-9_]){0,254}')",
+    ),
+];
+
+/// The expression evaluated for a published one: its corrected form, if it has one.
+fn evaluated_form(expression: &str) -> &str {
+    CORRECTED
+        .iter()
+        .find(|(published, _)| *published == expression)
+        .map_or(expression, |(_, corrected)| corrected)
+}
+
+/// Whether an invariant's result holds, as `FHIRPathEngine.convertToBoolean` of the HL7 validator judges it:
+/// empty fails, a single boolean is itself, anything else non-empty holds.
+fn holds(result: &Collection<'_>) -> bool {
+    match &result[..] {
+        [] => false,
+        [item] => !matches!(item.system_value(), Some(SystemValue::Boolean(false))),
+        _ => true,
+    }
+}
 
 /// One compiled invariant.
 #[derive(Debug)]
@@ -77,7 +131,7 @@ pub(crate) fn compile(elements: &[Elem]) -> HashMap<usize, Vec<Invariant>> {
                 key: constraint.key.clone(),
                 error: constraint.error,
                 human: constraint.human.clone(),
-                expression: Expression::parse(&constraint.expression)
+                expression: Expression::parse(evaluated_form(&constraint.expression))
                     .map_err(|error| error.to_string()),
             })
             .collect();
@@ -111,7 +165,10 @@ static CHILDREN: LazyLock<Option<Expression>> =
 
 /// Every node of `root` (itself included) as an item typed by the FHIR model, by address; only the
 /// addresses in `wanted` are kept.
-fn typed_items<'v>(root: &'v Value, wanted: &HashSet<usize>) -> HashMap<usize, Item<'v>> {
+pub(crate) fn typed_items<'v>(
+    root: &'v Value,
+    wanted: &HashSet<usize>,
+) -> HashMap<usize, Item<'v>> {
     let mut found = HashMap::with_capacity(wanted.len());
     let (Some(this), Some(children)) = (THIS.as_ref(), CHILDREN.as_ref()) else { return found };
     let context = EvaluationContext::new();
@@ -189,8 +246,7 @@ impl Walker<'_> {
                         let focus = Collection::from_items(vec![item.clone()]);
                         expression
                             .evaluate_items_cached(focus, &context, &cache)
-                            .and_then(|result| result.to_boolean())
-                            .map(|holds| holds.unwrap_or(true))
+                            .map(|result| holds(&result))
                             .map_err(|error| error.to_string())
                     }
                 };

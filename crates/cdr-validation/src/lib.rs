@@ -18,6 +18,7 @@
 //!
 //! See `README.md` next to this crate for what is checked, what is not, and measured figures.
 
+mod extensions;
 mod invariants;
 mod limits;
 mod primitives;

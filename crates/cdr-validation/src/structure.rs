@@ -14,11 +14,31 @@ pub(crate) struct CompiledSd {
     /// `StructureDefinition.type`, e.g. `Patient`, `Identifier`, `Extension`.
     pub(crate) type_name: String,
     pub(crate) kind: SdKind,
-    /// `StructureDefinition.context` entries of type `element` (and `extension`), for extensions.
-    pub(crate) contexts: Vec<String>,
+    /// `StructureDefinition.baseDefinition`.
+    pub(crate) base: Option<String>,
+    /// `StructureDefinition.context`, for extensions (entries of an unknown type are left out).
+    pub(crate) contexts: Vec<ExtensionContext>,
     pub(crate) elements: Vec<Elem>,
     /// Compiled invariants by element index (a slice's include the unsliced element's).
     pub(crate) invariants: HashMap<usize, Vec<Invariant>>,
+}
+
+/// One `StructureDefinition.context` entry: where an extension may be used.
+#[derive(Debug)]
+pub(crate) struct ExtensionContext {
+    pub(crate) kind: ContextKind,
+    pub(crate) expression: String,
+}
+
+/// `StructureDefinition.context.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ContextKind {
+    /// An element path (`HumanName.family`, `Patient`) or a type name (`HumanName`, `Element`).
+    Element,
+    /// Inside the extension with this url.
+    Extension,
+    /// The elements a FHIRPath expression selects.
+    Fhirpath,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,16 +159,11 @@ impl CompiledSd {
             Some("resource") => SdKind::Resource,
             _ => SdKind::Logical,
         };
+        let base = str_field(sd, "baseDefinition").map(str::to_owned);
         let contexts = sd
             .get("context")
             .and_then(Value::as_array)
-            .map(|contexts| {
-                contexts
-                    .iter()
-                    .filter_map(|context| context.get("expression").and_then(Value::as_str))
-                    .map(str::to_owned)
-                    .collect()
-            })
+            .map(|contexts| contexts.iter().filter_map(extension_context).collect())
             .unwrap_or_default();
         let mut elements = Vec::with_capacity(snapshot.len());
         let mut by_id: HashMap<String, usize> = HashMap::with_capacity(snapshot.len());
@@ -197,7 +212,7 @@ impl CompiledSd {
             }
         }
         let invariants = invariants::compile(&elements);
-        Ok(CompiledSd { url, type_name, kind, contexts, elements, invariants })
+        Ok(CompiledSd { url, type_name, kind, base, contexts, elements, invariants })
     }
 
     /// The element's children, following `contentReference`.
@@ -396,6 +411,17 @@ fn compile_constraint(constraint: &Map<String, Value>) -> Option<Constraint> {
         human: str_field(constraint, "human").unwrap_or_default().to_owned(),
         expression: str_field(constraint, "expression")?.to_owned(),
     })
+}
+
+fn extension_context(context: &Value) -> Option<ExtensionContext> {
+    let kind = match context.get("type").and_then(Value::as_str)? {
+        "element" => ContextKind::Element,
+        "extension" => ContextKind::Extension,
+        "fhirpath" => ContextKind::Fhirpath,
+        _ => return None,
+    };
+    let expression = context.get("expression").and_then(Value::as_str)?.to_owned();
+    Some(ExtensionContext { kind, expression })
 }
 
 pub(crate) fn str_field<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a str> {

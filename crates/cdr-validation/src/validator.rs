@@ -7,6 +7,7 @@ use std::sync::Arc;
 use cdr_model::{IssueSeverity, IssueType};
 use serde_json::{Map, Value};
 
+use crate::extensions::{Frame, PendingContext};
 use crate::invariants::{Pending, address};
 use crate::limits;
 use crate::primitives;
@@ -37,6 +38,7 @@ pub fn validate(
         Value::Object(object) => {
             walker.resource(resource, object, extra_profile_urls, true, false);
             walker.evaluate_invariants(resource);
+            walker.evaluate_extension_contexts(resource);
         }
         other => walker.issue(
             IssueSeverity::Error,
@@ -56,10 +58,15 @@ pub(crate) struct Walker<'a> {
     /// FHIRPath of the element being checked.
     pub(crate) path: String,
     depth: usize,
-    /// The elements whose type definitions are being walked (for extension contexts).
-    outer: Vec<(Arc<CompiledSd>, usize)>,
+    /// The elements whose type definitions are being walked, in the resource being walked (for extension
+    /// contexts).
+    pub(crate) outer: Vec<Frame>,
     /// Items whose invariants are evaluated once the walk is done.
     pub(crate) pending: Vec<Pending>,
+    /// Extensions whose `fhirpath` contexts are evaluated once the walk is done.
+    pub(crate) pending_contexts: Vec<PendingContext>,
+    /// Addresses of the JSON objects being walked, innermost last.
+    pub(crate) objects: Vec<usize>,
     /// Addresses of the resources being walked and of the resources containing them.
     pub(crate) resources: Vec<(usize, usize)>,
 }
@@ -84,6 +91,8 @@ impl<'a> Walker<'a> {
             depth: 0,
             outer: Vec::new(),
             pending: Vec::new(),
+            pending_contexts: Vec::new(),
+            objects: Vec::new(),
             resources: Vec::new(),
         }
     }
@@ -141,6 +150,8 @@ impl<'a> Walker<'a> {
             _ => here,
         };
         self.resources.push((here, root));
+        // A resource's elements are named from the resource, not from where it is held.
+        let outer = std::mem::take(&mut self.outer);
         self.object(&base, 0, object);
         self.note_invariants(&base, 0, resource_value);
         let declared = object
@@ -189,6 +200,7 @@ impl<'a> Walker<'a> {
                 }
             }
         }
+        self.outer = outer;
         self.resources.pop();
     }
 
@@ -207,6 +219,7 @@ impl<'a> Walker<'a> {
             );
         }
         self.depth += 1;
+        self.objects.push(std::ptr::from_ref(object) as usize);
         let children = sd.children_of(idx);
         let is_resource_root = idx == 0 && sd.kind == SdKind::Resource;
         for key in object.keys() {
@@ -234,6 +247,7 @@ impl<'a> Walker<'a> {
                 Some(_) => self.choice(sd, child, object),
             }
         }
+        self.objects.pop();
         self.depth -= 1;
     }
 
@@ -522,8 +536,11 @@ impl<'a> Walker<'a> {
                 }
             }
         }
-        if type_sd.is_none() && type_ref.code == "Extension" {
-            type_sd = self.extension_definition(sd, idx, object);
+        let url = object.get("url").and_then(Value::as_str);
+        if type_ref.code == "Extension"
+            && let Some(definition) = self.extension_definition(sd, idx, url)
+        {
+            type_sd = type_sd.or(Some(definition));
         }
         let type_sd = match type_sd {
             Some(type_sd) => type_sd,
@@ -536,57 +553,31 @@ impl<'a> Walker<'a> {
                 }
             },
         };
-        self.outer.push((sd.clone(), idx));
+        self.outer.push(Frame {
+            sd: sd.clone(),
+            idx,
+            type_code: type_ref.code.clone(),
+            url: url.filter(|_| type_ref.code == "Extension").map(str::to_owned),
+            primitive: None,
+        });
         self.object(&type_sd, 0, object);
         self.outer.pop();
         self.note_invariants(&type_sd, 0, value);
     }
 
-    /// The definition of an extension met without a profile, checked for its context of use.
+    /// The definition of the extension with `url` (element `idx` of `sd`), checked for its context of use.
     fn extension_definition(
         &mut self,
         sd: &Arc<CompiledSd>,
         idx: usize,
-        object: &Map<String, Value>,
+        url: Option<&str>,
     ) -> Option<Arc<CompiledSd>> {
-        let url = object.get("url").and_then(Value::as_str)?;
-        let definition = self.set.compiled(url).ok()?;
+        let definition = self.set.compiled(url?).ok()?;
         if definition.type_name != "Extension" {
             return None;
         }
-        if !definition.contexts.is_empty() && !self.context_allows(&definition, sd, idx) {
-            // A warning, not an error: the R4 definitions themselves use extensions outside their
-            // declared contexts (e.g. structuredefinition-fhir-type on ElementDefinition.type).
-            let message = format!(
-                "extension {url} is not allowed here (contexts: {})",
-                definition.contexts.join(", ")
-            );
-            self.issue(IssueSeverity::Warning, IssueType::Extension, message);
-        }
+        self.check_extension_context(sd, idx, &definition);
         Some(definition)
-    }
-
-    /// Whether an extension may appear on the element holding `extension` element `idx` of `sd`.
-    fn context_allows(&self, definition: &CompiledSd, sd: &CompiledSd, idx: usize) -> bool {
-        let holder = sd.elements[idx].path.rsplit_once('.').map_or("", |(holder, _)| holder);
-        let mut names: Vec<&str> = vec![holder, sd.type_name.as_str(), sd.url.as_str()];
-        if let Some((outer_sd, outer_idx)) = self.outer.last() {
-            let outer_elem = &outer_sd.elements[*outer_idx];
-            names.push(outer_elem.path.as_str());
-            names.push(outer_elem.base_path.as_str());
-            names.push(outer_sd.url.as_str());
-        }
-        let holder_base =
-            sd.elements.iter().find(|elem| elem.path == holder).map(|elem| elem.base_path.as_str());
-        names.extend(holder_base);
-        definition.contexts.iter().any(|context| {
-            matches!(
-                context.as_str(),
-                "Element" | "Resource" | "DomainResource" | "BackboneElement" | "Base"
-            ) || context.contains('(')
-                || names.contains(&context.as_str())
-                || sd.kind == SdKind::Resource && context == "Resource"
-        })
     }
 
     fn primitive(
@@ -625,7 +616,9 @@ impl<'a> Walker<'a> {
                 );
             };
             if let Ok(element_sd) = self.set.compiled(&format!("{HL7_SD}Element")) {
-                self.outer.push((sd.clone(), idx));
+                let type_code = code.to_owned();
+                let primitive = Some(value.map(address));
+                self.outer.push(Frame { sd: sd.clone(), idx, type_code, url: None, primitive });
                 self.object(&element_sd, 0, object);
                 self.outer.pop();
             }

@@ -3,7 +3,8 @@
 //! `UPDATE_EXPECT=1 cargo test` rewrites them.
 //! Suite `base` validates against base R4 only; suite `ca-baseline` also loads the (differential-only)
 //! Canadian Baseline profiles from `test_data/ca-baseline/profiles/`; suites `slicing` and
-//! `value-limits` load their own test profiles (slicing; minValue/maxValue/maxLength).
+//! `value-limits` load their own test profiles (slicing; minValue/maxValue/maxLength), suite `extensions`
+//! its extension definitions (contexts of type `extension` and `fhirpath`).
 
 #![allow(clippy::unwrap_used, reason = "test code: a failure should stop the test")]
 
@@ -73,6 +74,11 @@ fn ca_baseline_fixtures() {
 #[test]
 fn slicing_fixtures() {
     check_suite("slicing");
+}
+
+#[test]
+fn extension_fixtures() {
+    check_suite("extensions");
 }
 
 #[test]

@@ -7,8 +7,9 @@
 //! - `PUT [type]/[id]` and `PATCH` change a resource the client knows (update-as-create is off);
 //! - Patients and Practitioners pass the registry check (`registry.rs`);
 //! - every reference to a Patient, Practitioner, Organization or ServiceRequest, and an addendum's reference to
-//!   its report, is a `Type/id` reference to a live resource (422 `not-found` naming the element; a single
-//!   request has no Bundle to resolve `urn:uuid:` or conditional references in);
+//!   its report, is a `Type/id` reference to a live resource (422 `not-found` naming the element; `urn:uuid:`
+//!   and conditional references are refused from every single write, in every mode, before:
+//!   `write::refuse_outside_bundle`);
 //! - a DiagnosticReport update follows the report lifecycle (`lifecycle.rs`);
 //! - ServiceRequests, ImagingStudies and DiagnosticReports get their index entry (`index_entry.rs`), in the
 //!   same transaction.
@@ -22,7 +23,7 @@ use serde_json::Value;
 
 use super::index_entry::Source;
 use super::{lifecycle, registry};
-use crate::bundle::{conditional, rewrite};
+use crate::bundle::rewrite;
 use crate::write::invalid_at;
 use crate::{Engine, InteractionError, VersionedResource};
 
@@ -134,10 +135,9 @@ async fn check_references(tx: &mut StoreTx, resource: &Resource) -> Result<(), I
     let _ = rewrite::<()>(
         &mut json,
         &mut |reference: &str, path: &str| {
-            let target = conditional(reference)
-                .map_or_else(|| reference.split('/').next().unwrap_or_default(), |(name, _)| name);
-            // A `urn:` reference names an entry of a Bundle, and there is none.
-            if RESOLVED_TYPES.contains(&target) || reference.starts_with("urn:") {
+            // `urn:` and conditional references were refused before the write (`refuse_outside_bundle`).
+            let target = reference.split('/').next().unwrap_or_default();
+            if RESOLVED_TYPES.contains(&target) {
                 let element = path.strip_suffix(".reference").unwrap_or(path);
                 must_resolve.push((reference.to_owned(), element.to_owned()));
             }
@@ -150,7 +150,7 @@ async fn check_references(tx: &mut StoreTx, resource: &Resource) -> Result<(), I
         let Some(address) = crate::bundle::address(reference) else {
             return Err(unresolved(
                 format!(
-                    "'{reference}' is not a reference to a resource of this repository (Type/id): a single request has no Bundle to resolve it in"
+                    "'{reference}' is not a reference to a resource of this repository (Type/id)"
                 ),
                 &format!("{type_name}.{element}"),
             ));

@@ -18,7 +18,7 @@ use cdr_model::{Issue, IssueType, LogicalId, OperationOutcome, Resource, Resourc
 use cdr_store::{StoreError, StoreTx, WriteMethod};
 use serde_json::Value;
 
-use crate::write::{check_structure, multiple_matches, write_version};
+use crate::write::{check_structure, multiple_matches, refuse_outside_bundle, write_version};
 use crate::{Engine, InteractionError, Precondition, ResourceLimits, VersionedResource, parse_id};
 
 pub use crate::patch::fhirpath::FhirPathPatch;
@@ -140,6 +140,7 @@ impl Engine {
         let id = parse_id(id)?;
         let mut tx = self.store.begin().await?;
         let outcome = self.patch_in(&mut tx, resource_type, &id, patch, precondition).await?;
+        refuse_result_outside_bundle(&outcome)?;
         self.after_single_write(&mut tx, &outcome, base).await?;
         tx.commit().await?;
         Ok(outcome)
@@ -170,6 +171,7 @@ impl Engine {
             [found] => self.patch_in(&mut tx, resource_type, found, patch, precondition).await?,
             _ => return Err(multiple_matches(resource_type, query)),
         };
+        refuse_result_outside_bundle(&outcome)?;
         self.after_single_write(&mut tx, &outcome, base).await?;
         tx.commit().await?;
         Ok(outcome)
@@ -233,6 +235,19 @@ impl Engine {
         write_version(tx, &self.registry, resource_type, id, resource, version, WriteMethod::Update)
             .await
     }
+}
+
+/// The result of a single patch, as written in its uncommitted transaction, is refused as a single update is
+/// when it holds a reference only a transaction Bundle resolves (`urn:uuid:`, conditional).
+fn refuse_result_outside_bundle(outcome: &VersionedResource) -> Result<(), InteractionError> {
+    let Some(body) = &outcome.body else { return Ok(()) };
+    let resource = Resource::from_slice(body.as_bytes()).map_err(|error| {
+        InteractionError::Internal(StoreError::Corrupt(format!(
+            "{}/{}: {error}",
+            outcome.resource_type, outcome.id
+        )))
+    })?;
+    refuse_outside_bundle(&resource)
 }
 
 fn unprocessable(diagnostics: String) -> InteractionError {
