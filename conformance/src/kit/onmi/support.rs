@@ -70,7 +70,9 @@ pub(crate) const ONTARIO_PROFILES: [(&str, &str); 7] = [
 /// of its own).
 pub(crate) fn submission(ctx: &Ctx, suffix: &str) -> Result<Value, Stop> {
     let run = format!("{}{suffix}", ctx.run_id);
-    let digits: String = run.bytes().map(|byte| (byte % 10).to_string()).collect();
+    // An OID component: digits without a leading zero.
+    let digits: String =
+        std::iter::once('1').chain(run.bytes().map(|byte| char::from(b'0' + byte % 10))).collect();
     serde_json::from_str(&SUBMISSION.replace("${RUNDIGITS}", &digits).replace("${RUN}", &run))
         .map_err(|error| {
             Stop::error(format!("the kit's submission fixture does not parse: {error}"))
@@ -143,8 +145,9 @@ async fn submit_fixtures(ctx: &mut Ctx) -> Result<BTreeMap<String, Value>, Stop>
     ctx.submission = Some(exchange.clone());
     ensure!(
         exchange.status == 200,
-        "{}: the fixtures' transaction was not accepted",
-        exchange.label()
+        "{}: the fixtures' transaction was not accepted: {}",
+        exchange.label(),
+        diagnostics(&exchange)
     );
     let response = exchange.json_or_fail()?;
     ensure!(
@@ -181,6 +184,14 @@ async fn submit_fixtures(ctx: &mut Ctx) -> Result<BTreeMap<String, Value>, Stop>
         fixtures.insert((*key).to_owned(), resource);
     }
     Ok(fixtures)
+}
+
+/// The first issue's diagnostics of an OperationOutcome answer.
+pub(crate) fn diagnostics(exchange: &Exchange) -> String {
+    exchange
+        .json()
+        .and_then(|body| body["issue"][0]["diagnostics"].as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// `Type/id` of a location or reference (`Patient/1/_history/2`, absolute or not).
