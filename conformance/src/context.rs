@@ -45,6 +45,8 @@ pub(crate) struct Ctx {
     pub(crate) fixtures_error: Option<String>,
     /// Values tests hand to later tests (the id of a resource one created).
     pub(crate) state: BTreeMap<String, String>,
+    /// Resources read to re-check chained searches, by `Type/id`.
+    pub(crate) reads: BTreeMap<String, Value>,
     /// The answer to the submission that made the fixtures.
     pub(crate) submission: Option<Exchange>,
     /// Resources the run created, as `Type/id`, for `--cleanup`.
@@ -73,6 +75,7 @@ impl Ctx {
             fixtures_error: None,
             state: BTreeMap::new(),
             submission: None,
+            reads: BTreeMap::new(),
             created: Vec::new(),
             exchanges: Vec::new(),
             messages: Vec::new(),

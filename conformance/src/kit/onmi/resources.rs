@@ -65,6 +65,23 @@ search_test!(index_by_patient, "DocumentReference", [("patient.identifier", "{pa
 search_test!(index_by_category, "DocumentReference", [("patient.identifier", "{patient}"), ("category", "http://ontariohealth.ca/fhir/CodeSystem/ca-on-mi-index-entry-type|mi-report")], expect [], exclude [], include None);
 search_test!(index_by_date, "DocumentReference", [("patient.identifier", "{patient}"), ("date", "ge2020-01-01")], expect [], exclude [], include None);
 
+/// `_revinclude=DocumentReference:related` of the reports: their index entries (omitted unless declared).
+async fn report_revinclude(ctx: &mut Ctx) -> Outcome {
+    let cs = super::support::capabilities(ctx).await?;
+    let declared = super::support::resource_capability(&cs, "DiagnosticReport")
+        .and_then(|resource| resource["searchRevInclude"].as_array())
+        .is_some_and(|list| {
+            list.iter().any(|value| value == "DocumentReference:related" || value == "*")
+        });
+    if !declared {
+        return Err(crate::model::Stop::omit(
+            "DiagnosticReport does not declare _revinclude=DocumentReference:related",
+        ));
+    }
+    search_case_revinclude(ctx).await
+}
+search_test!(search_case_revinclude, "DiagnosticReport", [("patient.identifier", "{patient}"), ("_revinclude", "DocumentReference:related")], expect ["report"], exclude [], include Some("DocumentReference"));
+
 read_test!(patient_read, "Patient", "patient", "identifier", "{patient}");
 search_test!(patient_by_identifier, "Patient", [("identifier", "{patient}")], expect ["patient"], exclude [], include None);
 search_test!(patient_by_demographics, "Patient", [("identifier", "{patient}"), ("gender", "female"), ("birthdate", "1970-04-01")], expect ["patient"], exclude [], include None);
@@ -211,6 +228,12 @@ fn reports() -> GroupDef {
                 "+ _include=DiagnosticReport:based-on",
                 SEARCH,
                 body!(report_include),
+            ),
+            TestDef::new(
+                "revinclude",
+                "+ _revinclude=DocumentReference:related (the index entries)",
+                "The reports' index entries come with them; omitted unless DiagnosticReport declares the revinclude.",
+                body!(report_revinclude),
             ),
         ],
     }

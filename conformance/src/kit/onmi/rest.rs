@@ -5,7 +5,10 @@
 use hyper::Method;
 use serde_json::json;
 
-use super::support::{MRN_SYSTEM, expect_outcome, rest_patient, type_and_id};
+use super::support::{
+    MRN_SYSTEM, capabilities, expect_outcome, interaction_codes, resource_capability, rest_patient,
+    type_and_id,
+};
 use crate::client::{Call, Exchange};
 use crate::context::{Ctx, Mode};
 use crate::model::{GroupDef, Outcome, Stop, TestDef, body, ensure};
@@ -22,10 +25,12 @@ pub(crate) fn group() -> GroupDef {
             TestDef::new("stale-if-match", "An update with a stale If-Match is refused with 412", "R4 http.html#concurrency: 412 Precondition Failed when the version does not match, with an OperationOutcome.", body!(stale_if_match)),
             TestDef::new("vread", "Vread answers the first version as it was", "R4 http.html#vread: GET [type]/id/_history/1.", body!(vread)),
             TestDef::new("history", "Instance history lists both versions, newest first", "R4 http.html#history: a Bundle of type history.", body!(history)),
+            TestDef::new("patch", "A JSON Patch, when declared, makes the next version", "R4 http.html#patch: PATCH [type]/id with application/json-patch+json answers 200 and the patched resource. Omitted unless the type declares patch (the guide does not require it).", body!(patch)),
             TestDef::new("not-found", "Reading an unknown id answers 404 with an OperationOutcome", "R4 http.html#read: 404 Not Found for an unknown resource.", body!(not_found)),
             TestDef::new("delete", "Delete answers 200 or 204, and a read of the deleted resource 410", "R4 http.html#delete: a later read is 410 Gone, with an OperationOutcome.", body!(delete)),
             TestDef::new("bad-json", "A body that is not JSON is refused with 400 and an OperationOutcome", "R4 http.html: 400 Bad Request when the resource cannot be parsed.", body!(bad_json)),
             TestDef::new("bad-content-type", "A body of an unsupported media type is refused with 415", "R4 http.html#mime-type; 415 Unsupported Media Type with an OperationOutcome (as HAPI); optional, R4 names no status for it.", body!(bad_content_type)).optional(),
+            TestDef::new("xml", "XML, when declared, is served as application/fhir+xml", "R4 http.html#mime-type; the guide accepts XML but prefers JSON. Omitted unless the CapabilityStatement lists xml.", body!(xml)),
         ],
     }
 }
@@ -180,4 +185,41 @@ async fn bad_content_type(ctx: &mut Ctx) -> Outcome {
     .header("content-type", "text/plain");
     let exchange = ctx.send(call).await?;
     expect_outcome(&exchange, &[415])
+}
+
+async fn patch(ctx: &mut Ctx) -> Outcome {
+    let key = rest_id(ctx)?;
+    let cs = capabilities(ctx).await?;
+    let declared = resource_capability(&cs, "Patient")
+        .is_some_and(|resource| interaction_codes(&resource["interaction"]).contains("patch"));
+    if !declared {
+        return Err(Stop::omit("Patient does not declare the patch interaction"));
+    }
+    let operations = json!([{"op": "replace", "path": "/birthDate", "value": "1980-05-08"}]);
+    let call = Call::with_json(Method::PATCH, key, &operations)
+        .header("content-type", "application/json-patch+json")
+        .header("if-match", "W/\"2\"");
+    let exchange = ctx.send(call).await?;
+    ensure!(exchange.status == 200, "{}: expected 200", exchange.label());
+    let body = exchange.json_or_fail()?;
+    ensure!(body["birthDate"] == "1980-05-08", "the patched birthDate is {}", body["birthDate"]);
+    expect_headers(&exchange, "3")
+}
+
+async fn xml(ctx: &mut Ctx) -> Outcome {
+    let cs = capabilities(ctx).await?;
+    let declared = cs["format"].as_array().into_iter().flatten().any(|format| {
+        format.as_str().is_some_and(|format| format == "xml" || format.ends_with("+xml"))
+    });
+    if !declared {
+        return Err(Stop::omit("the CapabilityStatement does not list xml"));
+    }
+    let exchange = ctx.send(Call::get("metadata").header("accept", "application/fhir+xml")).await?;
+    ensure!(exchange.status == 200, "{}: expected 200", exchange.label());
+    let media = exchange.header("content-type").unwrap_or_default();
+    ensure!(
+        media.starts_with("application/fhir+xml"),
+        "Content-Type {media:?} is not application/fhir+xml"
+    );
+    Ok(())
 }

@@ -134,6 +134,10 @@ pub(crate) async fn run_case(ctx: &mut Ctx, case: &SearchCase) -> Outcome {
     }
     let searched = search(ctx, case.resource, &pairs).await?;
     recheck(ctx, case.resource, &pairs, &searched).await?;
+    let posted = post_search_all(ctx, case.resource, &pairs).await?;
+    let (get_keys, post_keys): (BTreeSet<String>, BTreeSet<String>) =
+        (searched.match_keys().into_iter().collect(), posted.match_keys().into_iter().collect());
+    ensure!(get_keys == post_keys, "GET found {get_keys:?}, POST _search {post_keys:?}");
     for resource in &searched.matches {
         conforms(ctx, resource)?;
     }
@@ -203,6 +207,22 @@ pub(crate) async fn read_case(
     let resource = exchange.json_or_fail()?;
     ensure!(key_of(&resource) == key, "read {key}, got {}", key_of(&resource));
     conforms(ctx, &resource)
+}
+
+/// `POST [base]/{resource_type}/_search` with the parameters as a form body, every page.
+async fn post_search_all(
+    ctx: &mut Ctx,
+    resource_type: &str,
+    pairs: &[(String, String)],
+) -> Result<Searched, Stop> {
+    let call = Call {
+        method: Method::POST,
+        target: format!("{resource_type}/_search"),
+        headers: vec![("content-type", "application/x-www-form-urlencoded".to_owned())],
+        body: Some(query(pairs)),
+    };
+    let first = ctx.send(call).await?;
+    search_from(ctx, first).await
 }
 
 /// The studies of the patient, one a page.
@@ -304,14 +324,7 @@ async fn post_search(ctx: &mut Ctx) -> Outcome {
     }
     let pairs = vec![("patient.identifier".to_owned(), fill(ctx, "{patient}")?)];
     let get = search(ctx, "ServiceRequest", &pairs).await?;
-    let call = Call {
-        method: Method::POST,
-        target: "ServiceRequest/_search".to_owned(),
-        headers: vec![("content-type", "application/x-www-form-urlencoded".to_owned())],
-        body: Some(query(&pairs)),
-    };
-    let first = ctx.send(call).await?;
-    let post = search_from(ctx, first).await?;
+    let post = post_search_all(ctx, "ServiceRequest", &pairs).await?;
     let (get, post): (BTreeSet<String>, BTreeSet<String>) =
         (get.match_keys().into_iter().collect(), post.match_keys().into_iter().collect());
     ensure!(get == post, "GET found {get:?}, POST _search {post:?}");

@@ -369,8 +369,16 @@ pub(crate) async fn recheck(
             }
             continue;
         }
-        if name.starts_with('_') || name.contains('.') {
+        if name == "_include" || name == "_revinclude" {
+            recheck_include(ctx, name == "_revinclude", value, searched)?;
+            continue;
+        }
+        if name.starts_with('_') {
             ctx.info(format!("{name}={value} is not re-checked on the matches"));
+            continue;
+        }
+        if let Some((link, tail)) = name.split_once('.') {
+            recheck_chain(ctx, link, tail, value, searched).await?;
             continue;
         }
         for resource in &searched.matches {
@@ -390,6 +398,102 @@ pub(crate) async fn recheck(
                 Err(reason) => ctx.info(format!("{name}={value} is not re-checked: {reason}")),
             }
         }
+    }
+    Ok(())
+}
+
+/// Re-checks `_include=Source:param` (each included resource is referenced by a match through `param`) or
+/// `_revinclude=Source:param` (each included `Source` references a match through `param`), R4
+/// search.html#include.
+fn recheck_include(ctx: &mut Ctx, reverse: bool, value: &str, searched: &Searched) -> Outcome {
+    let mut parts = value.split(':');
+    let (Some(source), Some(param)) = (parts.next(), parts.next()) else {
+        ctx.info(format!("{value} is not re-checked: not Source:param"));
+        return Ok(());
+    };
+    let matches: BTreeSet<String> = searched.match_keys().into_iter().collect();
+    if reverse {
+        for included in
+            searched.includes.iter().filter(|resource| resource["resourceType"] == source)
+        {
+            let references = matcher::references(included, param);
+            ensure!(
+                references.iter().any(|reference| matches.contains(reference)),
+                "the included {} references no match through {param} ({references:?})",
+                key_of(included)
+            );
+        }
+        return Ok(());
+    }
+    let referenced: BTreeSet<String> =
+        searched.matches.iter().flat_map(|resource| matcher::references(resource, param)).collect();
+    if matcher::param(source, param).is_none() {
+        ctx.info(format!(
+            "_include={value} is not re-checked: the matcher does not know {source}?{param}"
+        ));
+        return Ok(());
+    }
+    for included in &searched.includes {
+        let key = key_of(included);
+        ensure!(
+            referenced.contains(&key),
+            "{key} is included, but no match references it through {param}"
+        );
+    }
+    Ok(())
+}
+
+/// Re-checks a chained parameter (`based-on:ServiceRequest.code=…`): some resource each match references
+/// through `link` (of the type its modifier names, if any) matches `tail=value`. The referenced resources are
+/// read once a run.
+async fn recheck_chain(
+    ctx: &mut Ctx,
+    link: &str,
+    tail: &str,
+    value: &str,
+    searched: &Searched,
+) -> Outcome {
+    let (link, target_type) = match link.split_once(':') {
+        Some((link, target_type)) => (link, Some(target_type)),
+        None => (link, None),
+    };
+    for resource in &searched.matches {
+        let references: Vec<String> = matcher::references(resource, link)
+            .into_iter()
+            .filter(|reference| {
+                target_type.is_none_or(|ty| reference.starts_with(&format!("{ty}/")))
+            })
+            .collect();
+        let mut found = false;
+        for reference in &references {
+            let target = match ctx.reads.get(reference) {
+                Some(target) => target.clone(),
+                None => {
+                    let read = ctx.get(reference.clone()).await?;
+                    ensure!(
+                        read.status == 200,
+                        "{}: a reference of {} does not resolve",
+                        read.label(),
+                        key_of(resource)
+                    );
+                    let target = read.json_or_fail()?;
+                    ctx.reads.insert(reference.clone(), target.clone());
+                    target
+                }
+            };
+            match matcher::matches(&target, tail, value) {
+                Ok(matched) => found |= matched,
+                Err(reason) => {
+                    ctx.info(format!("{link}.{tail}={value} is not re-checked: {reason}"));
+                    return Ok(());
+                }
+            }
+        }
+        ensure!(
+            found,
+            "{} references no resource with {tail}={value} through {link} ({references:?})",
+            key_of(resource)
+        );
     }
     Ok(())
 }
