@@ -27,6 +27,7 @@ pub(crate) struct Exchange {
     /// 0 when no answer came.
     pub(crate) status: u16,
     pub(crate) duration_ms: u64,
+    /// The headers sent, but the `Authorization` (the bearer token is never recorded).
     #[serde(skip)]
     pub(crate) request_headers: Vec<(String, String)>,
     #[serde(skip)]

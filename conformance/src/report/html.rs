@@ -83,9 +83,17 @@ fn render_test(html: &mut String, test: &TestReport) {
             request.status,
             request.duration_ms
         );
-        if let Some(body) = &request.request_body {
-            let _ = write!(html, "<p>Request body</p><pre>{}</pre>", escape(&clip(body)));
-        }
+        let sent: String = request
+            .request_headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}\n"))
+            .collect();
+        let _ = write!(
+            html,
+            "<p>Request</p><pre>{}\n{}</pre>",
+            escape(&sent),
+            escape(&clip(request.request_body.as_deref().unwrap_or_default()))
+        );
         let headers: String =
             request.headers.iter().map(|(name, value)| format!("{name}: {value}\n")).collect();
         let _ = writeln!(
