@@ -13,6 +13,8 @@ pub(crate) enum Kind {
     Token,
     String,
     Reference,
+    /// The paths are the component parameters, in order (`code$category`).
+    Composite,
 }
 
 /// (resource type, parameter, kind, element paths from the resource; `[x]` marks a choice element).
@@ -27,6 +29,8 @@ const PARAMS: &[(&str, &str, Kind, &[&str])] = &[
     ("ServiceRequest", "subject", Kind::Reference, &["subject"]),
     ("ServiceRequest", "patient", Kind::Reference, &["subject"]),
     ("ServiceRequest", "requester", Kind::Reference, &["requester"]),
+    // profiles/: code and category of the same order, `code$category`.
+    ("ServiceRequest", "code-category", Kind::Composite, &["code", "category"]),
     ("ImagingStudy", "status", Kind::Token, &["status"]),
     ("ImagingStudy", "identifier", Kind::Token, &["identifier"]),
     // R4: ImagingStudy.series.modality
@@ -35,6 +39,10 @@ const PARAMS: &[(&str, &str, Kind, &[&str])] = &[
     ("ImagingStudy", "subject", Kind::Reference, &["subject"]),
     ("ImagingStudy", "patient", Kind::Reference, &["subject"]),
     ("ImagingStudy", "basedon", Kind::Reference, &["basedOn"]),
+    // The guide's spellings, SearchParameters of profiles/.
+    ("ImagingStudy", "basedOn", Kind::Reference, &["basedOn"]),
+    ("DiagnosticReport", "basedOn", Kind::Reference, &["basedOn"]),
+    ("Patient", "birthDate", Kind::Date, &["birthDate"]),
     ("DiagnosticReport", "status", Kind::Token, &["status"]),
     ("DiagnosticReport", "identifier", Kind::Token, &["identifier"]),
     ("DiagnosticReport", "code", Kind::Token, &["code"]),
@@ -87,6 +95,9 @@ pub(crate) fn matches(resource: &Value, name: &str, value: &str) -> Result<bool,
     let Some((kind, paths)) = param(resource_type, base) else {
         return Err(format!("the matcher does not know {resource_type}?{base}"));
     };
+    if kind == Kind::Composite {
+        return composite_matches(resource, paths, value);
+    }
     let elements: Vec<&Value> = paths.iter().flat_map(|path| elements(resource, path)).collect();
     for alternative in split_alternatives(value) {
         let found = match (kind, modifier) {
@@ -110,11 +121,33 @@ pub(crate) fn matches(resource: &Value, name: &str, value: &str) -> Result<bool,
                 .iter()
                 .filter_map(|element| reference_key(element))
                 .any(|target| reference_matches(&target, &alternative)),
+            // Matched by `composite_matches`, before the elements are read.
+            (Kind::Composite, _) => false,
             (_, Some(modifier)) => {
                 return Err(format!("the matcher does not check :{modifier} on {base}"));
             }
         };
         if found {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// A composite value (`a$b`) matches when each component matches its parameter. The components of
+/// `code-category` are single elements of the resource, so any of their repetitions pair (R4 pairs components
+/// within one repetition of a shared parent; these have none).
+fn composite_matches(resource: &Value, components: &[&str], value: &str) -> Result<bool, String> {
+    for alternative in split_alternatives(value) {
+        let parts: Vec<&str> = alternative.split('$').collect();
+        if parts.len() != components.len() {
+            return Err(format!("{alternative}: expected {} components", components.len()));
+        }
+        let mut all = true;
+        for (component, part) in components.iter().zip(parts) {
+            all &= matches(resource, component, part)?;
+        }
+        if all {
             return Ok(true);
         }
     }
@@ -545,6 +578,17 @@ mod tests {
         assert!(at(&order, "status", "draft,active"));
         assert!(!at(&order, "status", "urn:x|active"));
         assert!(matches(&order, "status:not", "active").is_err());
+    }
+
+    #[test]
+    fn composites_match_each_component() {
+        let order = json!({"resourceType": "ServiceRequest",
+            "code": {"coding": [{"system": "urn:codes", "code": "CTHEAD"}]},
+            "category": [{"coding": [{"system": "urn:dcm", "code": "CT"}]}]});
+        assert!(at(&order, "code-category", "urn:codes|CTHEAD$urn:dcm|CT"));
+        assert!(!at(&order, "code-category", "urn:codes|CTHEAD$urn:dcm|MR"));
+        assert!(at(&order, "code-category", "urn:codes|X$urn:dcm|CT,CTHEAD$CT"));
+        assert!(matches(&order, "code-category", "CTHEAD").is_err());
     }
 
     #[test]

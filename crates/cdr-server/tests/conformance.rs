@@ -139,7 +139,7 @@ fn the_kit_passes_on_sqlite_and_its_report_is_the_golden_one() {
     let base = format!("http://{}/fhir", server.address);
     let (status, report) = run_kit(&base, &folder, &["--cleanup"]);
     assert_all_pass(status, &report);
-    assert_eq!(results(&report).len(), 74);
+    assert_eq!(results(&report).len(), 79);
     let html = std::fs::read_to_string(folder.join("report.html")).unwrap();
     assert!(
         html.starts_with("<!DOCTYPE html>")
@@ -190,13 +190,13 @@ fn the_kit_passes_on_postgres() {
     let base = format!("http://{}/fhir", server.address);
     let (status, report) = run_kit(&base, &folder, &[]);
     assert_all_pass(status, &report);
-    assert_eq!(results(&report).len(), 74);
+    assert_eq!(results(&report).len(), 79);
     // Read-only, with inputs naming what the write run left: every search finds it and passes.
     let inputs = read_only_inputs(report["run_id"].as_str().unwrap());
     let (status, report) =
         run_kit(&base, &folder, &inputs.iter().map(String::as_str).collect::<Vec<_>>());
     assert_all_pass(status, &report);
-    assert_eq!(results(&report).len(), 9 + 8 + 8 + 8 + 9 + 3 + 4 + 2 + 2);
+    assert_eq!(results(&report).len(), 9 + 8 + 10 + 9 + 10 + 4 + 4 + 2 + 2);
 }
 
 /// The report with what changes from run to run replaced: the base, the run id, server-assigned ids, paging

@@ -43,6 +43,9 @@ search_test!(order_by_occurrence, "ServiceRequest", [("patient.identifier", "{pa
 search_test!(order_by_authored, "ServiceRequest", [("patient.identifier", "{patient}"), ("authored", "lt2026-03-01")], expect ["decoy-order"], exclude ["order"], include None);
 search_test!(order_include, "ServiceRequest", [("patient.identifier", "{patient}"), ("_include", "ServiceRequest:patient")], expect ["order"], exclude [], include Some("Patient"));
 
+search_test!(order_by_demographics, "ServiceRequest", [("patient.identifier", "{patient}"), ("patient.gender", "female"), ("patient.birthDate", "1970-04-01")], expect ["order", "decoy-order"], exclude [], include None);
+search_test!(order_by_category, "ServiceRequest", [("patient.identifier", "{patient}"), ("category", "http://dicom.nema.org/resources/ontology/DCM|CT")], expect ["order"], exclude ["decoy-order"], include None);
+
 read_test!(study_read, "ImagingStudy", "study", "patient.identifier", "{patient}");
 search_test!(study_by_patient, "ImagingStudy", [("patient.identifier", "{patient}")], expect ["study", "study2"], exclude [], include None);
 search_test!(study_by_identifier, "ImagingStudy", [("patient.identifier", "{patient}"), ("identifier", "{accession}")], expect ["study"], exclude ["study2"], include None);
@@ -51,6 +54,8 @@ search_test!(study_started_range, "ImagingStudy", [("patient.identifier", "{pati
 search_test!(study_by_modality, "ImagingStudy", [("patient.identifier", "{patient}"), ("modality", "http://dicom.nema.org/resources/ontology/DCM|MR")], expect ["study2"], exclude ["study"], include None);
 search_test!(study_by_order_code, "ImagingStudy", [("patient.identifier", "{patient}"), ("basedon:ServiceRequest.code", "{code}")], expect ["study", "study2"], exclude [], include None);
 search_test!(study_include, "ImagingStudy", [("patient.identifier", "{patient}"), ("_include", "ImagingStudy:basedon")], expect ["study"], exclude [], include Some("ServiceRequest"));
+
+search_test!(study_by_order_code_category, "ImagingStudy", [("patient.identifier", "{patient}"), ("basedOn:ServiceRequest.code-category", "{code}$http://dicom.nema.org/resources/ontology/DCM|CT")], expect ["study"], exclude ["study2"], include None);
 
 read_test!(report_read, "DiagnosticReport", "report", "patient.identifier", "{patient}");
 search_test!(report_by_patient, "DiagnosticReport", [("patient.identifier", "{patient}")], expect ["report"], exclude [], include None);
@@ -61,8 +66,11 @@ search_test!(report_by_issued, "DiagnosticReport", [("patient.identifier", "{pat
 search_test!(report_by_order_code, "DiagnosticReport", [("patient.identifier", "{patient}"), ("based-on:ServiceRequest.code", "{code}")], expect ["report"], exclude [], include None);
 search_test!(report_include, "DiagnosticReport", [("patient.identifier", "{patient}"), ("_include", "DiagnosticReport:based-on")], expect ["report"], exclude [], include Some("ServiceRequest"));
 
+search_test!(report_by_order_category, "DiagnosticReport", [("patient.identifier", "{patient}"), ("basedOn:ServiceRequest.category", "http://dicom.nema.org/resources/ontology/DCM|CT")], expect ["report"], exclude [], include None);
+
 search_test!(index_by_patient, "DocumentReference", [("patient.identifier", "{patient}")], expect [], exclude [], include None);
 search_test!(index_by_category, "DocumentReference", [("patient.identifier", "{patient}"), ("category", "http://ontariohealth.ca/fhir/CodeSystem/ca-on-mi-index-entry-type|mi-report")], expect [], exclude [], include None);
+search_test!(index_by_demographics, "DocumentReference", [("patient.identifier", "{patient}"), ("patient.gender", "female"), ("patient.birthDate", "1970-04-01")], expect [], exclude [], include None);
 search_test!(index_by_date, "DocumentReference", [("patient.identifier", "{patient}"), ("date", "ge2020-01-01")], expect [], exclude [], include None);
 
 /// `_revinclude=DocumentReference:related` of the reports: their index entries (omitted unless declared).
@@ -143,6 +151,18 @@ fn orders() -> GroupDef {
                 SEARCH,
                 body!(order_include),
             ),
+            TestDef::new(
+                "demographics",
+                "+ patient.gender and patient.birthDate (the guide's chains)",
+                SEARCH,
+                body!(order_by_demographics),
+            ),
+            TestDef::new(
+                "category",
+                "+ category (modality, system|code)",
+                SEARCH,
+                body!(order_by_category),
+            ),
         ],
     }
 }
@@ -191,6 +211,12 @@ fn studies() -> GroupDef {
                 SEARCH,
                 body!(study_include),
             ),
+            TestDef::new(
+                "order-code-category",
+                "+ basedOn:ServiceRequest.code-category (the guide's composite)",
+                SEARCH,
+                body!(study_by_order_code_category),
+            ),
         ],
     }
 }
@@ -235,6 +261,12 @@ fn reports() -> GroupDef {
                 "The reports' index entries come with them; omitted unless DiagnosticReport declares the revinclude.",
                 body!(report_revinclude),
             ),
+            TestDef::new(
+                "order-category",
+                "+ basedOn:ServiceRequest.category (the guide's spelling)",
+                SEARCH,
+                body!(report_by_order_category),
+            ),
         ],
     }
 }
@@ -253,6 +285,12 @@ fn index_entries() -> GroupDef {
             ),
             TestDef::new("category", "+ category (mi-report)", SEARCH, body!(index_by_category)),
             TestDef::new("date", "+ date=ge", SEARCH, body!(index_by_date)),
+            TestDef::new(
+                "demographics",
+                "+ patient.gender and patient.birthDate",
+                SEARCH,
+                body!(index_by_demographics),
+            ),
         ],
     }
 }
