@@ -64,8 +64,8 @@ pub(crate) fn group() -> GroupDef {
             ),
             TestDef::new(
                 "patient-required",
-                "A search without patient.identifier is refused with 400",
-                "Guide §2.3: patient.identifier is mandatory in every search of ServiceRequest, ImagingStudy, DiagnosticReport and DocumentReference.",
+                "A search without patient.identifier, or with its value alone, is refused with 400",
+                "Guide §2.3: patient.identifier, system and value, is mandatory in every search of ServiceRequest, ImagingStudy, DiagnosticReport and DocumentReference.",
                 body!(patient_required),
             ),
         ],
@@ -366,9 +366,15 @@ async fn invalid_value(ctx: &mut Ctx) -> Outcome {
 }
 
 async fn patient_required(ctx: &mut Ctx) -> Outcome {
+    let patient = fill(ctx, "{patient}")?;
+    let value_only = patient.rsplit('|').next().unwrap_or_default().to_owned();
     for resource_type in ["ServiceRequest", "ImagingStudy", "DiagnosticReport", "DocumentReference"]
     {
         let exchange = ctx.get(format!("{resource_type}?status=final")).await?;
+        expect_outcome(&exchange, &[400])?;
+        // "System and value must be provided."
+        let pairs = [("patient.identifier".to_owned(), value_only.clone())];
+        let exchange = ctx.get(format!("{resource_type}?{}", query(&pairs))).await?;
         expect_outcome(&exchange, &[400])?;
     }
     Ok(())
