@@ -1,6 +1,6 @@
 //! `imaging-cdr conformance run` against `imaging-cdr serve --mode micdr`, both as processes: the whole onmi kit
 //! passes on SQLite and on PostgreSQL; a fault-injecting proxy between the runner and the server makes the
-//! matching tests fail; and the report of a run on SQLite, normalised, is the golden one
+//! matching tests fail; the exit statuses say what went wrong; and the report of a run on SQLite, normalised, is the golden one
 //! (`tests/expect/conformance-onmi.json`, rewritten with `UPDATE_EXPECT=1`).
 
 #![allow(
@@ -405,4 +405,47 @@ fn each_injected_fault_fails_its_tests() {
         }
         assert_eq!(status, 3, "{injected:?}");
     }
+}
+
+#[test]
+fn exit_statuses_say_what_went_wrong() {
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_imaging-cdr"))
+            .args(["conformance", "run", "--profiles-dir"])
+            .arg(profiles_dir())
+            .args(args)
+            .output()
+            .unwrap();
+        (output.status.code().unwrap(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let free = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (status, stderr) = run(&["--base", &format!("http://{free}/fhir")]);
+    assert_eq!(status, 5, "{stderr}");
+    assert!(stderr.contains("the server is unreachable"), "{stderr}");
+    for (args, message) in [
+        (
+            &["--base", "http://127.0.0.1:1/fhir", "--select", "99"][..],
+            "--select 99: no group or test has that id",
+        ),
+        (
+            &["--base", "http://127.0.0.1:1/fhir", "--input", "colour=red"],
+            "--input colour: the kit takes no such input",
+        ),
+        (&["--base", "https://fhir.example/r4"], "an http:// URL is needed"),
+        (&["--base", "http://127.0.0.1:1/fhir", "--kit", "uscore"], "no kit named uscore"),
+    ] {
+        let (status, stderr) = run(args);
+        assert_eq!(status, 4, "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+    let list = Command::new(env!("CARGO_BIN_EXE_imaging-cdr"))
+        .args(["conformance", "list"])
+        .output()
+        .unwrap();
+    let list = String::from_utf8(list.stdout).unwrap();
+    assert!(
+        list.contains("\n1 CapabilityStatement: ")
+            && list.contains("\n  4.01 Paging with _count=1"),
+        "{list}"
+    );
 }

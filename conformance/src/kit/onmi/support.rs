@@ -170,7 +170,10 @@ async fn submit_fixtures(ctx: &mut Ctx) -> Result<BTreeMap<String, Value>, Stop>
                 "the {key} entry's response has no location Type/id: {location:?}"
             )));
         };
-        if entry["response"]["status"].as_str().is_some_and(|status| status.starts_with("201")) {
+        // The Organization (the example's UPI) is shared by every run: it is never cleaned up.
+        if *key != "organization"
+            && entry["response"]["status"].as_str().is_some_and(|status| status.starts_with("201"))
+        {
             ctx.created.push(reference.clone());
         }
         let resource = match entry.get("resource") {
