@@ -1,7 +1,8 @@
 //! `imaging-cdr conformance run` against `imaging-cdr serve --mode micdr`, both as processes: the whole onmi kit
-//! passes on SQLite and on PostgreSQL; a fault-injecting proxy between the runner and the server makes the
-//! matching tests fail; the exit statuses say what went wrong; and the report of a run on SQLite, normalised, is the golden one
-//! (`tests/expect/conformance-onmi.json`, rewritten with `UPDATE_EXPECT=1`).
+//! passes on SQLite and on PostgreSQL (there, two runs at once), and read-only with inputs; a fault-injecting
+//! proxy between the runner and the server makes the matching tests fail; the exit statuses say what went
+//! wrong; and the report of a run on SQLite, normalised, is the golden one (`tests/expect/conformance-onmi.json`,
+//! rewritten with `UPDATE_EXPECT=1`).
 
 #![allow(
     clippy::unwrap_used,
@@ -188,9 +189,20 @@ fn the_kit_passes_on_postgres() {
     let schema = support::Schema::create("conformance");
     let server = Server::start(&schema.url(), &folder);
     let base = format!("http://{}/fhir", server.address);
-    let (status, report) = run_kit(&base, &folder, &[]);
-    assert_all_pass(status, &report);
-    assert_eq!(results(&report).len(), 79);
+    // Two runs at once on one server: each sees only its own fixtures.
+    let other_folder = scratch("conformance-postgres-other");
+    let other = std::thread::scope(|scope| {
+        let other = scope.spawn(|| run_kit(&base, &other_folder, &[]));
+        let (status, report) = run_kit(&base, &folder, &[]);
+        assert_all_pass(status, &report);
+        assert_eq!(results(&report).len(), 79);
+        other.join().unwrap()
+    });
+    assert_all_pass(other.0, &other.1);
+    let report = serde_json::from_str::<Value>(
+        &std::fs::read_to_string(folder.join("report.json")).unwrap(),
+    )
+    .unwrap();
     // Read-only, with inputs naming what the write run left: every search finds it and passes.
     let inputs = read_only_inputs(report["run_id"].as_str().unwrap());
     let (status, report) =
