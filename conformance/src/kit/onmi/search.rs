@@ -68,6 +68,12 @@ pub(crate) fn group() -> GroupDef {
                 "Guide §2.3: patient.identifier, system and value, is mandatory in every search of ServiceRequest, ImagingStudy, DiagnosticReport and DocumentReference.",
                 body!(patient_required),
             ),
+            TestDef::new(
+                "sort-authored",
+                "_sort=-authored orders the orders newest first",
+                "R4 search.html#sort; the guide names the authored date as a sort of Search MI Order.",
+                body!(sort_authored),
+            ),
         ],
     }
 }
@@ -290,29 +296,46 @@ async fn count(ctx: &mut Ctx) -> Outcome {
 }
 
 async fn sort(ctx: &mut Ctx) -> Outcome {
+    newest_first(ctx, "ImagingStudy", "started", "started", ("study", "study2")).await
+}
+
+async fn sort_authored(ctx: &mut Ctx) -> Outcome {
+    newest_first(ctx, "ServiceRequest", "authored", "authoredOn", ("order", "decoy-order")).await
+}
+
+/// The patient's `resource_type`s with `_sort=-{param}` come newest `element` first; in write mode the two
+/// fixtures (newer, older) are both matched, in that order.
+async fn newest_first(
+    ctx: &mut Ctx,
+    resource_type: &str,
+    param: &str,
+    element: &str,
+    (newer, older): (&str, &str),
+) -> Outcome {
     let fixtures = if ctx.mode == Mode::Write { Some(fixtures(ctx).await?) } else { None };
     let patient = fill(ctx, "{patient}")?;
-    let found = search(
-        ctx,
-        "ImagingStudy",
-        &[("patient.identifier".to_owned(), patient), ("_sort".to_owned(), "-started".to_owned())],
-    )
-    .await?;
-    let started: Vec<(i128, String)> = found
+    let pairs =
+        [("patient.identifier".to_owned(), patient), ("_sort".to_owned(), format!("-{param}"))];
+    let found = search(ctx, resource_type, &pairs).await?;
+    let dates: Vec<(i128, String)> = found
         .matches
         .iter()
-        .filter_map(|study| {
-            let text = study["started"].as_str()?;
-            Some((crate::matcher::date_range(text)?.0, key_of(study)))
+        .filter_map(|resource| {
+            let text = resource[element].as_str()?;
+            Some((crate::matcher::date_range(text)?.0, key_of(resource)))
         })
         .collect();
-    ensure!(started.windows(2).all(|pair| pair[0].0 >= pair[1].0), "not newest first: {started:?}");
+    ensure!(
+        dates.windows(2).all(|pair| pair[0].0 >= pair[1].0),
+        "not newest {element} first: {dates:?}"
+    );
     if let Some(fixtures) = fixtures {
-        let keys: Vec<&String> = started.iter().map(|(_, key)| key).collect();
-        let (first, second) = (fixture_key(&fixtures, "study")?, fixture_key(&fixtures, "study2")?);
+        let keys: Vec<String> = dates.into_iter().map(|(_, key)| key).collect();
+        let (newer, older) = (fixture_key(&fixtures, newer)?, fixture_key(&fixtures, older)?);
+        let at = |key: &String| keys.iter().position(|found| found == key);
         ensure!(
-            keys.contains(&&first) && keys.contains(&&second),
-            "the two studies are not both matched: {keys:?}"
+            matches!((at(&newer), at(&older)), (Some(a), Some(b)) if a < b),
+            "{newer} should come before {older}: {keys:?}"
         );
     }
     Ok(())

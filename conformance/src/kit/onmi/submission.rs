@@ -81,7 +81,7 @@ pub(crate) fn group() -> GroupDef {
     }
 }
 
-/// The resource of a transaction-response entry, or a read of its location.
+/// The status of each entry of a transaction-response.
 fn entry_statuses(response: &Value) -> Vec<String> {
     response["entry"]
         .as_array()
