@@ -132,6 +132,18 @@ fn layering_holds() {
     }
 }
 
+/// The conformance kit is a black-box client: of the workspace it uses only the pure validator (the binary
+/// hands it the loaded profiles), so it runs against any server and cannot reach into ours.
+#[test]
+fn the_conformance_kit_speaks_only_http() {
+    let manifest = workspace_root().join("conformance").join("Cargo.toml");
+    let manifest = std::fs::read_to_string(&manifest)
+        .unwrap_or_else(|error| panic!("{}: {error}", manifest.display()));
+    let internal: Vec<String> =
+        dependencies(&manifest).into_iter().filter(|name| name.starts_with("cdr-")).collect();
+    assert_eq!(internal, ["cdr-validation"]);
+}
+
 #[test]
 fn the_dependency_reader_reads() {
     let manifest = "[package]\nname = \"x\"\n[dependencies]\nserde.workspace = true\nfoo = \"1\"\n[dev-dependencies]\nbar = \"1\"\n";

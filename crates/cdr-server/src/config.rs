@@ -69,6 +69,27 @@ pub(crate) enum Command {
     /// Load Bundles and NDJSON files through the FHIR API's Bundle path, into the database or a running
     /// server; exit status 1 when anything failed, 2 on usage or setup errors.
     Import(Box<ImportArgs>),
+    /// Run a conformance kit against a FHIR server over HTTP, or list its tests; exit status 3 when a test
+    /// failed, 4 on bad input, 5 when the server is unreachable.
+    #[command(subcommand)]
+    Conformance(ConformanceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConformanceCommand {
+    /// Print the kit's groups and tests with their short ids, and its inputs.
+    List(cdr_conformance::ListArgs),
+    /// Run the kit (or the tests of --select) and report.
+    Run(Box<ConformanceRunArgs>),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConformanceRunArgs {
+    #[command(flatten)]
+    pub(crate) run: cdr_conformance::RunArgs,
+    /// The profiles returned resources are validated against.
+    #[command(flatten)]
+    pub(crate) conformance: ProfileArgs,
 }
 
 /// What kind of repository the server is.

@@ -20,7 +20,8 @@ use cdr_server::profiles::{self, search_registry};
 use cdr_store::{Store, StoreConfig};
 
 use crate::config::{
-    Cli, Command, DatabaseArgs, EngineArgs, LogFormat, Mode, ReindexArgs, ServeArgs, Validation,
+    Cli, Command, ConformanceCommand, ConformanceRunArgs, DatabaseArgs, EngineArgs, LogFormat,
+    Mode, ReindexArgs, ServeArgs, Validation,
 };
 
 /// How often the store looks for tables whose planner statistics are stale (and refreshes those only):
@@ -33,7 +34,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse_command_line();
     // The import shows a progress bar and a summary instead of progress logs.
     let default_filter = match cli.command {
-        Command::Import(_) => "warn,sqlx=error",
+        Command::Import(_) | Command::Conformance(_) => "warn,sqlx=error",
         _ => "info,sqlx=warn",
     };
     init_tracing(cli.log_format, default_filter);
@@ -43,6 +44,10 @@ async fn main() -> ExitCode {
         Command::Validate(args) => return validate::run(&args),
         Command::Reindex(args) => reindex(&args).await,
         Command::Import(args) => return import::run(*args).await,
+        Command::Conformance(ConformanceCommand::List(args)) => {
+            return cdr_conformance::list(&args);
+        }
+        Command::Conformance(ConformanceCommand::Run(args)) => return conformance_run(&args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -162,6 +167,17 @@ pub(crate) async fn open_engine(args: &EngineArgs) -> anyhow::Result<(Store, Eng
         tracing::info!(resources = n_indexed, "reindexed");
     }
     Ok((store, engine))
+}
+
+/// `conformance run`: the profiles loaded as `serve` loads them (a failure is bad input, 4), then the kit.
+async fn conformance_run(args: &ConformanceRunArgs) -> ExitCode {
+    match profiles::load(&args.conformance) {
+        Ok((set, _)) => cdr_conformance::run(&args.run, set).await,
+        Err(error) => {
+            eprintln!("error: {:#}", anyhow::Error::new(error));
+            ExitCode::from(4)
+        }
+    }
 }
 
 /// The patient and provider registry of `--registry-file`.
