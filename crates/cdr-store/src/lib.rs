@@ -202,4 +202,7 @@ pub struct Store {
     writer_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// Longest wait for a connection, and on SQLite for a writer's turn.
     pool_timeout: Duration,
+    /// On SQLite, the change sequence (`resource_version.seq`) the planner statistics were last refreshed
+    /// at: a store that wrote nothing since needs no new ones. Unused on PostgreSQL.
+    analysed_through: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }

@@ -37,7 +37,7 @@
 //! Pages sort and cut on keys and sort values alone, then fetch the page's bodies.
 //!
 //! Both databases' planner statistics are refreshed at start and every ten seconds (`Store::optimize`: `PRAGMA
-//! optimize` on SQLite; on PostgreSQL `ANALYZE` of each store table changed past autovacuum's threshold, since
+//! optimize` on SQLite when a version was written since the last run; on PostgreSQL `ANALYZE` of each store table changed past autovacuum's threshold, since
 //! autovacuum may be off or behind a bulk load: without statistics a conditional create by identifier walked
 //! every identifier row of its type, and a 370,000-resource load ran at 81 resources/s).
 //!
