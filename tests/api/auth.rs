@@ -398,6 +398,19 @@ async fn bundle_entries_are_checked_one_by_one(app: &TestApp) {
     assert_eq!(answer["entry"][2]["response"]["outcome"]["issue"][0]["code"], "forbidden");
     assert_eq!(app.search("Patient?_summary=count").await["total"], 2);
 
+    // A refused entry before a failing one: the failure keeps its position in the posted batch.
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "DELETE", "url": format!("Patient/{id}")}},
+        {"resource": {"resourceType": "Patient", "gender": "sometimes"}, "request": {"method": "POST", "url": "Patient"}},
+    ]})
+    .to_string();
+    let answer = call(&router, Method::POST, "/fhir", Some(&token), &batch).await.json();
+    assert_eq!(answer["entry"][0]["response"]["status"], "403 Forbidden");
+    let failed = &answer["entry"][1]["response"];
+    assert!(failed["status"].as_str().unwrap().starts_with("4"), "{answer}");
+    let located = failed["outcome"]["issue"][0]["expression"][0].as_str().unwrap();
+    assert!(located.starts_with("Bundle.entry[1]"), "{answer}");
+
     // With every letter, the transaction runs.
     let response = call(
         &router,

@@ -107,9 +107,8 @@ async fn refused_batch(
             }
             None => {
                 let Some(mut answer) = answers.next() else { break };
-                // Its position in the batch that ran is not its position in the one posted.
-                if let Err(InteractionError::Entry { index: position, .. }) = &mut answer.result {
-                    *position = index;
+                if let Err(error) = &mut answer.result {
+                    relocate(error, index);
                 }
                 response.push(response_entry(&answer, base, prefer).to_json());
             }
@@ -215,6 +214,23 @@ pub(crate) fn response_entry(
         resource,
         response: Some(Value::Object(response)),
         ..BundleEntry::default()
+    }
+}
+
+/// Gives the failure of a batch entry that ran in a smaller batch its position in the batch posted: the
+/// entry index and the `Bundle.entry[n]` prefix of its issues' locations.
+fn relocate(error: &mut InteractionError, posted: usize) {
+    let InteractionError::Entry { index, source } = error else { return };
+    let (old, new) = (format!("Bundle.entry[{index}]"), format!("Bundle.entry[{posted}]"));
+    *index = posted;
+    if let InteractionError::Invalid(outcome) | InteractionError::Unprocessable(outcome) =
+        source.as_mut()
+    {
+        for expression in outcome.issues.iter_mut().flat_map(|issue| issue.expression.iter_mut()) {
+            if let Some(rest) = expression.strip_prefix(&old) {
+                *expression = format!("{new}{rest}");
+            }
+        }
     }
 }
 
