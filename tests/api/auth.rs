@@ -343,6 +343,35 @@ async fn every_scope_letter_is_checked(app: &TestApp) {
         call(&router, Method::POST, "/fhir/Patient", Some(&write), PATIENT).await.status,
         StatusCode::CREATED
     );
+    // A conditional create also needs s; a system search's _type counts in a form body too.
+    for (scope, status) in
+        [("system/Patient.c", StatusCode::FORBIDDEN), ("system/Patient.cs", StatusCode::CREATED)]
+    {
+        let authorization = format!("Bearer {}", idp.token(scope));
+        let headers = [
+            ("content-type", "application/fhir+json"),
+            ("if-none-exist", "family=Nobody"),
+            ("authorization", authorization.as_str()),
+        ];
+        let response =
+            send_to(&router, build_request(Method::POST, "/fhir/Patient", &headers, PATIENT)).await;
+        assert_eq!(response.status, status, "{scope}: {}", response.text());
+    }
+    let authorization = format!("Bearer {read}");
+    let headers = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("authorization", authorization.as_str()),
+    ];
+    let response = send_to(
+        &router,
+        build_request(Method::POST, "/fhir/_search", &headers, "_type=Patient,Observation"),
+    )
+    .await;
+    response.assert_outcome(StatusCode::FORBIDDEN, "forbidden");
+    let response =
+        send_to(&router, build_request(Method::POST, "/fhir/_search", &headers, "_type=Patient"))
+            .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
     // A chain into a type the scopes do not cover.
     let reports = idp.token("system/DiagnosticReport.rs");
     call(
@@ -354,6 +383,31 @@ async fn every_scope_letter_is_checked(app: &TestApp) {
     )
     .await
     .assert_outcome(StatusCode::FORBIDDEN, "forbidden");
+    // What _include adds is left out where the scopes do not grant s on its type.
+    let subject = app.create("Patient", PATIENT).await;
+    let mut with_subject: Value = serde_json::from_str(&report("RAD")).unwrap();
+    with_subject["subject"] = json!({"reference": format!("Patient/{subject}")});
+    app.create("DiagnosticReport", &with_subject.to_string()).await;
+    let included = |token: String| {
+        let router = router.clone();
+        async move {
+            let uri = "/fhir/DiagnosticReport?_include=DiagnosticReport:subject";
+            let bundle = call(&router, Method::GET, uri, Some(&token), "").await.json();
+            let mut types: Vec<String> = bundle["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|entry| entry["resource"]["resourceType"].as_str().unwrap().to_owned())
+                .collect();
+            types.sort();
+            types
+        }
+    };
+    assert_eq!(included(reports.clone()).await, ["DiagnosticReport"]);
+    assert_eq!(
+        included(idp.token("system/DiagnosticReport.rs system/Patient.s")).await,
+        ["DiagnosticReport", "Patient"]
+    );
     // patient/ and user/ scopes grant nothing yet, and the refusal says why.
     let response =
         call(&router, Method::GET, &instance, Some(&idp.token("patient/*.read user/*.read")), "")
@@ -410,6 +464,16 @@ async fn bundle_entries_are_checked_one_by_one(app: &TestApp) {
     assert!(failed["status"].as_str().unwrap().starts_with("4"), "{answer}");
     let located = failed["outcome"]["issue"][0]["expression"][0].as_str().unwrap();
     assert!(located.starts_with("Bundle.entry[1]"), "{answer}");
+
+    // A queued batch with a refused entry is refused whole, before it is queued.
+    let authorization = format!("Bearer {token}");
+    let headers = [
+        ("content-type", "application/fhir+json"),
+        ("prefer", "respond-async"),
+        ("authorization", authorization.as_str()),
+    ];
+    let response = send_to(&router, build_request(Method::POST, "/fhir", &headers, &batch)).await;
+    response.assert_outcome(StatusCode::FORBIDDEN, "forbidden");
 
     // With every letter, the transaction runs.
     let response = call(
