@@ -169,6 +169,7 @@ pub(crate) fn describe(error: &jsonwebtoken::errors::Error) -> String {
         ErrorKind::ImmatureSignature => "it is not valid yet (nbf)".to_owned(),
         ErrorKind::InvalidAudience => "it is for another audience (aud)".to_owned(),
         ErrorKind::InvalidIssuer => "it is from another issuer (iss)".to_owned(),
+        ErrorKind::InvalidSubject => "its subject (sub) is not its issuer (iss)".to_owned(),
         ErrorKind::InvalidAlgorithm => "its algorithm is not accepted".to_owned(),
         ErrorKind::MissingRequiredClaim(claim) => format!("it has no '{claim}' claim"),
         _ => format!("it is malformed ({error})"),

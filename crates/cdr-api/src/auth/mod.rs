@@ -81,7 +81,7 @@ pub struct SmartConfig {
 
 impl SmartConfig {
     /// Refuses a configuration with a malformed scope or a scope this server does not honour
-    /// (`patient/`, `user/`), a duplicate client, or a client key set without usable keys.
+    /// (`patient/`, `user/`), or a client registered twice.
     ///
     /// # Errors
     /// What is wrong, for the operator.

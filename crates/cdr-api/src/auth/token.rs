@@ -182,7 +182,6 @@ fn now_seconds() -> u64 {
 
 #[derive(Debug, Deserialize)]
 struct AssertionClaims {
-    sub: Option<String>,
     exp: u64,
     jti: Option<String>,
 }
@@ -261,6 +260,7 @@ async fn authenticate(auth: &super::Auth, assertion: &str) -> Result<String, Box
     let Some((set, _)) = auth.clients.get(&client_id) else {
         return Err(refuse(format!("'{client_id}' is not a registered client")));
     };
+    // `sub` must equal `iss`, the client id (SMART backend services).
     let mut validation = keys::validation(header.alg, &auth.config.token_endpoint, &client_id);
     validation.sub = Some(client_id.clone());
     validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
@@ -268,9 +268,6 @@ async fn authenticate(auth: &super::Auth, assertion: &str) -> Result<String, Box
         .verify(assertion, &header, &validation)
         .await
         .map_err(|reason| refuse(format!("the client assertion is refused: {reason}")))?;
-    if claims.sub.as_deref() != Some(client_id.as_str()) {
-        return Err(refuse("the client assertion's sub must equal its iss".to_owned()));
-    }
     let now = now_seconds();
     if claims.exp > now + MAX_ASSERTION_SECONDS + SKEW_SECONDS {
         return Err(refuse(format!(
