@@ -11,6 +11,7 @@
 mod helpers;
 
 mod async_submission;
+mod auth;
 mod bounds;
 mod budget;
 mod concurrency;

@@ -1,16 +1,22 @@
 //! `POST [base]` (and `POST [base]/Bundle`) with a transaction or batch Bundle, answered with a
-//! `transaction-response` or `batch-response` (R4 http.html#transaction-response).
+//! `transaction-response` or `batch-response` (R4 http.html#transaction-response). Under `--auth smart`
+//! each entry is checked against the token's scopes: a refused entry fails a transaction whole (403), and
+//! answers 403 in its place in a batch.
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::post;
-use cdr_interactions::{BundleKind, EntryOutcome, EntryResult, VersionedResource, WriteStatus};
+use cdr_interactions::{
+    BundleKind, EntryOutcome, EntryResult, InteractionError, VersionedResource, WriteStatus,
+};
 use cdr_model::{Bundle, BundleEntry, BundleType};
 use serde_json::{Map, Value, json};
 
 use crate::AppState;
+use crate::auth::{Grants, bundle_refusals};
 use crate::error::{ApiError, error_chain, interaction_response};
 use crate::extract::{FhirBody, PreferAsync, PreferReturn};
 use crate::links::BaseUrl;
@@ -26,10 +32,29 @@ pub(crate) async fn bundle(
     BaseUrl(base): BaseUrl,
     prefer: PreferReturn,
     PreferAsync(respond_async): PreferAsync,
+    grants: Option<Extension<Grants>>,
     FhirBody(body): FhirBody,
 ) -> Result<Response, ApiError> {
+    let refusals = match &grants {
+        Some(Extension(grants)) => bundle_refusals(grants, &body, &base),
+        None => None,
+    };
+    let mut refused: Vec<Option<ApiError>> = Vec::new();
+    if let Some((transaction, refusals)) = refusals {
+        // A transaction is refused whole; so is a queued batch, whose entries run later.
+        if transaction || respond_async {
+            if let Some(refusal) = refusals.into_iter().flatten().next() {
+                return Err(refusal);
+            }
+        } else {
+            refused = refusals;
+        }
+    }
     if respond_async {
         return crate::jobs::accept(&state, &base, prefer, &body).await;
+    }
+    if refused.iter().any(Option::is_some) {
+        return refused_batch(&state, &base, prefer, &body, refused).await;
     }
     let outcome = state.engine.bundle(&body, &base).await?;
     let entries = outcome
@@ -38,6 +63,58 @@ pub(crate) async fn bundle(
         .map(|entry| response_entry(entry, &base, prefer).to_json())
         .collect();
     Ok(fhir_json(StatusCode::OK, response_bundle(outcome.kind, entries).to_string()))
+}
+
+/// A batch some of whose entries the scopes refuse: the others run as a batch of their own (batch entries
+/// are independent), and each refused one answers 403 in its place.
+async fn refused_batch(
+    state: &AppState,
+    base: &str,
+    prefer: PreferReturn,
+    body: &[u8],
+    refused: Vec<Option<ApiError>>,
+) -> Result<Response, ApiError> {
+    let mut bundle: Value = serde_json::from_slice(body)
+        .map_err(|error| ApiError::BadRequest(format!("the body is not JSON: {error}")))?;
+    let allowed: Vec<usize> = refused
+        .iter()
+        .enumerate()
+        .filter(|(_, refusal)| refusal.is_none())
+        .map(|(index, _)| index)
+        .collect();
+    let mut entries: Vec<Value> = bundle
+        .get_mut("entry")
+        .and_then(Value::as_array_mut)
+        .map(std::mem::take)
+        .unwrap_or_default();
+    let kept: Vec<Value> =
+        allowed.iter().filter_map(|index| entries.get_mut(*index).map(Value::take)).collect();
+    if let Some(object) = bundle.as_object_mut() {
+        object.insert("entry".into(), Value::Array(kept));
+    }
+    let outcome = state.engine.bundle(bundle.to_string().as_bytes(), base).await?;
+    let mut answers = outcome.entries.into_iter();
+    let mut response = Vec::with_capacity(refused.len());
+    for (index, refusal) in refused.into_iter().enumerate() {
+        match refusal {
+            Some(refusal) => {
+                let (status, outcome) = refusal.status_and_outcome();
+                let mut entry = json!({"response": {"status": status_line(status), "outcome": outcome.to_json()}});
+                if let Some(full_url) = entries.get(index).and_then(|entry| entry.get("fullUrl")) {
+                    entry["fullUrl"] = full_url.clone();
+                }
+                response.push(entry);
+            }
+            None => {
+                let Some(mut answer) = answers.next() else { break };
+                if let Err(error) = &mut answer.result {
+                    relocate(error, index);
+                }
+                response.push(response_entry(&answer, base, prefer).to_json());
+            }
+        }
+    }
+    Ok(fhir_json(StatusCode::OK, response_bundle(BundleKind::Batch, response).to_string()))
 }
 
 /// The transaction-response or batch-response of these `Bundle.entry` values.
@@ -137,6 +214,23 @@ pub(crate) fn response_entry(
         resource,
         response: Some(Value::Object(response)),
         ..BundleEntry::default()
+    }
+}
+
+/// Gives the failure of a batch entry that ran in a smaller batch its position in the batch posted: the
+/// entry index and the `Bundle.entry[n]` prefix of its issues' locations.
+fn relocate(error: &mut InteractionError, posted: usize) {
+    let InteractionError::Entry { index, source } = error else { return };
+    let (old, new) = (format!("Bundle.entry[{index}]"), format!("Bundle.entry[{posted}]"));
+    *index = posted;
+    if let InteractionError::Invalid(outcome) | InteractionError::Unprocessable(outcome) =
+        source.as_mut()
+    {
+        for expression in outcome.issues.iter_mut().flat_map(|issue| issue.expression.iter_mut()) {
+            if let Some(rest) = expression.strip_prefix(&old) {
+                *expression = format!("{new}{rest}");
+            }
+        }
     }
 }
 

@@ -43,6 +43,16 @@ pub enum ApiError {
     /// The client sent nothing of the body for longer than the body-read timeout.
     #[error("no part of the request body arrived within {} s", .0.as_secs_f64())]
     BodyTimeout(Duration),
+    /// No bearer token came with a request that needs one (`--auth smart`).
+    #[error("this server needs a bearer token: send Authorization: Bearer <access token>")]
+    MissingToken,
+    /// The bearer token is malformed, expired, not yet valid, for another audience or issuer, or its
+    /// signature does not verify.
+    #[error("the bearer token is refused: {0}")]
+    InvalidToken(String),
+    /// The token is valid but its scopes do not allow the interaction.
+    #[error("{0}")]
+    Forbidden(String),
     /// The handler panicked; caught so the client still gets an OperationOutcome.
     #[error("the request handler panicked: {0}")]
     Panic(String),
@@ -88,6 +98,10 @@ impl ApiError {
             ApiError::Overloaded => map(StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient),
             ApiError::RequestTimeout(_) => map(StatusCode::SERVICE_UNAVAILABLE, IssueType::Timeout),
             ApiError::BodyTimeout(_) => map(StatusCode::REQUEST_TIMEOUT, IssueType::Timeout),
+            ApiError::MissingToken | ApiError::InvalidToken(_) => {
+                map(StatusCode::UNAUTHORIZED, IssueType::Login)
+            }
+            ApiError::Forbidden(_) => map(StatusCode::FORBIDDEN, IssueType::Forbidden),
             ApiError::Panic(_) => INTERNAL,
         }
     }
@@ -101,7 +115,7 @@ impl ApiError {
     }
 
     /// The status and OperationOutcome this error is answered with.
-    fn status_and_outcome(&self) -> (StatusCode, OperationOutcome) {
+    pub(crate) fn status_and_outcome(&self) -> (StatusCode, OperationOutcome) {
         match self {
             ApiError::Interaction(error) => interaction_response(error),
             other => {
@@ -222,6 +236,18 @@ impl IntoResponse for ApiError {
             if let Ok(date) = HeaderValue::from_str(&last_updated.to_http_date()) {
                 response.headers_mut().insert(header::LAST_MODIFIED, date);
             }
+        }
+        // RFC 6750 §3: the challenge; `error` only when a token was sent (§3.1).
+        let challenge = match &self {
+            ApiError::MissingToken => Some(r#"Bearer realm="imaging-cdr""#.to_owned()),
+            ApiError::InvalidToken(reason) => Some(format!(
+                r#"Bearer realm="imaging-cdr", error="invalid_token", error_description="{}""#,
+                reason.replace(['"', '\\'], "'")
+            )),
+            _ => None,
+        };
+        if let Some(challenge) = challenge.and_then(|text| HeaderValue::from_str(&text).ok()) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             let seconds = if matches!(self, ApiError::Overloaded) {

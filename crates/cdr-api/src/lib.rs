@@ -4,8 +4,10 @@
 //! thin: extract, call `cdr-interactions`, convert. Every error becomes an OperationOutcome through the
 //! one table in `error.rs`; internal causes are logged with the request id, never sent.
 
+mod auth;
 mod bounds;
 mod bundle;
+mod caller;
 mod error;
 mod extract;
 mod health;
@@ -32,6 +34,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+pub use crate::auth::{ClientConfig, IssuerConfig, JwksSource, ServerKey, SmartConfig};
+pub use crate::caller::Caller;
 pub use crate::error::{ApiError, error_chain, interaction_outcome};
 pub use crate::jobs::{AsyncConfig, JobWorker};
 pub use crate::links::{Host, IpCidr, LinkConfig, PublicBaseUrl};
@@ -52,11 +56,13 @@ pub struct ApiConfig {
     pub body_read_timeout: Duration,
     /// Asynchronous Bundle submissions (`Prefer: respond-async`).
     pub async_jobs: AsyncConfig,
+    /// `--auth smart`: bearer tokens, scopes and the token endpoint; `None` serves everyone (`--auth none`).
+    pub auth: Option<SmartConfig>,
 }
 
 impl Default for ApiConfig {
     /// 16 MiB bodies, links from the `Host` header, 256 requests in flight, 60 s per request and 30 s
-    /// between body parts, and the [`AsyncConfig`] defaults.
+    /// between body parts, the [`AsyncConfig`] defaults, and no authorization.
     fn default() -> ApiConfig {
         ApiConfig {
             max_body_bytes: 16 * 1024 * 1024,
@@ -65,6 +71,7 @@ impl Default for ApiConfig {
             request_timeout: Duration::from_secs(60),
             body_read_timeout: Duration::from_secs(30),
             async_jobs: AsyncConfig::default(),
+            auth: None,
         }
     }
 }
@@ -76,16 +83,20 @@ pub struct AppState {
     config: Arc<ApiConfig>,
     /// Wakes this application's [`JobWorker`]s when a job is queued.
     wake: Arc<jobs::Wake>,
+    /// The resource server and token endpoint under `--auth smart`.
+    auth: Option<Arc<auth::Auth>>,
 }
 
 impl AppState {
     #[must_use]
     pub fn new(engine: Engine, config: ApiConfig) -> AppState {
-        AppState { engine, config: Arc::new(config), wake: Arc::default() }
+        let auth = config.auth.clone().map(|smart| Arc::new(auth::Auth::new(smart)));
+        AppState { engine, config: Arc::new(config), wake: Arc::default(), auth }
     }
 }
 
-/// The whole application: FHIR routes under `/fhir`, health checks at `/livez` and `/readyz`.
+/// The whole application: FHIR routes under `/fhir`, health checks at `/livez` and `/readyz`, and under
+/// `--auth smart` the token endpoint `/auth/token` and the server's keys at `/auth/jwks`.
 pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static(middleware::REQUEST_ID);
     let bounds = bounds::Bounds {
@@ -102,12 +113,15 @@ pub fn app(state: AppState) -> Router {
         .merge(patch::router())
         .merge(validate::router())
         .merge(search::router())
+        .route("/.well-known/smart-configuration", axum::routing::get(auth::smart_configuration))
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authorize))
         .layer(axum::middleware::from_fn(middleware::negotiate))
         .layer(axum::middleware::from_fn_with_state(bounds, bounds::bound));
     Router::new()
         .nest("/fhir", fhir)
         .merge(health::router())
+        .merge(auth::router())
         .fallback(no_route)
         .layer(
             ServiceBuilder::new()

@@ -1,6 +1,8 @@
 //! Search: `GET [base]/T?…`, `POST [base]/T/_search` (form body merged with the URL parameters), and
-//! system search `GET [base]?…` / `POST [base]/_search`.
+//! system search `GET [base]?…` / `POST [base]/_search`. Under `--auth smart` each is checked against the
+//! token's scopes and narrowed by their granular restrictions (`auth::authorize_search`).
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::{RawQuery, Request, State};
 use axum::http::{StatusCode, header};
@@ -9,6 +11,7 @@ use axum::routing::{get, post};
 use cdr_interactions::Handling;
 
 use crate::AppState;
+use crate::auth::{Grants, authorize_search, filter_included};
 use crate::error::ApiError;
 use crate::extract::{FhirPath, PreferHandling, read_body};
 use crate::links::BaseUrl;
@@ -27,10 +30,11 @@ pub(crate) async fn type_search(
     BaseUrl(base): BaseUrl,
     FhirPath(type_name): FhirPath<String>,
     PreferHandling(handling): PreferHandling,
+    grants: Option<Extension<Grants>>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = pairs(query.as_deref().unwrap_or_default());
-    search(&state, &base, Some(&type_name), &params, handling).await
+    search(&state, &base, Some(&type_name), params, handling, grants).await
 }
 
 async fn type_search_post(
@@ -38,40 +42,50 @@ async fn type_search_post(
     BaseUrl(base): BaseUrl,
     FhirPath(type_name): FhirPath<String>,
     PreferHandling(handling): PreferHandling,
+    grants: Option<Extension<Grants>>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let params = form_params(&state, request).await?;
-    search(&state, &base, Some(&type_name), &params, handling).await
+    search(&state, &base, Some(&type_name), params, handling, grants).await
 }
 
 async fn system_search(
     State(state): State<AppState>,
     BaseUrl(base): BaseUrl,
     PreferHandling(handling): PreferHandling,
+    grants: Option<Extension<Grants>>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = pairs(query.as_deref().unwrap_or_default());
-    search(&state, &base, None, &params, handling).await
+    search(&state, &base, None, params, handling, grants).await
 }
 
 async fn system_search_post(
     State(state): State<AppState>,
     BaseUrl(base): BaseUrl,
     PreferHandling(handling): PreferHandling,
+    grants: Option<Extension<Grants>>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let params = form_params(&state, request).await?;
-    search(&state, &base, None, &params, handling).await
+    search(&state, &base, None, params, handling, grants).await
 }
 
 async fn search(
     state: &AppState,
     base: &str,
     type_name: Option<&str>,
-    params: &[(String, String)],
+    mut params: Vec<(String, String)>,
     handling: Handling,
+    grants: Option<Extension<Grants>>,
 ) -> Result<Response, ApiError> {
-    let bundle = state.engine.search(base, type_name, params, handling).await?;
+    if let Some(Extension(grants)) = &grants {
+        authorize_search(grants, type_name, &mut params)?;
+    }
+    let mut bundle = state.engine.search(base, type_name, &params, handling).await?;
+    if let Some(Extension(grants)) = &grants {
+        filter_included(grants, &mut bundle);
+    }
     Ok(fhir_json(StatusCode::OK, bundle.to_string()))
 }
 

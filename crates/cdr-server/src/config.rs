@@ -249,6 +249,62 @@ pub(crate) struct ServeArgs {
     /// Largest accepted request body in bytes; larger requests get 413.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub(crate) max_body_bytes: usize,
+    #[command(flatten)]
+    pub(crate) auth: AuthArgs,
+}
+
+/// Who may call the FHIR API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum AuthMode {
+    /// Everyone, without a token (the default on a loopback address).
+    None,
+    /// SMART on FHIR: bearer tokens from the built-in token endpoint and the configured issuers, checked
+    /// against their scopes.
+    Smart,
+}
+
+/// Authorization: `--auth`, its config file and the server's signing key.
+#[derive(Debug, Args)]
+pub(crate) struct AuthArgs {
+    /// none or smart. Required when --listen is not a loopback address; none is the default on one.
+    #[arg(long, env = "AUTH", value_enum)]
+    pub(crate) auth: Option<AuthMode>,
+    /// With --auth smart: the JSON file of issuers and clients (README: "Securing a deployment").
+    #[arg(long, env = "AUTH_CONFIG", value_name = "FILE")]
+    pub(crate) auth_config: Option<PathBuf>,
+    /// With --auth smart: the PKCS#8 PEM P-256 key that signs the token endpoint's access tokens; generated
+    /// there at first start when the file does not exist.
+    #[arg(long, env = "AUTH_KEY", value_name = "FILE", default_value = "data/auth-key.pem")]
+    pub(crate) auth_key: PathBuf,
+}
+
+impl ServeArgs {
+    /// The authorization in force, or why the server must not start: on a non-loopback address the
+    /// choice must be explicit, and `smart` needs its config file. Warns when `none` is chosen there.
+    pub(crate) fn auth_mode(&self) -> Result<AuthMode, String> {
+        let loopback = self.listen.ip().is_loopback();
+        match (self.auth.auth, loopback) {
+            (None, true) => Ok(AuthMode::None),
+            (None, false) => Err(format!(
+                "refusing to serve on {} without an explicit --auth choice: every client could read and \
+                 write every record. Choose --auth smart (with --auth-config) to require tokens, or \
+                 --auth none to serve everyone knowingly",
+                self.listen
+            )),
+            (Some(AuthMode::Smart), _) if self.auth.auth_config.is_none() => {
+                Err("--auth smart needs --auth-config FILE (README: \"Securing a deployment\")"
+                    .to_owned())
+            }
+            (Some(AuthMode::None), false) => {
+                tracing::warn!(
+                    listen = %self.listen,
+                    "--auth none on a non-loopback address: every client can read and write every record"
+                );
+                Ok(AuthMode::None)
+            }
+            (Some(mode), _) => Ok(mode),
+        }
+    }
 }
 
 /// The database, the conformance resources and the rules of the interaction layer: how `serve` and

@@ -3,6 +3,7 @@
 //! Architecture Invariant: this binary is the only place that reads the environment and command-line
 //! configuration; it hands typed sub-configurations to the library crates.
 
+mod auth;
 mod config;
 mod http;
 mod import;
@@ -20,8 +21,8 @@ use cdr_server::profiles::{self, search_registry};
 use cdr_store::{Store, StoreConfig};
 
 use crate::config::{
-    Cli, Command, ConformanceCommand, ConformanceRunArgs, DatabaseArgs, EngineArgs, LogFormat,
-    Mode, ReindexArgs, ServeArgs, Validation,
+    AuthMode, Cli, Command, ConformanceCommand, ConformanceRunArgs, DatabaseArgs, EngineArgs,
+    LogFormat, Mode, ReindexArgs, ServeArgs, Validation,
 };
 
 /// How often the store looks for tables whose planner statistics are stale (and refreshes those only):
@@ -39,7 +40,16 @@ async fn main() -> ExitCode {
     };
     init_tracing(cli.log_format, default_filter);
     let result = match cli.command {
-        Command::Serve(args) => serve(*args).await,
+        Command::Serve(args) => {
+            let auth = match args.auth_mode() {
+                Ok(mode) => mode,
+                Err(message) => {
+                    eprintln!("error: {message}");
+                    return ExitCode::from(2);
+                }
+            };
+            serve(*args, auth).await
+        }
         Command::Migrate(args) => migrate(&args).await,
         Command::Validate(args) => return validate::run(&args),
         Command::Reindex(args) => reindex(&args).await,
@@ -188,7 +198,15 @@ fn read_registry(path: &std::path::Path) -> anyhow::Result<LocalRegistry> {
         .map_err(|error| anyhow::anyhow!("the registry file {}: {error}", path.display()))
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(args: ServeArgs, auth: AuthMode) -> anyhow::Result<()> {
+    let smart = match (auth, &args.auth.auth_config) {
+        (AuthMode::Smart, Some(path)) => Some(crate::auth::load(
+            path,
+            &args.auth.auth_key,
+            args.base_url.as_ref().map(cdr_api::PublicBaseUrl::as_str),
+        )?),
+        _ => None,
+    };
     let (store, engine) = open_engine(&args.engine).await?;
     let http = &args.http;
     let api_config = ApiConfig {
@@ -207,6 +225,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             lease: Duration::from_secs(args.async_jobs.async_lease_seconds),
             poll_interval: Duration::from_secs(args.async_jobs.async_poll_seconds),
         },
+        auth: smart,
     };
     let limits = http::ConnectionLimits {
         header_read_timeout: Duration::from_secs(http.header_read_timeout_seconds),

@@ -1,6 +1,6 @@
 //! `imaging-cdr serve` as a process on a free port with SQLite, driven over raw TCP: the header-read
 //! timeout, the connection cap, the peer address behind `--trusted-proxies`, graceful shutdown with a
-//! deadline, the settings refused at startup, and configured cost limits.
+//! deadline, the settings refused at startup, configured cost limits, and the choice of `--auth`.
 
 #![allow(
     clippy::unwrap_used,
@@ -24,23 +24,43 @@ struct Server {
 impl Server {
     /// Starts `imaging-cdr serve` with `args` on a free port and waits until `/livez` answers.
     fn start(args: &[&str]) -> Server {
+        let address = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        Server::start_on(address, args)
+    }
+
+    /// Starts `imaging-cdr serve` with `args` listening on `listen` (its port must be free), reached on the
+    /// loopback address, and waits until `/livez` answers.
+    fn start_on(listen: SocketAddr, args: &[&str]) -> Server {
+        let folder = Server::new_folder();
+        Server::start_in(folder, listen, args)
+    }
+
+    fn new_folder() -> PathBuf {
         let folder = std::env::temp_dir().join(format!(
             "imaging-cdr-serve-{}-{}",
             std::process::id(),
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
         ));
         std::fs::create_dir_all(&folder).unwrap();
-        let address = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        folder
+    }
+
+    /// Starts `imaging-cdr serve` in `folder` (its working directory).
+    fn start_in(folder: PathBuf, listen: SocketAddr, args: &[&str]) -> Server {
+        let address = SocketAddr::from(([127, 0, 0, 1], listen.port()));
         let child = Command::new(env!("CARGO_BIN_EXE_imaging-cdr"))
             .arg("serve")
             .arg("--listen")
-            .arg(address.to_string())
+            .arg(listen.to_string())
             .arg("--database-url")
             .arg(format!("sqlite://{}/cdr.db", folder.display()))
             .args(args)
             .current_dir(&folder)
             .env_remove("PROFILES_DIR")
             .env_remove("BASE_URL")
+            .env_remove("AUTH")
+            .env_remove("AUTH_CONFIG")
+            .env_remove("AUTH_KEY")
             .env("RUST_LOG", "info,tower_http=debug")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(folder.join("server.log")).unwrap())
@@ -243,10 +263,94 @@ fn refused(args: &[&str]) -> String {
         .args(["--database-url", "sqlite:///nonexistent-folder/never-opened.db"])
         .args(args)
         .env_remove("BASE_URL")
+        .env_remove("AUTH")
+        .env_remove("AUTH_CONFIG")
         .output()
         .unwrap();
     assert!(!output.status.success(), "{args:?} started");
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The exit status of `imaging-cdr serve` with `args`, which must be refused before it opens anything.
+fn refused_status(args: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_imaging-cdr"))
+        .arg("serve")
+        .args(["--database-url", "sqlite:///nonexistent-folder/never-opened.db"])
+        .args(args)
+        .env_remove("BASE_URL")
+        .env_remove("AUTH")
+        .env_remove("AUTH_CONFIG")
+        .output()
+        .unwrap();
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn a_non_loopback_address_needs_an_explicit_auth_choice() {
+    let (status, text) = refused_status(&["--listen", "0.0.0.0:8080"]);
+    assert_eq!(status, Some(2), "{text}");
+    assert!(text.contains("without an explicit --auth choice"), "{text}");
+    let (status, text) = refused_status(&["--listen", "127.0.0.1:8080", "--auth", "smart"]);
+    assert_eq!(status, Some(2), "{text}");
+    assert!(text.contains("--auth smart needs --auth-config"), "{text}");
+    // An explicit --auth none serves there, with a warning.
+    let port = TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port();
+    let server = Server::start_on(SocketAddr::from(([0, 0, 0, 0], port)), &["--auth", "none"]);
+    let response = server
+        .try_request("GET /fhir/metadata HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(server.log().contains("--auth none on a non-loopback address"), "{}", server.log());
+}
+
+#[test]
+fn auth_smart_generates_its_key_and_requires_tokens() {
+    let folder = Server::new_folder();
+    let config = r#"{"fhir_base_url": "http://cdr.test/fhir",
+        "clients": [{"client_id": "ris", "jwks": {"keys": []}, "scopes": ["system/*.rs"]}]}"#;
+    std::fs::write(folder.join("auth.json"), config).unwrap();
+    let address = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let server = Server::start_in(
+        folder.clone(),
+        address,
+        &["--auth", "smart", "--auth-config", "auth.json", "--auth-key", "keys/signing.pem"],
+    );
+    let key = std::fs::read_to_string(folder.join("keys/signing.pem")).unwrap();
+    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"), "{key}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(folder.join("keys/signing.pem")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let request = |path: &str| {
+        server
+            .try_request(&format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"))
+            .unwrap()
+    };
+    let response = request("/fhir/Patient");
+    assert!(response.starts_with("HTTP/1.1 401"), "{response}");
+    assert!(response.to_ascii_lowercase().contains("www-authenticate: bearer"), "{response}");
+    let response = request("/fhir/.well-known/smart-configuration");
+    assert!(response.contains(r#""token_endpoint":"http://cdr.test/auth/token""#), "{response}");
+    drop(server);
+    // A scope this server does not honour is refused at startup.
+    let folder = Server::new_folder();
+    let config = r#"{"fhir_base_url": "http://cdr.test/fhir",
+        "clients": [{"client_id": "portal", "jwks": {"keys": []}, "scopes": ["patient/*.read"]}]}"#;
+    std::fs::write(folder.join("auth.json"), config).unwrap();
+    let path = folder.join("auth.json");
+    let (status, text) = refused_status(&[
+        "--auth",
+        "smart",
+        "--auth-config",
+        path.to_str().unwrap(),
+        "--auth-key",
+        folder.join("key.pem").to_str().unwrap(),
+    ]);
+    assert_eq!(status, Some(1), "{text}");
+    assert!(text.contains("patient/ scopes are not granted"), "{text}");
+    let _ = std::fs::remove_dir_all(&folder);
 }
 
 #[test]

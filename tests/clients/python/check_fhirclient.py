@@ -5,7 +5,9 @@ CapabilityStatement, create, read, update and delete resources, page history and
 OperationOutcomes. Every response is parsed with fhirclient's R4 models, which reject unknown elements
 and wrongly typed values.
 
-Usage: python check_fhirclient.py BASE_URL   (e.g. http://127.0.0.1:8080/fhir)
+Usage: python check_fhirclient.py BASE_URL [ACCESS_TOKEN]   (e.g. http://127.0.0.1:8080/fhir)
+With an access token (a server under --auth smart), every request carries it as a bearer token, and the
+checks add the 401 of a request without it and the SMART description of the CapabilityStatement.
 Prints one line per check and a closing 'N passed, N failed' line; exits 1 on any failure.
 """
 
@@ -22,7 +24,13 @@ from fhirclient.models.patient import Patient
 from fhirclient.models.servicerequest import ServiceRequest
 
 BASE = sys.argv[1].rstrip("/") + "/"
+TOKEN = sys.argv[2] if len(sys.argv) > 2 else None
 SERVER = fhir_server.FHIRServer(None, base_uri=BASE)
+# The requests the checks make themselves go through a session like fhirclient's.
+HTTP = requests.Session()
+if TOKEN:
+    for session in (SERVER.session, HTTP):
+        session.headers["Authorization"] = f"Bearer {TOKEN}"
 RESULTS = []
 
 
@@ -49,6 +57,18 @@ def capability_statement():
     assert statement.fhirVersion == "4.0.1", statement.fhirVersion
     types = {resource.type for resource in statement.rest[0].resource}
     assert {"Patient", "ImagingStudy", "DiagnosticReport", "ServiceRequest"} <= types, types
+
+
+if TOKEN:
+    @check("with --auth smart: SMART in the CapabilityStatement, 401 without the token")
+    def smart():
+        statement = CapabilityStatement.read_from("metadata", SERVER)
+        codes = [coding.code for service in statement.rest[0].security.service for coding in service.coding]
+        assert codes == ["SMART-on-FHIR"], codes
+        response = requests.get(BASE + "Patient")
+        assert response.status_code == 401, response.status_code
+        assert response.headers["WWW-Authenticate"].startswith("Bearer"), response.headers
+        OperationOutcome(response.json())
 
 
 @check("create a Patient")
@@ -120,11 +140,11 @@ def history():
 
 @check("errors are OperationOutcomes")
 def errors():
-    response = requests.post(BASE + "Patient", data='{"resourceType":', headers={"Content-Type": "application/fhir+json"})
+    response = HTTP.post(BASE + "Patient", data='{"resourceType":', headers={"Content-Type": "application/fhir+json"})
     assert response.status_code == 400, response.status_code
     outcome = OperationOutcome(response.json())
     assert outcome.issue[0].severity == "error"
-    missing = requests.get(BASE + "Patient/not-there")
+    missing = HTTP.get(BASE + "Patient/not-there")
     assert missing.status_code == 404
     OperationOutcome(missing.json())
 
@@ -132,7 +152,7 @@ def errors():
 @check("delete the Patient; reading it is 410 Gone")
 def delete_patient():
     STATE["patient"].delete(SERVER)
-    response = requests.get(BASE + f"Patient/{STATE['patient'].id}")
+    response = HTTP.get(BASE + f"Patient/{STATE['patient'].id}")
     assert response.status_code == 410, response.status_code
     OperationOutcome(response.json())
 
