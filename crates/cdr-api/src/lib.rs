@@ -6,6 +6,8 @@
 
 mod bounds;
 mod bundle;
+mod cors;
+mod encoding;
 mod error;
 mod extract;
 mod health;
@@ -32,6 +34,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+pub use crate::cors::{CorsOriginError, CorsOrigins};
 pub use crate::error::{ApiError, error_chain, interaction_outcome};
 pub use crate::jobs::{AsyncConfig, JobWorker};
 pub use crate::links::{Host, IpCidr, LinkConfig, PublicBaseUrl};
@@ -52,11 +55,15 @@ pub struct ApiConfig {
     pub body_read_timeout: Duration,
     /// Asynchronous Bundle submissions (`Prefer: respond-async`).
     pub async_jobs: AsyncConfig,
+    /// The origins allowed by CORS; `None`: no CORS headers at all.
+    pub cors_allowed_origins: Option<CorsOrigins>,
+    /// Smallest response body compressed (gzip or br, by `Accept-Encoding`), in bytes.
+    pub compression_min_bytes: u16,
 }
 
 impl Default for ApiConfig {
     /// 16 MiB bodies, links from the `Host` header, 256 requests in flight, 60 s per request and 30 s
-    /// between body parts, and the [`AsyncConfig`] defaults.
+    /// between body parts, the [`AsyncConfig`] defaults, no CORS, and compression from 1 KiB.
     fn default() -> ApiConfig {
         ApiConfig {
             max_body_bytes: 16 * 1024 * 1024,
@@ -65,6 +72,8 @@ impl Default for ApiConfig {
             request_timeout: Duration::from_secs(60),
             body_read_timeout: Duration::from_secs(30),
             async_jobs: AsyncConfig::default(),
+            cors_allowed_origins: None,
+            compression_min_bytes: 1024,
         }
     }
 }
@@ -86,6 +95,11 @@ impl AppState {
 }
 
 /// The whole application: FHIR routes under `/fhir`, health checks at `/livez` and `/readyz`.
+///
+/// The layers, outside in: request id, trace span, CORS (when configured; preflights stop there),
+/// response compression, internal-error logging, the `Host` check, panic catching; on `/fhir` then the
+/// in-flight cap and deadlines, the check of `Content-Encoding`, request decompression (so the body limit
+/// counts decompressed bytes) and content negotiation.
 pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static(middleware::REQUEST_ID);
     let bounds = bounds::Bounds {
@@ -104,7 +118,14 @@ pub fn app(state: AppState) -> Router {
         .merge(search::router())
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(middleware::negotiate))
+        .layer(encoding::decompression())
+        .layer(axum::middleware::from_fn(encoding::refuse_unknown))
         .layer(axum::middleware::from_fn_with_state(bounds, bounds::bound));
+    let cors = state.config.cors_allowed_origins.as_ref().map(|origins| {
+        ServiceBuilder::new()
+            .layer(axum::middleware::from_fn(cors::preflight_no_content))
+            .layer(cors::layer(origins))
+    });
     Router::new()
         .nest("/fhir", fhir)
         .merge(health::router())
@@ -114,6 +135,9 @@ pub fn app(state: AppState) -> Router {
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
                 .layer(TraceLayer::new_for_http().make_span_with(make_span))
                 .layer(PropagateRequestIdLayer::new(request_id))
+                .option_layer(cors)
+                .map_response(IntoResponse::into_response)
+                .layer(encoding::compression(state.config.compression_min_bytes))
                 .layer(axum::middleware::from_fn(middleware::log_internal_errors))
                 .layer(axum::middleware::from_fn(links::check_host))
                 .layer(CatchPanicLayer::custom(panic_response)),

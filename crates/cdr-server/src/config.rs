@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use cdr_api::{Host, IpCidr, PublicBaseUrl};
+use cdr_api::{CorsOrigins, Host, IpCidr, PublicBaseUrl};
 use cdr_interactions::{PageLimits, ResourceLimits};
 use cdr_search::QueryLimits;
 use cdr_server::profiles::ProfileArgs;
@@ -383,6 +383,13 @@ pub(crate) struct HttpArgs {
     /// On SIGTERM or Ctrl-C, how long requests in progress may take to finish before connections are cut.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 30)]
     pub(crate) shutdown_timeout_seconds: u64,
+    /// Origins whose browser scripts may call the API (CORS): `*`, or a comma-separated list such as
+    /// `https://viewer.example.org,http://localhost:3000`. Without it no CORS headers are sent.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_name = "ORIGINS")]
+    pub(crate) cors_allowed_origins: Option<CorsOrigins>,
+    /// Smallest response body compressed with gzip or br (as Accept-Encoding asks), in bytes.
+    #[arg(long, env = "COMPRESSION_MIN_BYTES", default_value_t = 1024)]
+    pub(crate) compression_min_bytes: u16,
 }
 
 /// Asynchronous Bundle submissions (`Prefer: respond-async`): the queue in the database and this process's

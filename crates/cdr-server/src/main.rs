@@ -207,6 +207,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             lease: Duration::from_secs(args.async_jobs.async_lease_seconds),
             poll_interval: Duration::from_secs(args.async_jobs.async_poll_seconds),
         },
+        cors_allowed_origins: http.cors_allowed_origins.clone(),
+        compression_min_bytes: http.compression_min_bytes,
     };
     let limits = http::ConnectionLimits {
         header_read_timeout: Duration::from_secs(http.header_read_timeout_seconds),
