@@ -1,5 +1,6 @@
 //! The HTTP features around the FHIR API: CORS for browser clients, response compression negotiated by
-//! `Accept-Encoding`, and compressed request bodies, whose decompressed size the body limit bounds.
+//! `Accept-Encoding`, compressed request bodies, whose decompressed size the body limit bounds, and the
+//! Prometheus metrics at `/metrics`.
 
 use std::io::{Read, Write};
 
@@ -256,4 +257,105 @@ backend_tests!(
     compressed_request_bodies_are_decompressed,
     a_body_that_expands_past_the_limit_gets_413,
     unknown_or_corrupt_content_encodings_are_refused,
+    metrics_count_requests_by_interaction_type_and_status,
 );
+
+/// The samples of a Prometheus text exposition, by `name{labels}` as written.
+fn samples(text: &str) -> std::collections::HashMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            (series.to_owned(), value.parse().unwrap())
+        })
+        .collect()
+}
+
+fn requests(interaction: &str, resource_type: &str, status: &str) -> String {
+    format!(
+        "cdr_http_requests_total{{interaction=\"{interaction}\",type=\"{resource_type}\",status=\"{status}\"}}"
+    )
+}
+
+async fn metrics_count_requests_by_interaction_type_and_status(app: &TestApp) {
+    let router = cors_router(app);
+    let post = |uri: &str, body: &str| {
+        build_request(Method::POST, uri, &[("content-type", "application/fhir+json")], body)
+    };
+    let created = send_to(&router, post("/fhir/Patient", r#"{"resourceType":"Patient"}"#)).await;
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    for uri in [
+        format!("/fhir/Patient/{id}"),
+        format!("/fhir/Patient/{id}"),
+        format!("/fhir/Patient/{id}/_history/1"),
+        format!("/fhir/Patient/{id}/_history"),
+        "/fhir/Patient?_id=x".to_owned(),
+        "/fhir/Patient/missing".to_owned(),
+        "/fhir/Unserved/1".to_owned(),
+        "/fhir/metadata".to_owned(),
+    ] {
+        send_to(&router, build_request(Method::GET, &uri, &[], "")).await;
+    }
+    let entry =
+        r#"{"request":{"method":"POST","url":"Patient"},"resource":{"resourceType":"Patient"}}"#;
+    for kind in ["transaction", "batch"] {
+        let bundle = format!(r#"{{"resourceType":"Bundle","type":"{kind}","entry":[{entry}]}}"#);
+        assert_eq!(send_to(&router, post("/fhir", &bundle)).await.status, StatusCode::OK);
+    }
+    let mut queued =
+        post("/fhir", &format!(r#"{{"resourceType":"Bundle","type":"batch","entry":[{entry}]}}"#));
+    queued.headers_mut().insert("prefer", "respond-async".parse().unwrap());
+    assert_eq!(send_to(&router, queued).await.status, StatusCode::ACCEPTED);
+    send_to(&router, post("/fhir/Patient/$validate", r#"{"resourceType":"Patient"}"#)).await;
+    send_to(&router, preflight(VIEWER, "GET", "")).await;
+
+    let scraped = send_to(&router, build_request(Method::GET, "/metrics", &[], "")).await;
+    assert_eq!(scraped.status, StatusCode::OK);
+    assert_eq!(scraped.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+    let text = scraped.text();
+    assert!(text.contains("# TYPE cdr_http_requests_total counter\n"), "{text}");
+    assert!(text.contains("# TYPE cdr_http_request_duration_seconds histogram\n"), "{text}");
+    let samples = samples(&text);
+    let expected = [
+        (requests("create", "Patient", "2xx"), 1.0),
+        (requests("read", "Patient", "2xx"), 2.0),
+        (requests("read", "Patient", "4xx"), 1.0),
+        (requests("read", "other", "4xx"), 1.0),
+        (requests("vread", "Patient", "2xx"), 1.0),
+        (requests("history", "Patient", "2xx"), 1.0),
+        (requests("search-type", "Patient", "2xx"), 1.0),
+        (requests("capabilities", "system", "2xx"), 1.0),
+        (requests("transaction", "system", "2xx"), 1.0),
+        (requests("batch", "system", "2xx"), 1.0),
+        (requests("bundle", "system", "2xx"), 1.0),
+        (requests("operation", "Patient", "2xx"), 1.0),
+        ("cdr_async_jobs{state=\"queued\"}".to_owned(), 1.0),
+        ("cdr_async_jobs{state=\"running\"}".to_owned(), 0.0),
+        (
+            "cdr_http_request_duration_seconds_count{interaction=\"read\",type=\"Patient\",status=\"2xx\"}"
+                .to_owned(),
+            2.0,
+        ),
+        (
+            "cdr_http_request_duration_seconds_bucket{interaction=\"read\",type=\"Patient\",status=\"2xx\",le=\"+Inf\"}"
+                .to_owned(),
+            2.0,
+        ),
+    ];
+    for (series, value) in &expected {
+        assert_eq!(samples.get(series), Some(value), "{series} in\n{text}");
+    }
+    let request_series = samples.keys().filter(|key| key.starts_with("cdr_http_requests_total"));
+    assert_eq!(request_series.count(), expected.len() - 4, "no other series (no OPTIONS): {text}");
+    // The created Patients (one alone, one per Bundle; the queued one is not run) and the $validate.
+    assert_eq!(samples.get("cdr_validation_duration_seconds_count"), Some(&4.0), "{text}");
+    let backend = if app.sqlite_folder().is_some() { "sqlite" } else { "postgres" };
+    let size = samples[&format!("cdr_db_pool_connections{{backend=\"{backend}\"}}")];
+    let idle = samples[&format!("cdr_db_pool_idle_connections{{backend=\"{backend}\"}}")];
+    let max = samples[&format!("cdr_db_pool_max_connections{{backend=\"{backend}\"}}")];
+    assert!(size >= 1.0 && idle <= size && size <= max, "{text}");
+
+    let off = app.router_with(ApiConfig { metrics: false, ..api_config() });
+    let absent = send_to(&off, build_request(Method::GET, "/metrics", &[], "")).await;
+    absent.assert_outcome(StatusCode::NOT_FOUND, "not-found");
+}

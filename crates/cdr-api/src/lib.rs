@@ -15,6 +15,7 @@ mod history;
 mod jobs;
 mod links;
 mod metadata;
+mod metrics;
 mod middleware;
 mod patch;
 mod resource;
@@ -59,11 +60,14 @@ pub struct ApiConfig {
     pub cors_allowed_origins: Option<CorsOrigins>,
     /// Smallest response body compressed (gzip or br, by `Accept-Encoding`), in bytes.
     pub compression_min_bytes: u16,
+    /// Whether `GET /metrics` serves the Prometheus metrics (the requests are counted either way).
+    pub metrics: bool,
 }
 
 impl Default for ApiConfig {
     /// 16 MiB bodies, links from the `Host` header, 256 requests in flight, 60 s per request and 30 s
-    /// between body parts, the [`AsyncConfig`] defaults, no CORS, and compression from 1 KiB.
+    /// between body parts, the [`AsyncConfig`] defaults, no CORS, compression from 1 KiB, and
+    /// `/metrics` served.
     fn default() -> ApiConfig {
         ApiConfig {
             max_body_bytes: 16 * 1024 * 1024,
@@ -74,6 +78,7 @@ impl Default for ApiConfig {
             async_jobs: AsyncConfig::default(),
             cors_allowed_origins: None,
             compression_min_bytes: 1024,
+            metrics: true,
         }
     }
 }
@@ -85,20 +90,23 @@ pub struct AppState {
     config: Arc<ApiConfig>,
     /// Wakes this application's [`JobWorker`]s when a job is queued.
     wake: Arc<jobs::Wake>,
+    /// The request counts and times of `/metrics`.
+    metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
     #[must_use]
     pub fn new(engine: Engine, config: ApiConfig) -> AppState {
-        AppState { engine, config: Arc::new(config), wake: Arc::default() }
+        AppState { engine, config: Arc::new(config), wake: Arc::default(), metrics: Arc::default() }
     }
 }
 
-/// The whole application: FHIR routes under `/fhir`, health checks at `/livez` and `/readyz`.
+/// The whole application: FHIR routes under `/fhir`, health checks at `/livez` and `/readyz`, and the
+/// Prometheus metrics at `/metrics`.
 ///
 /// The layers, outside in: request id, trace span, CORS (when configured; preflights stop there),
 /// response compression, internal-error logging, the `Host` check, panic catching; on `/fhir` then the
-/// in-flight cap and deadlines, the check of `Content-Encoding`, request decompression (so the body limit
+/// request metrics, the in-flight cap and deadlines, the check of `Content-Encoding`, request decompression (so the body limit
 /// counts decompressed bytes) and content negotiation.
 pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static(middleware::REQUEST_ID);
@@ -120,7 +128,9 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(middleware::negotiate))
         .layer(encoding::decompression())
         .layer(axum::middleware::from_fn(encoding::refuse_unknown))
-        .layer(axum::middleware::from_fn_with_state(bounds, bounds::bound));
+        .layer(axum::middleware::from_fn_with_state(bounds, bounds::bound))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::record));
+    let metrics = if state.config.metrics { metrics::router() } else { Router::new() };
     let cors = state.config.cors_allowed_origins.as_ref().map(|origins| {
         ServiceBuilder::new()
             .layer(axum::middleware::from_fn(cors::preflight_no_content))
@@ -129,6 +139,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .nest("/fhir", fhir)
         .merge(health::router())
+        .merge(metrics)
         .fallback(no_route)
         .layer(
             ServiceBuilder::new()

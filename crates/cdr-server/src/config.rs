@@ -390,6 +390,9 @@ pub(crate) struct HttpArgs {
     /// Smallest response body compressed with gzip or br (as Accept-Encoding asks), in bytes.
     #[arg(long, env = "COMPRESSION_MIN_BYTES", default_value_t = 1024)]
     pub(crate) compression_min_bytes: u16,
+    /// Serve the Prometheus metrics at /metrics (beside /livez, outside the FHIR base): `true` or `false`.
+    #[arg(long, env = "METRICS", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub(crate) metrics: bool,
 }
 
 /// Asynchronous Bundle submissions (`Prefer: respond-async`): the queue in the database and this process's
