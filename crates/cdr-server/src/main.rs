@@ -4,6 +4,7 @@
 //! configuration; it hands typed sub-configurations to the library crates.
 
 mod config;
+mod config_file;
 mod http;
 mod import;
 mod validate;
