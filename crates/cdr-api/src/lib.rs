@@ -106,8 +106,8 @@ impl AppState {
 ///
 /// The layers, outside in: request id, trace span, CORS (when configured; preflights stop there),
 /// response compression, internal-error logging, the `Host` check, panic catching; on `/fhir` then the
-/// request metrics, the in-flight cap and deadlines, the check of `Content-Encoding`, request decompression (so the body limit
-/// counts decompressed bytes) and content negotiation.
+/// request metrics, the in-flight cap and deadlines, the check of `Content-Encoding`, request
+/// decompression (so the body limit counts decompressed bytes) and content negotiation.
 pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static(middleware::REQUEST_ID);
     let bounds = bounds::Bounds {
