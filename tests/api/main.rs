@@ -19,6 +19,7 @@ mod conditional;
 mod content_type;
 mod errors;
 mod history;
+mod http;
 mod links;
 mod micdr;
 mod patch;

@@ -62,7 +62,14 @@ pub(crate) async fn bundle(
         .iter()
         .map(|entry| response_entry(entry, &base, prefer).to_json())
         .collect();
-    Ok(fhir_json(StatusCode::OK, response_bundle(outcome.kind, entries).to_string()))
+    let mut response =
+        fhir_json(StatusCode::OK, response_bundle(outcome.kind, entries).to_string());
+    let interaction = match outcome.kind {
+        BundleKind::Transaction => "transaction",
+        BundleKind::Batch => "batch",
+    };
+    response.extensions_mut().insert(crate::metrics::Interaction(interaction));
+    Ok(response)
 }
 
 /// A batch some of whose entries the scopes refuse: the others run as a batch of their own (batch entries

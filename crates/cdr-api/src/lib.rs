@@ -8,6 +8,8 @@ mod auth;
 mod bounds;
 mod bundle;
 mod caller;
+mod cors;
+mod encoding;
 mod error;
 mod extract;
 mod health;
@@ -15,6 +17,7 @@ mod history;
 mod jobs;
 mod links;
 mod metadata;
+mod metrics;
 mod middleware;
 mod patch;
 mod resource;
@@ -36,6 +39,7 @@ use tower_http::trace::TraceLayer;
 
 pub use crate::auth::{ClientConfig, IssuerConfig, JwksSource, ServerKey, SmartConfig};
 pub use crate::caller::Caller;
+pub use crate::cors::{CorsOriginError, CorsOrigins};
 pub use crate::error::{ApiError, error_chain, interaction_outcome};
 pub use crate::jobs::{AsyncConfig, JobWorker};
 pub use crate::links::{Host, IpCidr, LinkConfig, PublicBaseUrl};
@@ -58,11 +62,18 @@ pub struct ApiConfig {
     pub async_jobs: AsyncConfig,
     /// `--auth smart`: bearer tokens, scopes and the token endpoint; `None` serves everyone (`--auth none`).
     pub auth: Option<SmartConfig>,
+    /// The origins allowed by CORS; `None`: no CORS headers at all.
+    pub cors_allowed_origins: Option<CorsOrigins>,
+    /// Smallest response body compressed (gzip or br, by `Accept-Encoding`), in bytes.
+    pub compression_min_bytes: u16,
+    /// Whether `GET /metrics` serves the Prometheus metrics (the requests are counted either way).
+    pub metrics: bool,
 }
 
 impl Default for ApiConfig {
     /// 16 MiB bodies, links from the `Host` header, 256 requests in flight, 60 s per request and 30 s
-    /// between body parts, the [`AsyncConfig`] defaults, and no authorization.
+    /// between body parts, the [`AsyncConfig`] defaults, no authorization, no CORS, compression from 1 KiB,
+    /// and `/metrics` served.
     fn default() -> ApiConfig {
         ApiConfig {
             max_body_bytes: 16 * 1024 * 1024,
@@ -72,6 +83,9 @@ impl Default for ApiConfig {
             body_read_timeout: Duration::from_secs(30),
             async_jobs: AsyncConfig::default(),
             auth: None,
+            cors_allowed_origins: None,
+            compression_min_bytes: 1024,
+            metrics: true,
         }
     }
 }
@@ -85,18 +99,33 @@ pub struct AppState {
     wake: Arc<jobs::Wake>,
     /// The resource server and token endpoint under `--auth smart`.
     auth: Option<Arc<auth::Auth>>,
+    /// The request counts and times of `/metrics`.
+    metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
     #[must_use]
     pub fn new(engine: Engine, config: ApiConfig) -> AppState {
         let auth = config.auth.clone().map(|smart| Arc::new(auth::Auth::new(smart)));
-        AppState { engine, config: Arc::new(config), wake: Arc::default(), auth }
+        AppState {
+            engine,
+            config: Arc::new(config),
+            wake: Arc::default(),
+            auth,
+            metrics: Arc::default(),
+        }
     }
 }
 
-/// The whole application: FHIR routes under `/fhir`, health checks at `/livez` and `/readyz`, and under
-/// `--auth smart` the token endpoint `/auth/token` and the server's keys at `/auth/jwks`.
+/// The whole application: FHIR routes under `/fhir`, health checks at `/livez` and `/readyz`, the
+/// Prometheus metrics at `/metrics`, and under `--auth smart` the token endpoint `/auth/token` and the
+/// server's keys at `/auth/jwks`.
+///
+/// The layers, outside in: request id, trace span, CORS (when configured; preflights stop there),
+/// response compression, internal-error logging, the `Host` check, panic catching; on `/fhir` then the
+/// request metrics, the in-flight cap and deadlines, the check of `Content-Encoding`, request
+/// decompression (so the body limit counts decompressed bytes), content negotiation and, under `--auth
+/// smart`, authorization.
 pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static(middleware::REQUEST_ID);
     let bounds = bounds::Bounds {
@@ -117,17 +146,30 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authorize))
         .layer(axum::middleware::from_fn(middleware::negotiate))
-        .layer(axum::middleware::from_fn_with_state(bounds, bounds::bound));
+        .layer(encoding::decompression())
+        .layer(axum::middleware::from_fn(encoding::refuse_unknown))
+        .layer(axum::middleware::from_fn_with_state(bounds, bounds::bound))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::record));
+    let metrics = if state.config.metrics { metrics::router() } else { Router::new() };
+    let cors = state.config.cors_allowed_origins.as_ref().map(|origins| {
+        ServiceBuilder::new()
+            .layer(axum::middleware::from_fn(cors::preflight_no_content))
+            .layer(cors::layer(origins))
+    });
     Router::new()
         .nest("/fhir", fhir)
         .merge(health::router())
         .merge(auth::router())
+        .merge(metrics)
         .fallback(no_route)
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
                 .layer(TraceLayer::new_for_http().make_span_with(make_span))
                 .layer(PropagateRequestIdLayer::new(request_id))
+                .option_layer(cors)
+                .map_response(IntoResponse::into_response)
+                .layer(encoding::compression(state.config.compression_min_bytes))
                 .layer(axum::middleware::from_fn(middleware::log_internal_errors))
                 .layer(axum::middleware::from_fn(links::check_host))
                 .layer(CatchPanicLayer::custom(panic_response)),

@@ -14,6 +14,7 @@ mod capabilities;
 mod conditional;
 mod error;
 mod history;
+mod metrics;
 mod micdr;
 mod patch;
 mod read;
@@ -43,6 +44,7 @@ pub use crate::bundle::{
 };
 pub use crate::error::InteractionError;
 pub use crate::history::HistoryParams;
+pub use crate::metrics::{HISTOGRAM_BUCKETS, Histogram, HistogramSnapshot};
 pub use crate::micdr::{
     AcceptAll, INDEX_ENTRY_SYSTEM, LocalRegistry, PersonIdentifier, PersonRegistry, RegistryFuture,
     Verdict,
@@ -51,6 +53,7 @@ pub use crate::patch::{FhirPathPatch, Patch, PatchFormat};
 pub use crate::search::Handling;
 pub use crate::validate::{ONTARIO_PROFILES, Profiles, ValidationMode};
 pub use crate::write::{Precondition, WriteOutcome, WriteStatus, reindex};
+pub use cdr_store::{JobCounts, PoolUsage};
 
 /// The resource types this server serves, sorted.
 pub const SERVED_TYPES: [ResourceType; 14] = [
@@ -122,6 +125,8 @@ pub struct Engine {
     cpu: CpuPool,
     /// The patient and provider registry of the contribution rules ([`AcceptAll`] unless one is set).
     person_registry: Arc<dyn PersonRegistry>,
+    /// How long profile validation took, shared by the clones of this engine.
+    validation_times: Arc<Histogram>,
 }
 
 /// One version of a resource as the interactions return it.
@@ -157,6 +162,7 @@ impl Engine {
             query_limits,
             cpu,
             person_registry: Arc::new(AcceptAll),
+            validation_times: Arc::default(),
         }
     }
 

@@ -134,7 +134,11 @@ impl Engine {
             .clone()
             .run(move || {
                 engine.limits.check(resource.json())?;
+                let started = std::time::Instant::now();
                 let report = engine.validate_for_write(&resource);
+                if engine.config.validation != ValidationMode::Off {
+                    engine.validation_times.observe(started.elapsed());
+                }
                 if !report.has_errors() {
                     return Ok(resource);
                 }

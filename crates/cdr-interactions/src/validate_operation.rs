@@ -168,8 +168,10 @@ impl Engine {
         }
         self.limits.check(resource.json())?;
         let value = Value::Object(resource.json().clone());
+        let started = std::time::Instant::now();
         let outcome =
             cdr_validation::validate(&value, self.profiles.set(), &extra).to_operation_outcome();
+        self.validation_times.observe(started.elapsed());
         Ok(Checked::Content { resource, mode, outcome })
     }
 

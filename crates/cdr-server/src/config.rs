@@ -1,12 +1,15 @@
 //! Command-line configuration, with environment-variable fallbacks.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use cdr_api::{Host, IpCidr, PublicBaseUrl};
+use cdr_api::{CorsOrigins, Host, IpCidr, PublicBaseUrl};
 use cdr_interactions::{PageLimits, ResourceLimits};
 use cdr_search::QueryLimits;
 use cdr_server::profiles::ProfileArgs;
+
+use crate::config_file;
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
@@ -26,10 +29,36 @@ impl Cli {
     /// The command line, parsed; exits with a usage error as [`Parser::parse`] does. `import --base` and an
     /// explicit `--database-url` conflict, but a `DATABASE_URL` in the environment (as in the server's
     /// container) does not stand in the way of `--base`, which clap's `conflicts_with` cannot express.
+    ///
+    /// `serve --config FILE` adds the keys of the file that the command line and the environment leave
+    /// unset (`config_file.rs`), and the command line is parsed again with them.
     pub(crate) fn parse_command_line() -> Cli {
+        let mut arguments: Vec<OsString> = std::env::args_os().collect();
         let mut command = Cli::command();
-        let matches = command.get_matches_mut();
-        let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+        let mut matches = command
+            .try_get_matches_from_mut(arguments.clone())
+            .unwrap_or_else(|error| error.exit());
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+        if let Command::Serve(serve) = &cli.command
+            && let Some(path) = &serve.config
+        {
+            command.build();
+            let added =
+                match (command.find_subcommand("serve"), matches.subcommand_matches("serve")) {
+                    (Some(serve), Some(serve_matches)) => {
+                        config_file::arguments(serve, serve_matches, path)
+                    }
+                    _ => Ok(Vec::new()),
+                };
+            match added {
+                Ok(added) => arguments.extend(added),
+                Err(message) => command.error(ErrorKind::InvalidValue, message).exit(),
+            }
+            command = Cli::command();
+            matches =
+                command.try_get_matches_from_mut(arguments).unwrap_or_else(|error| error.exit());
+            cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+        }
         let explicit_database = matches
             .subcommand_matches("import")
             .and_then(|import| import.value_source("database_url"))
@@ -225,6 +254,10 @@ pub(crate) struct DatabaseArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
+    /// A TOML file of settings: the long flags below without their dashes as keys (`max-body-bytes =
+    /// 1048576`). The command line and the environment override it; an unknown key is an error.
+    #[arg(long, env = "CONFIG_FILE", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) engine: EngineArgs,
     /// Address and port to listen on.
@@ -439,6 +472,16 @@ pub(crate) struct HttpArgs {
     /// On SIGTERM or Ctrl-C, how long requests in progress may take to finish before connections are cut.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 30)]
     pub(crate) shutdown_timeout_seconds: u64,
+    /// Origins whose browser scripts may call the API (CORS): `*`, or a comma-separated list such as
+    /// `https://viewer.example.org,http://localhost:3000`. Without it no CORS headers are sent.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_name = "ORIGINS")]
+    pub(crate) cors_allowed_origins: Option<CorsOrigins>,
+    /// Smallest response body compressed with gzip or br (as Accept-Encoding asks), in bytes.
+    #[arg(long, env = "COMPRESSION_MIN_BYTES", default_value_t = 1024)]
+    pub(crate) compression_min_bytes: u16,
+    /// Serve the Prometheus metrics at /metrics (beside /livez, outside the FHIR base): `true` or `false`.
+    #[arg(long, env = "METRICS", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub(crate) metrics: bool,
 }
 
 /// Asynchronous Bundle submissions (`Prefer: respond-async`): the queue in the database and this process's

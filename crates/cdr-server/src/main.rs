@@ -5,6 +5,7 @@
 
 mod auth;
 mod config;
+mod config_file;
 mod http;
 mod import;
 mod validate;
@@ -226,6 +227,9 @@ async fn serve(args: ServeArgs, auth: AuthMode) -> anyhow::Result<()> {
             poll_interval: Duration::from_secs(args.async_jobs.async_poll_seconds),
         },
         auth: smart,
+        cors_allowed_origins: http.cors_allowed_origins.clone(),
+        compression_min_bytes: http.compression_min_bytes,
+        metrics: http.metrics,
     };
     let limits = http::ConnectionLimits {
         header_read_timeout: Duration::from_secs(http.header_read_timeout_seconds),

@@ -24,15 +24,19 @@ struct Server {
 impl Server {
     /// Starts `imaging-cdr serve` with `args` on a free port and waits until `/livez` answers.
     fn start(args: &[&str]) -> Server {
+        Server::start_with(args, &[])
+    }
+
+    /// [`Server::start`] with these environment variables set.
+    fn start_with(args: &[&str], environment: &[(&str, &str)]) -> Server {
         let address = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        Server::start_on(address, args)
+        Server::start_in(Server::new_folder(), address, args, environment)
     }
 
     /// Starts `imaging-cdr serve` with `args` listening on `listen` (its port must be free), reached on the
     /// loopback address, and waits until `/livez` answers.
     fn start_on(listen: SocketAddr, args: &[&str]) -> Server {
-        let folder = Server::new_folder();
-        Server::start_in(folder, listen, args)
+        Server::start_in(Server::new_folder(), listen, args, &[])
     }
 
     fn new_folder() -> PathBuf {
@@ -46,7 +50,12 @@ impl Server {
     }
 
     /// Starts `imaging-cdr serve` in `folder` (its working directory).
-    fn start_in(folder: PathBuf, listen: SocketAddr, args: &[&str]) -> Server {
+    fn start_in(
+        folder: PathBuf,
+        listen: SocketAddr,
+        args: &[&str],
+        environment: &[(&str, &str)],
+    ) -> Server {
         let address = SocketAddr::from(([127, 0, 0, 1], listen.port()));
         let child = Command::new(env!("CARGO_BIN_EXE_imaging-cdr"))
             .arg("serve")
@@ -62,6 +71,7 @@ impl Server {
             .env_remove("AUTH_CONFIG")
             .env_remove("AUTH_KEY")
             .env("RUST_LOG", "info,tower_http=debug")
+            .envs(environment.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(folder.join("server.log")).unwrap())
             .spawn()
@@ -105,9 +115,18 @@ impl Server {
     /// Sends SIGTERM and waits (at most `limit`) for the process to exit.
     fn terminate(&mut self, limit: Duration) -> (ExitStatus, Duration) {
         let started = Instant::now();
+        self.signal_term();
+        self.wait_for_exit(limit, started)
+    }
+
+    fn signal_term(&self) {
         let status =
             Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         assert!(status.success());
+    }
+
+    /// Waits (until `limit` after `started`) for the process to exit.
+    fn wait_for_exit(&mut self, limit: Duration, started: Instant) -> (ExitStatus, Duration) {
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return (status, started.elapsed());
@@ -231,6 +250,92 @@ fn shutdown_waits_for_requests_at_most_the_shutdown_timeout() {
 }
 
 #[test]
+fn shutdown_lets_a_request_in_flight_finish() {
+    let mut server = Server::start(&["--shutdown-timeout-seconds", "30"]);
+    let mut stream = server.connect();
+    let body = br#"{"resourceType":"Patient","active":true}"#;
+    stream
+        .write_all(
+            format!(
+                "POST /fhir/Patient HTTP/1.1\r\nHost: test\r\nContent-Type: application/fhir+json\r\n\
+                 Content-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    read_until(&mut stream, "100 Continue");
+    let started = Instant::now();
+    server.signal_term();
+    // The listener closes at the signal; the request already in flight is still answered.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(server.address).is_ok() {
+        assert!(Instant::now() < deadline, "the server still accepts connections");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stream.write_all(body).unwrap();
+    let response = String::from_utf8(read_until_closed(&mut stream).unwrap()).unwrap();
+    assert!(response.contains("HTTP/1.1 201 Created"), "{response}");
+    let (status, _) = server.wait_for_exit(Duration::from_secs(20), started);
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn a_config_file_sets_what_the_command_line_and_environment_leave_unset() {
+    let folder = std::env::temp_dir().join(format!("imaging-cdr-config-{}", std::process::id()));
+    std::fs::create_dir_all(&folder).unwrap();
+    let file = folder.join("imaging-cdr.toml");
+    std::fs::write(
+        &file,
+        "max-body-bytes = 64\nmetrics = false\nmax-search-value-bytes = 4\n\
+         cors-allowed-origins = \"https://viewer.example.org\"\nallowed-hosts = [\"test\"]\n",
+    )
+    .unwrap();
+    let config = file.to_str().unwrap();
+    // The command line overrides the file's max-search-value-bytes.
+    let server = Server::start(&["--config", config, "--max-search-value-bytes", "100"]);
+    let request = |text: &str| server.try_request(text).unwrap();
+    let body = r#"{"resourceType":"Patient","name":[{"family":"A name longer than the limit"}]}"#;
+    let create_request = format!(
+        "POST /fhir/Patient HTTP/1.1\r\nHost: test\r\nContent-Type: application/fhir+json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let create = request(&create_request);
+    assert!(create.starts_with("HTTP/1.1 413"), "{create}");
+    let metrics = request("GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    assert!(metrics.starts_with("HTTP/1.1 404"), "{metrics}");
+    let search = request(
+        "GET /fhir/Patient?family=abcdefgh HTTP/1.1\r\nHost: test\r\n\
+         Origin: https://viewer.example.org\r\nConnection: close\r\n\r\n",
+    );
+    assert!(search.starts_with("HTTP/1.1 200"), "{search}");
+    assert!(
+        search
+            .to_ascii_lowercase()
+            .contains("access-control-allow-origin: https://viewer.example.org"),
+        "{search}"
+    );
+    let other_host =
+        request("GET /fhir/metadata HTTP/1.1\r\nHost: elsewhere\r\nConnection: close\r\n\r\n");
+    assert!(other_host.starts_with("HTTP/1.1 400"), "{other_host}");
+
+    drop(server);
+
+    // The environment overrides the file too.
+    let server = Server::start_with(&["--config", config], &[("MAX_BODY_BYTES", "1000")]);
+    let create = server.try_request(&create_request).unwrap();
+    assert!(create.starts_with("HTTP/1.1 201"), "{create}");
+    drop(server);
+
+    // An unknown key stops the server, naming it and the file.
+    std::fs::write(&file, "max-body-bytes = 64\nmax-body-byte = 1\n").unwrap();
+    let text = refused(&["--config", config]);
+    assert!(text.contains("unknown key 'max-body-byte'") && text.contains(config), "{text}");
+    std::fs::remove_dir_all(&folder).unwrap();
+}
+
+#[test]
 fn request_logs_name_query_parameters_but_never_their_values() {
     let mut server = Server::start(&[]);
     let response = server
@@ -314,6 +419,7 @@ fn auth_smart_generates_its_key_and_requires_tokens() {
         folder.clone(),
         address,
         &["--auth", "smart", "--auth-config", "auth.json", "--auth-key", "keys/signing.pem"],
+        &[],
     );
     let key = std::fs::read_to_string(folder.join("keys/signing.pem")).unwrap();
     assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"), "{key}");

@@ -8,7 +8,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 use crate::index::IndexTable;
-use crate::{Backend, Store, StoreConfig, StoreError};
+use crate::{Backend, PoolUsage, Store, StoreConfig, StoreError};
 
 #[derive(Debug, Clone)]
 pub(crate) enum Pool {
@@ -115,6 +115,16 @@ impl Store {
             Pool::Postgres(_) => Backend::Postgres,
             Pool::Sqlite(_) => Backend::Sqlite,
         }
+    }
+
+    /// The connections of the pool now: open, idle among them, and the most it opens.
+    #[must_use]
+    pub fn pool_usage(&self) -> PoolUsage {
+        dispatch!(&self.pool, pool => PoolUsage {
+            size: pool.size(),
+            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            max: pool.options().get_max_connections(),
+        })
     }
 
     /// Applies the pending schema migrations of this backend.

@@ -61,6 +61,13 @@ impl JobState {
     }
 }
 
+/// The asynchronous jobs not yet finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct JobCounts {
+    pub queued: u64,
+    pub running: u64,
+}
+
 /// What a status request reads of a job.
 #[derive(Debug, Clone)]
 pub struct JobRecord {
@@ -127,6 +134,24 @@ impl Store {
         .await
         .map(|done| done.rows_affected()))?;
         Ok(result == 1)
+    }
+
+    /// How many jobs are queued and how many running, all processes together.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn job_counts(&self) -> Result<JobCounts, StoreError> {
+        let (queued, running) = dispatch!(&self.pool, pool => sqlx::query_as::<_, (i64, i64)>(
+            "SELECT COALESCE(SUM(CASE WHEN state = 'queued' THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END), 0) \
+             FROM async_job WHERE state IN ('queued', 'running')",
+        )
+        .fetch_one(pool)
+        .await)?;
+        let count = |count: i64| {
+            u64::try_from(count).map_err(|_| StoreError::Corrupt(format!("job count {count}")))
+        };
+        Ok(JobCounts { queued: count(queued)?, running: count(running)? })
     }
 
     /// A job's state and, once done, its response; `None` for an unknown id.

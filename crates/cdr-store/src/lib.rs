@@ -47,7 +47,9 @@ mod write;
 use std::time::Duration;
 
 pub use crate::index::MAX_INDEXED_BYTES;
-pub use crate::jobs::{ClaimedJob, JobCompletion, JobRecord, JobState, NewJob, RemovedJob};
+pub use crate::jobs::{
+    ClaimedJob, JobCompletion, JobCounts, JobRecord, JobState, NewJob, RemovedJob,
+};
 pub use crate::page::{
     FoundResource, PageDirection, PageKey, SearchPage, SearchRequest, SortValue,
 };
@@ -67,6 +69,17 @@ pub struct StoreConfig {
     pub statement_timeout: Duration,
     /// Longest a caller waits for a pooled connection before the store reports [`StoreError::Busy`].
     pub pool_timeout: Duration,
+}
+
+/// The connections of a [`Store`]'s pool at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// Connections open, busy or idle.
+    pub size: u32,
+    /// Open connections not in use.
+    pub idle: u32,
+    /// The most connections the pool opens.
+    pub max: u32,
 }
 
 /// Which database a [`Store`] runs on.
