@@ -26,8 +26,15 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 
+/// The kit's tests.
+const TESTS: usize = 87;
+
 /// The tests of what the server does not claim: security (no access control is declared) and XML.
 const OMITTED: [&str; 2] = ["1.09", "3.12"];
+
+/// The test that skips: the must-support coverage of the index entries, which have no `custodian` (the server
+/// makes them, and the guide does not say whose custody to name).
+const SKIPPED: [&str; 1] = ["8.05"];
 
 fn profiles_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../profiles")
@@ -126,7 +133,14 @@ fn assert_all_pass(status: i32, report: &Value) {
     let unexpected: Vec<_> = results(report)
         .into_iter()
         .filter(|(id, result, _)| {
-            result != if OMITTED.contains(&id.as_str()) { "omit" } else { "pass" }
+            let expected = if OMITTED.contains(&id.as_str()) {
+                "omit"
+            } else if SKIPPED.contains(&id.as_str()) {
+                "skip"
+            } else {
+                "pass"
+            };
+            result != expected
         })
         .collect();
     assert!(unexpected.is_empty(), "{unexpected:#?}");
@@ -140,7 +154,7 @@ fn the_kit_passes_on_sqlite_and_its_report_is_the_golden_one() {
     let base = format!("http://{}/fhir", server.address);
     let (status, report) = run_kit(&base, &folder, &["--cleanup"]);
     assert_all_pass(status, &report);
-    assert_eq!(results(&report).len(), 80);
+    assert_eq!(results(&report).len(), TESTS);
     let html = std::fs::read_to_string(folder.join("report.html")).unwrap();
     assert!(
         html.starts_with("<!DOCTYPE html>")
@@ -195,7 +209,7 @@ fn the_kit_passes_on_postgres() {
         let other = scope.spawn(|| run_kit(&base, &other_folder, &[]));
         let (status, report) = run_kit(&base, &folder, &[]);
         assert_all_pass(status, &report);
-        assert_eq!(results(&report).len(), 80);
+        assert_eq!(results(&report).len(), TESTS);
         other.join().unwrap()
     });
     assert_all_pass(other.0, &other.1);
@@ -208,7 +222,7 @@ fn the_kit_passes_on_postgres() {
     let (status, report) =
         run_kit(&base, &folder, &inputs.iter().map(String::as_str).collect::<Vec<_>>());
     assert_all_pass(status, &report);
-    assert_eq!(results(&report).len(), 9 + 9 + 10 + 9 + 10 + 4 + 4 + 2 + 2);
+    assert_eq!(results(&report).len(), 9 + 9 + 11 + 10 + 11 + 5 + 5 + 3 + 3);
 }
 
 /// The report with what changes from run to run replaced: the base, the run id, server-assigned ids, paging
@@ -259,6 +273,8 @@ enum Fault {
     ServerErrorOnBadInput,
     /// A refused transaction is applied again as a batch: its valid entries are written.
     NonAtomic,
+    /// Every ImagingStudy answered (read or in a Bundle) loses its `referrer`, a must-support element.
+    MustSupportStripped,
 }
 
 /// A proxy from a free port to the server, applying the current fault; runs until the test ends.
@@ -343,6 +359,13 @@ async fn forward(
         Fault::ServerErrorOnBadInput if head.status == 400 => {
             head.status = hyper::StatusCode::INTERNAL_SERVER_ERROR;
         }
+        Fault::MustSupportStripped => {
+            if let Ok(mut body) = serde_json::from_slice::<Value>(&answer) {
+                strip_referrers(&mut body);
+                answer = Bytes::from(body.to_string());
+                head.headers.remove("content-length");
+            }
+        }
         Fault::NextLoop => {
             if let Ok(mut bundle) = serde_json::from_slice::<Value>(&answer)
                 && bundle["type"] == "searchset"
@@ -366,6 +389,19 @@ async fn forward(
         _ => {}
     }
     Ok(Response::from_parts(head, Full::new(answer)))
+}
+
+/// Removes `referrer` from an ImagingStudy, or from each one in a Bundle's entries.
+fn strip_referrers(body: &mut Value) {
+    if body["resourceType"] == "ImagingStudy"
+        && let Some(study) = body.as_object_mut()
+    {
+        study.remove("referrer");
+    }
+    let entries = body.get_mut("entry").and_then(Value::as_array_mut);
+    for resource in entries.into_iter().flatten().filter_map(|entry| entry.get_mut("resource")) {
+        strip_referrers(resource);
+    }
 }
 
 /// `identifier=system|value` → `identifier=value` in a request target.
@@ -409,6 +445,7 @@ fn each_injected_fault_fails_its_tests() {
         (Fault::SortReversed, "4.04,4.09", &["4.04", "4.09"]),
         (Fault::ServerErrorOnBadInput, "4.07", &["4.07"]),
         (Fault::NonAtomic, "2.04", &["2.04"]),
+        (Fault::MustSupportStripped, "6", &["6.10"]),
     ];
     for (injected, select, failing) in cases {
         *fault.lock().unwrap() = injected;

@@ -3,6 +3,7 @@
 //! the search framework, and read and search of each of the guide's types.
 
 mod capability;
+mod must_support;
 mod resources;
 mod rest;
 mod search;

@@ -1,6 +1,7 @@
 //! Groups: read and the guide's searches (§2.3) of each type, every match re-checked against the parameters
 //! and validated against its Ontario profile, with the includes viewers ask for.
 
+use super::must_support::coverage;
 use super::search::{SearchCase, read_case, run_case};
 use crate::context::Ctx;
 use crate::model::{GroupDef, Outcome, TestDef, body};
@@ -29,6 +30,17 @@ macro_rules! search_test {
         }
     };
 }
+
+/// The must-support coverage test of a type, over what its group's tests returned.
+macro_rules! must_support_test {
+    ($name:ident, $ty:literal) => {
+        async fn $name(ctx: &mut Ctx) -> Outcome {
+            coverage(ctx, $ty).await
+        }
+    };
+}
+
+const MUST_SUPPORT: &str = "Guide §2.6 and the US Core kit's must-support tests: every element the Ontario MI profile marks mustSupport (slices recognised by their discriminators) is in at least one resource the group's reads and searches returned; read-only, a missing one skips with the list.";
 
 const READ: &str =
     "R4 http.html#read, in FHIR JSON; the resource conforms to its Ontario MI profile.";
@@ -100,6 +112,14 @@ search_test!(practitioner_by_identifier, "Practitioner", [("identifier", "{licen
 read_test!(organization_read, "Organization", "organization", "identifier", "{upi}");
 search_test!(organization_by_identifier, "Organization", [("identifier", "{upi}")], expect ["organization"], exclude [], include None);
 
+must_support_test!(order_must_support, "ServiceRequest");
+must_support_test!(study_must_support, "ImagingStudy");
+must_support_test!(report_must_support, "DiagnosticReport");
+must_support_test!(index_must_support, "DocumentReference");
+must_support_test!(patient_must_support, "Patient");
+must_support_test!(practitioner_must_support, "Practitioner");
+must_support_test!(organization_must_support, "Organization");
+
 pub(crate) fn groups() -> Vec<GroupDef> {
     vec![
         orders(),
@@ -163,6 +183,12 @@ fn orders() -> GroupDef {
                 SEARCH,
                 body!(order_by_category),
             ),
+            TestDef::new(
+                "must-support",
+                "Every must-support element is in some returned ServiceRequest",
+                MUST_SUPPORT,
+                body!(order_must_support),
+            ),
         ],
     }
 }
@@ -217,6 +243,12 @@ fn studies() -> GroupDef {
                 SEARCH,
                 body!(study_by_order_code_category),
             ),
+            TestDef::new(
+                "must-support",
+                "Every must-support element is in some returned ImagingStudy",
+                MUST_SUPPORT,
+                body!(study_must_support),
+            ),
         ],
     }
 }
@@ -267,6 +299,12 @@ fn reports() -> GroupDef {
                 SEARCH,
                 body!(report_by_order_category),
             ),
+            TestDef::new(
+                "must-support",
+                "Every must-support element is in some returned DiagnosticReport",
+                MUST_SUPPORT,
+                body!(report_must_support),
+            ),
         ],
     }
 }
@@ -290,6 +328,12 @@ fn index_entries() -> GroupDef {
                 "+ patient.gender and patient.birthDate",
                 SEARCH,
                 body!(index_by_demographics),
+            ),
+            TestDef::new(
+                "must-support",
+                "Every must-support element is in some returned DocumentReference",
+                MUST_SUPPORT,
+                body!(index_must_support),
             ),
         ],
     }
@@ -315,6 +359,12 @@ fn patients() -> GroupDef {
                 body!(patient_by_demographics),
             ),
             TestDef::new("family", "+ family (prefix, any case)", SEARCH, body!(patient_by_family)),
+            TestDef::new(
+                "must-support",
+                "Every must-support element is in some returned Patient",
+                MUST_SUPPORT,
+                body!(patient_must_support),
+            ),
         ],
     }
 }
@@ -332,6 +382,12 @@ fn practitioners() -> GroupDef {
                 SEARCH,
                 body!(practitioner_by_identifier),
             ),
+            TestDef::new(
+                "must-support",
+                "Every must-support element is in some returned Practitioner",
+                MUST_SUPPORT,
+                body!(practitioner_must_support),
+            ),
         ],
     }
 }
@@ -348,6 +404,12 @@ fn organizations() -> GroupDef {
                 "Organization?identifier (UPI)",
                 SEARCH,
                 body!(organization_by_identifier),
+            ),
+            TestDef::new(
+                "must-support",
+                "Every must-support element is in some returned Organization",
+                MUST_SUPPORT,
+                body!(organization_must_support),
             ),
         ],
     }

@@ -145,6 +145,7 @@ pub(crate) async fn run_case(ctx: &mut Ctx, case: &SearchCase) -> Outcome {
         (searched.match_keys().into_iter().collect(), posted.match_keys().into_iter().collect());
     ensure!(get_keys == post_keys, "GET found {get_keys:?}, POST _search {post_keys:?}");
     for resource in &searched.matches {
+        ctx.returned(resource);
         conforms(ctx, resource)?;
     }
     match &fixtures {
@@ -212,6 +213,7 @@ pub(crate) async fn read_case(
     );
     let resource = exchange.json_or_fail()?;
     ensure!(key_of(&resource) == key, "read {key}, got {}", key_of(&resource));
+    ctx.returned(&resource);
     conforms(ctx, &resource)
 }
 
