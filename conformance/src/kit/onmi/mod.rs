@@ -41,6 +41,10 @@ pub(crate) fn suite() -> SuiteDef {
                 description: "read-only mode: a practitioner's licence, as system|value",
             },
             InputDef {
+                name: "placer_number",
+                description: "read-only mode: the placer order number (the value alone) of that order and its report",
+            },
+            InputDef {
                 name: "organization_identifier",
                 description: "read-only mode: an organization's UPI, as system|value",
             },

@@ -377,7 +377,9 @@ pub(crate) async fn recheck(
             recheck_include(ctx, name == "_revinclude", value, searched)?;
             continue;
         }
-        if name.starts_with('_') {
+        if name.starts_with('_')
+            && matcher::param(resource_type, name.split(':').next().unwrap_or_default()).is_none()
+        {
             ctx.info(format!("{name}={value} is not re-checked on the matches"));
             continue;
         }
