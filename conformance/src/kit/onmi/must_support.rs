@@ -192,20 +192,13 @@ mod tests {
     use super::*;
     use crate::kit::onmi::support::FIXTURE_KEYS;
 
-    /// The R4 core and the conformance resources of `profiles/` (the examples skipped).
+    /// The R4 core and `profiles/`, loaded as `imaging-cdr conformance run` loads them.
     fn profiles() -> ProfileSet {
-        let mut set = ProfileSet::r4_core().unwrap();
-        let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles");
-        for folder in [folder.clone(), folder.join("ca-baseline")] {
-            for file in std::fs::read_dir(folder).unwrap() {
-                let path = file.unwrap().path();
-                if path.extension().is_some_and(|ext| ext == "json") {
-                    let text = std::fs::read_to_string(&path).unwrap();
-                    set.add_json(&path.display().to_string(), &text).unwrap();
-                }
-            }
-        }
-        set
+        let args = cdr_server::profiles::ProfileArgs {
+            profiles_dir: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles")),
+            packages: Vec::new(),
+        };
+        cdr_server::profiles::load(&args).unwrap().0
     }
 
     fn fixtures() -> Vec<Value> {
@@ -262,6 +255,12 @@ mod tests {
             "system": "https://fhir.infoway-inforoute.ca/NamingSystem/ca-on-patient-hcn", "value": "1"}]});
         let missing = missing_in(&set, "Patient", std::slice::from_ref(&hcn));
         assert!(!missing.iter().any(|id| id.contains("JHN/ONHCN")), "{missing:?}");
+        let mut unversioned = hcn.clone();
+        unversioned["identifier"][0]["extension"][0]["url"] = json!("http://example.org/other");
+        assert!(
+            missing_in(&set, "Patient", &[unversioned])
+                .contains(&"Patient.identifier:JHN/ONHCN.extension:versionCode".to_owned())
+        );
         let mut quebec = hcn;
         quebec["identifier"][0]["system"] =
             json!("https://fhir.infoway-inforoute.ca/NamingSystem/ca-qc-patient-hcn");
