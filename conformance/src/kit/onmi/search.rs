@@ -273,13 +273,7 @@ async fn post_search_all(
 
 /// The studies of the patient, one a page.
 async fn paged_studies(ctx: &mut Ctx) -> Result<Searched, Stop> {
-    let patient = fill(ctx, "{patient}")?;
-    search(
-        ctx,
-        "ImagingStudy",
-        &[("patient.identifier".to_owned(), patient), ("_count".to_owned(), "1".to_owned())],
-    )
-    .await
+    patient_studies(ctx, &[("_count", "1")]).await
 }
 
 async fn paging(ctx: &mut Ctx) -> Outcome {
@@ -509,8 +503,8 @@ async fn summary_count(ctx: &mut Ctx) -> Outcome {
 /// The tag R4 puts on a resource that is not whole (search.html#summary, v3 ObservationValue).
 const SUBSETTED: &str = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue";
 
-/// The top-level elements of a type's R4 base definition, with whether each is a summary element and its
-/// minimum cardinality; choice elements by their name before `[x]`.
+/// The top-level elements of a type's R4 base definition (`effective[x]` a choice), with whether each is a
+/// summary element and its minimum cardinality.
 fn base_elements(ctx: &Ctx, resource_type: &str) -> Result<Vec<(String, bool, u64)>, Stop> {
     let url = format!("http://hl7.org/fhir/StructureDefinition/{resource_type}");
     if ctx.profiles.resource(ConformanceKind::StructureDefinition, &url).is_none() {
@@ -527,7 +521,7 @@ fn base_elements(ctx: &Ctx, resource_type: &str) -> Result<Vec<(String, bool, u6
             let name = path.strip_prefix(resource_type)?.strip_prefix('.')?;
             (!name.contains('.')).then(|| {
                 (
-                    name.trim_end_matches("[x]").to_owned(),
+                    name.to_owned(),
                     element["isSummary"] == true,
                     element["min"].as_u64().unwrap_or(0),
                 )
@@ -542,11 +536,11 @@ fn element_of<'a>(
     elements: &'a [(String, bool, u64)],
 ) -> Option<&'a (String, bool, u64)> {
     let key = key.strip_prefix('_').unwrap_or(key);
-    elements.iter().find(|(name, _, _)| {
-        name == key
-            || key
-                .strip_prefix(name.as_str())
-                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase()))
+    elements.iter().find(|(name, _, _)| match name.strip_suffix("[x]") {
+        Some(choice) => key
+            .strip_prefix(choice)
+            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase())),
+        None => name == key,
     })
 }
 
