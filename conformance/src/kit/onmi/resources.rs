@@ -105,6 +105,7 @@ search_test!(index_by_demographics, "DocumentReference", [("patient.identifier",
 search_test!(index_by_period, "DocumentReference", [("patient.identifier", "{patient}"), ("period", "lt2026-03-01")], expect ["decoy-order", "study2"], exclude ["order", "study", "report", "addendum"], include None);
 search_test!(index_by_type, "DocumentReference", [("patient.identifier", "{patient}"), ("type", "{code}")], expect ["order", "study", "report", "decoy-order", "study2"], exclude [], include None);
 search_test!(index_by_event, "DocumentReference", [("patient.identifier", "{patient}"), ("event", "http://dicom.nema.org/resources/ontology/DCM|MR")], expect ["decoy-order", "study2"], exclude ["order", "study"], include None);
+search_test!(index_open_ended, "DocumentReference", [("patient.identifier", "{patient}"), ("period", "ge2100-01-01")], expect ["order", "study", "report", "decoy-order", "study2"], exclude [], include None);
 search_test!(index_by_date, "DocumentReference", [("patient.identifier", "{patient}"), ("date", "ge2020-01-01")], expect [], exclude [], include None);
 
 /// `_revinclude=DocumentReference:related` of the reports: their index entries (omitted unless declared).
@@ -430,6 +431,12 @@ fn index_entries() -> GroupDef {
                 "+ event (the clinical event: the modality, system|code)",
                 SEARCH,
                 body!(index_by_event),
+            ),
+            TestDef::new(
+                "period-open",
+                "+ period=ge a later date (a period without an end is open-ended)",
+                "Guide §2 rule 26 (TU query rule 6): an empty start or end date is an open-ended range; R4 search.html#date: a Period without an end matches every later date.",
+                body!(index_open_ended),
             ),
             TestDef::new(
                 "must-support",
