@@ -47,6 +47,9 @@ pub(crate) struct Ctx {
     pub(crate) state: BTreeMap<String, String>,
     /// Resources read to re-check chained searches, by `Type/id`.
     pub(crate) reads: BTreeMap<String, Value>,
+    /// What the resource groups' searches and reads returned, by type (each resource once, as first
+    /// returned), for the must-support coverage tests.
+    pub(crate) returned: BTreeMap<String, Vec<Value>>,
     /// The answer to the submission that made the fixtures.
     pub(crate) submission: Option<Exchange>,
     /// Resources the run created, as `Type/id`, for `--cleanup`.
@@ -76,6 +79,7 @@ impl Ctx {
             state: BTreeMap::new(),
             submission: None,
             reads: BTreeMap::new(),
+            returned: BTreeMap::new(),
             created: Vec::new(),
             exchanges: Vec::new(),
             messages: Vec::new(),
@@ -110,6 +114,15 @@ impl Ctx {
             .get(name)
             .cloned()
             .ok_or_else(|| Stop::skip(format!("needs the input {name} (--input {name}=…)")))
+    }
+
+    /// Keeps a returned resource for the must-support coverage of its type (once per `Type/id`).
+    pub(crate) fn returned(&mut self, resource: &Value) {
+        let resource_type = resource["resourceType"].as_str().unwrap_or_default().to_owned();
+        let kept = self.returned.entry(resource_type).or_default();
+        if !kept.iter().any(|seen| seen["id"] == resource["id"]) {
+            kept.push(resource.clone());
+        }
     }
 
     /// Takes the running test's record, leaving it empty for the next test.

@@ -1,7 +1,9 @@
 //! A small search matcher: does a returned resource satisfy the parameter it was searched with? Black-box
 //! tests re-check every match with it, by the rules of R4 search.html (date prefixes against the ranges of
-//! both values, the token forms, string prefix matching, reference forms). It knows the parameters the kits
-//! search with, by their R4 expressions (`PARAMS`), and says so for any other.
+//! both values, the token forms, string prefix matching, reference forms, numbers and quantities with their
+//! prefixes, uris, and the modifiers `:missing`, `:not`, `:of-type`, `:exact`, `:contains`, `:above` and
+//! `:below`). It knows the parameters the kits search with, by their R4 expressions (`PARAMS`), and says so
+//! for any other.
 
 use serde_json::Value;
 use time::{Date, Month, PrimitiveDateTime, Time, UtcOffset};
@@ -15,11 +17,17 @@ pub(crate) enum Kind {
     Reference,
     /// The paths are the component parameters, in order (`code$category`).
     Composite,
+    Uri,
+    Number,
+    Quantity,
 }
 
 /// (resource type, parameter, kind, element paths from the resource; `[x]` marks a choice element).
 const PARAMS: &[(&str, &str, Kind, &[&str])] = &[
     ("*", "_id", Kind::Token, &["id"]),
+    ("*", "_lastUpdated", Kind::Date, &["meta.lastUpdated"]),
+    ("*", "_tag", Kind::Token, &["meta.tag"]),
+    ("*", "_profile", Kind::Uri, &["meta.profile"]),
     ("ServiceRequest", "status", Kind::Token, &["status"]),
     ("ServiceRequest", "identifier", Kind::Token, &["identifier"]),
     ("ServiceRequest", "code", Kind::Token, &["code"]),
@@ -39,6 +47,7 @@ const PARAMS: &[(&str, &str, Kind, &[&str])] = &[
     ("ImagingStudy", "subject", Kind::Reference, &["subject"]),
     ("ImagingStudy", "patient", Kind::Reference, &["subject"]),
     ("ImagingStudy", "basedon", Kind::Reference, &["basedOn"]),
+    ("ImagingStudy", "referrer", Kind::Reference, &["referrer"]),
     // The guide's spellings, SearchParameters of profiles/.
     ("ImagingStudy", "basedOn", Kind::Reference, &["basedOn"]),
     ("DiagnosticReport", "basedOn", Kind::Reference, &["basedOn"]),
@@ -61,6 +70,7 @@ const PARAMS: &[(&str, &str, Kind, &[&str])] = &[
     ("DocumentReference", "subject", Kind::Reference, &["subject"]),
     ("DocumentReference", "patient", Kind::Reference, &["subject"]),
     ("DocumentReference", "related", Kind::Reference, &["context.related"]),
+    ("DocumentReference", "period", Kind::Date, &["context.period"]),
     ("Patient", "identifier", Kind::Token, &["identifier"]),
     ("Patient", "gender", Kind::Token, &["gender"]),
     ("Patient", "birthdate", Kind::Date, &["birthDate"]),
@@ -71,6 +81,10 @@ const PARAMS: &[(&str, &str, Kind, &[&str])] = &[
     ("Practitioner", "name", Kind::String, &["name"]),
     ("Organization", "identifier", Kind::Token, &["identifier"]),
     ("Organization", "name", Kind::String, &["name", "alias"]),
+    // R4's number and quantity parameters of the types below are not among the guide's; these two are R4's
+    // own, for the matcher's rules on numbers and quantities.
+    ("RiskAssessment", "probability", Kind::Number, &["prediction.probability[x]"]),
+    ("Observation", "value-quantity", Kind::Quantity, &["value[x]"]),
 ];
 
 /// The kind and paths of a parameter of a type, if the matcher knows it.
@@ -81,8 +95,9 @@ pub(crate) fn param(resource_type: &str, name: &str) -> Option<(Kind, &'static [
         .map(|(_, _, kind, paths)| (*kind, *paths))
 }
 
-/// Whether `resource` matches `name=value` (`name` may carry a modifier: `:exact`, `:contains` on strings).
-/// A comma separates alternatives (any matches).
+/// Whether `resource` matches `name=value`. `name` may carry a modifier: `:missing` on any parameter, `:not`
+/// and `:of-type` on tokens, `:exact` and `:contains` on strings, `:above` and `:below` on uris. A comma
+/// separates alternatives (any matches; with `:not`, none).
 ///
 /// # Errors
 /// A parameter, modifier or value the matcher cannot check.
@@ -99,39 +114,184 @@ pub(crate) fn matches(resource: &Value, name: &str, value: &str) -> Result<bool,
         return composite_matches(resource, paths, value);
     }
     let elements: Vec<&Value> = paths.iter().flat_map(|path| elements(resource, path)).collect();
+    match modifier {
+        // R4 search.html#modifiers: true, the element is absent; false, present.
+        Some("missing") => {
+            return match value {
+                "true" => Ok(elements.is_empty()),
+                "false" => Ok(!elements.is_empty()),
+                other => Err(format!(":missing={other}: expected true or false")),
+            };
+        }
+        // R4: the resources that do not have the code, those without the element among them.
+        Some("not") if kind == Kind::Token => {
+            for alternative in split_alternatives(value) {
+                if alternative_matches(kind, None, &elements, &alternative)? {
+                    return Ok(false);
+                }
+            }
+            return Ok(true);
+        }
+        _ => {}
+    }
     for alternative in split_alternatives(value) {
-        let found = match (kind, modifier) {
-            (Kind::Date, None) => {
-                let (prefix, search) = DatePrefix::split(&alternative);
-                let search = date_range(search).ok_or_else(|| format!("not a date: {search}"))?;
-                elements
-                    .iter()
-                    .filter_map(|element| element_range(element))
-                    .any(|target| prefix.holds(search, target))
-            }
-            (Kind::Token, None) => {
-                let token = Token::parse(&alternative);
-                elements.iter().any(|element| token.matches(element))
-            }
-            (Kind::String, None | Some("exact" | "contains")) => elements
-                .iter()
-                .flat_map(|element| strings(element))
-                .any(|text| string_matches(&text, &alternative, modifier)),
-            (Kind::Reference, None) => elements
-                .iter()
-                .filter_map(|element| reference_key(element))
-                .any(|target| reference_matches(&target, &alternative)),
-            // Matched by `composite_matches`, before the elements are read.
-            (Kind::Composite, _) => false,
-            (_, Some(modifier)) => {
-                return Err(format!("the matcher does not check :{modifier} on {base}"));
-            }
-        };
-        if found {
+        if alternative_matches(kind, modifier, &elements, &alternative)? {
             return Ok(true);
         }
     }
     Ok(false)
+}
+
+/// Whether one alternative of a search value matches some element.
+fn alternative_matches(
+    kind: Kind,
+    modifier: Option<&str>,
+    elements: &[&Value],
+    alternative: &str,
+) -> Result<bool, String> {
+    Ok(match (kind, modifier) {
+        (Kind::Date, None) => {
+            let (prefix, search) = Prefix::split(alternative);
+            let search = date_range(search).ok_or_else(|| format!("not a date: {search}"))?;
+            if prefix == Prefix::Ap {
+                return Err("ap on dates is not checked (R4 leaves its width to the server)".into());
+            }
+            elements
+                .iter()
+                .filter_map(|element| element_range(element))
+                .any(|target| prefix.holds(search, target))
+        }
+        (Kind::Token, None) => {
+            let token = Token::parse(alternative);
+            elements.iter().any(|element| token.matches(element))
+        }
+        (Kind::Token, Some("of-type")) => {
+            let parts: Vec<&str> = alternative.split('|').collect();
+            let [system, code, value] = parts[..] else {
+                return Err(format!("{alternative}: :of-type takes system|code|value"));
+            };
+            elements.iter().any(|identifier| {
+                identifier["value"] == value
+                    && identifier["type"]["coding"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|coding| coding["system"] == system && coding["code"] == code)
+            })
+        }
+        (Kind::String, None | Some("exact" | "contains")) => elements
+            .iter()
+            .flat_map(|element| strings(element))
+            .any(|text| string_matches(&text, alternative, modifier)),
+        (Kind::Uri, None | Some("above" | "below")) => elements
+            .iter()
+            .filter_map(|element| element.as_str())
+            .any(|target| uri_matches(target, alternative, modifier)),
+        (Kind::Reference, None) => elements
+            .iter()
+            .filter_map(|element| reference_key(element))
+            .any(|target| reference_matches(&target, alternative)),
+        (Kind::Number, None) => {
+            let (prefix, text) = Prefix::split(alternative);
+            let search = Decimal::parse(text).ok_or_else(|| format!("not a number: {text}"))?;
+            elements
+                .iter()
+                .filter_map(|element| number(element))
+                .any(|target| prefix.holds_number(&search, target))
+        }
+        (Kind::Quantity, None) => {
+            let quantity = QuantityValue::parse(alternative)
+                .ok_or_else(|| format!("not a quantity: {alternative}"))?;
+            elements.iter().any(|element| quantity.matches(element))
+        }
+        // Matched by `composite_matches`, before the elements are read.
+        (Kind::Composite, _) => false,
+        (_, Some(modifier)) => {
+            return Err(format!("the matcher does not check :{modifier} on this parameter"));
+        }
+    })
+}
+
+/// R4 uri search: equal; `:below`, the target starts with the value; `:above`, the value starts with the
+/// target.
+fn uri_matches(target: &str, value: &str, modifier: Option<&str>) -> bool {
+    match modifier {
+        Some("below") => target.starts_with(value),
+        Some("above") => value.starts_with(target),
+        _ => target == value,
+    }
+}
+
+/// A number search value and the range its precision implies (R4 search.html#number: `100` is
+/// `[99.5, 100.5)`, `1e2` is `[50, 150)`).
+#[derive(Debug)]
+struct Decimal {
+    value: f64,
+    low: f64,
+    high: f64,
+}
+
+impl Decimal {
+    fn parse(text: &str) -> Option<Decimal> {
+        if text.is_empty()
+            || !text.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E'))
+        {
+            return None;
+        }
+        let value: f64 = text.parse().ok()?;
+        let (mantissa, exponent) = match text.split_once(['e', 'E']) {
+            Some((mantissa, exponent)) => (mantissa, exponent.parse::<i32>().ok()?),
+            None => (text, 0),
+        };
+        let decimals = mantissa.split_once('.').map_or(0, |(_, fraction)| fraction.len());
+        let half = 0.5 * 10_f64.powi(exponent - i32::try_from(decimals).ok()?);
+        Some(Decimal { value, low: value - half, high: value + half })
+    }
+}
+
+/// The number of a decimal or integer element, or of a Quantity's value.
+fn number(element: &Value) -> Option<f64> {
+    match element {
+        Value::Number(number) => number.as_f64(),
+        Value::Object(quantity) => quantity.get("value")?.as_f64(),
+        _ => None,
+    }
+}
+
+/// A quantity search value, `[prefix]number|system|code` (R4 search.html#quantity): with a system, the
+/// target's system and code must be those; with a code alone, its code or unit. Units are not converted.
+#[derive(Debug)]
+struct QuantityValue {
+    prefix: Prefix,
+    number: Decimal,
+    system: String,
+    code: String,
+}
+
+impl QuantityValue {
+    fn parse(text: &str) -> Option<QuantityValue> {
+        let mut parts = text.splitn(3, '|');
+        let (prefix, number) = Prefix::split(parts.next()?);
+        let number = Decimal::parse(number)?;
+        let system = parts.next().unwrap_or_default().to_owned();
+        let code = parts.next().unwrap_or_default().to_owned();
+        (system.is_empty() || !code.is_empty()).then_some(QuantityValue {
+            prefix,
+            number,
+            system,
+            code,
+        })
+    }
+
+    fn matches(&self, element: &Value) -> bool {
+        let Some(target) = number(element).filter(|_| element.is_object()) else { return false };
+        let units = match (self.system.as_str(), self.code.as_str()) {
+            (_, "") => true,
+            ("", code) => element["code"] == code || element["unit"] == code,
+            (system, code) => element["system"] == system && element["code"] == code,
+        };
+        units && self.prefix.holds_number(&self.number, target)
+    }
 }
 
 /// A composite value (`a$b`) matches when each component matches its parameter. The components of
@@ -222,9 +382,9 @@ pub(crate) fn elements<'a>(resource: &'a Value, path: &str) -> Vec<&'a Value> {
     current
 }
 
-/// A date prefix of R4 search.html#prefix.
+/// A prefix of R4 search.html#prefix (of dates, numbers and quantities).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum DatePrefix {
+enum Prefix {
     Eq,
     Ne,
     Gt,
@@ -233,42 +393,62 @@ enum DatePrefix {
     Le,
     Sa,
     Eb,
+    Ap,
 }
 
-impl DatePrefix {
-    fn split(value: &str) -> (DatePrefix, &str) {
+impl Prefix {
+    fn split(value: &str) -> (Prefix, &str) {
         let prefixes = [
-            ("eq", DatePrefix::Eq),
-            ("ne", DatePrefix::Ne),
-            ("gt", DatePrefix::Gt),
-            ("lt", DatePrefix::Lt),
-            ("ge", DatePrefix::Ge),
-            ("le", DatePrefix::Le),
-            ("sa", DatePrefix::Sa),
-            ("eb", DatePrefix::Eb),
+            ("eq", Prefix::Eq),
+            ("ne", Prefix::Ne),
+            ("gt", Prefix::Gt),
+            ("lt", Prefix::Lt),
+            ("ge", Prefix::Ge),
+            ("le", Prefix::Le),
+            ("sa", Prefix::Sa),
+            ("eb", Prefix::Eb),
+            ("ap", Prefix::Ap),
         ];
         for (text, prefix) in prefixes {
             if let Some(rest) = value.strip_prefix(text) {
                 return (prefix, rest);
             }
         }
-        (DatePrefix::Eq, value)
+        (Prefix::Eq, value)
     }
 
     /// R4 search.html#prefix, the search value's range `s` against the target's `t` (both half-open).
     fn holds(self, s: (i128, i128), t: (i128, i128)) -> bool {
         let contains = s.0 <= t.0 && t.1 <= s.1;
         match self {
-            DatePrefix::Eq => contains,
-            DatePrefix::Ne => !contains,
+            Prefix::Eq => contains,
+            Prefix::Ne => !contains,
             // "the range above the search value intersects the range of the target value"
-            DatePrefix::Gt => t.1 > s.1,
-            DatePrefix::Lt => t.0 < s.0,
+            Prefix::Gt => t.1 > s.1,
+            Prefix::Lt => t.0 < s.0,
             // … "or the range of the search value fully contains the range of the target value"
-            DatePrefix::Ge => t.1 > s.1 || contains,
-            DatePrefix::Le => t.0 < s.0 || contains,
-            DatePrefix::Sa => t.0 >= s.1,
-            DatePrefix::Eb => t.1 <= s.0,
+            Prefix::Ge => t.1 > s.1 || contains,
+            Prefix::Le => t.0 < s.0 || contains,
+            Prefix::Sa => t.0 >= s.1,
+            Prefix::Eb => t.1 <= s.0,
+            // Refused before: R4 leaves the width of `ap` to the server.
+            Prefix::Ap => false,
+        }
+    }
+
+    /// R4 search.html#number: `eq` and `ne` use the search value's implicit range; the other prefixes
+    /// compare with the value itself ("the implicit precision of the number is ignored"); `ap` is within
+    /// 10% of it (R4's recommended approximation).
+    fn holds_number(self, search: &Decimal, target: f64) -> bool {
+        let within = search.low <= target && target < search.high;
+        match self {
+            Prefix::Eq => within,
+            Prefix::Ne => !within,
+            Prefix::Gt | Prefix::Sa => target > search.value,
+            Prefix::Lt | Prefix::Eb => target < search.value,
+            Prefix::Ge => target >= search.value,
+            Prefix::Le => target <= search.value,
+            Prefix::Ap => (target - search.value).abs() <= 0.1 * search.value.abs(),
         }
     }
 }
@@ -577,7 +757,113 @@ mod tests {
         assert!(at(&order, "status", "active"));
         assert!(at(&order, "status", "draft,active"));
         assert!(!at(&order, "status", "urn:x|active"));
-        assert!(matches(&order, "status:not", "active").is_err());
+        assert!(matches(&order, "status:text", "active").is_err());
+    }
+
+    #[test]
+    fn not_reverses_a_token_and_matches_what_lacks_it() {
+        let order = json!({"resourceType": "ServiceRequest", "status": "active"});
+        assert!(!at(&order, "status:not", "active"));
+        assert!(at(&order, "status:not", "completed"));
+        assert!(!at(&order, "status:not", "completed,active"));
+        assert!(
+            at(&order, "code:not", "urn:codes|CT"),
+            "an order without a code has not that code"
+        );
+    }
+
+    #[test]
+    fn missing_asks_for_absence_or_presence() {
+        let study =
+            json!({"resourceType": "ImagingStudy", "referrer": {"reference": "Practitioner/1"}});
+        assert!(at(&study, "referrer:missing", "false"));
+        assert!(!at(&study, "referrer:missing", "true"));
+        assert!(at(&study, "started:missing", "true"));
+        assert!(!at(&study, "started:missing", "false"));
+        assert!(matches(&study, "started:missing", "yes").is_err());
+    }
+
+    #[test]
+    fn of_type_matches_an_identifier_by_its_type_and_value() {
+        let order = json!({"resourceType": "ServiceRequest", "identifier": [
+            {"type": {"coding": [{"system": "urn:v2", "code": "PLAC"}]}, "system": "urn:placer", "value": "7"},
+            {"type": {"coding": [{"system": "urn:v2", "code": "ACSN"}]}, "system": "urn:acc", "value": "8"}]});
+        assert!(at(&order, "identifier:of-type", "urn:v2|PLAC|7"));
+        assert!(!at(&order, "identifier:of-type", "urn:v2|PLAC|8"));
+        assert!(!at(&order, "identifier:of-type", "urn:other|PLAC|7"));
+        assert!(at(&order, "identifier:of-type", "urn:v2|FILL|9,urn:v2|ACSN|8"));
+        assert!(matches(&order, "identifier:of-type", "urn:v2|PLAC").is_err());
+    }
+
+    #[test]
+    fn uris_match_whole_or_above_and_below() {
+        let study = json!({"resourceType": "ImagingStudy",
+            "meta": {"profile": ["http://example.org/fhir/StructureDefinition/study"]}});
+        assert!(at(&study, "_profile", "http://example.org/fhir/StructureDefinition/study"));
+        assert!(!at(&study, "_profile", "http://example.org/fhir/StructureDefinition"));
+        assert!(at(&study, "_profile:below", "http://example.org/fhir/"));
+        assert!(!at(&study, "_profile:below", "http://example.org/other/"));
+        assert!(at(
+            &study,
+            "_profile:above",
+            "http://example.org/fhir/StructureDefinition/study/v2"
+        ));
+        assert!(!at(&study, "_profile:above", "http://example.org/fhir/"));
+        assert!(matches(&study, "_profile:contains", "example").is_err());
+    }
+
+    #[test]
+    fn last_updated_is_a_date_of_every_type() {
+        let patient =
+            json!({"resourceType": "Patient", "meta": {"lastUpdated": "2026-03-02T10:00:00.123Z"}});
+        assert!(at(&patient, "_lastUpdated", "ge2026-03-02"));
+        assert!(at(&patient, "_lastUpdated", "lt2026-03-03"));
+        assert!(!at(&patient, "_lastUpdated", "gt2026-03-02T10:00:01Z"));
+        assert!(matches(&patient, "_lastUpdated", "ap2026-03-02").is_err());
+    }
+
+    #[test]
+    fn numbers_follow_r4_precision_and_prefixes() {
+        let risk = |p: &str| {
+            json!({"resourceType": "RiskAssessment",
+            "prediction": [{"probabilityDecimal": serde_json::from_str::<Value>(p).unwrap()}]})
+        };
+        // R4 search.html#number: 100 matches [99.5, 100.5); 100.00 matches [99.995, 100.005).
+        assert!(at(&risk("99.5"), "probability", "100"));
+        assert!(at(&risk("100.4"), "probability", "100"));
+        assert!(!at(&risk("100.5"), "probability", "100"));
+        assert!(!at(&risk("100.4"), "probability", "100.00"));
+        assert!(at(&risk("120"), "probability", "1e2"));
+        assert!(at(&risk("100.4"), "probability", "ne100.00"));
+        // The other prefixes ignore the precision.
+        assert!(at(&risk("100.4"), "probability", "gt100"));
+        assert!(!at(&risk("100"), "probability", "gt100"));
+        assert!(at(&risk("100"), "probability", "ge100"));
+        assert!(at(&risk("99.9"), "probability", "lt100"));
+        assert!(at(&risk("100"), "probability", "le100"));
+        assert!(at(&risk("101"), "probability", "sa100"));
+        assert!(at(&risk("99"), "probability", "eb100"));
+        assert!(at(&risk("109"), "probability", "ap100"));
+        assert!(!at(&risk("111"), "probability", "ap100"));
+        assert!(matches(&risk("1"), "probability", "many").is_err());
+    }
+
+    #[test]
+    fn quantities_match_number_system_and_code() {
+        let observation = json!({"resourceType": "Observation", "valueQuantity":
+            {"value": 5.4, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}});
+        assert!(at(&observation, "value-quantity", "5.4|http://unitsofmeasure.org|mg"));
+        assert!(at(&observation, "value-quantity", "5.4||mg"));
+        assert!(at(&observation, "value-quantity", "5.4"));
+        assert!(!at(&observation, "value-quantity", "5.4|http://unitsofmeasure.org|g"));
+        assert!(!at(&observation, "value-quantity", "5.4|urn:other|mg"));
+        assert!(at(&observation, "value-quantity", "gt5|http://unitsofmeasure.org|mg"));
+        assert!(!at(&observation, "value-quantity", "lt5||mg"));
+        assert!(at(&observation, "value-quantity", "le5.4||mg"));
+        assert!(!at(&observation, "value-quantity", "5.5||mg"));
+        let text = json!({"resourceType": "Observation", "valueString": "5.4"});
+        assert!(!at(&text, "value-quantity", "5.4"));
+        assert!(matches(&observation, "value-quantity", "5.4|urn:system-without-code").is_err());
     }
 
     #[test]
@@ -613,6 +899,6 @@ mod tests {
         assert!(!at(&study, "patient", "Patient/p2"));
         assert!(at(&study, "basedon", "ServiceRequest/o1"));
         assert_eq!(references(&study, "patient"), ["Patient/p1"]);
-        assert!(matches(&study, "referrer", "x").is_err());
+        assert!(matches(&study, "performer", "x").is_err());
     }
 }

@@ -26,8 +26,15 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 
+/// The kit's tests.
+const TESTS: usize = 106;
+
 /// The tests of what the server does not claim: security (no access control is declared) and XML.
 const OMITTED: [&str; 2] = ["1.09", "3.12"];
+
+/// The test that skips: the must-support coverage of the index entries, which have no `custodian` (the server
+/// makes them, and the guide does not say whose custody to name).
+const SKIPPED: [&str; 1] = ["8.09"];
 
 fn profiles_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../profiles")
@@ -126,7 +133,14 @@ fn assert_all_pass(status: i32, report: &Value) {
     let unexpected: Vec<_> = results(report)
         .into_iter()
         .filter(|(id, result, _)| {
-            result != if OMITTED.contains(&id.as_str()) { "omit" } else { "pass" }
+            let expected = if OMITTED.contains(&id.as_str()) {
+                "omit"
+            } else if SKIPPED.contains(&id.as_str()) {
+                "skip"
+            } else {
+                "pass"
+            };
+            result != expected
         })
         .collect();
     assert!(unexpected.is_empty(), "{unexpected:#?}");
@@ -140,7 +154,7 @@ fn the_kit_passes_on_sqlite_and_its_report_is_the_golden_one() {
     let base = format!("http://{}/fhir", server.address);
     let (status, report) = run_kit(&base, &folder, &["--cleanup"]);
     assert_all_pass(status, &report);
-    assert_eq!(results(&report).len(), 80);
+    assert_eq!(results(&report).len(), TESTS);
     let html = std::fs::read_to_string(folder.join("report.html")).unwrap();
     assert!(
         html.starts_with("<!DOCTYPE html>")
@@ -178,6 +192,8 @@ fn read_only_inputs(run_id: &str) -> Vec<String> {
         "--input".to_owned(),
         format!("practitioner_identifier=https://fhir.infoway-inforoute.ca/NamingSystem/ca-on-license-physician|{run_id}"),
         "--input".to_owned(),
+        format!("placer_number=ORD-{run_id}"),
+        "--input".to_owned(),
         "organization_identifier=https://fhir.infoway-inforoute.ca/NamingSystem/ca-on-provider-upi|101981036292".to_owned(),
     ]
     .to_vec()
@@ -195,7 +211,7 @@ fn the_kit_passes_on_postgres() {
         let other = scope.spawn(|| run_kit(&base, &other_folder, &[]));
         let (status, report) = run_kit(&base, &folder, &[]);
         assert_all_pass(status, &report);
-        assert_eq!(results(&report).len(), 80);
+        assert_eq!(results(&report).len(), TESTS);
         other.join().unwrap()
     });
     assert_all_pass(other.0, &other.1);
@@ -208,11 +224,11 @@ fn the_kit_passes_on_postgres() {
     let (status, report) =
         run_kit(&base, &folder, &inputs.iter().map(String::as_str).collect::<Vec<_>>());
     assert_all_pass(status, &report);
-    assert_eq!(results(&report).len(), 9 + 9 + 10 + 9 + 10 + 4 + 4 + 2 + 2);
+    assert_eq!(results(&report).len(), 9 + 13 + 14 + 12 + 12 + 9 + 7 + 3 + 3);
 }
 
 /// The report with what changes from run to run replaced: the base, the run id, server-assigned ids, paging
-/// cursors, times and durations.
+/// cursors, `_since` instants, times and durations.
 fn normalise(report: &Value, base: &str) -> String {
     let run_id = report["run_id"].as_str().unwrap();
     let mut report = report.clone();
@@ -231,9 +247,11 @@ fn normalise(report: &Value, base: &str) -> String {
     let uuid =
         regex::Regex::new("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").unwrap();
     let cursor = regex::Regex::new("_cursor=[^&\"]*").unwrap();
+    let since = regex::Regex::new("_since=[^&\"]*").unwrap();
     let digits = regex::Regex::new("RUN[0-9]*").unwrap();
     let text = uuid.replace_all(&text, "ID");
     let text = cursor.replace_all(&text, "_cursor=CURSOR");
+    let text = since.replace_all(&text, "_since=SINCE");
     digits.replace_all(&text, "RUN").into_owned() + "\n"
 }
 
@@ -259,6 +277,30 @@ enum Fault {
     ServerErrorOnBadInput,
     /// A refused transaction is applied again as a batch: its valid entries are written.
     NonAtomic,
+    /// Every ImagingStudy answered (read or in a Bundle) loses its `referrer`, a must-support element.
+    MustSupportStripped,
+    /// `:not` is dropped: `status:not=x` becomes `status=x`.
+    NotIgnored,
+    /// `:missing=true` becomes `:missing=false`.
+    MissingInverted,
+    /// `:of-type` is dropped: `identifier:of-type=s|c|v` becomes `identifier=s|c|v`.
+    OfTypeIgnored,
+    /// `_summary` and `_elements` are dropped: whole resources come back.
+    SubsetIgnored,
+    /// A searchset's `total` is one more than it should be.
+    TotalOffByOne,
+    /// The entries of a history Bundle lose their `request`.
+    HistoryWithoutRequest,
+    /// A conditional delete answers 204 without deleting.
+    ConditionalDeleteIgnored,
+    /// A DocumentReference search drops its `period`, `type` and `event` parameters.
+    IndexFiltersIgnored,
+    /// `:exact` is dropped: `family:exact=x` becomes `family=x`.
+    ExactIgnored,
+    /// `_lastUpdated` is dropped.
+    LastUpdatedIgnored,
+    /// `:below` and `:contains` are dropped (a uri compared whole, a string by prefix).
+    PrefixModifiersIgnored,
 }
 
 /// A proxy from a free port to the server, applying the current fault; runs until the test ends.
@@ -304,11 +346,20 @@ async fn forward(
     let (parts, body) = request.into_parts();
     let body = body.collect().await?.to_bytes();
     let mut target = parts.uri.path_and_query().map(ToString::to_string).unwrap_or_default();
-    match fault {
-        Fault::GeOffByOne => target = target.replace("=ge", "=gt"),
-        Fault::SystemIgnored => target = strip_identifier_systems(&target),
-        Fault::SortReversed => target = target.replace("_sort=-", "_sort="),
-        _ => {}
+    if fault == Fault::ConditionalDeleteIgnored
+        && parts.method == hyper::Method::DELETE
+        && target.contains('?')
+    {
+        return Ok(Response::builder().status(204).body(Full::new(Bytes::new())).unwrap());
+    }
+    let body = match std::str::from_utf8(&body) {
+        Ok(form) if parts.method == hyper::Method::POST && target.contains("/_search") => {
+            Bytes::from(rewrite_parameters(fault, &target, form))
+        }
+        _ => body,
+    };
+    if let Some((path, query)) = target.split_once('?') {
+        target = format!("{path}?{}", rewrite_parameters(fault, path, query));
     }
     let send = |body: Bytes, target: &str| {
         let mut builder =
@@ -343,6 +394,13 @@ async fn forward(
         Fault::ServerErrorOnBadInput if head.status == 400 => {
             head.status = hyper::StatusCode::INTERNAL_SERVER_ERROR;
         }
+        Fault::MustSupportStripped | Fault::TotalOffByOne | Fault::HistoryWithoutRequest => {
+            if let Ok(mut body) = serde_json::from_slice::<Value>(&answer) {
+                alter_answer(fault, &mut body);
+                answer = Bytes::from(body.to_string());
+                head.headers.remove("content-length");
+            }
+        }
         Fault::NextLoop => {
             if let Ok(mut bundle) = serde_json::from_slice::<Value>(&answer)
                 && bundle["type"] == "searchset"
@@ -368,25 +426,78 @@ async fn forward(
     Ok(Response::from_parts(head, Full::new(answer)))
 }
 
-/// `identifier=system|value` → `identifier=value` in a request target.
-fn strip_identifier_systems(target: &str) -> String {
-    let Some((path, query)) = target.split_once('?') else {
-        return target.to_owned();
-    };
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-        .map(|(name, value)| {
-            let value = match (name.as_ref(), value.split_once('|')) {
-                ("identifier", Some((_, code))) => code.to_owned(),
-                _ => value.into_owned(),
-            };
-            (name.into_owned(), value)
-        })
-        .collect();
+/// A query string (or form body) of a search with the fault's change to its parameters; `path` says the
+/// type searched.
+fn rewrite_parameters(fault: Fault, path: &str, query: &str) -> String {
     let mut serializer = form_urlencoded::Serializer::new(String::new());
-    for (name, value) in &pairs {
-        serializer.append_pair(name, value);
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        let (name, value) = (name.into_owned(), value.into_owned());
+        let rewritten = match fault {
+            Fault::GeOffByOne if value.starts_with("ge") => {
+                Some((name, value.replacen("ge", "gt", 1)))
+            }
+            Fault::SystemIgnored if name == "identifier" => {
+                let code = value.rsplit('|').next().unwrap_or_default().to_owned();
+                Some((name, code))
+            }
+            Fault::SortReversed if name == "_sort" => Some((name, value.replace('-', ""))),
+            Fault::NotIgnored => Some((name.replace(":not", ""), value)),
+            Fault::MissingInverted if name.ends_with(":missing") && value == "true" => {
+                Some((name, "false".to_owned()))
+            }
+            Fault::OfTypeIgnored => Some((name.replace(":of-type", ""), value)),
+            Fault::ExactIgnored => Some((name.replace(":exact", ""), value)),
+            Fault::LastUpdatedIgnored if name == "_lastUpdated" => None,
+            Fault::PrefixModifiersIgnored => {
+                Some((name.replace(":below", "").replace(":contains", ""), value))
+            }
+            Fault::SubsetIgnored if name == "_summary" || name == "_elements" => None,
+            Fault::IndexFiltersIgnored
+                if path.contains("DocumentReference")
+                    && matches!(name.as_str(), "period" | "type" | "event") =>
+            {
+                None
+            }
+            _ => Some((name, value)),
+        };
+        if let Some((name, value)) = rewritten {
+            serializer.append_pair(&name, &value);
+        }
     }
-    format!("{path}?{}", serializer.finish())
+    serializer.finish()
+}
+
+/// The fault's change to a JSON answer.
+fn alter_answer(fault: Fault, body: &mut Value) {
+    match fault {
+        Fault::MustSupportStripped => strip_referrers(body),
+        Fault::TotalOffByOne if body["type"] == "searchset" => {
+            if let Some(total) = body["total"].as_u64() {
+                body["total"] = Value::from(total + 1);
+            }
+        }
+        Fault::HistoryWithoutRequest if body["type"] == "history" => {
+            for entry in body["entry"].as_array_mut().into_iter().flatten() {
+                if let Some(entry) = entry.as_object_mut() {
+                    entry.remove("request");
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Removes `referrer` from an ImagingStudy, or from each one in a Bundle's entries.
+fn strip_referrers(body: &mut Value) {
+    if body["resourceType"] == "ImagingStudy"
+        && let Some(study) = body.as_object_mut()
+    {
+        study.remove("referrer");
+    }
+    let entries = body.get_mut("entry").and_then(Value::as_array_mut);
+    for resource in entries.into_iter().flatten().filter_map(|entry| entry.get_mut("resource")) {
+        strip_referrers(resource);
+    }
 }
 
 #[test]
@@ -397,7 +508,11 @@ fn each_injected_fault_fails_its_tests() {
     let proxy = start_proxy(server.address, fault.clone());
     let base = format!("http://{proxy}/fhir");
     // Through the proxy with no fault, the selected tests pass.
-    let (status, report) = run_kit(&base, &folder, &["--select", "1.01,2.04,3,4,5.03,5.06,6.04"]);
+    let (status, report) = run_kit(
+        &base,
+        &folder,
+        &["--select", "1.01,2.04,3,4,5.03,5.06,5.11,5.12,5.13,6,7.11,8.05,8.07,9.05,9.06"],
+    );
     assert_all_pass(status, &report);
     let cases = [
         (Fault::WrongContentType, "1.01,3.01", &["1.01", "3.01"][..]),
@@ -409,6 +524,18 @@ fn each_injected_fault_fails_its_tests() {
         (Fault::SortReversed, "4.04,4.09", &["4.04", "4.09"]),
         (Fault::ServerErrorOnBadInput, "4.07", &["4.07"]),
         (Fault::NonAtomic, "2.04", &["2.04"]),
+        (Fault::MustSupportStripped, "6", &["6.12"]),
+        (Fault::NotIgnored, "5.11", &["5.11"]),
+        (Fault::MissingInverted, "6.10", &["6.10"]),
+        (Fault::OfTypeIgnored, "5.12,7.11", &["5.12", "7.11"]),
+        (Fault::SubsetIgnored, "4.11,4.12,4.13", &["4.11", "4.12", "4.13"]),
+        (Fault::TotalOffByOne, "4.10,4.11", &["4.10", "4.11"]),
+        (Fault::HistoryWithoutRequest, "3.13,3.14", &["3.13", "3.14"]),
+        (Fault::ConditionalDeleteIgnored, "3.15", &["3.15"]),
+        (Fault::IndexFiltersIgnored, "8.05,8.07", &["8.05", "8.07"]),
+        (Fault::ExactIgnored, "9.05", &["9.05"]),
+        (Fault::LastUpdatedIgnored, "5.13", &["5.13"]),
+        (Fault::PrefixModifiersIgnored, "6.11,9.06", &["6.11", "9.06"]),
     ];
     for (injected, select, failing) in cases {
         *fault.lock().unwrap() = injected;

@@ -3,6 +3,7 @@
 //! the search framework, and read and search of each of the guide's types.
 
 mod capability;
+mod must_support;
 mod resources;
 mod rest;
 mod search;
@@ -38,6 +39,10 @@ pub(crate) fn suite() -> SuiteDef {
             InputDef {
                 name: "practitioner_identifier",
                 description: "read-only mode: a practitioner's licence, as system|value",
+            },
+            InputDef {
+                name: "placer_number",
+                description: "read-only mode: the placer order number (the value alone) of that order and its report",
             },
             InputDef {
                 name: "organization_identifier",

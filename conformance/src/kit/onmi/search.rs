@@ -1,10 +1,12 @@
 //! Group: the search framework (R4 search.html, http.html#search): paging through `next` links, `self`
-//! links, `_count`, `_sort`, `POST _search`, unknown parameters, invalid values, and the guide's mandatory
-//! `patient.identifier`; and the cases of the resource groups, each a search re-checked on every match.
+//! links, `_count`, `_sort`, `POST _search`, unknown parameters, invalid values, the guide's mandatory
+//! `patient.identifier`, `_total`, `_summary` and `_elements`; and the cases of the resource groups, each a search re-checked on every match.
 
 use std::collections::BTreeSet;
 
+use cdr_validation::ConformanceKind;
 use hyper::Method;
+use serde_json::Value;
 
 use super::support::{
     ACCESSION_SYSTEM, MRN_SYSTEM, PROCEDURE, Searched, conforms, expect_outcome, fixture_key,
@@ -18,7 +20,7 @@ pub(crate) fn group() -> GroupDef {
     GroupDef {
         id: "search",
         title: "Search framework",
-        description: "Paging, links, _count, _sort, POST _search and errors, on the guide's searches.",
+        description: "Paging, links, _count, _sort, POST _search, errors, _total, _summary and _elements, on the guide's searches.",
         tests: vec![
             TestDef::new(
                 "paging",
@@ -74,13 +76,38 @@ pub(crate) fn group() -> GroupDef {
                 "R4 search.html#sort; the guide names the authored date as a sort of Search MI Order.",
                 body!(sort_authored),
             ),
+            TestDef::new(
+                "total",
+                "_total=accurate counts every match; _total=none finds the same",
+                "R4 search.html#total: with accurate, Bundle.total is the number of matches over all pages; none lets the server leave it out (a total it gives is still right).",
+                body!(total),
+            ),
+            TestDef::new(
+                "summary-count",
+                "_summary=count answers the count without entries",
+                "R4 search.html#summary: count returns only the number of matches (Bundle.total), no resources.",
+                body!(summary_count),
+            ),
+            TestDef::new(
+                "summary-true",
+                "_summary=true returns only the summary elements of each match",
+                "R4 search.html#summary: true returns the elements marked isSummary in the base definition (a missing SUBSETTED tag, a SHOULD, is noted).",
+                body!(summary_true),
+            ),
+            TestDef::new(
+                "elements",
+                "_elements returns the elements asked for and the mandatory ones, no others",
+                "R4 search.html#elements: only the named elements (and those the base definition makes mandatory; a missing SUBSETTED tag, a SHOULD, is noted).",
+                body!(elements),
+            ),
         ],
     }
 }
 
 /// A search of a resource group: parameters (values may hold `{patient}`, `{accession}`, `{code}`,
-/// `{licence}`, `{upi}`), the fixtures that must be among the matches and those that must not (write mode),
-/// and the type that must be among the included resources.
+/// `{licence}`, `{upi}`, `{placer}`), the fixtures that must be among the matches and those that must not
+/// (write mode; of a DocumentReference search, the fixtures the index entries relate to), and the type that
+/// must be among the included resources.
 #[derive(Debug)]
 pub(crate) struct SearchCase {
     pub(crate) resource: &'static str,
@@ -99,6 +126,7 @@ fn placeholder(ctx: &Ctx, name: &str) -> Result<String, Stop> {
             "code" => "procedure_code",
             "licence" => "practitioner_identifier",
             "upi" => "organization_identifier",
+            "placer" => "placer_number",
             other => return Err(Stop::error(format!("unknown placeholder {other}"))),
         };
         return ctx.input(input);
@@ -113,6 +141,7 @@ fn placeholder(ctx: &Ctx, name: &str) -> Result<String, Stop> {
         }
         "upi" => "https://fhir.infoway-inforoute.ca/NamingSystem/ca-on-provider-upi|101981036292"
             .to_owned(),
+        "placer" => format!("ORD-{run}"),
         other => return Err(Stop::error(format!("unknown placeholder {other}"))),
     })
 }
@@ -145,11 +174,21 @@ pub(crate) async fn run_case(ctx: &mut Ctx, case: &SearchCase) -> Outcome {
         (searched.match_keys().into_iter().collect(), posted.match_keys().into_iter().collect());
     ensure!(get_keys == post_keys, "GET found {get_keys:?}, POST _search {post_keys:?}");
     for resource in &searched.matches {
+        ctx.returned(resource);
         conforms(ctx, resource)?;
     }
     match &fixtures {
         Some(fixtures) => {
-            let keys = searched.match_keys();
+            // An index entry stands for the fixture it relates to.
+            let keys = if case.resource == "DocumentReference" {
+                searched
+                    .matches
+                    .iter()
+                    .flat_map(|entry| crate::matcher::references(entry, "related"))
+                    .collect()
+            } else {
+                searched.match_keys()
+            };
             for name in case.expect {
                 let key = fixture_key(fixtures, name)?;
                 ensure!(
@@ -212,6 +251,7 @@ pub(crate) async fn read_case(
     );
     let resource = exchange.json_or_fail()?;
     ensure!(key_of(&resource) == key, "read {key}, got {}", key_of(&resource));
+    ctx.returned(&resource);
     conforms(ctx, &resource)
 }
 
@@ -233,13 +273,7 @@ async fn post_search_all(
 
 /// The studies of the patient, one a page.
 async fn paged_studies(ctx: &mut Ctx) -> Result<Searched, Stop> {
-    let patient = fill(ctx, "{patient}")?;
-    search(
-        ctx,
-        "ImagingStudy",
-        &[("patient.identifier".to_owned(), patient), ("_count".to_owned(), "1".to_owned())],
-    )
-    .await
+    patient_studies(ctx, &[("_count", "1")]).await
 }
 
 async fn paging(ctx: &mut Ctx) -> Outcome {
@@ -399,6 +433,182 @@ async fn patient_required(ctx: &mut Ctx) -> Outcome {
         let pairs = [("patient.identifier".to_owned(), value_only.clone())];
         let exchange = ctx.get(format!("{resource_type}?{}", query(&pairs))).await?;
         expect_outcome(&exchange, &[400])?;
+    }
+    Ok(())
+}
+
+/// The patient's studies, with more parameters.
+async fn patient_studies(ctx: &mut Ctx, more: &[(&str, &str)]) -> Result<Searched, Stop> {
+    let mut pairs = vec![("patient.identifier".to_owned(), fill(ctx, "{patient}")?)];
+    pairs.extend(more.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())));
+    search(ctx, "ImagingStudy", &pairs).await
+}
+
+/// The keys of a search's matches, as a set.
+fn key_set(searched: &Searched) -> BTreeSet<String> {
+    searched.match_keys().into_iter().collect()
+}
+
+async fn total(ctx: &mut Ctx) -> Outcome {
+    if ctx.mode == Mode::Write {
+        fixtures(ctx).await?;
+    }
+    let accurate = patient_studies(ctx, &[("_count", "1"), ("_total", "accurate")]).await?;
+    let count = accurate.matches.len();
+    for (n, page) in accurate.pages.iter().enumerate() {
+        ensure!(
+            page["total"].as_u64() == u64::try_from(count).ok(),
+            "page {} says total {} with _total=accurate, but {count} studies match",
+            n + 1,
+            page["total"]
+        );
+    }
+    let none = patient_studies(ctx, &[("_total", "none")]).await?;
+    ensure!(
+        key_set(&none) == key_set(&accurate),
+        "_total=none found {:?}, _total=accurate {:?}",
+        key_set(&none),
+        key_set(&accurate)
+    );
+    if let Some(total) = none.pages.first().and_then(|page| page["total"].as_u64()) {
+        ensure!(
+            usize::try_from(total).ok() == Some(count),
+            "_total=none gives total {total}, but {count} studies match"
+        );
+    }
+    Ok(())
+}
+
+async fn summary_count(ctx: &mut Ctx) -> Outcome {
+    if ctx.mode == Mode::Write {
+        fixtures(ctx).await?;
+    }
+    let all = patient_studies(ctx, &[]).await?;
+    let patient = fill(ctx, "{patient}")?;
+    let pairs =
+        [("patient.identifier".to_owned(), patient), ("_summary".to_owned(), "count".to_owned())];
+    let exchange = ctx.get(format!("ImagingStudy?{}", query(&pairs))).await?;
+    let bundle = searchset(&exchange)?;
+    let entries = bundle["entry"].as_array().map_or(0, Vec::len);
+    ensure!(entries == 0, "_summary=count answered {entries} entries");
+    ensure!(
+        bundle["total"].as_u64() == u64::try_from(all.matches.len()).ok(),
+        "_summary=count says total {}, but {} studies match",
+        bundle["total"],
+        all.matches.len()
+    );
+    Ok(())
+}
+
+/// The tag R4 puts on a resource that is not whole (search.html#summary, v3 ObservationValue).
+const SUBSETTED: &str = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue";
+
+/// The top-level elements of a type's R4 base definition (`effective[x]` a choice), with whether each is a
+/// summary element and its minimum cardinality.
+fn base_elements(ctx: &Ctx, resource_type: &str) -> Result<Vec<(String, bool, u64)>, Stop> {
+    let url = format!("http://hl7.org/fhir/StructureDefinition/{resource_type}");
+    if ctx.profiles.resource(ConformanceKind::StructureDefinition, &url).is_none() {
+        return Err(Stop::skip(format!("the R4 definition {url} is not loaded")));
+    }
+    let snapshot = ctx
+        .profiles
+        .snapshot(&url)
+        .map_err(|error| Stop::error(format!("the snapshot of {url}: {error}")))?;
+    Ok(snapshot
+        .iter()
+        .filter_map(|element| {
+            let path = element["path"].as_str()?;
+            let name = path.strip_prefix(resource_type)?.strip_prefix('.')?;
+            (!name.contains('.')).then(|| {
+                (
+                    name.to_owned(),
+                    element["isSummary"] == true,
+                    element["min"].as_u64().unwrap_or(0),
+                )
+            })
+        })
+        .collect())
+}
+
+/// The base element a top-level JSON key is (`effectiveDateTime` → `effective`, `_status` → `status`).
+fn element_of<'a>(
+    key: &str,
+    elements: &'a [(String, bool, u64)],
+) -> Option<&'a (String, bool, u64)> {
+    let key = key.strip_prefix('_').unwrap_or(key);
+    elements.iter().find(|(name, _, _)| match name.strip_suffix("[x]") {
+        Some(choice) => key
+            .strip_prefix(choice)
+            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase())),
+        None => name == key,
+    })
+}
+
+fn subsetted(resource: &Value) -> bool {
+    resource["meta"]["tag"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|tag| tag["system"] == SUBSETTED && tag["code"] == "SUBSETTED")
+}
+
+/// The patient's reports with `extra`; in write mode the fixture report must be among them.
+async fn subset_of_reports(ctx: &mut Ctx, extra: (&str, &str)) -> Result<Searched, Stop> {
+    let fixtures = if ctx.mode == Mode::Write { Some(fixtures(ctx).await?) } else { None };
+    let pairs = [
+        ("patient.identifier".to_owned(), fill(ctx, "{patient}")?),
+        (extra.0.to_owned(), extra.1.to_owned()),
+    ];
+    let found = search(ctx, "DiagnosticReport", &pairs).await?;
+    if let Some(fixtures) = fixtures {
+        let report = fixture_key(&fixtures, "report")?;
+        ensure!(found.match_keys().contains(&report), "the report {report} is not matched");
+    } else if found.matches.is_empty() {
+        return Err(Stop::skip("nothing matched: give inputs that name data on the server"));
+    }
+    // A SHOULD of R4: noted, not failed.
+    let untagged: Vec<String> =
+        found.matches.iter().filter(|resource| !subsetted(resource)).map(key_of).collect();
+    if !untagged.is_empty() {
+        ctx.info(format!("not tagged SUBSETTED: {}", untagged.join(", ")));
+    }
+    Ok(found)
+}
+
+async fn summary_true(ctx: &mut Ctx) -> Outcome {
+    let elements = base_elements(ctx, "DiagnosticReport")?;
+    let found = subset_of_reports(ctx, ("_summary", "true")).await?;
+    for resource in &found.matches {
+        for key in resource.as_object().into_iter().flat_map(|object| object.keys()) {
+            if key == "resourceType" {
+                continue;
+            }
+            let summary = element_of(key, &elements).is_some_and(|(_, summary, _)| *summary);
+            ensure!(summary, "{} has {key}, not a summary element", key_of(resource));
+        }
+    }
+    Ok(())
+}
+
+async fn elements(ctx: &mut Ctx) -> Outcome {
+    let elements = base_elements(ctx, "DiagnosticReport")?;
+    let found = subset_of_reports(ctx, ("_elements", "status,subject")).await?;
+    for resource in &found.matches {
+        for key in resource.as_object().into_iter().flat_map(|object| object.keys()) {
+            let allowed =
+                matches!(key.as_str(), "resourceType" | "id" | "meta" | "status" | "subject")
+                    || element_of(key, &elements).is_some_and(|(_, _, min)| *min > 0);
+            ensure!(
+                allowed,
+                "{} has {key}, not asked for with _elements=status,subject",
+                key_of(resource)
+            );
+        }
+        ensure!(
+            resource.get("subject").is_some(),
+            "{} has no subject, asked for with _elements",
+            key_of(resource)
+        );
     }
     Ok(())
 }

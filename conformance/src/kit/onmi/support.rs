@@ -26,7 +26,7 @@ pub(crate) const ACCESSION_SYSTEM: &str =
 pub(crate) const PROCEDURE: &str = "urn:oid:2.16.840.1.113883.3.239.99.1|CTHEADWO";
 
 /// The fixture keys, in the order of the submission's entries.
-pub(crate) const FIXTURE_KEYS: [&str; 8] = [
+pub(crate) const FIXTURE_KEYS: [&str; 9] = [
     "patient",
     "practitioner",
     "organization",
@@ -35,6 +35,7 @@ pub(crate) const FIXTURE_KEYS: [&str; 8] = [
     "report",
     "decoy-order",
     "study2",
+    "addendum",
 ];
 
 /// The Ontario MI profile of each type (the guide's §2.6 and the profiles shipped in `profiles/`).
@@ -376,7 +377,9 @@ pub(crate) async fn recheck(
             recheck_include(ctx, name == "_revinclude", value, searched)?;
             continue;
         }
-        if name.starts_with('_') {
+        if name.starts_with('_')
+            && matcher::param(resource_type, name.split(':').next().unwrap_or_default()).is_none()
+        {
             ctx.info(format!("{name}={value} is not re-checked on the matches"));
             continue;
         }
