@@ -18,6 +18,7 @@ backend_tests!(
     every_served_type_round_trips,
     capability_statement_lists_what_is_served,
     health_endpoints,
+    postgres_compresses_bodies_with_lz4,
 );
 
 const PATIENT: &str = r#"{"resourceType":"Patient","identifier":[{"system":"http://hospital.example/mrn","value":"MRN-1"}],"birthDate":"1970-01-01","_birthDate":{"extension":[{"url":"http://example.org/accuracy","valueCode":"estimated"}]},"extension":[{"url":"http://example.org/weight","valueDecimal":72.50},{"url":"http://example.org/scale","valueDecimal":1.0}],"name":[{"family":"Tremblay","given":["Émilie"]}]}"#;
@@ -343,3 +344,36 @@ mod update_as_create_on {
         assert_eq!(metadata["rest"][0]["resource"][0]["updateCreate"], true);
     }
 }
+
+/// On PostgreSQL (14 or later, built with lz4, as this machine's is) the columns holding bodies are
+/// compressed with LZ4 (migration 0009), and a large body stored that way reads back byte for byte.
+async fn postgres_compresses_bodies_with_lz4(app: &TestApp) {
+    let Some((admin_url, schema)) = app.postgres_schema() else { return };
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(admin_url).await.unwrap();
+    let compressed: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT c.relname::text, a.attname::text, a.attcompression::text FROM pg_attribute a \
+         JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = $1 AND a.attname IN ('body', 'response') AND c.relkind = 'r' \
+         ORDER BY 1, 2",
+    )
+    .bind(schema)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    let expected = [
+        ("async_job", "body"),
+        ("async_job", "response"),
+        ("async_job_entry", "response"),
+        ("resource", "body"),
+        ("resource_version", "body"),
+    ]
+    .map(|(table, column)| (table.to_owned(), column.to_owned(), "l".to_owned()));
+    assert_eq!(compressed, expected);
+    // Under the tests' 64 KiB body limit, and far over the 2 KB past which PostgreSQL compresses a value.
+    let div = format!(r#"<div xmlns="http://www.w3.org/1999/xhtml">{}</div>"#, "x".repeat(50_000));
+    let body = serde_json::json!({"resourceType": "Patient", "text": {"status": "generated", "div": div}});
+    let id = app.create("Patient", &body.to_string()).await;
+    let read = app.get(&format!("/fhir/Patient/{id}")).await.json();
+    assert_eq!(read["text"]["div"].as_str(), Some(div.as_str()));
+}
+
