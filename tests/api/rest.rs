@@ -371,9 +371,9 @@ async fn postgres_compresses_bodies_with_lz4(app: &TestApp) {
     assert_eq!(compressed, expected);
     // Under the tests' 64 KiB body limit, and far over the 2 KB past which PostgreSQL compresses a value.
     let div = format!(r#"<div xmlns="http://www.w3.org/1999/xhtml">{}</div>"#, "x".repeat(50_000));
-    let body = serde_json::json!({"resourceType": "Patient", "text": {"status": "generated", "div": div}});
+    let body =
+        serde_json::json!({"resourceType": "Patient", "text": {"status": "generated", "div": div}});
     let id = app.create("Patient", &body.to_string()).await;
     let read = app.get(&format!("/fhir/Patient/{id}")).await.json();
     assert_eq!(read["text"]["div"].as_str(), Some(div.as_str()));
 }
-

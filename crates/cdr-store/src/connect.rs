@@ -85,7 +85,11 @@ impl Store {
                 // Reads through a shared memory map instead of a read() into each connection's own 2 MB page
                 // cache: searches touch many index pages, and sixteen connections would otherwise each copy
                 // them. Writes still go through the WAL.
-                .pragma("mmap_size", SQLITE_MMAP_BYTES.to_string());
+                .pragma("mmap_size", SQLITE_MMAP_BYTES.to_string())
+                // A commit that finds the WAL past this many pages copies it into the database file before it
+                // returns, inside the one writer's turn: 16,384 pages (64 MiB) rather than SQLite's 1,000 makes
+                // those copies (and their syncs) sixteen times rarer; imaging Bundle ingest 1.11-1.17x.
+                .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
             let timeout = config.statement_timeout;
             let pool = SqlitePoolOptions::new()
                 .max_connections(config.max_connections)
@@ -221,6 +225,9 @@ impl Store {
         dispatch!(&self.pool, pool => pool.close().await);
     }
 }
+
+/// Pages of WAL after which a SQLite commit checkpoints.
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 
 /// `Store::analysed_through` before the first refresh of the planner statistics.
 const NEVER_ANALYSED: i64 = -1;
