@@ -377,7 +377,10 @@ pub(crate) async fn send_to(router: &Router, request: Request<Body>) -> TestResp
 async fn connect_admin(url: &str) -> sqlx::PgConnection {
     use sqlx::Connection;
     sqlx::PgConnection::connect(url).await.unwrap_or_else(|error| {
-        panic!("PostgreSQL tests need a server that lets them in at {url} (set TEST_DATABASE_URL): {error}")
+        panic!(
+            "PostgreSQL tests cannot connect to {url} (TEST_DATABASE_URL when set, else the default address \
+             or the tests' throwaway cluster): {error}"
+        )
     })
 }
 

@@ -41,7 +41,12 @@ impl Drop for Schema {
 fn run_admin(admin_url: &str, sql: &str) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let mut admin = sqlx::PgConnection::connect(admin_url).await.expect("PostgreSQL answers");
+        let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap_or_else(|error| {
+            panic!(
+                "PostgreSQL tests cannot connect to {admin_url} (TEST_DATABASE_URL when set, else the \
+                 default address or the tests' throwaway cluster): {error}"
+            )
+        });
         sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut admin).await.unwrap();
     });
 }
