@@ -8,7 +8,8 @@
 //! The cluster lives in a well-known folder of the temp dir, one per user
 //! (`imaging-cdr-test-postgres-<uid>`: `data/`, `log`, the socket and a `lock` file). The first caller of a
 //! run starts it under the lock, so the test binaries and threads that ask at the same time start it once;
-//! later callers, and later runs, find its postmaster alive and reuse it. It is left running when the tests
+//! later callers, and later runs, find its postmaster alive and reuse it; a stopped one is started again, and
+//! one that no longer starts (another PostgreSQL version's) is made anew. It is left running when the tests
 //! end, for the next run, and goes with the temp dir (a reboot) or with `pg_ctl -D <folder>/data stop`.
 //! Each test makes and drops a schema of its own in it, as on any other server.
 
@@ -121,21 +122,27 @@ fn throwaway(folder: &Path) -> Result<String, String> {
     }
     let programs = Programs::find(folder)?;
     let data = folder.join("data");
-    if !data.join("PG_VERSION").is_file() {
-        // A half-made cluster (initdb interrupted) is made again.
-        let _ = fs::remove_dir_all(&data);
-        let mut initdb = programs.command("initdb");
-        initdb.arg("-D").arg(&data).args([
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "-E",
-            "UTF8",
-            "--no-sync",
-        ]);
-        run(initdb)?;
+    if data.join("PG_VERSION").is_file() {
+        // A cluster of an earlier run. One that no longer starts (made by another PostgreSQL version, say) is
+        // made again: it holds nothing but leftover test schemas.
+        if let Ok(port) = start(&programs, folder) {
+            return Ok(cluster_url(port));
+        }
+        // Whatever it started (a server still recovering when pg_ctl gave up waiting) goes first.
+        let mut stop = programs.command("pg_ctl");
+        stop.arg("-D").arg(&data).args(["-m", "immediate", "stop"]);
+        let _ = run(stop);
     }
+    // Also a half-made cluster (initdb interrupted) is made again.
+    let _ = fs::remove_dir_all(&data);
+    let mut initdb = programs.command("initdb");
+    initdb.arg("-D").arg(&data).args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"]);
+    run(initdb)?;
+    start(&programs, folder).map(cluster_url)
+}
+
+/// Starts the server of the cluster in `folder` on a free port and waits until it accepts connections.
+fn start(programs: &Programs, folder: &Path) -> Result<u16, String> {
     let port = free_port()?;
     // A server for tests only: durability is not wanted, speed is.
     let options = format!(
@@ -144,17 +151,11 @@ fn throwaway(folder: &Path) -> Result<String, String> {
         folder.display()
     );
     let log = folder.join("log");
-    let mut start = programs.command("pg_ctl");
-    start
-        .arg("-D")
-        .arg(&data)
-        .arg("-l")
-        .arg(&log)
-        .arg("-o")
-        .arg(options)
-        .args(["-w", "-t", "60", "start"]);
-    run(start).map_err(|why| format!("{why} (the server's log is {})", log.display()))?;
-    Ok(cluster_url(port))
+    let mut pg_ctl = programs.command("pg_ctl");
+    pg_ctl.arg("-D").arg(folder.join("data")).arg("-l").arg(&log).arg("-o").arg(options);
+    pg_ctl.args(["-w", "-t", "60", "start"]);
+    run(pg_ctl).map_err(|why| format!("{why} (the server's log is {})", log.display()))?;
+    Ok(port)
 }
 
 /// The port of the cluster in `folder` when its postmaster is up and accepts connections.
