@@ -16,9 +16,6 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-/// The PostgreSQL server the tests use when `TEST_DATABASE_URL` is not set.
-const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Backend {
     Sqlite,
@@ -194,8 +191,8 @@ impl TestApp {
                 (url, TestDatabase::Folder(folder))
             }
             Backend::Postgres => {
-                let admin_url = std::env::var("TEST_DATABASE_URL")
-                    .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
+                // `TEST_DATABASE_URL`, the default address, or a throwaway cluster (see cdr-test-postgres).
+                let admin_url = cdr_test_postgres::admin_url().to_owned();
                 let schema = format!("test_{}", uuid::Uuid::new_v4().simple());
                 let mut admin = connect_admin(&admin_url).await;
                 sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
@@ -381,7 +378,8 @@ async fn connect_admin(url: &str) -> sqlx::PgConnection {
     use sqlx::Connection;
     sqlx::PgConnection::connect(url).await.unwrap_or_else(|error| {
         panic!(
-            "PostgreSQL tests need a server at TEST_DATABASE_URL or {DEFAULT_POSTGRES_URL}: {error}"
+            "PostgreSQL tests cannot connect to {url} (TEST_DATABASE_URL when set, else the default address \
+             or the tests' throwaway cluster): {error}"
         )
     })
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests: the whole application, driven through HTTP requests, on both storage backends.
-//! Every test in `backend_tests!` runs once on SQLite and once on PostgreSQL (`TEST_DATABASE_URL`,
-//! default `postgres://postgres@127.0.0.1:5432/test`), each on a fresh database or schema.
+//! Every test in `backend_tests!` runs once on SQLite and once on PostgreSQL (`TEST_DATABASE_URL`, else
+//! `postgres://postgres@127.0.0.1:5432/test`, else a throwaway cluster: `cdr_test_postgres::admin_url`), each
+//! on a fresh database or schema.
 
 #![allow(
     clippy::unwrap_used,

@@ -2,9 +2,6 @@
 
 use sqlx::Connection;
 
-/// The PostgreSQL the tests use when `TEST_DATABASE_URL` is not set.
-const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
 /// A PostgreSQL schema of the test's own (the way the end-to-end tests make theirs), dropped with it.
 pub(crate) struct Schema {
     admin_url: String,
@@ -14,8 +11,8 @@ pub(crate) struct Schema {
 impl Schema {
     /// A new schema named `{prefix}_{process}_{nanoseconds}`.
     pub(crate) fn create(prefix: &str) -> Schema {
-        let admin_url =
-            std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
+        // `TEST_DATABASE_URL`, the default address, or a throwaway cluster (see cdr-test-postgres).
+        let admin_url = cdr_test_postgres::admin_url().to_owned();
         let name = format!(
             "{prefix}_{}_{}",
             std::process::id(),
@@ -44,7 +41,12 @@ impl Drop for Schema {
 fn run_admin(admin_url: &str, sql: &str) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let mut admin = sqlx::PgConnection::connect(admin_url).await.expect("PostgreSQL answers");
+        let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap_or_else(|error| {
+            panic!(
+                "PostgreSQL tests cannot connect to {admin_url} (TEST_DATABASE_URL when set, else the \
+                 default address or the tests' throwaway cluster): {error}"
+            )
+        });
         sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut admin).await.unwrap();
     });
 }
