@@ -22,7 +22,8 @@ backend_tests!(
     prefer_shapes_the_entry_responses,
     a_five_megabyte_report_round_trips_byte_exact,
     patch_entries_in_both_formats,
-    patch_values_refer_to_other_entries
+    patch_values_refer_to_other_entries,
+    the_base_with_a_trailing_slash_takes_bundles_and_system_searches
 );
 
 const MRN: &str = "http://hospital.example/mrn";
@@ -933,4 +934,31 @@ mod contribution {
             .await
             .assert_outcome(StatusCode::UNPROCESSABLE_ENTITY, "not-found");
     }
+}
+
+/// `[base]/` is `[base]`, as on HAPI: fhir-kit-client and fhirpy post their transactions there, and a
+/// system search may be sent there too.
+async fn the_base_with_a_trailing_slash_takes_bundles_and_system_searches(app: &TestApp) {
+    let bundle = transaction(vec![entry(
+        "urn:uuid:0c7c3f1e-5b0a-4d7e-9a51-2f4c8e6b1d03",
+        patient("SLASH-1"),
+        "POST",
+        "Patient",
+    )]);
+    let response = app.post("/fhir/", &bundle.to_string()).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    let answer = response.json();
+    assert_eq!(answer["type"], "transaction-response");
+    assert_eq!(statuses(&answer), ["201 Created"]);
+    let id = location_id(&answer["entry"][0]);
+    let response = app.get(&format!("/fhir/?_type=Patient&identifier={MRN}|SLASH-1")).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    let found = response.json();
+    assert_eq!(found["type"], "searchset");
+    assert_eq!(found["entry"][0]["resource"]["id"], id.as_str(), "{found}");
+    let batch = json!({"resourceType": "Bundle", "type": "batch",
+                       "entry": [{"request": {"method": "GET", "url": format!("Patient/{id}")}}]});
+    let answer = app.post("/fhir/", &batch.to_string()).await.json();
+    assert_eq!(answer["type"], "batch-response");
+    assert_eq!(statuses(&answer), ["200 OK"]);
 }

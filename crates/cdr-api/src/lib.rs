@@ -117,9 +117,9 @@ impl AppState {
     }
 }
 
-/// The whole application: FHIR routes under `/fhir`, health checks at `/livez` and `/readyz`, the
-/// Prometheus metrics at `/metrics`, and under `--auth smart` the token endpoint `/auth/token` and the
-/// server's keys at `/auth/jwks`.
+/// The whole application: FHIR routes under `/fhir` (`/fhir/` is `/fhir`), health checks at `/livez` and
+/// `/readyz`, the Prometheus metrics at `/metrics`, and under `--auth smart` the token endpoint
+/// `/auth/token` and the server's keys at `/auth/jwks`.
 ///
 /// The layers, outside in: request id, trace span, CORS (when configured; preflights stop there),
 /// response compression, internal-error logging, the `Host` check, panic catching; on `/fhir` then the
@@ -142,14 +142,11 @@ pub fn app(state: AppState) -> Router {
         .merge(patch::router())
         .merge(validate::router())
         .merge(search::router())
-        .route("/.well-known/smart-configuration", axum::routing::get(auth::smart_configuration))
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authorize))
-        .layer(axum::middleware::from_fn(middleware::negotiate))
-        .layer(encoding::decompression())
-        .layer(axum::middleware::from_fn(encoding::refuse_unknown))
-        .layer(axum::middleware::from_fn_with_state(bounds, bounds::bound))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::record));
+        .route("/.well-known/smart-configuration", axum::routing::get(auth::smart_configuration));
+    // `[base]/` is `[base]` too, as HAPI has it: some clients (fhir-kit-client) post every transaction
+    // and batch there. A nested router's `/` is its prefix alone, so the slashed base is a route of its own.
+    let slashed_base = Router::new()
+        .route("/fhir/", axum::routing::get(search::system_search).post(bundle::bundle));
     let metrics = if state.config.metrics { metrics::router() } else { Router::new() };
     let cors = state.config.cors_allowed_origins.as_ref().map(|origins| {
         ServiceBuilder::new()
@@ -157,7 +154,11 @@ pub fn app(state: AppState) -> Router {
             .layer(cors::layer(origins))
     });
     Router::new()
-        .nest("/fhir", fhir)
+        .nest("/fhir", fhir_layers(fhir, &state, bounds.clone()))
+        .merge(
+            fhir_layers(slashed_base, &state, bounds)
+                .layer(axum::middleware::map_request(strip_slashed_base)),
+        )
         .merge(health::router())
         .merge(auth::router())
         .merge(metrics)
@@ -175,6 +176,37 @@ pub fn app(state: AppState) -> Router {
                 .layer(CatchPanicLayer::custom(panic_response)),
         )
         .with_state(state)
+}
+
+/// The layers of every FHIR route, inside out: authorization, content negotiation, request decompression,
+/// the check of `Content-Encoding`, the in-flight cap and deadlines, and the request metrics.
+fn fhir_layers(
+    routes: Router<AppState>,
+    state: &AppState,
+    bounds: bounds::Bounds,
+) -> Router<AppState> {
+    routes
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authorize))
+        .layer(axum::middleware::from_fn(middleware::negotiate))
+        .layer(encoding::decompression())
+        .layer(axum::middleware::from_fn(encoding::refuse_unknown))
+        .layer(axum::middleware::from_fn_with_state(bounds, bounds::bound))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::record))
+}
+
+/// `/fhir/?…` as nesting would hand it on, `/?…`: the layers read paths below the base.
+async fn strip_slashed_base(mut request: axum::extract::Request) -> axum::extract::Request {
+    let below = match request.uri().query() {
+        Some(query) => format!("/?{query}"),
+        None => "/".to_owned(),
+    };
+    let mut parts = request.uri().clone().into_parts();
+    parts.path_and_query = below.parse().ok();
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
+    }
+    request
 }
 
 fn make_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {

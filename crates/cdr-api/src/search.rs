@@ -49,7 +49,7 @@ async fn type_search_post(
     search(&state, &base, Some(&type_name), params, handling, grants).await
 }
 
-async fn system_search(
+pub(crate) async fn system_search(
     State(state): State<AppState>,
     BaseUrl(base): BaseUrl,
     PreferHandling(handling): PreferHandling,
