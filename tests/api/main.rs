@@ -23,6 +23,7 @@ mod history;
 mod http;
 mod links;
 mod micdr;
+mod openapi;
 mod patch;
 mod rest;
 mod search;

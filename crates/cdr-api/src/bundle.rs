@@ -4,11 +4,9 @@
 //! answers 403 in its place in a batch.
 
 use axum::Extension;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::post;
 use cdr_interactions::{
     BundleKind, EntryOutcome, EntryResult, InteractionError, VersionedResource, WriteStatus,
 };
@@ -21,10 +19,6 @@ use crate::error::{ApiError, error_chain, interaction_response};
 use crate::extract::{FhirBody, PreferAsync, PreferReturn};
 use crate::links::BaseUrl;
 use crate::respond::{UNCHANGED, fhir_json, informational_outcome};
-
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/Bundle", post(bundle))
-}
 
 /// `POST [base]` and `POST [base]/Bundle`; with `Prefer: respond-async`, queued (`jobs.rs`).
 pub(crate) async fn bundle(

@@ -1,10 +1,8 @@
 //! History at system, type and instance level.
 
-use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
 use cdr_interactions::HistoryParams;
 
 use crate::AppState;
@@ -13,14 +11,7 @@ use crate::extract::FhirPath;
 use crate::links::BaseUrl;
 use crate::respond::fhir_json;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/_history", get(system_history))
-        .route("/{type}/_history", get(type_history))
-        .route("/{type}/{id}/_history", get(instance_history))
-}
-
-async fn system_history(
+pub(crate) async fn system_history(
     State(state): State<AppState>,
     BaseUrl(base): BaseUrl,
     RawQuery(query): RawQuery,
@@ -28,7 +19,7 @@ async fn system_history(
     history(&state, &base, None, None, query.as_deref()).await
 }
 
-async fn type_history(
+pub(crate) async fn type_history(
     State(state): State<AppState>,
     BaseUrl(base): BaseUrl,
     FhirPath(type_name): FhirPath<String>,
@@ -37,7 +28,7 @@ async fn type_history(
     history(&state, &base, Some(&type_name), None, query.as_deref()).await
 }
 
-async fn instance_history(
+pub(crate) async fn instance_history(
     State(state): State<AppState>,
     BaseUrl(base): BaseUrl,
     FhirPath((type_name, id)): FhirPath<(String, String)>,

@@ -17,11 +17,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
-use axum::routing::get;
 use cdr_interactions::{
     BundleKind, Engine, EntryOutcome, InteractionError, JobRemoval, JobRenderer, JobRequest,
     JobRun, JobStatus,
@@ -68,10 +66,6 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 #[derive(Debug, Default)]
 pub(crate) struct Wake(Notify);
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/_async/{id}", get(status).delete(cancel))
-}
-
 /// Queues a posted Bundle: `202 Accepted` with the status URL once the job is committed.
 pub(crate) async fn accept(
     state: &AppState,
@@ -93,7 +87,7 @@ pub(crate) async fn accept(
 }
 
 /// `GET [base]/_async/{id}`.
-async fn status(
+pub(crate) async fn status(
     State(state): State<AppState>,
     FhirPath(id): FhirPath<String>,
 ) -> Result<Response, ApiError> {
@@ -116,7 +110,7 @@ async fn status(
 }
 
 /// `DELETE [base]/_async/{id}`.
-async fn cancel(
+pub(crate) async fn cancel(
     State(state): State<AppState>,
     FhirPath(id): FhirPath<String>,
 ) -> Result<Response, ApiError> {

@@ -9,6 +9,7 @@ mod bounds;
 mod bundle;
 mod caller;
 mod cors;
+mod docs;
 mod encoding;
 mod error;
 mod extract;
@@ -19,9 +20,11 @@ mod links;
 mod metadata;
 mod metrics;
 mod middleware;
+mod openapi;
 mod patch;
 mod resource;
 mod respond;
+mod routes;
 mod search;
 mod validate;
 
@@ -36,6 +39,8 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+
+use crate::routes::Mount;
 
 pub use crate::auth::{ClientConfig, IssuerConfig, JwksSource, ServerKey, SmartConfig};
 pub use crate::caller::Caller;
@@ -118,8 +123,9 @@ impl AppState {
 }
 
 /// The whole application: FHIR routes under `/fhir` (`/fhir/` is `/fhir`), health checks at `/livez` and
-/// `/readyz`, the Prometheus metrics at `/metrics`, and under `--auth smart` the token endpoint
-/// `/auth/token` and the server's keys at `/auth/jwks`.
+/// `/readyz`, the Prometheus metrics at `/metrics`, the OpenAPI document at `/openapi.json` and its page at
+/// `/docs`, and under `--auth smart` the token endpoint `/auth/token` and the server's keys at `/auth/jwks`;
+/// every route is one of `routes::ROUTES` but the slashed base, which serves two of `/fhir`'s.
 ///
 /// The layers, outside in: request id, trace span, CORS (when configured; preflights stop there),
 /// response compression, internal-error logging, the `Host` check, panic catching; on `/fhir` then the
@@ -133,21 +139,12 @@ pub fn app(state: AppState) -> Router {
         request_timeout: state.config.request_timeout,
         body_read_timeout: state.config.body_read_timeout,
     };
-    let fhir = Router::new()
-        .merge(bundle::router())
-        .merge(jobs::router())
-        .merge(metadata::router())
-        .merge(history::router())
-        .merge(resource::router())
-        .merge(patch::router())
-        .merge(validate::router())
-        .merge(search::router())
-        .route("/.well-known/smart-configuration", axum::routing::get(auth::smart_configuration));
+    let fhir = routes::router(Mount::Fhir);
     // `[base]/` is `[base]` too, as HAPI has it: some clients (fhir-kit-client) post every transaction
     // and batch there. A nested router's `/` is its prefix alone, so the slashed base is a route of its own.
     let slashed_base = Router::new()
         .route("/fhir/", axum::routing::get(search::system_search).post(bundle::bundle));
-    let metrics = if state.config.metrics { metrics::router() } else { Router::new() };
+    let metrics = if state.config.metrics { routes::router(Mount::Metrics) } else { Router::new() };
     let cors = state.config.cors_allowed_origins.as_ref().map(|origins| {
         ServiceBuilder::new()
             .layer(axum::middleware::from_fn(cors::preflight_no_content))
@@ -159,8 +156,8 @@ pub fn app(state: AppState) -> Router {
             fhir_layers(slashed_base, &state, bounds)
                 .layer(axum::middleware::map_request(strip_slashed_base)),
         )
-        .merge(health::router())
-        .merge(auth::router())
+        .merge(routes::router(Mount::Root))
+        .merge(routes::router(Mount::Auth))
         .merge(metrics)
         .fallback(no_route)
         .layer(

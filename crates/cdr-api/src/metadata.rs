@@ -1,10 +1,8 @@
 //! `GET /metadata`: the CapabilityStatement, with `rest.security` under `--auth smart`.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
 
 use serde_json::Value;
 
@@ -12,11 +10,7 @@ use crate::AppState;
 use crate::links::BaseUrl;
 use crate::respond::fhir_json;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/metadata", get(metadata))
-}
-
-async fn metadata(State(state): State<AppState>, BaseUrl(base): BaseUrl) -> Response {
+pub(crate) async fn metadata(State(state): State<AppState>, BaseUrl(base): BaseUrl) -> Response {
     let mut capabilities = state.engine.capabilities(&base);
     if let Some(auth) = &state.auth
         && let Some(rest) = capabilities.pointer_mut("/rest/0").and_then(Value::as_object_mut)

@@ -10,12 +10,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use cdr_interactions::{HISTOGRAM_BUCKETS, Histogram, HistogramSnapshot};
 
 use crate::AppState;
@@ -56,10 +54,6 @@ impl Metrics {
         let requests = self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         requests.iter().map(|(labels, histogram)| (*labels, histogram.snapshot())).collect()
     }
-}
-
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/metrics", get(metrics))
 }
 
 /// Counts and times every FHIR request (the routes under `/fhir`, refusals included).
@@ -123,7 +117,7 @@ fn classify<'a>(method: &Method, path: &'a str) -> (&'static str, Option<&'a str
 }
 
 /// `GET /metrics`.
-async fn metrics(State(state): State<AppState>) -> Response {
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let mut text = String::with_capacity(16 * 1024);
     let requests = state.metrics.snapshot();
     family(&mut text, "cdr_http_requests_total", "counter", "FHIR requests answered.");

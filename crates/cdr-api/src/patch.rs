@@ -2,11 +2,9 @@
 //! (`application/json-patch+json`) or a FHIRPath Patch (a Parameters resource as `application/fhir+json`),
 //! answered like an update (200, `ETag`, `Last-Modified`, `Location`, the body `Prefer: return` asks for).
 
-use axum::Router;
 use axum::extract::{FromRequest, RawQuery, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::Response;
-use axum::routing::patch;
 use cdr_interactions::{Patch, PatchFormat};
 
 use crate::AppState;
@@ -18,16 +16,10 @@ use crate::respond::write_response;
 /// The media type of JSON Patch (RFC 6902).
 const JSON_PATCH: &str = "application/json-patch+json";
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/{type}", patch(conditional_patch_resource))
-        .route("/{type}/{id}", patch(patch_resource))
-}
-
 /// A PATCH body, parsed by the format its `Content-Type` names: JSON Patch, or FHIRPath Patch for FHIR JSON.
 /// Any other media type, or none, is refused with 415.
 #[derive(Debug)]
-struct PatchBody(Patch);
+pub(crate) struct PatchBody(Patch);
 
 impl FromRequest<AppState> for PatchBody {
     type Rejection = ApiError;
@@ -60,7 +52,7 @@ fn essence(media_type: &str) -> String {
     media_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
 }
 
-async fn patch_resource(
+pub(crate) async fn patch_resource(
     State(state): State<AppState>,
     BaseUrl(base): BaseUrl,
     FhirPath((type_name, id)): FhirPath<(String, String)>,
@@ -72,7 +64,7 @@ async fn patch_resource(
     Ok(write_response(StatusCode::OK, &version, Some(&base), prefer, "patched"))
 }
 
-async fn conditional_patch_resource(
+pub(crate) async fn conditional_patch_resource(
     State(state): State<AppState>,
     BaseUrl(base): BaseUrl,
     FhirPath(type_name): FhirPath<String>,

@@ -1,33 +1,18 @@
 //! Instance and type interactions: read, vread, create, update, delete, plain and conditional.
 
-use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use cdr_interactions::{VersionedResource, WriteOutcome, WriteStatus};
 use cdr_model::{ETag, Instant};
 
+use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{FhirBody, FhirPath, IfMatch, IfNoneExist, PreferReturn};
 use crate::links::BaseUrl;
 use crate::respond::{UNCHANGED, fhir_json, informational, version_headers, write_response};
-use crate::{AppState, search};
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/{type}",
-            get(search::type_search)
-                .post(create)
-                .put(conditional_update)
-                .delete(conditional_delete),
-        )
-        .route("/{type}/{id}", get(read).put(update).delete(delete))
-        .route("/{type}/{id}/_history/{version}", get(vread))
-}
-
-async fn read(
+pub(crate) async fn read(
     State(state): State<AppState>,
     FhirPath((type_name, id)): FhirPath<(String, String)>,
     headers: HeaderMap,
@@ -41,7 +26,7 @@ async fn read(
     Ok(resource_response(version))
 }
 
-async fn vread(
+pub(crate) async fn vread(
     State(state): State<AppState>,
     FhirPath((type_name, id, version)): FhirPath<(String, String, String)>,
 ) -> Result<Response, ApiError> {
@@ -49,7 +34,7 @@ async fn vread(
     Ok(resource_response(version))
 }
 
-async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     BaseUrl(base): BaseUrl,
     FhirPath(type_name): FhirPath<String>,
@@ -61,7 +46,7 @@ async fn create(
     Ok(write_outcome_response(&outcome, &base, prefer))
 }
 
-async fn update(
+pub(crate) async fn update(
     State(state): State<AppState>,
     BaseUrl(base): BaseUrl,
     FhirPath((type_name, id)): FhirPath<(String, String)>,
@@ -73,7 +58,7 @@ async fn update(
     Ok(write_outcome_response(&outcome, &base, prefer))
 }
 
-async fn conditional_update(
+pub(crate) async fn conditional_update(
     State(state): State<AppState>,
     BaseUrl(base): BaseUrl,
     FhirPath(type_name): FhirPath<String>,
@@ -88,7 +73,7 @@ async fn conditional_update(
     Ok(write_outcome_response(&outcome, &base, prefer))
 }
 
-async fn delete(
+pub(crate) async fn delete(
     State(state): State<AppState>,
     FhirPath((type_name, id)): FhirPath<(String, String)>,
     prefer: PreferReturn,
@@ -97,7 +82,7 @@ async fn delete(
     Ok(delete_response(&outcome, prefer))
 }
 
-async fn conditional_delete(
+pub(crate) async fn conditional_delete(
     State(state): State<AppState>,
     FhirPath(type_name): FhirPath<String>,
     RawQuery(query): RawQuery,

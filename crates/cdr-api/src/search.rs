@@ -3,11 +3,9 @@
 //! token's scopes and narrowed by their granular restrictions (`auth::authorize_search`).
 
 use axum::Extension;
-use axum::Router;
 use axum::extract::{RawQuery, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::Response;
-use axum::routing::{get, post};
 use cdr_interactions::Handling;
 
 use crate::AppState;
@@ -17,14 +15,7 @@ use crate::extract::{FhirPath, PreferHandling, read_body};
 use crate::links::BaseUrl;
 use crate::respond::fhir_json;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(system_search).post(crate::bundle::bundle))
-        .route("/_search", post(system_search_post))
-        .route("/{type}/_search", post(type_search_post))
-}
-
-/// `GET [base]/T?…`, routed next to create in `resource.rs`.
+/// `GET [base]/T?…`.
 pub(crate) async fn type_search(
     State(state): State<AppState>,
     BaseUrl(base): BaseUrl,
@@ -37,7 +28,7 @@ pub(crate) async fn type_search(
     search(&state, &base, Some(&type_name), params, handling, grants).await
 }
 
-async fn type_search_post(
+pub(crate) async fn type_search_post(
     State(state): State<AppState>,
     BaseUrl(base): BaseUrl,
     FhirPath(type_name): FhirPath<String>,
@@ -60,7 +51,7 @@ pub(crate) async fn system_search(
     search(&state, &base, None, params, handling, grants).await
 }
 
-async fn system_search_post(
+pub(crate) async fn system_search_post(
     State(state): State<AppState>,
     BaseUrl(base): BaseUrl,
     PreferHandling(handling): PreferHandling,

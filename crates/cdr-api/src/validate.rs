@@ -1,25 +1,16 @@
 //! `POST [base]/$validate`, `POST [base]/[type]/$validate` and `POST [base]/[type]/[id]/$validate`: validation
 //! without storing (the engine's `validate_operation` says what each level and mode checks).
 
-use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::post;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{FhirBody, FhirPath};
 use crate::respond::fhir_json;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/$validate", post(validate_any))
-        .route("/{type}/$validate", post(validate_type))
-        .route("/{type}/{id}/$validate", post(validate_instance))
-}
-
-async fn validate_any(
+pub(crate) async fn validate_any(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
     FhirBody(body): FhirBody,
@@ -27,7 +18,7 @@ async fn validate_any(
     validate(&state, None, None, query.as_deref(), &body).await
 }
 
-async fn validate_type(
+pub(crate) async fn validate_type(
     State(state): State<AppState>,
     FhirPath(type_name): FhirPath<String>,
     RawQuery(query): RawQuery,
@@ -36,7 +27,7 @@ async fn validate_type(
     validate(&state, Some(&type_name), None, query.as_deref(), &body).await
 }
 
-async fn validate_instance(
+pub(crate) async fn validate_instance(
     State(state): State<AppState>,
     FhirPath((type_name, id)): FhirPath<(String, String)>,
     RawQuery(query): RawQuery,

@@ -291,4 +291,4 @@ async fn check_read(
     }
 }
 
-pub(crate) use self::token::{rest_security, router, smart_configuration};
+pub(crate) use self::token::{jwks, rest_security, smart_configuration, token};

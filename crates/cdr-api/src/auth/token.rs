@@ -10,12 +10,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -153,10 +151,6 @@ impl ReplayCache {
     }
 }
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/auth/token", post(token)).route("/auth/jwks", get(jwks))
-}
-
 /// An OAuth 2.0 error response (RFC 6749 §5.2).
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     let body = json!({"error": error, "error_description": description});
@@ -187,7 +181,11 @@ struct AssertionClaims {
 }
 
 /// `POST /auth/token`.
-async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some(auth) = state.auth.clone() else {
         return ApiError::NoRoute("/auth/token".to_owned()).into_response();
     };
@@ -343,7 +341,7 @@ fn issue(auth: &super::Auth, client_id: &str, granted: &[String]) -> Response {
 }
 
 /// `GET /auth/jwks`.
-async fn jwks(State(state): State<AppState>) -> Response {
+pub(crate) async fn jwks(State(state): State<AppState>) -> Response {
     match &state.auth {
         Some(auth) => json_response(&auth.config.server_key.jwks()),
         None => ApiError::NoRoute("/auth/jwks".to_owned()).into_response(),
