@@ -103,6 +103,11 @@ impl Call {
         }
     }
 
+    /// The call without credentials: no `Authorization`, whatever token the run has.
+    pub(crate) fn without_credentials(self) -> Call {
+        self.header("authorization", String::new())
+    }
+
     pub(crate) fn header(mut self, name: &'static str, value: impl Into<String>) -> Call {
         self.headers.retain(|(key, _)| *key != name);
         self.headers.push((name, value.into()));
@@ -166,7 +171,10 @@ impl Http {
         }
         headers
             .extend(call.headers.iter().map(|(name, value)| ((*name).to_owned(), value.clone())));
-        if let Some(token) = &self.bearer {
+        // A call that names its own `Authorization` (empty: none at all) is sent without the run's token.
+        let own_credentials = headers.iter().any(|(name, _)| name == "authorization");
+        headers.retain(|(name, value)| name != "authorization" || !value.is_empty());
+        if let Some(token) = self.bearer.as_ref().filter(|_| !own_credentials) {
             builder = builder.header("authorization", format!("Bearer {token}"));
         }
         for (name, value) in &headers {

@@ -58,6 +58,11 @@ struct Server {
 
 impl Server {
     fn start(database_url: &str, folder: &Path) -> Server {
+        Server::start_with(database_url, folder, &[])
+    }
+
+    /// [`Server::start`] with more arguments, run in `folder`.
+    fn start_with(database_url: &str, folder: &Path, extra: &[&str]) -> Server {
         let address = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_imaging-cdr"))
             .args(["serve", "--mode", "micdr", "--listen", &address.to_string()])
@@ -65,6 +70,11 @@ impl Server {
             .arg(database_url)
             .arg("--profiles-dir")
             .arg(profiles_dir())
+            .args(extra)
+            .current_dir(folder)
+            .env_remove("AUTH")
+            .env_remove("AUTH_CONFIG")
+            .env_remove("AUTH_KEY")
             .env_remove("BASE_URL")
             .env_remove("PROFILES_DIR")
             .stdout(Stdio::null())
@@ -547,6 +557,28 @@ fn each_injected_fault_fails_its_tests() {
         }
         assert_eq!(status, 3, "{injected:?}");
     }
+}
+
+/// Under `--auth smart` the server declares `rest.security`, and the security test checks that a request
+/// without credentials is refused with 401, a Bearer challenge and an OperationOutcome.
+#[test]
+fn the_security_test_checks_a_server_under_auth() {
+    let folder = scratch("conformance-auth");
+    let config = r#"{"fhir_base_url": "http://cdr.test/fhir",
+        "clients": [{"client_id": "ris", "jwks": {"keys": []}, "scopes": ["system/*.rs"]}]}"#;
+    std::fs::write(folder.join("auth.json"), config).unwrap();
+    let database = format!("sqlite://{}/cdr.db", folder.display());
+    let server = Server::start_with(
+        &database,
+        &folder,
+        &["--auth", "smart", "--auth-config", "auth.json", "--auth-key", "signing.pem"],
+    );
+    let base = format!("http://{}/fhir", server.address);
+    let (status, report) = run_kit(&base, &folder, &["--mode", "read-only", "--select", "1.09"]);
+    let security: Vec<_> = results(&report).into_iter().filter(|(id, ..)| id == "1.09").collect();
+    assert_eq!(security.len(), 1, "{report}");
+    assert_eq!(security[0].1, "pass", "{security:?}");
+    assert_eq!(status, 0, "{report}");
 }
 
 #[test]

@@ -265,5 +265,22 @@ async fn security(ctx: &mut Ctx) -> Outcome {
     if !declared {
         return Err(Stop::omit("rest.security is not declared"));
     }
-    Err(Stop::skip("rest.security is declared, but the kit has no security tests yet"))
+    // R4 security.html and SMART: a request without credentials is refused with 401, a Bearer challenge
+    // (RFC 6750 §3) and, as every FHIR error, an OperationOutcome.
+    let exchange = ctx.send(Call::get("Patient?_count=1").without_credentials()).await?;
+    ensure!(exchange.status == 401, "{}: expected 401 without credentials", exchange.label());
+    let challenge = exchange.header("www-authenticate").unwrap_or_default();
+    ensure!(
+        challenge.to_ascii_lowercase().starts_with("bearer"),
+        "{}: the 401 carries no Bearer challenge (WWW-Authenticate: {challenge:?})",
+        exchange.label()
+    );
+    let body = exchange.json_or_fail()?;
+    ensure!(
+        body["resourceType"] == "OperationOutcome",
+        "{}: the 401 answered a {}",
+        exchange.label(),
+        body["resourceType"]
+    );
+    Ok(())
 }
