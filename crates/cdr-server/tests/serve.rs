@@ -363,17 +363,9 @@ fn an_idle_server_stops_at_once() {
 
 /// Runs `imaging-cdr serve` with settings that must be refused before it opens anything.
 fn refused(args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_imaging-cdr"))
-        .arg("serve")
-        .args(["--database-url", "sqlite:///nonexistent-folder/never-opened.db"])
-        .args(args)
-        .env_remove("BASE_URL")
-        .env_remove("AUTH")
-        .env_remove("AUTH_CONFIG")
-        .output()
-        .unwrap();
-    assert!(!output.status.success(), "{args:?} started");
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    let (status, stderr) = refused_status(args);
+    assert!(status != Some(0), "{args:?} started");
+    stderr
 }
 
 /// The exit status of `imaging-cdr serve` with `args`, which must be refused before it opens anything.
