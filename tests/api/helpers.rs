@@ -231,6 +231,15 @@ impl TestApp {
         AppState::new(self.engine.clone(), api_config()).job_worker()
     }
 
+    /// A Subscription dispatcher of the application, delivering as `config` says.
+    pub(crate) fn dispatcher(
+        &self,
+        config: cdr_api::DeliveryConfig,
+    ) -> cdr_api::SubscriptionDispatcher {
+        AppState::new(self.engine.clone(), ApiConfig { subscriptions: config, ..api_config() })
+            .subscription_dispatcher()
+    }
+
     /// The application on the same database with other HTTP settings.
     pub(crate) fn router_with(&self, config: ApiConfig) -> Router {
         cdr_api::app(AppState::new(self.engine.clone(), config))

@@ -30,5 +30,6 @@ mod search;
 mod search_near;
 mod search_results;
 mod search_terminology;
+mod subscriptions;
 mod transaction;
 mod validation;

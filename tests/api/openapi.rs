@@ -63,7 +63,7 @@ async fn openapi_json_is_openapi_3_that_reads_back_unchanged(app: &TestApp) {
 async fn openapi_json_describes_every_interaction_of_every_served_type(app: &TestApp) {
     let document = document(app).await;
     let types = served_types(app).await;
-    assert_eq!(types.len(), 14);
+    assert_eq!(types.len(), 15);
     for (type_name, params) in &types {
         let base = format!("/fhir/{type_name}");
         let expected: [(String, &[&str]); 8] = [
@@ -108,6 +108,10 @@ async fn openapi_json_describes_every_interaction_of_every_served_type(app: &Tes
         ("/fhir/metadata", &["get"]),
         ("/fhir/$validate", &["post"]),
         ("/fhir/_async/{id}", &["get", "delete"]),
+        ("/fhir/Subscription/{id}/$status", &["get"]),
+        ("/fhir/Subscription/{id}/$events", &["get"]),
+        ("/fhir/Subscription/{id}/$deliveries", &["get"]),
+        ("/fhir/Subscription/{id}/$resend", &["post"]),
         ("/livez", &["get"]),
         ("/readyz", &["get"]),
         ("/metrics", &["get"]),
@@ -116,6 +120,8 @@ async fn openapi_json_describes_every_interaction_of_every_served_type(app: &Tes
     ] {
         assert_eq!(methods(&document, path), verbs, "{path}");
     }
+    // The Subscription operations are described on Subscription alone.
+    assert!(document["paths"].get("/fhir/Patient/{id}/$status").is_none());
     // Without --auth smart neither the token endpoint nor the SMART configuration is served.
     for path in ["/auth/token", "/auth/jwks", "/fhir/.well-known/smart-configuration"] {
         assert!(document["paths"].get(path).is_none(), "{path}");

@@ -246,6 +246,9 @@ fn minimal(resource_type: &str) -> String {
         "ServiceRequest" => {
             r#","status":"active","intent":"order","subject":{"reference":"Patient/p1"}"#
         }
+        "Subscription" => {
+            r#","status":"off","reason":"test","criteria":"Patient?name=x","channel":{"type":"rest-hook","endpoint":"http://127.0.0.1:9/hook"}"#
+        }
         _ => "",
     };
     format!(

@@ -26,6 +26,7 @@ mod resource;
 mod respond;
 mod routes;
 mod search;
+mod subscriptions;
 mod validate;
 
 use std::sync::Arc;
@@ -49,6 +50,7 @@ pub use crate::error::{ApiError, error_chain, interaction_outcome};
 pub use crate::jobs::{AsyncConfig, JobWorker};
 pub use crate::links::{Host, IpCidr, LinkConfig, PublicBaseUrl};
 pub use crate::respond::UNCHANGED;
+pub use crate::subscriptions::{DeliveryConfig, SubscriptionDispatcher};
 
 /// HTTP settings.
 #[derive(Debug, Clone)]
@@ -73,12 +75,14 @@ pub struct ApiConfig {
     pub compression_min_bytes: u16,
     /// Whether `GET /metrics` serves the Prometheus metrics (the requests are counted either way).
     pub metrics: bool,
+    /// How Subscription notifications are delivered.
+    pub subscriptions: DeliveryConfig,
 }
 
 impl Default for ApiConfig {
     /// 16 MiB bodies, links from the `Host` header, 256 requests in flight, 60 s per request and 30 s
     /// between body parts, the [`AsyncConfig`] defaults, no authorization, no CORS, compression from 1 KiB,
-    /// and `/metrics` served.
+    /// `/metrics` served, and the [`DeliveryConfig`] defaults.
     fn default() -> ApiConfig {
         ApiConfig {
             max_body_bytes: 16 * 1024 * 1024,
@@ -91,6 +95,7 @@ impl Default for ApiConfig {
             cors_allowed_origins: None,
             compression_min_bytes: 1024,
             metrics: true,
+            subscriptions: DeliveryConfig::default(),
         }
     }
 }

@@ -54,6 +54,9 @@ pub(crate) fn build(capabilities: &Value, auth: bool, metrics: bool) -> OpenApi 
         if route.path.contains("{type}") {
             for resource in resources {
                 let type_name = resource["type"].as_str().unwrap_or_default();
+                if subscription_operation(route.endpoint) && type_name != "Subscription" {
+                    continue;
+                }
                 let operation = operation(route, Some(resource), auth);
                 paths.add_path_operation(
                     full_path(route, type_name),
@@ -106,6 +109,17 @@ pub(crate) fn build(capabilities: &Value, auth: bool, metrics: bool) -> OpenApi 
         .paths(paths)
         .components(Some(components.build()))
         .build()
+}
+
+/// The operations served on Subscription alone.
+fn subscription_operation(endpoint: Endpoint) -> bool {
+    matches!(
+        endpoint,
+        Endpoint::SubscriptionStatus
+            | Endpoint::SubscriptionEvents
+            | Endpoint::SubscriptionDeliveries
+            | Endpoint::SubscriptionResend
+    )
 }
 
 /// A route's path from the root, `{type}` replaced by `type_name`.
@@ -497,6 +511,18 @@ fn describe(endpoint: Endpoint) -> Facts {
                 &[("200", "The validation ran: its OperationOutcome.", &[])],
             )
         },
+        E::SubscriptionStatus => {
+            bundle("$status: the Subscription's status Parameters (Subscriptions Backport)")
+        }
+        E::SubscriptionEvents => bundle(
+            "$events: the events from eventsSinceNumber to eventsUntilNumber (content: empty, id-only, full-resource)",
+        ),
+        E::SubscriptionDeliveries => {
+            bundle("$deliveries: the delivery state and the latest delivery attempts")
+        }
+        E::SubscriptionResend => {
+            bundle("$resend: deliver the events from eventsSinceNumber on again; answers $status")
+        }
         E::AsyncStatus => facts(
             "status of an asynchronous request",
             &[],

@@ -8,7 +8,7 @@ use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use crate::{
     AppState, auth, bundle, docs, health, history, jobs, metadata, metrics, openapi, resource,
 };
-use crate::{patch as patching, search, validate};
+use crate::{patch as patching, search, subscriptions, validate};
 
 /// An HTTP method a route answers (`GET` routes answer `HEAD` too, as axum does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +59,10 @@ pub(crate) enum Endpoint {
     ValidateInstance,
     AsyncStatus,
     AsyncCancel,
+    SubscriptionStatus,
+    SubscriptionEvents,
+    SubscriptionDeliveries,
+    SubscriptionResend,
     SmartConfiguration,
     Livez,
     Readyz,
@@ -87,7 +91,7 @@ use Mount::{Auth, Fhir, Root};
 use Verb::{Delete, Get, Patch, Post, Put};
 
 /// Every route, in the order the OpenAPI document lists them.
-pub(crate) const ROUTES: [Route; 32] = [
+pub(crate) const ROUTES: [Route; 36] = [
     route(Get, Fhir, "/metadata", E::Capabilities),
     route(Get, Fhir, "/", E::SearchSystem),
     route(Post, Fhir, "/", E::Bundle),
@@ -113,6 +117,10 @@ pub(crate) const ROUTES: [Route; 32] = [
     route(Get, Fhir, "/{type}/{id}/_history", E::HistoryInstance),
     route(Get, Fhir, "/{type}/{id}/_history/{version}", E::Vread),
     route(Post, Fhir, "/{type}/{id}/$validate", E::ValidateInstance),
+    route(Get, Fhir, "/{type}/{id}/$status", E::SubscriptionStatus),
+    route(Get, Fhir, "/{type}/{id}/$events", E::SubscriptionEvents),
+    route(Get, Fhir, "/{type}/{id}/$deliveries", E::SubscriptionDeliveries),
+    route(Post, Fhir, "/{type}/{id}/$resend", E::SubscriptionResend),
     route(Get, Root, "/livez", E::Livez),
     route(Get, Root, "/readyz", E::Readyz),
     route(Get, Mount::Metrics, "/metrics", E::Metrics),
@@ -154,6 +162,10 @@ fn handler(endpoint: Endpoint) -> MethodRouter<AppState> {
         E::ValidateSystem => post(validate::validate_any),
         E::ValidateType => post(validate::validate_type),
         E::ValidateInstance => post(validate::validate_instance),
+        E::SubscriptionStatus => get(subscriptions::status),
+        E::SubscriptionEvents => get(subscriptions::events),
+        E::SubscriptionDeliveries => get(subscriptions::deliveries),
+        E::SubscriptionResend => post(subscriptions::resend),
         E::AsyncStatus => get(jobs::status),
         E::AsyncCancel => delete(jobs::cancel),
         E::SmartConfiguration => get(auth::smart_configuration),

@@ -11,6 +11,8 @@
 //! - [`submission`]: transaction Bundles built from the data set (conditional `PUT`s by business
 //!   identifier, `urn:uuid:` references), posted by [`ingest`] and written straight on the store, without
 //!   the server's work, by [`ingest_direct`].
+//! - [`notify`]: Subscription delivery under load, to a receiver of its own: notifications per second and
+//!   the latency from a report's commit to its notification's receipt.
 
 pub mod catalog;
 pub mod dataset;
@@ -20,6 +22,7 @@ pub mod http;
 pub mod ingest;
 pub mod ingest_direct;
 pub mod load;
+pub mod notify;
 pub mod rng;
 pub mod run;
 pub mod stats;

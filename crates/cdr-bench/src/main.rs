@@ -74,6 +74,22 @@ enum Command {
         #[command(flatten)]
         submit: IngestArgs,
     },
+    /// Measures Subscription delivery: topic subscriptions to a receiver of its own, then final reports
+    /// posted concurrently; notifications per second and commit-to-receipt latency.
+    Notify {
+        /// The FHIR base, e.g. http://127.0.0.1:8080/fhir.
+        #[arg(long)]
+        base: String,
+        #[arg(long, default_value_t = 4)]
+        subscriptions: usize,
+        #[arg(long, default_value_t = 500)]
+        reports: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Seconds to wait for the last notifications once every report is posted.
+        #[arg(long, default_value_t = 120)]
+        drain_timeout: u64,
+    },
     /// Writes the resources of the same Bundles straight on the database (plain creates, one store
     /// transaction per Bundle): the floor of `ingest`.
     IngestDirect {
@@ -227,6 +243,23 @@ async fn execute(command: Command) -> Result<ExitCode, BenchError> {
             let stats =
                 cdr_bench::ingest::ingest(&base, submit.submissions()?, submit.config()).await?;
             ingest_report(&mut out, &stats, &submit, json!({ "mode": "http", "base": base }))
+        }
+        Command::Notify { base, subscriptions, reports, concurrency, drain_timeout } => {
+            let config = cdr_bench::notify::NotifyConfig {
+                subscriptions,
+                reports,
+                concurrency,
+                drain_timeout: Duration::from_secs(drain_timeout),
+            };
+            let stats = cdr_bench::notify::notify(&base, config).await?;
+            let report = json!({"base": base, "subscriptions": subscriptions, "reports": reports,
+                                "concurrency": concurrency, "result": stats.to_json()});
+            writeln!(out, "{report:#}").map_err(stdout_error)?;
+            Ok(if stats.duplicates == 0 && stats.out_of_order == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::IngestDirect { database_url, conformance, submit } => {
             let (set, _) = cdr_server::profiles::load(&conformance)?;

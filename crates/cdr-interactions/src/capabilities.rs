@@ -4,6 +4,7 @@ use cdr_model::{Instant, ResourceType};
 use cdr_search::SearchParamType;
 use serde_json::{Value, json};
 
+use crate::subscriptions::TOPICS;
 use crate::{Engine, SERVED_TYPES};
 
 /// The definition of the `$validate` operation every served type supports.
@@ -70,6 +71,9 @@ impl Engine {
                 if let (Value::Object(resource), Value::Object(rest)) = (&mut resource, rest) {
                     resource.extend(rest);
                 }
+                if resource_type.as_str() == "Subscription" {
+                    subscription_capabilities(&mut resource);
+                }
                 resource
             })
             .collect();
@@ -96,6 +100,33 @@ impl Engine {
                 "operation": [system_validate],
             }],
         })
+    }
+}
+
+/// What the Subscription entry adds: the topics (Subscriptions Backport's
+/// `capabilitystatement-subscriptiontopic-canonical`) and the operations.
+fn subscription_capabilities(resource: &mut Value) {
+    let backport = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/";
+    resource["extension"] = TOPICS
+        .iter()
+        .map(|topic| {
+            json!({
+                "url": format!("{backport}capabilitystatement-subscriptiontopic-canonical"),
+                "valueCanonical": topic.canonical,
+            })
+        })
+        .collect();
+    resource["documentation"] = json!(
+        "R4 classic subscriptions (criteria a search of a served type; channel rest-hook to an http endpoint; payload none or application/fhir+json, which PUTs the resource to [endpoint]/[type]/[id]) and topic-based subscriptions of the R4 Subscriptions Backport IG (criteria the topic canonical, filters in backport-filter-criteria, payload content empty, id-only or full-resource, heartbeats). A requested Subscription is stored active. Events are recorded with the change that causes them and delivered in order, at least once, with retries up to the server's horizon, after which the Subscription's status becomes error."
+    );
+    let operations = resource["operation"].as_array_mut();
+    if let Some(operations) = operations {
+        operations.extend([
+            json!({"name": "status", "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status", "documentation": "GET [base]/Subscription/[id]/$status"}),
+            json!({"name": "events", "definition": "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events", "documentation": "GET [base]/Subscription/[id]/$events?eventsSinceNumber=&eventsUntilNumber=&content="}),
+            json!({"name": "deliveries", "definition": "urn:imaging-cdr:operation:subscription-deliveries", "documentation": "GET [base]/Subscription/[id]/$deliveries: the delivery state and the latest attempts (time, events, HTTP status, error)"}),
+            json!({"name": "resend", "definition": "urn:imaging-cdr:operation:subscription-resend", "documentation": "POST [base]/Subscription/[id]/$resend?eventsSinceNumber=n: deliver the events from n on again, in order"}),
+        ]);
     }
 }
 

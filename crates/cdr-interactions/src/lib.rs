@@ -20,6 +20,7 @@ mod patch;
 mod read;
 mod search;
 mod shape;
+mod subscriptions;
 mod summary_elements;
 mod terminology;
 mod validate;
@@ -51,12 +52,16 @@ pub use crate::micdr::{
 };
 pub use crate::patch::{FhirPathPatch, Patch, PatchFormat};
 pub use crate::search::Handling;
+pub use crate::subscriptions::{
+    Channel, Definition, Delivery, EventsQuery, IMAGING_REPORT_TOPIC, Notification, Payload,
+    RetryPolicy, SubscriptionKind, TOPICS, Topic,
+};
 pub use crate::validate::{ONTARIO_PROFILES, Profiles, ValidationMode};
 pub use crate::write::{Precondition, WriteOutcome, WriteStatus, reindex};
 pub use cdr_store::{JobCounts, PoolUsage};
 
 /// The resource types this server serves, sorted.
-pub const SERVED_TYPES: [ResourceType; 14] = [
+pub const SERVED_TYPES: [ResourceType; 15] = [
     ResourceType::known("AuditEvent"),
     ResourceType::known("Binary"),
     ResourceType::known("DiagnosticReport"),
@@ -71,6 +76,7 @@ pub const SERVED_TYPES: [ResourceType; 14] = [
     ResourceType::known("PractitionerRole"),
     ResourceType::known("Provenance"),
     ResourceType::known("ServiceRequest"),
+    ResourceType::known("Subscription"),
 ];
 
 /// Behaviour switches of the interaction layer.
@@ -164,6 +170,13 @@ impl Engine {
             person_registry: Arc::new(AcceptAll),
             validation_times: Arc::default(),
         }
+    }
+
+    /// Told whenever this process commits a write that recorded subscription events (a dispatcher's wake-up;
+    /// it still looks from time to time for other processes' events).
+    #[must_use]
+    pub fn outbox_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.store.outbox_signal()
     }
 
     /// This engine checking submitted Patients and Practitioners with `registry` (under the contribution

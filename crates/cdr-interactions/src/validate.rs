@@ -129,6 +129,7 @@ impl Engine {
     /// # Errors
     /// When the resource is over a limit or breaks a profile it must conform to.
     pub async fn check_for_write(&self, resource: Resource) -> Result<Resource, InteractionError> {
+        let resource = self.prepare_subscription(resource)?;
         let engine = self.clone();
         self.cpu
             .clone()

@@ -279,6 +279,8 @@ pub(crate) struct ServeArgs {
     pub(crate) http: HttpArgs,
     #[command(flatten)]
     pub(crate) async_jobs: AsyncArgs,
+    #[command(flatten)]
+    pub(crate) subscriptions: SubscriptionArgs,
     /// Largest accepted request body in bytes; larger requests get 413.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub(crate) max_body_bytes: usize,
@@ -503,4 +505,35 @@ pub(crate) struct AsyncArgs {
     /// How often the worker looks for submissions queued by other processes (its own process wakes it).
     #[arg(long, env = "ASYNC_POLL_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) async_poll_seconds: u64,
+}
+
+/// Subscription notifications: retries and this process's dispatchers.
+#[derive(Debug, Args)]
+pub(crate) struct SubscriptionArgs {
+    /// Seconds to wait after a first failed delivery; each further failure doubles the wait (each drawn
+    /// between half of it and all of it).
+    #[arg(long, env = "SUBSCRIPTION_FIRST_RETRY_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) subscription_first_retry_seconds: u64,
+    /// Longest wait between two delivery attempts, in seconds.
+    #[arg(long, env = "SUBSCRIPTION_MAX_RETRY_SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) subscription_max_retry_seconds: u64,
+    /// How long a subscription may keep failing before the server sets it to error and stops trying, in
+    /// seconds (its events are kept; setting it active again delivers them).
+    #[arg(long, env = "SUBSCRIPTION_RETRY_HORIZON_SECONDS", default_value_t = 24 * 60 * 60)]
+    pub(crate) subscription_retry_horizon_seconds: u64,
+    /// Seconds to wait for a receiver's answer, unless its Subscription says (backport-timeout).
+    #[arg(long, env = "SUBSCRIPTION_TIMEOUT_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) subscription_timeout_seconds: u64,
+    /// How long a dispatcher's claim of a subscription lasts unless renewed: a process that died has its
+    /// subscriptions delivered by another (or after a restart) once this has passed.
+    #[arg(long, env = "SUBSCRIPTION_LEASE_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(3..))]
+    pub(crate) subscription_lease_seconds: u64,
+    /// How often an idle dispatcher looks for events recorded by other processes, in milliseconds (this
+    /// process's own wake it at once).
+    #[arg(long, env = "SUBSCRIPTION_POLL_MILLISECONDS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub(crate) subscription_poll_milliseconds: u64,
+    /// Dispatchers in this process: how many receivers are waited for at once (0: this process delivers
+    /// nothing, another does).
+    #[arg(long, env = "SUBSCRIPTION_DISPATCHERS", default_value_t = 4)]
+    pub(crate) subscription_dispatchers: usize,
 }

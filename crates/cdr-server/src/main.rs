@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use cdr_api::{ApiConfig, AppState, AsyncConfig, LinkConfig};
+use cdr_api::{ApiConfig, AppState, AsyncConfig, DeliveryConfig, LinkConfig};
+use cdr_interactions::RetryPolicy;
 use cdr_interactions::{Engine, EngineConfig, LocalRegistry, PageLimits, Profiles, ValidationMode};
 use cdr_search::SearchParamRegistry;
 use cdr_server::profiles::{self, search_registry};
@@ -230,6 +231,7 @@ async fn serve(args: ServeArgs, auth: AuthMode) -> anyhow::Result<()> {
         cors_allowed_origins: http.cors_allowed_origins.clone(),
         compression_min_bytes: http.compression_min_bytes,
         metrics: http.metrics,
+        subscriptions: delivery_config(&args.subscriptions),
     };
     let limits = http::ConnectionLimits {
         header_read_timeout: Duration::from_secs(http.header_read_timeout_seconds),
@@ -239,6 +241,10 @@ async fn serve(args: ServeArgs, auth: AuthMode) -> anyhow::Result<()> {
     let state = AppState::new(engine, api_config);
     // Dropped (aborted) at shutdown: a job it is running rolls back and runs again after its lease.
     let worker = tokio::spawn(state.job_worker().run());
+    // Aborted at shutdown too: a notification in flight is sent again once its claim has passed.
+    let dispatchers: Vec<_> = (0..args.subscriptions.subscription_dispatchers)
+        .map(|_| tokio::spawn(state.subscription_dispatcher().run()))
+        .collect();
     let statistics = store.clone();
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(STATISTICS_REFRESH);
@@ -259,6 +265,10 @@ async fn serve(args: ServeArgs, auth: AuthMode) -> anyhow::Result<()> {
     worker.abort();
     // Waits until the aborted task is dropped, so its transaction has rolled back before the pool closes.
     let _ = worker.await;
+    for dispatcher in dispatchers {
+        dispatcher.abort();
+        let _ = dispatcher.await;
+    }
     // Requests cut off at the shutdown deadline may still hold connections: closing the pool waits for
     // them, so it is bounded by the same deadline.
     if tokio::time::timeout(shutdown_timeout, store.close()).await.is_err() {
@@ -267,6 +277,19 @@ async fn serve(args: ServeArgs, auth: AuthMode) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+fn delivery_config(args: &crate::config::SubscriptionArgs) -> DeliveryConfig {
+    DeliveryConfig {
+        retry: RetryPolicy {
+            first_delay: Duration::from_secs(args.subscription_first_retry_seconds),
+            max_delay: Duration::from_secs(args.subscription_max_retry_seconds),
+            horizon: Duration::from_secs(args.subscription_retry_horizon_seconds),
+            timeout: Duration::from_secs(args.subscription_timeout_seconds),
+        },
+        lease: Duration::from_secs(args.subscription_lease_seconds),
+        poll_interval: Duration::from_millis(args.subscription_poll_milliseconds),
+    }
 }
 
 /// The conformance resources and the search parameters among them, checked against the validation mode: strict mode needs every per-type

@@ -73,6 +73,7 @@ impl Store {
                 writer_gate: std::sync::Arc::default(),
                 pool_timeout: config.pool_timeout,
                 analysed_through: std::sync::Arc::new(AtomicI64::new(NEVER_ANALYSED)),
+                outbox_signal: std::sync::Arc::default(),
             });
         }
         if let Some(path) = url.strip_prefix("sqlite://") {
@@ -108,6 +109,7 @@ impl Store {
                 writer_gate: std::sync::Arc::default(),
                 pool_timeout: config.pool_timeout,
                 analysed_through: std::sync::Arc::new(AtomicI64::new(NEVER_ANALYSED)),
+                outbox_signal: std::sync::Arc::default(),
             });
         }
         Err(StoreError::UnsupportedUrl(url.to_owned()))

@@ -42,6 +42,7 @@ mod read;
 mod reindex;
 mod row;
 mod sql;
+mod subscriptions;
 mod write;
 
 use std::time::Duration;
@@ -55,6 +56,10 @@ pub use crate::page::{
 };
 pub use crate::read::{HistoryEntry, HistoryQuery, HistoryScope, StoredVersion};
 pub use crate::reindex::LiveBody;
+pub use crate::subscriptions::{
+    ClaimedSubscription, DeliveryAttempt, MatchingSubscription, OutboxEvent, SubscriptionDef,
+    SubscriptionState, SubscriptionStatus,
+};
 pub use crate::write::{LockMode, NewVersion, RowLock, StoreTx, WriteMethod};
 
 /// How to reach the database.
@@ -213,6 +218,9 @@ pub struct Store {
     /// transaction, instead of polling SQLite's lock with its busy handler (which is unfair and makes
     /// tail latency under concurrent writes hundreds of milliseconds). Unused on PostgreSQL.
     writer_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Told when a transaction that recorded subscription events commits, so this process's dispatchers
+    /// need not wait for their next look.
+    outbox_signal: std::sync::Arc<tokio::sync::Notify>,
     /// Longest wait for a connection, and on SQLite for a writer's turn.
     pool_timeout: Duration,
     /// On SQLite, the change sequence (`resource_version.seq`) the planner statistics were last refreshed

@@ -79,6 +79,10 @@ pub struct StoreTx {
     pub(crate) tx: Tx,
     /// On SQLite, this transaction's turn as the one writer; released after commit or rollback.
     _writer_turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// The store's outbox signal, and whether this transaction recorded subscription events (told after
+    /// commit).
+    pub(crate) outbox_signal: std::sync::Arc<tokio::sync::Notify>,
+    pub(crate) recorded_events: bool,
 }
 
 impl Store {
@@ -98,7 +102,12 @@ impl Store {
             Pool::Postgres(pool) => {
                 let tx =
                     pool.begin_with("BEGIN; SET LOCAL plan_cache_mode = force_custom_plan").await?;
-                Ok(StoreTx { tx: Tx::Postgres(tx), _writer_turn: None })
+                Ok(StoreTx {
+                    tx: Tx::Postgres(tx),
+                    _writer_turn: None,
+                    outbox_signal: std::sync::Arc::clone(&self.outbox_signal),
+                    recorded_events: false,
+                })
             }
             Pool::Sqlite(pool) => {
                 // Waiting for the turn is waiting for the one writing connection: bounded like the pool's.
@@ -109,7 +118,12 @@ impl Store {
                 .await
                 .map_err(|_| StoreError::Busy(sqlx::Error::PoolTimedOut))?;
                 let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                Ok(StoreTx { tx: Tx::Sqlite(tx), _writer_turn: Some(turn) })
+                Ok(StoreTx {
+                    tx: Tx::Sqlite(tx),
+                    _writer_turn: Some(turn),
+                    outbox_signal: std::sync::Arc::clone(&self.outbox_signal),
+                    recorded_events: false,
+                })
             }
         }
     }
@@ -561,6 +575,9 @@ impl StoreTx {
         match self.tx {
             Tx::Postgres(tx) => tx.commit().await?,
             Tx::Sqlite(tx) => tx.commit().await?,
+        }
+        if self.recorded_events {
+            self.outbox_signal.notify_waiters();
         }
         Ok(())
     }

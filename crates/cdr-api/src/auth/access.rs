@@ -123,6 +123,12 @@ pub(crate) fn classify(
         [resource_type, _, "$validate"] if is(&Method::POST) => {
             other(vec![Need::on(resource_type, Letter::Read)])
         }
+        [resource_type, _, "$status" | "$events" | "$deliveries"] if is(&Method::GET) => {
+            other(vec![Need::on(resource_type, Letter::Read)])
+        }
+        [resource_type, _, "$resend"] if is(&Method::POST) => {
+            other(vec![Need::on(resource_type, Letter::Update)])
+        }
         [resource_type, _, "_history", _] if is(&Method::GET) => {
             other(vec![Need::on(resource_type, Letter::Read)])
         }

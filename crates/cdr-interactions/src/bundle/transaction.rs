@@ -38,6 +38,7 @@ use super::{EntryOutcome, EntryResult, in_entry, resource_relative};
 use crate::conditional::{Criteria, parse_criteria};
 use crate::micdr;
 use crate::read::live_version;
+use crate::subscriptions::Change;
 use crate::terminology::expand_terminology;
 use crate::write::{index_entries, invalid_at, new_id, unchanged};
 use crate::{
@@ -564,6 +565,8 @@ impl Engine {
         let versions: Vec<NewVersion<'_>> =
             written.iter().map(|one| one.new_version(now)).collect();
         tx.write_all(&versions).await?;
+        let changes: Vec<Change<'_>> = written.iter().map(Written::change).collect();
+        self.record_changes(&mut tx, &changes, base).await?;
         self.write_index_entries(&mut tx, &index_sources(&applied), base, now).await?;
         if let Some(record) = record {
             tx.complete_job(&record(&before_commit(plan, &applied))).await?;
@@ -854,6 +857,16 @@ struct Written {
 }
 
 impl Written {
+    /// The version as the subscriptions see it.
+    fn change(&self) -> Change<'_> {
+        Change {
+            resource_type: self.resource_type,
+            id: &self.id,
+            version: self.version,
+            body: self.body.as_deref(),
+        }
+    }
+
     fn new_version(&self, now: Instant) -> NewVersion<'_> {
         NewVersion {
             res_type: self.resource_type,

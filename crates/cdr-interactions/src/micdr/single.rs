@@ -24,6 +24,7 @@ use serde_json::Value;
 use super::index_entry::Source;
 use super::{lifecycle, registry};
 use crate::bundle::rewrite;
+use crate::subscriptions::Change;
 use crate::write::invalid_at;
 use crate::{Engine, InteractionError, VersionedResource};
 
@@ -98,6 +99,13 @@ impl Engine {
         written: &VersionedResource,
         base: &str,
     ) -> Result<(), InteractionError> {
+        let change = Change {
+            resource_type: written.resource_type,
+            id: &written.id,
+            version: written.version,
+            body: written.body.as_deref(),
+        };
+        self.record_changes(tx, &[change], base).await?;
         if !self.config.contribution_rules {
             return Ok(());
         }
