@@ -236,13 +236,30 @@ impl TestApp {
         &self,
         config: cdr_api::DeliveryConfig,
     ) -> cdr_api::SubscriptionDispatcher {
-        AppState::new(self.engine.clone(), ApiConfig { subscriptions: config, ..api_config() })
-            .subscription_dispatcher()
+        self.dispatcher_with_engine(config, |engine| engine)
+    }
+
+    /// A Subscription dispatcher of the application with its engine changed by `change`.
+    pub(crate) fn dispatcher_with_engine(
+        &self,
+        config: cdr_api::DeliveryConfig,
+        change: impl FnOnce(Engine) -> Engine,
+    ) -> cdr_api::SubscriptionDispatcher {
+        AppState::new(
+            change(self.engine.clone()),
+            ApiConfig { subscriptions: config, ..api_config() },
+        )
+        .subscription_dispatcher()
     }
 
     /// The application on the same database with other HTTP settings.
     pub(crate) fn router_with(&self, config: ApiConfig) -> Router {
         cdr_api::app(AppState::new(self.engine.clone(), config))
+    }
+
+    /// The application on the same database with its engine changed by `change`.
+    pub(crate) fn router_with_engine(&self, change: impl FnOnce(Engine) -> Engine) -> Router {
+        cdr_api::app(AppState::new(change(self.engine.clone()), api_config()))
     }
 
     /// The application on the same database with its engine checking Patients and Practitioners with

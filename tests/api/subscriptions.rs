@@ -17,11 +17,12 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
-use crate::helpers::{TestApp, build_request};
+use crate::helpers::{TestApp, build_request, send_to};
 
 backend_tests!(
     a_requested_subscription_is_stored_active,
     subscriptions_the_server_cannot_serve_are_refused,
+    only_allowed_endpoints_are_accepted_and_delivered_to,
     a_classic_rest_hook_without_payload_is_posted_each_matching_change,
     a_classic_rest_hook_with_payload_puts_the_resource,
     a_topic_subscription_sends_numbered_history_bundles,
@@ -299,6 +300,51 @@ async fn subscriptions_the_server_cannot_serve_are_refused(app: &TestApp) {
         }
     }
     assert_eq!(app.search("Subscription?_total=accurate").await["total"], json!(0));
+}
+
+async fn only_allowed_endpoints_are_accepted_and_delivered_to(app: &TestApp) {
+    let receiver = Receiver::start().await;
+    // Accepted while any endpoint is allowed; then the server is restricted to another host.
+    let subscription = create(app, &topic(&[], &receiver.endpoint(), "id-only", &[])).await;
+    let allowed = vec!["http://emr.example.org/".to_owned()];
+    let router =
+        app.router_with_engine(|engine| engine.with_subscription_endpoints(allowed.clone()));
+    let refused = send_to(
+        &router,
+        build_request(
+            Method::POST,
+            "/fhir/Subscription",
+            &[FHIR_JSON],
+            &topic(&[], &receiver.endpoint(), "id-only", &[]).to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.text().contains("http://emr.example.org/"), "{}", refused.text());
+    let accepted = send_to(
+        &router,
+        build_request(
+            Method::POST,
+            "/fhir/Subscription",
+            &[FHIR_JSON],
+            &topic(&[], "http://emr.example.org/hook", "id-only", &[]).to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(accepted.status, StatusCode::CREATED, "{}", accepted.text());
+    // The subscription made before is not delivered to any more: it is set to error.
+    create(app, &report("p1", "final")).await;
+    let dispatcher = app.dispatcher_with_engine(delivery(), |engine| {
+        engine.with_subscription_endpoints(allowed.clone())
+    });
+    dispatcher.drain().await;
+    assert!(receiver.received().is_empty());
+    let stored = app
+        .get(&format!("/fhir/Subscription/{}", subscription["id"].as_str().unwrap()))
+        .await
+        .json();
+    assert_eq!(stored["status"], "error");
+    assert!(stored["error"].as_str().unwrap().contains("http://emr.example.org/"), "{stored}");
 }
 
 async fn a_classic_rest_hook_without_payload_is_posted_each_matching_change(app: &TestApp) {

@@ -133,6 +133,8 @@ pub struct Engine {
     person_registry: Arc<dyn PersonRegistry>,
     /// How long profile validation took, shared by the clones of this engine.
     validation_times: Arc<Histogram>,
+    /// The URL prefixes Subscription endpoints must start with; empty: any `http` URL.
+    subscription_endpoints: Arc<[String]>,
 }
 
 /// One version of a resource as the interactions return it.
@@ -169,7 +171,16 @@ impl Engine {
             cpu,
             person_registry: Arc::new(AcceptAll),
             validation_times: Arc::default(),
+            subscription_endpoints: Arc::from(Vec::new()),
         }
+    }
+
+    /// This engine accepting only Subscriptions whose endpoint starts with one of `prefixes` (and delivering
+    /// only to those); an empty list allows any `http` endpoint.
+    #[must_use]
+    pub fn with_subscription_endpoints(mut self, prefixes: Vec<String>) -> Engine {
+        self.subscription_endpoints = Arc::from(prefixes);
+        self
     }
 
     /// Told whenever this process commits a write that recorded subscription events (a dispatcher's wake-up;

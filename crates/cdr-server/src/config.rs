@@ -536,4 +536,14 @@ pub(crate) struct SubscriptionArgs {
     /// nothing, another does).
     #[arg(long, env = "SUBSCRIPTION_DISPATCHERS", default_value_t = 4)]
     pub(crate) subscription_dispatchers: usize,
+    /// URL prefixes a Subscription's endpoint must start with, comma-separated (e.g.
+    /// `http://emr.example.org/,http://10.1.2.3:8080/hooks/`); without it any `http` endpoint is accepted, so
+    /// whoever may create Subscriptions may make the server send requests to any address it can reach.
+    #[arg(
+        long,
+        env = "SUBSCRIPTION_ALLOWED_ENDPOINTS",
+        value_delimiter = ',',
+        value_name = "PREFIX"
+    )]
+    pub(crate) subscription_allowed_endpoints: Vec<String>,
 }

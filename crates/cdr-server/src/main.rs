@@ -210,6 +210,8 @@ async fn serve(args: ServeArgs, auth: AuthMode) -> anyhow::Result<()> {
         _ => None,
     };
     let (store, engine) = open_engine(&args.engine).await?;
+    let engine = engine
+        .with_subscription_endpoints(args.subscriptions.subscription_allowed_endpoints.clone());
     let http = &args.http;
     let api_config = ApiConfig {
         max_body_bytes: args.max_body_bytes,

@@ -256,6 +256,9 @@ impl Engine {
             .ok_or_else(|| "the Subscription no longer exists".to_owned())?;
         let resource = Resource::from_slice(body.as_bytes()).map_err(|error| error.to_string())?;
         let definition = self.definition(resource.json()).map_err(|error| error.to_string())?;
+        if let Some(reason) = self.endpoint_refusal(&definition.channel.endpoint) {
+            return Err(reason);
+        }
         let count = usize::try_from(definition.channel.max_count).unwrap_or(1);
         let events: Vec<&OutboxEvent> = claimed.events.iter().take(count).collect();
         let delivery = match definition.kind {

@@ -73,7 +73,24 @@ impl Engine {
             other => other,
         })?;
         expand_terminology(&mut criteria.query, self.profiles.set())?;
+        if let Some(reason) = self.endpoint_refusal(&definition.channel.endpoint) {
+            return Err(definition::refused(reason, "Subscription.channel.endpoint"));
+        }
         definition::activate(resource)
+    }
+
+    /// Why the server will not deliver to `endpoint`, if it will not: it starts with none of the allowed
+    /// prefixes.
+    pub(crate) fn endpoint_refusal(&self, endpoint: &str) -> Option<String> {
+        let allowed = &self.subscription_endpoints;
+        if allowed.is_empty() || allowed.iter().any(|prefix| endpoint.starts_with(prefix.as_str()))
+        {
+            return None;
+        }
+        Some(format!(
+            "this server delivers only to endpoints starting with {}",
+            allowed.iter().map(|prefix| format!("'{prefix}'")).collect::<Vec<_>>().join(", ")
+        ))
     }
 
     /// What a stored Subscription asks for.
