@@ -399,16 +399,16 @@ async fn a_topic_subscription_sends_numbered_history_bundles(app: &TestApp) {
     )
     .await;
     let id = subscription["id"].as_str().unwrap();
+    // Each deliverable version of one report is an event; a preliminary report and another patient's are not.
     let mut report_a = create(app, &report("p1", "final")).await;
     create(app, &report("p1", "preliminary")).await;
     create(app, &report("p2", "final")).await;
-    report_a["status"] = json!("amended");
-    let report_a = update(app, &report_a).await;
-    let mut retracted = report_a.clone();
-    retracted["status"] = json!("entered-in-error");
-    update(app, &retracted).await;
+    for status in ["amended", "corrected", "appended", "entered-in-error"] {
+        report_a["status"] = json!(status);
+        report_a = update(app, &report_a).await;
+    }
     let dispatcher = app.dispatcher(delivery());
-    assert_eq!(dispatcher.drain().await, 3);
+    assert_eq!(dispatcher.drain().await, 5);
     let received = receiver.received();
     let a = report_a["id"].as_str().unwrap().to_owned();
     for (number, one) in received.iter().enumerate() {
@@ -425,6 +425,13 @@ async fn a_topic_subscription_sends_numbered_history_bundles(app: &TestApp) {
         );
         assert_eq!(event_numbers(&bundle), vec![(number + 1).to_string()]);
         assert_eq!(focus_ids(&bundle), vec![a.clone()]);
+        let event = &parameter(status, "notification-event")[0]["part"];
+        let focus = event.as_array().unwrap().iter().find(|part| part["name"] == "focus").unwrap();
+        assert_eq!(
+            focus["valueReference"]["reference"],
+            format!("http://cdr.test/fhir/DiagnosticReport/{a}/_history/{}", number + 1),
+            "the version the event is about"
+        );
         assert_eq!(
             bundle["entry"][1]["fullUrl"],
             format!("http://cdr.test/fhir/DiagnosticReport/{a}")
