@@ -169,6 +169,7 @@ fn interaction_mapping(error: &InteractionError) -> Mapping {
         InteractionError::NotAllowed(_) => {
             map(StatusCode::METHOD_NOT_ALLOWED, IssueType::NotSupported)
         }
+        InteractionError::Forbidden(_) => map(StatusCode::FORBIDDEN, IssueType::Forbidden),
         InteractionError::PreconditionFailed(_) => {
             map(StatusCode::PRECONDITION_FAILED, IssueType::Conflict)
         }
@@ -248,6 +249,9 @@ impl IntoResponse for ApiError {
         };
         if let Some(challenge) = challenge.and_then(|text| HeaderValue::from_str(&text).ok()) {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            response.extensions_mut().insert(crate::caller::Refusal { reason: self.to_string() });
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             let seconds = if matches!(self, ApiError::Overloaded) {

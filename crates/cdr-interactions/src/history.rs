@@ -1,4 +1,8 @@
-//! history at system, type and instance level, paged newest first with keyset cursors.
+//! history at system, type and instance level, paged newest first with keyset cursors. Under patient
+//! confinement the store lists the versions of the resources now in the compartment, and of those only the
+//! versions whose own body is in it are shown (deletions of such resources too: they carry no body), so a
+//! page may hold fewer entries than `_count`; the cursor is a position in the change sequence, which the
+//! store confines again on every page.
 
 use cdr_model::{Bundle, BundleEntry, BundleLink, BundleType, Instant, Resource};
 use cdr_store::{HistoryEntry, HistoryQuery, HistoryScope, WriteMethod};
@@ -83,7 +87,8 @@ impl Engine {
                 (HistoryScope::Type(*resource_type), format!("{resource_type}/_history"))
             }
             (Some(resource_type), Some(id)) => {
-                if self.store.read(*resource_type, id).await?.is_none() {
+                let current = self.store.read(*resource_type, id).await?;
+                if !current.is_some_and(|current| self.shows(*resource_type, id, &current)) {
                     return Err(InteractionError::NotFound(format!("{resource_type}/{id}")));
                 }
                 (
@@ -93,11 +98,25 @@ impl Engine {
             }
         };
         let count = self.page_size(params.count);
-        let query =
-            HistoryQuery { since: params.since, until: None, before_seq: params.cursor, count };
+        let query = HistoryQuery {
+            since: params.since,
+            until: None,
+            before_seq: params.cursor,
+            count,
+            compartment: self.confinement.as_ref(),
+        };
         let mut entries = self.store.history(scope, &query).await?;
         let has_next = entries.len() > count as usize;
         entries.truncate(count as usize);
+        // The next page starts after the last version read, shown or not.
+        let last_seq = entries.last().map(|entry| entry.seq);
+        if self.confinement.is_some() {
+            // The store lists the versions of resources now in the compartment; each version must be too.
+            entries.retain(|entry| match &entry.version.body {
+                Some(body) => self.visible(entry.res_type, &entry.res_id, body),
+                None => true,
+            });
+        }
 
         let mut bundle = Bundle::new(BundleType::History);
         bundle.id = Some(uuid::Uuid::new_v4().to_string());
@@ -116,8 +135,8 @@ impl Engine {
         if params.cursor.is_some() {
             bundle.links.push(BundleLink { relation: "first", url: page_url(None) });
         }
-        if let (true, Some(last)) = (has_next, entries.last()) {
-            bundle.links.push(BundleLink { relation: "next", url: page_url(Some(last.seq)) });
+        if let (true, Some(last_seq)) = (has_next, last_seq) {
+            bundle.links.push(BundleLink { relation: "next", url: page_url(Some(last_seq)) });
         }
         for entry in &entries {
             bundle.entries.push(history_entry(base, entry)?);

@@ -235,6 +235,7 @@ impl Engine {
             }
         };
         let stored = self.store.read(resource_type, &id).await?;
+        self.confine_existing(resource_type, &id, stored.as_ref())?;
         let information =
             |text: String| Issue::new(IssueSeverity::Information, IssueType::Informational, text);
         match &stored {
@@ -273,7 +274,8 @@ impl Engine {
         resource_type: ResourceType,
         id: &LogicalId,
     ) -> Result<OperationOutcome, InteractionError> {
-        let Some(stored) = self.store.read(resource_type, id).await? else {
+        let stored = self.store.read(resource_type, id).await?;
+        let Some(stored) = stored.filter(|stored| self.shows(resource_type, id, stored)) else {
             return Err(InteractionError::NotFound(format!("{resource_type}/{id}")));
         };
         let text = if stored.deleted {
