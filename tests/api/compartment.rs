@@ -541,6 +541,24 @@ async fn validate_and_async_requests_are_confined(app: &TestApp) {
     call(&router, Method::POST, &uri, Some(&a), &parameters("update", Some(b_body)))
         .await
         .assert_outcome(StatusCode::NOT_FOUND, "not-found");
+    // A create or update that would write outside the compartment is reported as the write would be refused.
+    let of_b = parameters("create", Some(report(&r.b, "ct-a", None)));
+    let response =
+        call(&router, Method::POST, "/fhir/DiagnosticReport/$validate", Some(&a), &of_b).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    let issues = response.json()["issue"].clone();
+    assert!(
+        issues
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|issue| issue["code"] == "forbidden" && issue["severity"] == "error"),
+        "{issues}"
+    );
+    let of_a = parameters("create", Some(report(&r.a, "ct-a", None)));
+    let response =
+        call(&router, Method::POST, "/fhir/DiagnosticReport/$validate", Some(&a), &of_a).await;
+    assert!(!response.text().contains("forbidden"), "{}", response.text());
     let own = format!("/fhir/DiagnosticReport/{}/$validate", r.a_report);
     let response = call(&router, Method::POST, &own, Some(&a), &parameters("delete", None)).await;
     assert_eq!(response.status, StatusCode::OK, "{}", response.text());
@@ -707,6 +725,7 @@ async fn practitioners_need_an_eligible_qualification(app: &TestApp) {
         ),
         ("Practitioner/nobody".to_owned(), "not a Practitioner this server holds"),
         (format!("Patient/{}", r.a), "not a Practitioner or PractitionerRole"),
+        (format!("https://elsewhere.test/fhir/Practitioner/{licensed}"), "of this server"),
     ] {
         let response = get(&router, &uri, &user_token(&fhir_user)).await;
         response.assert_outcome(StatusCode::FORBIDDEN, "forbidden");

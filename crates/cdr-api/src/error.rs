@@ -295,6 +295,22 @@ mod tests {
     }
 
     #[test]
+    fn refusals_carry_their_reason_for_the_audit() {
+        for error in [
+            ApiError::MissingToken,
+            ApiError::InvalidToken("expired".to_owned()),
+            ApiError::Forbidden("forbidden: not eligible".to_owned()),
+            ApiError::Interaction(InteractionError::Forbidden("outside".to_owned())),
+        ] {
+            let text = error.to_string();
+            let response = error.into_response();
+            assert_eq!(response.extensions().get::<crate::caller::Refusal>().unwrap().reason, text);
+        }
+        let response = ApiError::BadRequest("no".to_owned()).into_response();
+        assert!(response.extensions().get::<crate::caller::Refusal>().is_none());
+    }
+
+    #[test]
     fn unavailable_answers_carry_their_cause_for_the_log() {
         let response = ApiError::Overloaded.into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);

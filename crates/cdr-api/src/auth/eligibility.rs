@@ -196,6 +196,7 @@ pub(crate) async fn check(
     engine: &Engine,
     policy: Option<&AccessPolicy>,
     fhir_user: Option<&str>,
+    base: &str,
 ) -> Result<Option<String>, InteractionError> {
     let Some(policy) = policy else {
         return Ok(Some(
@@ -211,9 +212,10 @@ pub(crate) async fn check(
                 .to_owned(),
         ));
     };
-    let mut segments = fhir_user.trim_end_matches('/').rsplit('/');
-    let (id, resource_type) =
-        (segments.next().unwrap_or_default(), segments.next().unwrap_or_default());
+    // `Type/id`, relative or under this server's base: a Practitioner of another server is not this one's.
+    let relative =
+        fhir_user.strip_prefix(base).and_then(|rest| rest.strip_prefix('/')).unwrap_or(fhir_user);
+    let (resource_type, id) = relative.split_once('/').unwrap_or_default();
     let practitioner_id = match resource_type {
         "Practitioner" => id.to_owned(),
         "PractitionerRole" => {
@@ -237,8 +239,8 @@ pub(crate) async fn check(
         }
         _ => {
             return Ok(Some(format!(
-                "the token's fhirUser {fhir_user} is not a Practitioner or PractitionerRole, which user/ \
-                 scopes need"
+                "the token's fhirUser {fhir_user} is not a Practitioner or PractitionerRole of this server \
+                 ({base}), which user/ scopes need"
             )));
         }
     };

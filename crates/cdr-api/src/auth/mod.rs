@@ -305,9 +305,9 @@ async fn contexts(
     }
     if grants.has(Context::User) {
         let policy = auth.config.access_policy.as_ref();
-        if let Some(reason) =
-            eligibility::check(engine, policy, caller.fhir_user.as_deref()).await?
-        {
+        let base = &auth.config.fhir_base_url;
+        let fhir_user = caller.fhir_user.as_deref();
+        if let Some(reason) = eligibility::check(engine, policy, fhir_user, base).await? {
             grants.withhold(Context::User, reason);
         }
     }
