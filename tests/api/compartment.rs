@@ -344,6 +344,24 @@ async fn histories_see_only_the_compartment(app: &TestApp) {
     everything.extend([at("Patient", &r.a), at("ServiceRequest", &r.a_order)]);
     everything.sort();
     assert_eq!(history("/fhir/_history".to_owned()).await, everything);
+    // A report moved from B to A: A sees its new version only, not B's.
+    let moved = app.create("DiagnosticReport", &report(&r.b, "ct-b", None).to_string()).await;
+    let mut body = report(&r.a, "ct-a", None);
+    body["id"] = json!(moved);
+    let response = app.put(&format!("/fhir/DiagnosticReport/{moved}"), &body.to_string()).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    let moved_at = at("DiagnosticReport", &moved);
+    assert_eq!(
+        history(format!("/fhir/DiagnosticReport/{moved}/_history")).await,
+        [moved_at.clone()]
+    );
+    get(&router, &format!("/fhir/DiagnosticReport/{moved}/_history/1"), &a)
+        .await
+        .assert_outcome(StatusCode::NOT_FOUND, "not-found");
+    let second = get(&router, &format!("/fhir/DiagnosticReport/{moved}/_history/2"), &a).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.text());
+    everything.push(moved_at);
+    everything.sort();
     // Paged one version at a time, the pages hold the same versions.
     let mut paged = Vec::new();
     let mut next = Some("/fhir/_history?_count=1".to_owned());
@@ -474,6 +492,12 @@ async fn writes_stay_in_the_compartment(app: &TestApp) {
     call(&router, Method::DELETE, &uri, Some(&a), "")
         .await
         .assert_outcome(StatusCode::NOT_FOUND, "not-found");
+    // Nor in a transaction.
+    let transaction = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "DELETE", "url": format!("DiagnosticReport/{}", r.b_report)}},
+    ]});
+    let response = call(&router, Method::POST, "/fhir", Some(&a), &transaction.to_string()).await;
+    response.assert_outcome(StatusCode::NOT_FOUND, "not-found");
     // A transaction writing into B's compartment fails whole.
     let transaction = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": report(&r.a, "ct-a", None), "request": {"method": "POST", "url": "DiagnosticReport"}},

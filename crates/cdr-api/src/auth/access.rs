@@ -7,6 +7,10 @@
 //! instance it names, so it needs `r` on its type (on every type at system level, whose body may be of any
 //! type). The status of an asynchronous request (`_async/{id}`) can hold any resource the Bundle wrote or
 //! read, so it needs `r` and `s` on every type.
+//!
+//! The letters are the same in every context (`system/`, `patient/`, `user/`); whose records they reach is
+//! decided apart (`mod.rs`): a `patient/` token's request runs confined to its patient's compartment, and a
+//! `user/` scope counts only for an eligible practitioner.
 
 use axum::http::Method;
 
