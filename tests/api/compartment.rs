@@ -22,6 +22,7 @@ const CODES: &str = "http://example.org/codes";
 const CPSO: &str = "https://fhir.infoway-inforoute.ca/NamingSystem/ca-on-license-physician";
 const CNO: &str = "https://fhir.infoway-inforoute.ca/NamingSystem/ca-on-license-nurse";
 const ROLES: &str = "http://example.org/roles";
+const PGME: &str = "http://example.org/postgraduate-registration";
 
 crate::backend_tests!(
     reads_and_vreads_outside_the_compartment_are_not_found,
@@ -351,10 +352,8 @@ async fn histories_see_only_the_compartment(app: &TestApp) {
     let response = app.put(&format!("/fhir/DiagnosticReport/{moved}"), &body.to_string()).await;
     assert_eq!(response.status, StatusCode::OK, "{}", response.text());
     let moved_at = at("DiagnosticReport", &moved);
-    assert_eq!(
-        history(format!("/fhir/DiagnosticReport/{moved}/_history")).await,
-        [moved_at.clone()]
-    );
+    let versions = history(format!("/fhir/DiagnosticReport/{moved}/_history")).await;
+    assert_eq!(versions, std::slice::from_ref(&moved_at));
     get(&router, &format!("/fhir/DiagnosticReport/{moved}/_history/1"), &a)
         .await
         .assert_outcome(StatusCode::NOT_FOUND, "not-found");
@@ -653,7 +652,7 @@ fn policy() -> AccessPolicy {
     AccessPolicy::from_json(&json!({"eligible": [
         {"name": "physician (CPSO licence)", "system": CPSO},
         {"name": "nurse (CNO registration)", "system": CNO},
-        {"name": "resident", "qualification": format!("{ROLES}|resident"), "system": CPSO},
+        {"name": "resident", "qualification": format!("{ROLES}|resident"), "system": PGME},
     ]}))
     .unwrap()
 }
@@ -690,7 +689,7 @@ async fn practitioners_need_an_eligible_qualification(app: &TestApp) {
             "Practitioner",
             &practitioner(
                 &json!([]),
-                &json!([{"identifier": [{"system": CPSO, "value": "R-3"}],
+                &json!([{"identifier": [{"system": PGME, "value": "R-3"}],
                          "code": {"coding": [{"system": ROLES, "code": "resident"}]},
                          "period": {"start": "2020-07-01"}}]),
             ),
@@ -705,12 +704,14 @@ async fn practitioners_need_an_eligible_qualification(app: &TestApp) {
             ),
         )
         .await;
+    // An extern: registered with the postgraduate office, but not as a resident.
     let extern_ = app
         .create(
             "Practitioner",
             &practitioner(
-                &json!([{"system": "http://example.org/students", "value": "E-1"}]),
                 &json!([]),
+                &json!([{"identifier": [{"system": PGME, "value": "E-1"}],
+                         "code": {"coding": [{"system": ROLES, "code": "extern"}]}}]),
             ),
         )
         .await;
