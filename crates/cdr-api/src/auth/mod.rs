@@ -24,17 +24,15 @@ mod token;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header;
+use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::Value;
-
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use cdr_interactions::{Compartment, Engine};
 use cdr_model::LogicalId;
+use serde::Deserialize;
+use serde_json::Value;
 
 use self::access::{Interaction, classify, forbidden, require};
 pub(crate) use self::access::{authorize_search, bundle_refusals, filter_included};
