@@ -542,6 +542,17 @@ async fn cursors_are_bound_to_their_compartment(app: &TestApp) {
     get(&router, &next, &idp.token("system/*.rs"))
         .await
         .assert_outcome(StatusCode::BAD_REQUEST, "invalid");
+    // History cursors too: B's next page of its history is B's alone.
+    let first = get(&router, "/fhir/_history?_count=1", &b).await.json();
+    let next = next_of(&first).expect("B has several versions");
+    let own = get(&router, &next, &b).await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.text());
+    assert_eq!(own.json()["type"], "history");
+    let replayed = get(&router, &next, &a).await;
+    replayed.assert_outcome(StatusCode::BAD_REQUEST, "invalid");
+    assert!(replayed.text().contains("another caller's history"), "{}", replayed.text());
+    let unconfined = next.split(':').next().unwrap().to_owned();
+    get(&router, &unconfined, &b).await.assert_outcome(StatusCode::BAD_REQUEST, "invalid");
 }
 
 async fn validate_and_async_requests_are_confined(app: &TestApp) {
