@@ -19,16 +19,16 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, TestResponse, api_config, build_request, send_to};
 
-const BASE: &str = "http://cdr.test/fhir";
+pub(crate) const BASE: &str = "http://cdr.test/fhir";
 const TOKEN_ENDPOINT: &str = "http://cdr.test/auth/token";
-const IDP: &str = "https://idp.test";
+pub(crate) const IDP: &str = "https://idp.test";
 const RSA_PEM: &str = include_str!("keys/rsa-test-key.pem");
 const RSA_PUBLIC_PEM: &str = include_str!("keys/rsa-test-key.pub.pem");
 const RSA_N: &str = include_str!("keys/rsa-test-key.n.txt");
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// A signing key with its public JWK.
-struct TestKey {
+pub(crate) struct TestKey {
     alg: Algorithm,
     kid: String,
     encoding: EncodingKey,
@@ -45,7 +45,7 @@ impl TestKey {
         }
     }
 
-    fn ec(kid: &str, alg: Algorithm) -> TestKey {
+    pub(crate) fn ec(kid: &str, alg: Algorithm) -> TestKey {
         let (signing, curve) = match alg {
             Algorithm::ES256 => (&ECDSA_P256_SHA256_FIXED_SIGNING, "P-256"),
             _ => (&ECDSA_P384_SHA384_FIXED_SIGNING, "P-384"),
@@ -64,33 +64,33 @@ impl TestKey {
         }
     }
 
-    fn sign(&self, claims: &Value) -> String {
+    pub(crate) fn sign(&self, claims: &Value) -> String {
         let mut header = Header::new(self.alg);
         header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
     }
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
 /// The claims of an identity provider's access token with these scopes.
-fn idp_claims(scope: &str) -> Value {
+pub(crate) fn idp_claims(scope: &str) -> Value {
     json!({"iss": IDP, "aud": BASE, "sub": "ris", "client_id": "ris", "exp": now() + 300,
            "jti": uuid::Uuid::new_v4().to_string(), "scope": scope})
 }
 
 /// The keys of the identity provider `IDP`: RS256 (`rsa`), RS384 (`rsa384`, the same key), ES256, ES384.
-struct Idp {
+pub(crate) struct Idp {
     rs256: TestKey,
     rs384: TestKey,
-    es256: TestKey,
+    pub(crate) es256: TestKey,
     es384: TestKey,
 }
 
 impl Idp {
-    fn new() -> Idp {
+    pub(crate) fn new() -> Idp {
         Idp {
             rs256: TestKey::rsa("rsa", Algorithm::RS256),
             rs384: TestKey::rsa("rsa384", Algorithm::RS384),
@@ -103,13 +103,13 @@ impl Idp {
         json!({"keys": [self.rs256.jwk, self.rs384.jwk, self.es256.jwk, self.es384.jwk]})
     }
 
-    fn token(&self, scope: &str) -> String {
+    pub(crate) fn token(&self, scope: &str) -> String {
         self.es256.sign(&idp_claims(scope))
     }
 }
 
 /// The backend client `ris` (ES384 key `ris-1`) may be granted `system/*.rs` and `system/DiagnosticReport.cu`.
-fn smart_config(idp: &Idp, client: &TestKey) -> SmartConfig {
+pub(crate) fn smart_config(idp: &Idp, client: &TestKey) -> SmartConfig {
     SmartConfig {
         fhir_base_url: BASE.to_owned(),
         token_endpoint: TOKEN_ENDPOINT.to_owned(),
@@ -126,14 +126,15 @@ fn smart_config(idp: &Idp, client: &TestKey) -> SmartConfig {
             scopes: vec!["system/*.rs".to_owned(), "system/DiagnosticReport.cu".to_owned()],
         }],
         server_key: ServerKey::from_pem(&ServerKey::generate_pem().unwrap()).unwrap(),
+        access_policy: None,
     }
 }
 
-fn router(app: &TestApp, config: SmartConfig) -> Router {
+pub(crate) fn router(app: &TestApp, config: SmartConfig) -> Router {
     app.router_with(ApiConfig { auth: Some(config), ..api_config() })
 }
 
-async fn call(
+pub(crate) async fn call(
     router: &Router,
     method: Method,
     uri: &str,
@@ -408,12 +409,15 @@ async fn every_scope_letter_is_checked(app: &TestApp) {
         included(idp.token("system/DiagnosticReport.rs system/Patient.s")).await,
         ["DiagnosticReport", "Patient"]
     );
-    // patient/ and user/ scopes grant nothing yet, and the refusal says why.
+    // patient/ scopes without a patient context, and user/ scopes without an access policy, grant
+    // nothing, and the refusal says why.
     let response =
         call(&router, Method::GET, &instance, Some(&idp.token("patient/*.read user/*.read")), "")
             .await;
     response.assert_outcome(StatusCode::FORBIDDEN, "forbidden");
-    assert!(response.text().contains("only system/ scopes are honoured"), "{}", response.text());
+    let text = response.text();
+    assert!(text.contains("need the patient context"), "{text}");
+    assert!(text.contains("no access policy"), "{text}");
 }
 
 async fn bundle_entries_are_checked_one_by_one(app: &TestApp) {
@@ -648,7 +652,9 @@ async fn discovery_describes_the_authorization(app: &TestApp) {
         json!(["RS256", "RS384", "ES256", "ES384"])
     );
     assert_eq!(configuration["grant_types_supported"], json!(["client_credentials"]));
-    for capability in ["client-confidential-asymmetric", "permission-v1", "permission-v2"] {
+    for capability in
+        ["client-confidential-asymmetric", "permission-v1", "permission-v2", "permission-patient"]
+    {
         assert!(
             configuration["capabilities"].as_array().unwrap().contains(&json!(capability)),
             "{capability}"

@@ -15,6 +15,7 @@ mod async_submission;
 mod auth;
 mod bounds;
 mod budget;
+mod compartment;
 mod concurrency;
 mod conditional;
 mod content_type;

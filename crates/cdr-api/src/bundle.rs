@@ -4,7 +4,6 @@
 //! answers 403 in its place in a batch.
 
 use axum::Extension;
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use cdr_interactions::{
@@ -14,7 +13,9 @@ use cdr_model::{Bundle, BundleEntry, BundleType};
 use serde_json::{Map, Value, json};
 
 use crate::AppState;
+use crate::auth::Scoped;
 use crate::auth::{Grants, bundle_refusals};
+use crate::caller::Caller;
 use crate::error::{ApiError, error_chain, interaction_response};
 use crate::extract::{FhirBody, PreferAsync, PreferReturn};
 use crate::links::BaseUrl;
@@ -22,11 +23,12 @@ use crate::respond::{UNCHANGED, fhir_json, informational_outcome};
 
 /// `POST [base]` and `POST [base]/Bundle`; with `Prefer: respond-async`, queued (`jobs.rs`).
 pub(crate) async fn bundle(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     BaseUrl(base): BaseUrl,
     prefer: PreferReturn,
     PreferAsync(respond_async): PreferAsync,
     grants: Option<Extension<Grants>>,
+    caller: Option<Extension<Caller>>,
     FhirBody(body): FhirBody,
 ) -> Result<Response, ApiError> {
     let refusals = match &grants {
@@ -45,7 +47,8 @@ pub(crate) async fn bundle(
         }
     }
     if respond_async {
-        return crate::jobs::accept(&state, &base, prefer, &body).await;
+        let caller = caller.as_ref().map(|Extension(caller)| caller);
+        return crate::jobs::accept(&state, &base, prefer, &body, caller).await;
     }
     if refused.iter().any(Option::is_some) {
         return refused_batch(&state, &base, prefer, &body, refused).await;

@@ -17,3 +17,11 @@ pub struct Caller {
     /// Every scope the token carries, as written (the honoured ones and the others).
     pub scopes: Vec<String>,
 }
+
+/// Why a request was refused (401 or 403: a missing or invalid token, a scope that does not allow it, an
+/// ineligible practitioner, a write outside the caller's compartment), in the extensions of its response:
+/// the same text as its OperationOutcome's diagnostics, for the audit of refusals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: String,
+}

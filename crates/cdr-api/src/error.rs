@@ -169,6 +169,7 @@ fn interaction_mapping(error: &InteractionError) -> Mapping {
         InteractionError::NotAllowed(_) => {
             map(StatusCode::METHOD_NOT_ALLOWED, IssueType::NotSupported)
         }
+        InteractionError::Forbidden(_) => map(StatusCode::FORBIDDEN, IssueType::Forbidden),
         InteractionError::PreconditionFailed(_) => {
             map(StatusCode::PRECONDITION_FAILED, IssueType::Conflict)
         }
@@ -249,6 +250,9 @@ impl IntoResponse for ApiError {
         if let Some(challenge) = challenge.and_then(|text| HeaderValue::from_str(&text).ok()) {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
         }
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            response.extensions_mut().insert(crate::caller::Refusal { reason: self.to_string() });
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             let seconds = if matches!(self, ApiError::Overloaded) {
                 RETRY_AFTER_SECONDS
@@ -288,6 +292,22 @@ mod tests {
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let cause = response.extensions().get::<InternalErrorCause>().unwrap();
         assert!(cause.0.contains("secret.rs"));
+    }
+
+    #[test]
+    fn refusals_carry_their_reason_for_the_audit() {
+        for error in [
+            ApiError::MissingToken,
+            ApiError::InvalidToken("expired".to_owned()),
+            ApiError::Forbidden("forbidden: not eligible".to_owned()),
+            ApiError::Interaction(InteractionError::Forbidden("outside".to_owned())),
+        ] {
+            let text = error.to_string();
+            let response = error.into_response();
+            assert_eq!(response.extensions().get::<crate::caller::Refusal>().unwrap().reason, text);
+        }
+        let response = ApiError::BadRequest("no".to_owned()).into_response();
+        assert!(response.extensions().get::<crate::caller::Refusal>().is_none());
     }
 
     #[test]

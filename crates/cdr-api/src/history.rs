@@ -1,18 +1,19 @@
 //! History at system, type and instance level.
 
-use axum::extract::{RawQuery, State};
+use axum::extract::RawQuery;
 use axum::http::StatusCode;
 use axum::response::Response;
 use cdr_interactions::HistoryParams;
 
 use crate::AppState;
+use crate::auth::Scoped;
 use crate::error::ApiError;
 use crate::extract::FhirPath;
 use crate::links::BaseUrl;
 use crate::respond::fhir_json;
 
 pub(crate) async fn system_history(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     BaseUrl(base): BaseUrl,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -20,7 +21,7 @@ pub(crate) async fn system_history(
 }
 
 pub(crate) async fn type_history(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     BaseUrl(base): BaseUrl,
     FhirPath(type_name): FhirPath<String>,
     RawQuery(query): RawQuery,
@@ -29,7 +30,7 @@ pub(crate) async fn type_history(
 }
 
 pub(crate) async fn instance_history(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     BaseUrl(base): BaseUrl,
     FhirPath((type_name, id)): FhirPath<(String, String)>,
     RawQuery(query): RawQuery,

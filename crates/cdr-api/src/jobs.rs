@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::Extension;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use cdr_interactions::{
@@ -28,7 +28,9 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::AppState;
+use crate::auth::Scoped;
 use crate::bundle::{response_bundle, response_entry};
+use crate::caller::Caller;
 use crate::error::{ApiError, interaction_response};
 use crate::extract::{FhirPath, PreferReturn};
 use crate::respond::{fhir_json, informational};
@@ -66,15 +68,27 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 #[derive(Debug, Default)]
 pub(crate) struct Wake(Notify);
 
+/// Who owns a job a caller submits: its token's issuer, client and `fhirUser` (several users of one client
+/// do not see one another's jobs). Another caller's job is answered 404, as an unknown one.
+fn owner(caller: &Caller) -> String {
+    let user = caller.fhir_user.as_deref().unwrap_or_default();
+    format!("{} {} {user}", caller.issuer, caller.client_id)
+}
+
 /// Queues a posted Bundle: `202 Accepted` with the status URL once the job is committed.
 pub(crate) async fn accept(
     state: &AppState,
     base: &str,
     prefer: PreferReturn,
     body: &[u8],
+    caller: Option<&Caller>,
 ) -> Result<Response, ApiError> {
     let max_unfinished = state.config.async_jobs.max_unfinished;
-    let id = state.engine.enqueue_bundle(body, base, prefer.as_str(), max_unfinished).await?;
+    let owner = caller.map(owner);
+    let id = state
+        .engine
+        .enqueue_bundle(body, base, prefer.as_str(), max_unfinished, owner.as_deref())
+        .await?;
     state.wake.0.notify_one();
     let mut response = fhir_json(
         StatusCode::ACCEPTED,
@@ -88,10 +102,12 @@ pub(crate) async fn accept(
 
 /// `GET [base]/_async/{id}`.
 pub(crate) async fn status(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     FhirPath(id): FhirPath<String>,
+    caller: Option<Extension<Caller>>,
 ) -> Result<Response, ApiError> {
-    let progress = match state.engine.job_status(&id).await? {
+    let owner = caller.map(|Extension(caller)| owner(&caller));
+    let progress = match state.engine.job_status(&id, owner.as_deref()).await? {
         JobStatus::Queued => "queued".to_owned(),
         JobStatus::Running(progress) => progress,
         JobStatus::Done { status, response } => {
@@ -111,10 +127,12 @@ pub(crate) async fn status(
 
 /// `DELETE [base]/_async/{id}`.
 pub(crate) async fn cancel(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     FhirPath(id): FhirPath<String>,
+    caller: Option<Extension<Caller>>,
 ) -> Result<Response, ApiError> {
-    let message = match state.engine.remove_job(&id).await? {
+    let owner = caller.map(|Extension(caller)| owner(&caller));
+    let message = match state.engine.remove_job(&id, owner.as_deref()).await? {
         JobRemoval::Cancelled => format!("asynchronous request {id} is cancelled"),
         JobRemoval::Deleted => format!("the response of asynchronous request {id} is deleted"),
     };

@@ -43,8 +43,11 @@ use tower_http::trace::TraceLayer;
 
 use crate::routes::Mount;
 
-pub use crate::auth::{ClientConfig, IssuerConfig, JwksSource, ServerKey, SmartConfig};
-pub use crate::caller::Caller;
+pub use crate::auth::{
+    AccessPolicy, ClientConfig, EligibleQualification, IssuerConfig, JwksSource, ServerKey,
+    SmartConfig,
+};
+pub use crate::caller::{Caller, Refusal};
 pub use crate::cors::{CorsOriginError, CorsOrigins};
 pub use crate::error::{ApiError, error_chain, interaction_outcome};
 pub use crate::jobs::{AsyncConfig, JobWorker};

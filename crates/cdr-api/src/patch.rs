@@ -2,12 +2,13 @@
 //! (`application/json-patch+json`) or a FHIRPath Patch (a Parameters resource as `application/fhir+json`),
 //! answered like an update (200, `ETag`, `Last-Modified`, `Location`, the body `Prefer: return` asks for).
 
-use axum::extract::{FromRequest, RawQuery, Request, State};
+use axum::extract::{FromRequest, RawQuery, Request};
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 use cdr_interactions::{Patch, PatchFormat};
 
 use crate::AppState;
+use crate::auth::Scoped;
 use crate::error::ApiError;
 use crate::extract::{FhirPath, IfMatch, PreferReturn, is_json_media_type, read_body};
 use crate::links::BaseUrl;
@@ -53,7 +54,7 @@ fn essence(media_type: &str) -> String {
 }
 
 pub(crate) async fn patch_resource(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     BaseUrl(base): BaseUrl,
     FhirPath((type_name, id)): FhirPath<(String, String)>,
     prefer: PreferReturn,
@@ -65,7 +66,7 @@ pub(crate) async fn patch_resource(
 }
 
 pub(crate) async fn conditional_patch_resource(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     BaseUrl(base): BaseUrl,
     FhirPath(type_name): FhirPath<String>,
     RawQuery(query): RawQuery,

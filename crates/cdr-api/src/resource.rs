@@ -1,19 +1,19 @@
 //! Instance and type interactions: read, vread, create, update, delete, plain and conditional.
 
-use axum::extract::{RawQuery, State};
+use axum::extract::RawQuery;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cdr_interactions::{VersionedResource, WriteOutcome, WriteStatus};
 use cdr_model::{ETag, Instant};
 
-use crate::AppState;
+use crate::auth::Scoped;
 use crate::error::ApiError;
 use crate::extract::{FhirBody, FhirPath, IfMatch, IfNoneExist, PreferReturn};
 use crate::links::BaseUrl;
 use crate::respond::{UNCHANGED, fhir_json, informational, version_headers, write_response};
 
 pub(crate) async fn read(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     FhirPath((type_name, id)): FhirPath<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -27,7 +27,7 @@ pub(crate) async fn read(
 }
 
 pub(crate) async fn vread(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     FhirPath((type_name, id, version)): FhirPath<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let version = state.engine.vread(&type_name, &id, &version).await?;
@@ -35,7 +35,7 @@ pub(crate) async fn vread(
 }
 
 pub(crate) async fn create(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     BaseUrl(base): BaseUrl,
     FhirPath(type_name): FhirPath<String>,
     prefer: PreferReturn,
@@ -47,7 +47,7 @@ pub(crate) async fn create(
 }
 
 pub(crate) async fn update(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     BaseUrl(base): BaseUrl,
     FhirPath((type_name, id)): FhirPath<(String, String)>,
     prefer: PreferReturn,
@@ -59,7 +59,7 @@ pub(crate) async fn update(
 }
 
 pub(crate) async fn conditional_update(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     BaseUrl(base): BaseUrl,
     FhirPath(type_name): FhirPath<String>,
     RawQuery(query): RawQuery,
@@ -74,7 +74,7 @@ pub(crate) async fn conditional_update(
 }
 
 pub(crate) async fn delete(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     FhirPath((type_name, id)): FhirPath<(String, String)>,
     prefer: PreferReturn,
 ) -> Result<Response, ApiError> {
@@ -83,7 +83,7 @@ pub(crate) async fn delete(
 }
 
 pub(crate) async fn conditional_delete(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     FhirPath(type_name): FhirPath<String>,
     RawQuery(query): RawQuery,
     prefer: PreferReturn,

@@ -3,12 +3,13 @@
 //! token's scopes and narrowed by their granular restrictions (`auth::authorize_search`).
 
 use axum::Extension;
-use axum::extract::{RawQuery, Request, State};
+use axum::extract::{RawQuery, Request};
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 use cdr_interactions::Handling;
 
 use crate::AppState;
+use crate::auth::Scoped;
 use crate::auth::{Grants, authorize_search, filter_included};
 use crate::error::ApiError;
 use crate::extract::{FhirPath, PreferHandling, read_body};
@@ -17,7 +18,7 @@ use crate::respond::fhir_json;
 
 /// `GET [base]/T?…`.
 pub(crate) async fn type_search(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     BaseUrl(base): BaseUrl,
     FhirPath(type_name): FhirPath<String>,
     PreferHandling(handling): PreferHandling,
@@ -29,7 +30,7 @@ pub(crate) async fn type_search(
 }
 
 pub(crate) async fn type_search_post(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     BaseUrl(base): BaseUrl,
     FhirPath(type_name): FhirPath<String>,
     PreferHandling(handling): PreferHandling,
@@ -41,7 +42,7 @@ pub(crate) async fn type_search_post(
 }
 
 pub(crate) async fn system_search(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     BaseUrl(base): BaseUrl,
     PreferHandling(handling): PreferHandling,
     grants: Option<Extension<Grants>>,
@@ -52,7 +53,7 @@ pub(crate) async fn system_search(
 }
 
 pub(crate) async fn system_search_post(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     BaseUrl(base): BaseUrl,
     PreferHandling(handling): PreferHandling,
     grants: Option<Extension<Grants>>,

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::RawQuery;
 use axum::http::{Method, Request, StatusCode, header};
 use axum::response::Response;
 use cdr_interactions::{Engine, EventsQuery, InteractionError, Notification, RetryPolicy};
@@ -22,6 +22,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::AppState;
+use crate::auth::Scoped;
 use crate::error::ApiError;
 use crate::extract::FhirPath;
 use crate::links::BaseUrl;
@@ -223,7 +224,7 @@ fn event_number(query: Option<&str>, name: &str) -> Result<Option<i64>, ApiError
 }
 
 pub(crate) async fn status(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     FhirPath((type_name, id)): FhirPath<(String, String)>,
     BaseUrl(base): BaseUrl,
 ) -> Result<Response, ApiError> {
@@ -233,7 +234,7 @@ pub(crate) async fn status(
 }
 
 pub(crate) async fn events(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     FhirPath((type_name, id)): FhirPath<(String, String)>,
     BaseUrl(base): BaseUrl,
     RawQuery(query): RawQuery,
@@ -266,7 +267,7 @@ pub(crate) async fn events(
 }
 
 pub(crate) async fn deliveries(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     FhirPath((type_name, id)): FhirPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     subscription_only(&type_name, "$deliveries")?;
@@ -275,7 +276,7 @@ pub(crate) async fn deliveries(
 }
 
 pub(crate) async fn resend(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     FhirPath((type_name, id)): FhirPath<(String, String)>,
     BaseUrl(base): BaseUrl,
     RawQuery(query): RawQuery,

@@ -1,17 +1,18 @@
 //! `POST [base]/$validate`, `POST [base]/[type]/$validate` and `POST [base]/[type]/[id]/$validate`: validation
 //! without storing (the engine's `validate_operation` says what each level and mode checks).
 
-use axum::extract::{RawQuery, State};
+use axum::extract::RawQuery;
 use axum::http::StatusCode;
 use axum::response::Response;
 
 use crate::AppState;
+use crate::auth::Scoped;
 use crate::error::ApiError;
 use crate::extract::{FhirBody, FhirPath};
 use crate::respond::fhir_json;
 
 pub(crate) async fn validate_any(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     RawQuery(query): RawQuery,
     FhirBody(body): FhirBody,
 ) -> Result<Response, ApiError> {
@@ -19,7 +20,7 @@ pub(crate) async fn validate_any(
 }
 
 pub(crate) async fn validate_type(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     FhirPath(type_name): FhirPath<String>,
     RawQuery(query): RawQuery,
     FhirBody(body): FhirBody,
@@ -28,7 +29,7 @@ pub(crate) async fn validate_type(
 }
 
 pub(crate) async fn validate_instance(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     FhirPath((type_name, id)): FhirPath<(String, String)>,
     RawQuery(query): RawQuery,
     FhirBody(body): FhirBody,

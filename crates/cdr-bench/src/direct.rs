@@ -198,8 +198,10 @@ impl DirectContext {
             if sources.is_empty() || n_included >= max_included {
                 break;
             }
-            let included =
-                self.store.include(&sources, include, reverse, max_included - n_included).await?;
+            let included = self
+                .store
+                .include(&sources, include, reverse, max_included - n_included, None)
+                .await?;
             n_included += i64::try_from(included.len()).unwrap_or(0);
         }
         Ok((page.resources, page.more))

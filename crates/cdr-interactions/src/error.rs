@@ -32,6 +32,10 @@ pub enum InteractionError {
     /// The interaction is not allowed on this resource, e.g. update-as-create when it is switched off.
     #[error("{0}")]
     NotAllowed(String),
+    /// The caller may not do this: under patient confinement, a write whose resource would be outside the
+    /// compartment, or an interaction confined callers are not offered.
+    #[error("{0}")]
+    Forbidden(String),
     /// A precondition (`If-Match`) does not hold.
     #[error("{0}")]
     PreconditionFailed(String),

@@ -1,10 +1,15 @@
-//! history at system, type and instance level, paged newest first with keyset cursors.
+//! history at system, type and instance level, paged newest first with keyset cursors. Under patient
+//! confinement the store lists the versions of the resources now in the compartment, and of those only the
+//! versions whose own body is in it are shown (deletions of such resources too: they carry no body), so a
+//! page may hold fewer entries than `_count`. The cursor is a position in the change sequence, which the store
+//! confines again on every page; made under confinement it also names the patient (`_cursor=seq:patient`), and
+//! it is refused under another confinement than its own.
 
 use cdr_model::{Bundle, BundleEntry, BundleLink, BundleType, Instant, Resource};
 use cdr_store::{HistoryEntry, HistoryQuery, HistoryScope, WriteMethod};
 use serde_json::json;
 
-use crate::{Engine, InteractionError, parse_id};
+use crate::{Compartment, Engine, InteractionError, parse_id};
 
 /// The parameters of a history request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -15,6 +20,8 @@ pub struct HistoryParams {
     pub since: Option<Instant>,
     /// `_at` upper bound is not served; `_cursor` is the server's opaque paging token.
     pub cursor: Option<i64>,
+    /// The patient whose compartment the cursor was made under (`_cursor=seq:patient`), if any.
+    pub cursor_patient: Option<String>,
 }
 
 impl HistoryParams {
@@ -45,10 +52,15 @@ impl HistoryParams {
                     params.since = Some(since);
                 }
                 "_cursor" => {
-                    let cursor = value.parse::<i64>().map_err(|_| {
-                        InteractionError::invalid(format!("invalid paging cursor '{value}'"))
-                    })?;
-                    params.cursor = Some(cursor);
+                    let invalid =
+                        || InteractionError::invalid(format!("invalid paging cursor '{value}'"));
+                    let (seq, patient) = match value.split_once(':') {
+                        Some((seq, patient)) if !patient.is_empty() => (seq, Some(patient)),
+                        Some(_) => return Err(invalid()),
+                        None => (value.as_ref(), None),
+                    };
+                    params.cursor = Some(seq.parse::<i64>().map_err(|_| invalid())?);
+                    params.cursor_patient = patient.map(str::to_owned);
                 }
                 "_format" | "_pretty" => {}
                 other => {
@@ -77,13 +89,20 @@ impl Engine {
     ) -> Result<serde_json::Value, InteractionError> {
         let resource_type = type_name.map(|name| self.served_type(name)).transpose()?;
         let id = id.map(parse_id).transpose()?;
+        let patient = self.confinement.as_ref().map(Compartment::patient_id);
+        if params.cursor.is_some() && params.cursor_patient.as_deref() != patient {
+            return Err(InteractionError::invalid(
+                "this paging cursor was made for another caller's history: page from the first page of your own",
+            ));
+        }
         let (scope, path) = match (&resource_type, &id) {
             (None, _) => (HistoryScope::System, "_history".to_owned()),
             (Some(resource_type), None) => {
                 (HistoryScope::Type(*resource_type), format!("{resource_type}/_history"))
             }
             (Some(resource_type), Some(id)) => {
-                if self.store.read(*resource_type, id).await?.is_none() {
+                let current = self.store.read(*resource_type, id).await?;
+                if !current.is_some_and(|current| self.shows(*resource_type, id, &current)) {
                     return Err(InteractionError::NotFound(format!("{resource_type}/{id}")));
                 }
                 (
@@ -93,11 +112,25 @@ impl Engine {
             }
         };
         let count = self.page_size(params.count);
-        let query =
-            HistoryQuery { since: params.since, until: None, before_seq: params.cursor, count };
+        let query = HistoryQuery {
+            since: params.since,
+            until: None,
+            before_seq: params.cursor,
+            count,
+            compartment: self.confinement.as_ref(),
+        };
         let mut entries = self.store.history(scope, &query).await?;
         let has_next = entries.len() > count as usize;
         entries.truncate(count as usize);
+        // The next page starts after the last version read, shown or not.
+        let last_seq = entries.last().map(|entry| entry.seq);
+        if self.confinement.is_some() {
+            // The store lists the versions of resources now in the compartment; each version must be too.
+            entries.retain(|entry| match &entry.version.body {
+                Some(body) => self.visible(entry.res_type, &entry.res_id, body),
+                None => true,
+            });
+        }
 
         let mut bundle = Bundle::new(BundleType::History);
         bundle.id = Some(uuid::Uuid::new_v4().to_string());
@@ -109,6 +142,9 @@ impl Engine {
             }
             if let Some(cursor) = cursor {
                 url.push_str(&format!("&_cursor={cursor}"));
+                if let Some(patient) = patient {
+                    url.push_str(&format!(":{patient}"));
+                }
             }
             url
         };
@@ -116,8 +152,8 @@ impl Engine {
         if params.cursor.is_some() {
             bundle.links.push(BundleLink { relation: "first", url: page_url(None) });
         }
-        if let (true, Some(last)) = (has_next, entries.last()) {
-            bundle.links.push(BundleLink { relation: "next", url: page_url(Some(last.seq)) });
+        if let (true, Some(last_seq)) = (has_next, last_seq) {
+            bundle.links.push(BundleLink { relation: "next", url: page_url(Some(last_seq)) });
         }
         for entry in &entries {
             bundle.entries.push(history_entry(base, entry)?);

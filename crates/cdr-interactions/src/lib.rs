@@ -32,9 +32,11 @@ mod fuzz;
 
 use std::sync::Arc;
 
-use cdr_model::{Instant, LogicalId, ResourceType, VersionId};
+use cdr_model::{Instant, LogicalId, Resource, ResourceType, VersionId};
 use cdr_search::{QueryLimits, SearchParamRegistry};
-use cdr_store::Store;
+
+pub use cdr_search::Compartment;
+use cdr_store::{Store, StoredVersion};
 
 use crate::budget::CpuPool;
 
@@ -135,6 +137,9 @@ pub struct Engine {
     validation_times: Arc<Histogram>,
     /// The URL prefixes Subscription endpoints must start with; empty: any `http` URL.
     subscription_endpoints: Arc<[String]>,
+    /// The patient compartment this engine's interactions are confined to ([`Engine::confined`]); `None`
+    /// for an unconfined engine.
+    confinement: Option<Compartment>,
 }
 
 /// One version of a resource as the interactions return it.
@@ -172,6 +177,61 @@ impl Engine {
             person_registry: Arc::new(AcceptAll),
             validation_times: Arc::default(),
             subscription_endpoints: Arc::from(Vec::new()),
+            confinement: None,
+        }
+    }
+
+    /// This engine with every interaction confined to `compartment` (`None`: unconfined), for the requests of
+    /// one caller (a SMART token with `patient/` scopes and a patient context). Confined, reads, vreads and
+    /// instance histories of a resource outside the compartment are not found; searches (their chains,
+    /// `_has`, `_include` and `_revinclude`, `_total`), histories and conditional matching see only the
+    /// compartment; writes must leave their resource in it (else [`InteractionError::Forbidden`]) and
+    /// may only change or delete resources in it; paging cursors are bound to the compartment; asynchronous
+    /// submissions are refused.
+    #[must_use]
+    pub fn confined(&self, compartment: Option<Compartment>) -> Engine {
+        let mut engine = self.clone();
+        engine.confinement = compartment;
+        engine
+    }
+
+    /// Whether a stored body of `resource_type/id` is visible under this engine's confinement (always, when
+    /// unconfined).
+    pub(crate) fn visible(&self, resource_type: ResourceType, id: &LogicalId, body: &str) -> bool {
+        let Some(compartment) = &self.confinement else { return true };
+        serde_json::from_str::<serde_json::Value>(body)
+            .is_ok_and(|json| compartment.holds(&json, &self.registry, resource_type, id.as_str()))
+    }
+
+    /// Refuses, under confinement, a resource about to be written as `resource_type/id` outside the
+    /// compartment.
+    pub(crate) fn confine_write(
+        &self,
+        resource_type: ResourceType,
+        id: &LogicalId,
+        resource: &Resource,
+    ) -> Result<(), InteractionError> {
+        let Some(compartment) = &self.confinement else { return Ok(()) };
+        let json = serde_json::Value::Object(resource.json().clone());
+        if compartment.holds(&json, &self.registry, resource_type, id.as_str()) {
+            return Ok(());
+        }
+        Err(outside_compartment(compartment, resource_type))
+    }
+
+    /// Under confinement, a live current version outside the compartment is not found: a write may only
+    /// change or delete the caller's own resources, and a refusal must not reveal another patient's.
+    pub(crate) fn confine_existing(
+        &self,
+        resource_type: ResourceType,
+        id: &LogicalId,
+        current: Option<&StoredVersion>,
+    ) -> Result<(), InteractionError> {
+        match current {
+            Some(stored) if !stored.deleted && !self.shows(resource_type, id, stored) => {
+                Err(InteractionError::NotFound(format!("{resource_type}/{id}")))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -270,6 +330,24 @@ impl Engine {
         let limits = self.config.limits;
         requested.unwrap_or(limits.default_page_size).min(limits.max_page_size).max(1)
     }
+}
+
+/// The refusal of a write whose resource would be outside the caller's compartment.
+pub(crate) fn outside_compartment(
+    compartment: &Compartment,
+    resource_type: ResourceType,
+) -> InteractionError {
+    let patient = compartment.patient_id();
+    let params = Compartment::params(resource_type);
+    let rule = if params.is_empty() {
+        format!("{resource_type} is in no patient's compartment")
+    } else {
+        format!("its {} must reference Patient/{patient}", params.join(" or "))
+    };
+    InteractionError::Forbidden(format!(
+        "this request is confined to the compartment of Patient/{patient}, and the {resource_type} written \
+         would not be in it: {rule}"
+    ))
 }
 
 /// Parses a logical id from a URL or a reference.

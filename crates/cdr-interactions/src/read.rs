@@ -1,4 +1,6 @@
-//! read and vread.
+//! read and vread. Under patient confinement a resource outside the compartment is not found (404, never 403,
+//! so its existence is not revealed); a vread shows a version when both it and the current version are in the
+//! compartment.
 
 use cdr_model::{LogicalId, ResourceType, VersionId};
 use cdr_store::StoredVersion;
@@ -18,7 +20,7 @@ impl Engine {
         let resource_type = self.served_type(type_name)?;
         let id = parse_id(id)?;
         let stored = self.store.read(resource_type, &id).await?;
-        let Some(stored) = stored else {
+        let Some(stored) = stored.filter(|stored| self.shows(resource_type, &id, stored)) else {
             return Err(InteractionError::NotFound(format!("{resource_type}/{id}")));
         };
         live_version(resource_type, id, stored)
@@ -39,12 +41,38 @@ impl Engine {
         let version = VersionId::parse(version)
             .map_err(|error| InteractionError::invalid(error.to_string()))?;
         let stored = self.store.vread(resource_type, &id, version).await?;
-        let Some(stored) = stored else {
+        let visible = match &stored {
+            Some(_) if self.confinement.is_some() => self
+                .store
+                .read(resource_type, &id)
+                .await?
+                .is_some_and(|current| self.shows(resource_type, &id, &current)),
+            _ => true,
+        };
+        let Some(stored) =
+            stored.filter(|stored| visible && self.shows(resource_type, &id, stored))
+        else {
             return Err(InteractionError::NotFound(format!(
                 "{resource_type}/{id}/_history/{version}"
             )));
         };
         live_version(resource_type, id, stored)
+    }
+}
+
+impl Engine {
+    /// Whether a stored version is shown under this engine's confinement: a version with a body in the
+    /// compartment. A deletion has no body to tell whose it was, so a confined caller does not see it.
+    pub(crate) fn shows(
+        &self,
+        resource_type: ResourceType,
+        id: &LogicalId,
+        stored: &StoredVersion,
+    ) -> bool {
+        match &stored.body {
+            Some(body) => self.visible(resource_type, id, body),
+            None => self.confinement.is_none(),
+        }
     }
 }
 

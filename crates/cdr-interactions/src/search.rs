@@ -1,6 +1,7 @@
 //! search at type and system level: parse with `cdr-search`, run through the store's query compiler, and
 //! assemble a searchset Bundle with keyset paging links, `_include`/`_revinclude`, `_total`, `_summary` and
-//! `_elements`.
+//! `_elements`. Under patient confinement the query carries the compartment, which the store applies to every
+//! match, to what chains and `_has` walk over, to the total and to what `_include` and `_revinclude` add.
 
 use cdr_model::{
     Bundle, BundleEntry, BundleLink, BundleType, Instant, Issue, IssueType, LogicalId,
@@ -70,6 +71,7 @@ impl Engine {
             .filter(|(name, value)| !ignored.iter().any(|ignored| ignored.covers(name, value)))
             .collect();
         let mut query = parsed.query;
+        query.compartment.clone_from(&self.confinement);
         expand_terminology(&mut query, self.profiles.set())?;
         if matches!(query.contained, Some(ContainedMode::True | ContainedMode::Both))
             || query.contained_type.is_some()
@@ -91,7 +93,8 @@ impl Engine {
         for name in &types {
             self.served_type(name.as_str())?;
         }
-        let page = cursor.map(decode_cursor).transpose()?;
+        let compartment = self.confinement.as_ref();
+        let page = cursor.map(|cursor| decode_cursor(cursor, compartment)).transpose()?;
         let count_only = query.summary == Some(SummaryMode::Count) || query.count == Some(0);
         let now_micros = Instant::now().millis() * 1_000;
         let count = self.page_size(query.count);
@@ -135,11 +138,11 @@ impl Engine {
             Some(PageDirection::Before) => result.more,
         };
         if let (true, Some(last)) = (has_next, last) {
-            let next = encode_cursor(PageDirection::After, &last.key);
+            let next = encode_cursor(PageDirection::After, &last.key, compartment);
             bundle.links.push(BundleLink { relation: "next", url: link(Some(next)) });
         }
         if let (true, Some(first)) = (has_previous, first) {
-            let previous = encode_cursor(PageDirection::Before, &first.key);
+            let previous = encode_cursor(PageDirection::Before, &first.key, compartment);
             bundle.links.push(BundleLink { relation: "previous", url: link(Some(previous)) });
         }
         for resource in &result.resources {
@@ -178,7 +181,11 @@ impl Engine {
                 if remaining <= 0 || sources.is_empty() {
                     break;
                 }
-                for resource in self.store.include(&sources, include, *reverse, remaining).await? {
+                for resource in self
+                    .store
+                    .include(&sources, include, *reverse, remaining, self.confinement.as_ref())
+                    .await?
+                {
                     let address = (resource.res_type, resource.res_id.clone());
                     if !seen.contains(&address) {
                         seen.push(address.clone());

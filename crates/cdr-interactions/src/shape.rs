@@ -2,11 +2,14 @@
 //! returned resources by `_summary` and `_elements`.
 //!
 //! The cursor is the hex form of a small JSON array: the direction (`a` after, `b` before), the type and id of
-//! the row the page starts next to, and its sort values (`{"i":…}`, `{"f":…}` or `{"t":…}`). It names no
-//! database position, so it stays valid while data changes and can be replayed on any server of a cluster.
+//! the row the page starts next to, its sort values (`{"i":…}`, `{"f":…}` or `{"t":…}`), and the id of the
+//! patient whose compartment the search was confined to (`null` when unconfined). It names no database
+//! position, so it stays valid while data changes and can be replayed on any server of a cluster; a cursor
+//! is refused under another confinement than the one it was made under (it would be useless anyway: the
+//! store confines every page again, so a forged cursor reaches nothing more than the first page does).
 
 use cdr_model::{LogicalId, ResourceType};
-use cdr_search::{SearchQuery, SummaryMode};
+use cdr_search::{Compartment, SearchQuery, SummaryMode};
 use cdr_store::{PageDirection, PageKey, SortValue};
 use serde_json::{Map, Value, json};
 
@@ -18,7 +21,11 @@ const SUBSETTED: (&str, &str) =
     ("http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "SUBSETTED");
 
 /// The opaque text of a paging position.
-pub(crate) fn encode_cursor(direction: PageDirection, key: &PageKey) -> String {
+pub(crate) fn encode_cursor(
+    direction: PageDirection,
+    key: &PageKey,
+    compartment: Option<&Compartment>,
+) -> String {
     let values: Vec<Value> = key
         .values
         .iter()
@@ -32,12 +39,17 @@ pub(crate) fn encode_cursor(direction: PageDirection, key: &PageKey) -> String {
         PageDirection::After => "a",
         PageDirection::Before => "b",
     };
-    let text = json!([direction, key.res_type.as_str(), key.res_id.as_str(), values]).to_string();
+    let patient = compartment.map(Compartment::patient_id);
+    let text =
+        json!([direction, key.res_type.as_str(), key.res_id.as_str(), values, patient]).to_string();
     text.bytes().map(|byte| format!("{byte:02x}")).collect()
 }
 
-/// Reads a cursor made by [`encode_cursor`].
-pub(crate) fn decode_cursor(text: &str) -> Result<(PageDirection, PageKey), InteractionError> {
+/// Reads a cursor made by [`encode_cursor`] under the same confinement.
+pub(crate) fn decode_cursor(
+    text: &str,
+    compartment: Option<&Compartment>,
+) -> Result<(PageDirection, PageKey), InteractionError> {
     let invalid = || InteractionError::invalid(format!("invalid paging cursor '{text}'"));
     if !text.len().is_multiple_of(2) || text.len() > 16_384 {
         return Err(invalid());
@@ -48,11 +60,16 @@ pub(crate) fn decode_cursor(text: &str) -> Result<(PageDirection, PageKey), Inte
         .collect::<Result<Vec<u8>, _>>()
         .map_err(|_| invalid())?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-    let Some([direction, res_type, res_id, Value::Array(values)]) =
+    let Some([direction, res_type, res_id, Value::Array(values), patient]) =
         value.as_array().map(Vec::as_slice)
     else {
         return Err(invalid());
     };
+    if patient.as_str() != compartment.map(Compartment::patient_id) {
+        return Err(InteractionError::invalid(
+            "this paging cursor was made for another caller's search: page from the first page of your own",
+        ));
+    }
     let direction = match direction.as_str() {
         Some("a") => PageDirection::After,
         Some("b") => PageDirection::Before,
@@ -302,6 +319,7 @@ mod tests {
             elements: elements.iter().map(|element| (*element).to_owned()).collect(),
             contained: None,
             contained_type: None,
+            compartment: None,
         }
     }
 
@@ -440,13 +458,20 @@ mod tests {
             res_type: ResourceType::parse("Patient").unwrap(),
             res_id: LogicalId::parse("p-1").unwrap(),
         };
+        let mine = Compartment::patient("p-1");
+        let theirs = Compartment::patient("p-2");
         for direction in [PageDirection::After, PageDirection::Before] {
-            let text = encode_cursor(direction, &key);
+            let text = encode_cursor(direction, &key, None);
             assert!(text.bytes().all(|byte| byte.is_ascii_hexdigit()));
-            assert_eq!(decode_cursor(&text).unwrap(), (direction, key.clone()));
+            assert_eq!(decode_cursor(&text, None).unwrap(), (direction, key.clone()));
+            assert!(decode_cursor(&text, Some(&mine)).is_err());
+            let confined = encode_cursor(direction, &key, Some(&mine));
+            assert_eq!(decode_cursor(&confined, Some(&mine)).unwrap(), (direction, key.clone()));
+            assert!(decode_cursor(&confined, Some(&theirs)).is_err());
+            assert!(decode_cursor(&confined, None).is_err());
         }
         for bad in ["", "0", "zz", "5b5d", "7b7d"] {
-            assert!(decode_cursor(bad).is_err(), "{bad}");
+            assert!(decode_cursor(bad, None).is_err(), "{bad}");
         }
     }
 

@@ -23,6 +23,10 @@
 //!   one may be deleted (deleting a deleted resource writes nothing), since this server refuses no delete (no
 //!   referential integrity on delete, and the contribution rules only mark the index entry).
 //!
+//! Under patient confinement ([`Engine::confined`]) an instance outside the compartment is not found (modes
+//! update and delete), and a resource that a create or update would write outside it is an error issue
+//! (`forbidden`), as the write would be refused.
+//!
 //! What the update or create would be refused for is an error issue of the outcome, not an error: R4 answers
 //! `$validate` with the outcome whenever the check ran (success, whatever it found), as HAPI does for the
 //! content. HAPI fails the operation instead for a create with an id and an update without one (and answers a
@@ -189,6 +193,9 @@ impl Engine {
             );
         }
         issues.extend(refusal(self.check_single_references(resource).await)?);
+        // A create writes under an id the server assigns.
+        let id = crate::write::new_id();
+        issues.extend(refusal(self.confine_write(resource.resource_type(), &id, resource))?);
         Ok(issues)
     }
 
@@ -235,6 +242,7 @@ impl Engine {
             }
         };
         let stored = self.store.read(resource_type, &id).await?;
+        self.confine_existing(resource_type, &id, stored.as_ref())?;
         let information =
             |text: String| Issue::new(IssueSeverity::Information, IssueType::Informational, text);
         match &stored {
@@ -264,6 +272,7 @@ impl Engine {
             issues.extend(refusal(self.check_report_update(resource, &id, body))?);
         }
         issues.extend(refusal(self.check_single_references(resource).await)?);
+        issues.extend(refusal(self.confine_write(resource_type, &id, resource))?);
         Ok(issues)
     }
 
@@ -273,7 +282,8 @@ impl Engine {
         resource_type: ResourceType,
         id: &LogicalId,
     ) -> Result<OperationOutcome, InteractionError> {
-        let Some(stored) = self.store.read(resource_type, id).await? else {
+        let stored = self.store.read(resource_type, id).await?;
+        let Some(stored) = stored.filter(|stored| self.shows(resource_type, id, stored)) else {
             return Err(InteractionError::NotFound(format!("{resource_type}/{id}")));
         };
         let text = if stored.deleted {
@@ -301,6 +311,9 @@ fn refusal(result: Result<(), InteractionError>) -> Result<Vec<Issue>, Interacti
         }
         Err(refused @ (InteractionError::NotAllowed(_) | InteractionError::NotFound(_))) => {
             Ok(vec![Issue::error(IssueType::BusinessRule, refused.to_string())])
+        }
+        Err(InteractionError::Forbidden(text)) => {
+            Ok(vec![Issue::error(IssueType::Forbidden, text)])
         }
         Err(other) => Err(other),
     }

@@ -111,6 +111,7 @@ impl Engine {
             }
         }
         let id = new_id();
+        self.confine_write(resource_type, &id, &resource)?;
         let created = write_version(
             &mut tx,
             &self.registry,
@@ -228,6 +229,7 @@ impl Engine {
     ) -> Result<Vec<LogicalId>, InteractionError> {
         let mut criteria =
             parse_criteria(&self.registry, &self.query_limits, resource_type, query)?;
+        criteria.query.compartment.clone_from(&self.confinement);
         expand_terminology(&mut criteria.query, self.profiles.set())?;
         tx.lock(&criteria.lock_key).await?;
         let types = [resource_type];
@@ -245,6 +247,7 @@ impl Engine {
         base: &str,
     ) -> Result<WriteOutcome, InteractionError> {
         let stored = tx.current_version(resource_type, id).await?;
+        self.confine_existing(resource_type, id, stored.as_ref())?;
         let stored_body = stored
             .as_ref()
             .filter(|stored| !stored.deleted)
@@ -291,6 +294,7 @@ impl Engine {
         };
         let method =
             if version == VersionId::FIRST { WriteMethod::Create } else { WriteMethod::Update };
+        self.confine_write(resource_type, id, &resource)?;
         let written =
             write_version(tx, &self.registry, resource_type, id, resource, version, method).await?;
         self.after_single_write(tx, &written, base).await?;
@@ -309,6 +313,10 @@ impl Engine {
         let resource_type = self.served_type(type_name)?;
         let id = parse_id(id)?;
         let mut tx = self.store.begin().await?;
+        if self.confinement.is_some() {
+            let current = tx.current_version(resource_type, &id).await?;
+            self.confine_existing(resource_type, &id, current.as_ref())?;
+        }
         let Some(outcome) = delete_in(&mut tx, resource_type, &id).await? else {
             return Err(InteractionError::NotFound(format!("{resource_type}/{id}")));
         };

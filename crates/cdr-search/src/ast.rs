@@ -61,6 +61,9 @@ pub struct SearchQuery {
     pub contained: Option<ContainedMode>,
     /// `_containedType`.
     pub contained_type: Option<ContainedType>,
+    /// Not a parameter: the patient compartment the caller is confined to (set by the interaction layer),
+    /// which every match and every resource a chain or `_has` walks over must be in.
+    pub compartment: Option<crate::compartment::Compartment>,
 }
 
 /// One `name=value` pair of the query: a criterion every match must satisfy.

@@ -57,8 +57,18 @@ pub fn extract(
     registry: &SearchParamRegistry,
     resource_type: ResourceType,
 ) -> Extraction {
+    extract_params(resource, registry, resource_type, |_| true)
+}
+
+/// The index rows of `resource` for the parameters whose code `wanted` accepts.
+pub(crate) fn extract_params(
+    resource: &Value,
+    registry: &SearchParamRegistry,
+    resource_type: ResourceType,
+    wanted: impl Fn(&str) -> bool,
+) -> Extraction {
     let mut params: Vec<(&SearchParamDef, &CompiledParam)> =
-        registry.compiled_params_for(resource_type).collect();
+        registry.compiled_params_for(resource_type).filter(|(def, _)| wanted(&def.code)).collect();
     params.sort_by(|left, right| left.0.code.cmp(&right.0.code));
     let context = EvaluationContext::new();
     let mut entries = Vec::new();

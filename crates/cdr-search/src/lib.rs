@@ -10,11 +10,13 @@
 //! * [`parse_query`]: `(name, value)` pairs to a [`SearchQuery`] plus a list of [`SearchError`]s
 //!   ([`parse_query_with_limits`] within a given [`QueryLimits`] cost budget);
 //! * [`index_values`]: one FHIR element to the [`IndexValue`]s a parameter indexes;
-//! * [`extract()`]: every index row of a resource, by evaluating each parameter's FHIRPath expression.
+//! * [`extract()`]: every index row of a resource, by evaluating each parameter's FHIRPath expression;
+//! * [`Compartment`]: the R4 patient compartment, which confines a [`SearchQuery`] and tests a resource.
 
 mod alias;
 mod ast;
 mod code_systems;
+mod compartment;
 mod date;
 mod extract;
 mod geo;
@@ -23,6 +25,7 @@ mod normalize;
 mod number;
 mod overlay;
 mod parser;
+mod patient_compartment;
 mod registry;
 
 pub use crate::ast::{
@@ -30,6 +33,7 @@ pub use crate::ast::{
     Prefix, ReferenceValue, SearchQuery, SearchValue, SortKey, SummaryMode, TokenSystem,
     TokenValue, TotalMode,
 };
+pub use crate::compartment::Compartment;
 pub use crate::date::{DateError, DatePrecision, DateRange, DateValue, format_micros, parse_date};
 pub use crate::extract::{ExtractFailure, Extraction, IndexEntry, extract};
 pub use crate::geo::{EARTH_RADIUS_KM, GeoPoint, NearValue};

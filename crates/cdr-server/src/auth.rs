@@ -1,11 +1,12 @@
-//! `--auth smart`: reads the authorization config file (JSON), the key files it names, and the server's
-//! signing key (generated at first start), into a [`cdr_api::SmartConfig`].
+//! `--auth smart`: reads the authorization config file (JSON), the key files it names, the access policy
+//! (`--access-policy`, JSON) and the server's signing key (generated at first start), into a
+//! [`cdr_api::SmartConfig`].
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use cdr_api::{ClientConfig, IssuerConfig, JwksSource, ServerKey, SmartConfig};
+use cdr_api::{AccessPolicy, ClientConfig, IssuerConfig, JwksSource, ServerKey, SmartConfig};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -54,10 +55,12 @@ struct ClientFile {
 }
 
 /// The configuration of `--auth smart` from the config file at `path`, the signing key at `key_path`
-/// (a new one is written there when the file does not exist) and `--base-url`.
+/// (a new one is written there when the file does not exist), the access policy at `policy_path` and
+/// `--base-url`.
 pub(crate) fn load(
     path: &Path,
     key_path: &Path,
+    policy_path: Option<&Path>,
     base_url: Option<&str>,
 ) -> anyhow::Result<SmartConfig> {
     let text = std::fs::read_to_string(path)
@@ -112,9 +115,20 @@ pub(crate) fn load(
         issuers,
         clients,
         server_key: server_key(key_path)?,
+        access_policy: policy_path.map(read_policy).transpose()?,
     };
     config.check().map_err(|error| anyhow!("the auth config file {}: {error}", path.display()))?;
     Ok(config)
+}
+
+/// The access policy file (README: "Securing a deployment").
+fn read_policy(path: &Path) -> anyhow::Result<AccessPolicy> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the access policy file {}", path.display()))?;
+    let document: Value = serde_json::from_str(&text)
+        .with_context(|| format!("the access policy file {} is not JSON", path.display()))?;
+    AccessPolicy::from_json(&document)
+        .map_err(|error| anyhow!("the access policy file {}: {error}", path.display()))
 }
 
 fn read_jwks(path: &Path) -> anyhow::Result<Value> {

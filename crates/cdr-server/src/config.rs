@@ -311,6 +311,10 @@ pub(crate) struct AuthArgs {
     /// there at first start when the file does not exist.
     #[arg(long, env = "AUTH_KEY", value_name = "FILE", default_value = "data/auth-key.pem")]
     pub(crate) auth_key: PathBuf,
+    /// With --auth smart: the JSON file saying which practitioners user/ scopes grant access for (README:
+    /// "Securing a deployment"); without it, user/ scopes grant nothing.
+    #[arg(long, env = "ACCESS_POLICY", value_name = "FILE")]
+    pub(crate) access_policy: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -318,6 +322,11 @@ impl ServeArgs {
     /// choice must be explicit, and `smart` needs its config file. Warns when `none` is chosen there.
     pub(crate) fn auth_mode(&self) -> Result<AuthMode, String> {
         let loopback = self.listen.ip().is_loopback();
+        if self.auth.access_policy.is_some() && self.auth.auth != Some(AuthMode::Smart) {
+            return Err(
+                "--access-policy needs --auth smart, whose user/ scopes it governs".to_owned()
+            );
+        }
         match (self.auth.auth, loopback) {
             (None, true) => Ok(AuthMode::None),
             (None, false) => Err(format!(

@@ -205,6 +205,7 @@ async fn serve(args: ServeArgs, auth: AuthMode) -> anyhow::Result<()> {
         (AuthMode::Smart, Some(path)) => Some(crate::auth::load(
             path,
             &args.auth.auth_key,
+            args.auth.access_policy.as_deref(),
             args.base_url.as_ref().map(cdr_api::PublicBaseUrl::as_str),
         )?),
         _ => None,

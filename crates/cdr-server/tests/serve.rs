@@ -377,6 +377,7 @@ fn refused_status(args: &[&str]) -> (Option<i32>, String) {
         .env_remove("BASE_URL")
         .env_remove("AUTH")
         .env_remove("AUTH_CONFIG")
+        .env_remove("ACCESS_POLICY")
         .output()
         .unwrap();
     (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
@@ -447,7 +448,54 @@ fn auth_smart_generates_its_key_and_requires_tokens() {
         folder.join("key.pem").to_str().unwrap(),
     ]);
     assert_eq!(status, Some(1), "{text}");
-    assert!(text.contains("patient/ scopes are not granted"), "{text}");
+    assert!(text.contains("grants system/ scopes only"), "{text}");
+    let _ = std::fs::remove_dir_all(&folder);
+}
+
+#[test]
+fn the_access_policy_is_read_at_startup() {
+    let folder = Server::new_folder();
+    let config = r#"{"fhir_base_url": "http://cdr.test/fhir"}"#;
+    std::fs::write(folder.join("auth.json"), config).unwrap();
+    let policy = r#"{"eligible": [{"name": "physician (CPSO licence)",
+        "system": "https://fhir.infoway-inforoute.ca/NamingSystem/ca-on-license-physician"}]}"#;
+    std::fs::write(folder.join("policy.json"), policy).unwrap();
+    std::fs::write(folder.join("imaging-cdr.toml"), "access-policy = \"policy.json\"\n").unwrap();
+    let address = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let server = Server::start_in(
+        folder.clone(),
+        address,
+        &["--auth", "smart", "--auth-config", "auth.json", "--config", "imaging-cdr.toml"],
+        &[],
+    );
+    let response = server
+        .try_request(
+            "GET /fhir/.well-known/smart-configuration HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+    assert!(response.contains(r#""permission-user""#), "{response}");
+    drop(server);
+    // A malformed policy, or a policy without --auth smart, is refused.
+    let folder = Server::new_folder();
+    std::fs::write(folder.join("auth.json"), config).unwrap();
+    std::fs::write(folder.join("policy.json"), r#"{"eligible": [{"name": "nobody"}]}"#).unwrap();
+    let auth = folder.join("auth.json");
+    let policy = folder.join("policy.json");
+    let key = folder.join("key.pem");
+    let (status, text) = refused_status(&[
+        "--auth",
+        "smart",
+        "--auth-config",
+        auth.to_str().unwrap(),
+        "--auth-key",
+        key.to_str().unwrap(),
+        "--access-policy",
+        policy.to_str().unwrap(),
+    ]);
+    assert_eq!(status, Some(1), "{text}");
+    assert!(text.contains("needs a 'system', a 'qualification', or both"), "{text}");
+    let text = refused(&["--access-policy", policy.to_str().unwrap()]);
+    assert!(text.contains("--access-policy needs --auth smart"), "{text}");
     let _ = std::fs::remove_dir_all(&folder);
 }
 

@@ -14,7 +14,7 @@
 //! itself.
 
 use cdr_search::{
-    Criterion, DecimalValue, Modifier, NearValue, ParamFilter, Prefix, ReferenceValue,
+    Compartment, Criterion, DecimalValue, Modifier, NearValue, ParamFilter, Prefix, ReferenceValue,
     SearchParamType, SearchQuery, SearchValue, TokenSystem, TokenValue,
 };
 
@@ -71,7 +71,12 @@ pub(crate) fn where_clause(
         many => sql.push("r.res_type IN ").bind_text_list(many.iter().map(|only| only.as_str())),
     };
     sql.push(" AND NOT r.deleted");
-    let mut compiler = Compiler { sql, next_alias: 0, now_micros };
+    if let Some(compartment) = &query.compartment {
+        sql.push(" AND ");
+        confine(sql, compartment, "r.res_type", "r.res_id", types);
+    }
+    let compartment = query.compartment.as_ref();
+    let mut compiler = Compiler { sql, next_alias: 0, now_micros, compartment };
     for (index, clause) in query.clauses.iter().enumerate() {
         // Knowing the anchor's types is what lets `open_match` use the uncorrelated form; without them a
         // clause is a correlated test of each resource.
@@ -120,7 +125,7 @@ pub(crate) fn match_sql(
     sql.push("SELECT r.res_id FROM (SELECT DISTINCT d.res_id FROM ").push(table);
     sql.push(" d WHERE d.res_type = ").bind_text(only_type.as_str());
     sql.push(" AND d.param = ").bind_text(&filter.param.code).push(" AND (");
-    let mut compiler = Compiler { sql, next_alias: 0, now_micros };
+    let mut compiler = Compiler { sql, next_alias: 0, now_micros, compartment: None };
     for (position, value) in filter.values.iter().enumerate() {
         if position > 0 {
             compiler.sql.push(" OR ");
@@ -156,7 +161,7 @@ pub(crate) fn probe_sql(
     let mut sql = Sql::new("SELECT COUNT(*) AS n FROM (SELECT 1 FROM ");
     sql.push(table).push(" t WHERE t.res_type = ").bind_text(res_type.as_str());
     sql.push(" AND t.param = ").bind_text(&filter.param.code).push(" AND (");
-    let mut compiler = Compiler { sql: &mut sql, next_alias: 0, now_micros };
+    let mut compiler = Compiler { sql: &mut sql, next_alias: 0, now_micros, compartment: None };
     for (index, value) in filter.values.iter().enumerate() {
         if index > 0 {
             compiler.sql.push(" OR ");
@@ -171,6 +176,55 @@ struct Compiler<'a> {
     sql: &'a mut Sql,
     next_alias: usize,
     now_micros: i64,
+    /// The compartment every resource a chain or `_has` walks over must be in.
+    compartment: Option<&'a Compartment>,
+}
+
+/// Appends the condition "the resource `(res_type, res_id)` (SQL expressions) is in `compartment`": it is the
+/// patient itself, or one of its type's compartment parameters has a reference row to the patient. `types`,
+/// when not empty, are the types the resource may have, so only their parameters are listed (none of them in
+/// the compartment: a condition that is never true). The reference rows are found from the patient, by the
+/// `(target_type, target_id, res_type, param)` index, in an uncorrelated subquery.
+pub(crate) fn confine(
+    sql: &mut Sql,
+    compartment: &Compartment,
+    res_type: &str,
+    res_id: &str,
+    types: &[ResourceType],
+) {
+    let patient_type = ResourceType::known("Patient");
+    let members: Vec<(ResourceType, &[&str])> = Compartment::types()
+        .filter(|(member, _)| types.is_empty() || types.contains(member))
+        .collect();
+    let patient_possible = types.is_empty() || types.contains(&patient_type);
+    if members.is_empty() && !patient_possible {
+        sql.push("1 = 0");
+        return;
+    }
+    sql.push("(");
+    if patient_possible {
+        sql.push("(").push(res_type).push(" = ").bind_text(patient_type.as_str());
+        sql.push(" AND ").push(res_id).push(" = ").bind_text(compartment.patient_id());
+        sql.push(")");
+        if !members.is_empty() {
+            sql.push(" OR ");
+        }
+    }
+    if !members.is_empty() {
+        sql.push("(").push(res_type).push(", ").push(res_id);
+        sql.push(") IN (SELECT k.res_type, k.res_id FROM idx_reference k WHERE k.target_type = ");
+        sql.bind_text(patient_type.as_str());
+        sql.push(" AND k.target_id = ").bind_text(compartment.patient_id()).push(" AND (");
+        for (index, (member, params)) in members.iter().enumerate() {
+            if index > 0 {
+                sql.push(" OR ");
+            }
+            sql.push("(k.res_type = ").bind_text(member.as_str()).push(" AND k.param IN ");
+            sql.bind_text_list(params.iter().copied()).push(")");
+        }
+        sql.push("))");
+    }
+    sql.push(")");
 }
 
 fn not_supported(message: impl Into<String>) -> StoreError {
@@ -242,6 +296,16 @@ impl Compiler<'_> {
                     fence: false,
                 };
                 self.criterion(inner, &inner_anchor)?;
+                if let Some(compartment) = self.compartment {
+                    self.sql.push(" AND ");
+                    confine(
+                        self.sql,
+                        compartment,
+                        &inner_anchor.res_type,
+                        &inner_anchor.res_id,
+                        target_types,
+                    );
+                }
                 self.sql.push(close);
                 Ok(())
             }
@@ -264,6 +328,16 @@ impl Compiler<'_> {
                     fence: false,
                 };
                 self.criterion(inner, &inner_anchor)?;
+                if let Some(compartment) = self.compartment {
+                    self.sql.push(" AND ");
+                    confine(
+                        self.sql,
+                        compartment,
+                        &inner_anchor.res_type,
+                        &inner_anchor.res_id,
+                        &[*source_type],
+                    );
+                }
                 self.sql.push(anchor.exists_end());
                 Ok(())
             }

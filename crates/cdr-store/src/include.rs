@@ -1,7 +1,7 @@
 //! `_include` and `_revinclude`: the live resources a page's matches point to, or that point to them.
 
 use cdr_model::{LogicalId, ResourceType};
-use cdr_search::Include;
+use cdr_search::{Compartment, Include};
 use sqlx::FromRow;
 
 use crate::connect::dispatch;
@@ -15,7 +15,7 @@ const INCLUDE_CHUNK: usize = 500;
 
 impl Store {
     /// The live resources that `sources` point to through `include` (`reverse`: that point to `sources`), at
-    /// most `limit` of them.
+    /// most `limit` of them; with a `compartment`, only those in it.
     ///
     /// # Errors
     /// On database failure.
@@ -25,6 +25,7 @@ impl Store {
         include: &Include,
         reverse: bool,
         limit: i64,
+        compartment: Option<&Compartment>,
     ) -> Result<Vec<FoundResource>, StoreError> {
         let mut by_type: Vec<(ResourceType, Vec<&str>)> = Vec::new();
         for (res_type, res_id) in sources {
@@ -36,7 +37,8 @@ impl Store {
         let mut results: Vec<FoundResource> = Vec::new();
         for (res_type, ids) in by_type {
             for chunk in ids.chunks(INCLUDE_CHUNK) {
-                let Some(sql) = include_sql(res_type, chunk, include, reverse, limit) else {
+                let Some(sql) = include_sql(res_type, chunk, include, reverse, limit, compartment)
+                else {
                     continue;
                 };
                 let rows = dispatch!(&self.pool, pool => query_of!(&sql)
@@ -68,6 +70,7 @@ fn include_sql(
     include: &Include,
     reverse: bool,
     limit: i64,
+    compartment: Option<&Compartment>,
 ) -> Option<Sql> {
     if include.source_type.is_some_and(|source| !reverse && source != res_type) {
         return None;
@@ -97,6 +100,12 @@ fn include_sql(
     }
     if let Some(param) = &include.param {
         sql.push(" AND x.param = ").bind_text(param);
+    }
+    if let Some(compartment) = compartment {
+        sql.push(" AND ");
+        let found_type = if reverse { include.source_type } else { include.target_type };
+        let types: Vec<ResourceType> = found_type.into_iter().collect();
+        crate::compile::confine(&mut sql, compartment, "t.res_type", "t.res_id", &types);
     }
     sql.push(" ORDER BY t.res_type, t.res_id").push_limit(limit);
     Some(sql)

@@ -28,6 +28,8 @@ pub struct NewJob<'a> {
     /// The request's `Prefer: return` preference, as the API layer spells it.
     pub prefer: &'a str,
     pub now: Instant,
+    /// The client that submitted it, when the request had one (the only client that may see or cancel it).
+    pub owner: Option<&'a str>,
 }
 
 /// A job a worker has claimed.
@@ -77,6 +79,8 @@ pub struct JobRecord {
     /// Once done: the HTTP status and body of the response.
     pub status: Option<u16>,
     pub response: Option<String>,
+    /// The client that submitted it ([`NewJob::owner`]).
+    pub owner: Option<String>,
 }
 
 /// A job's row as a status request reads it.
@@ -86,6 +90,7 @@ struct JobRow {
     progress: Option<String>,
     status: Option<i32>,
     response: Option<String>,
+    owner: Option<String>,
 }
 
 /// What a removal did.
@@ -120,8 +125,8 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let cap = i64::try_from(max_unfinished).unwrap_or(i64::MAX);
         let result = dispatch!(&self.pool, pool => sqlx::query(
-            "INSERT INTO async_job (id, state, body, base, prefer, enqueued_at) \
-             SELECT $1, 'queued', $2, $3, $4, $5 \
+            "INSERT INTO async_job (id, state, body, base, prefer, enqueued_at, owner) \
+             SELECT $1, 'queued', $2, $3, $4, $5, $7 \
              WHERE (SELECT COUNT(*) FROM async_job WHERE state IN ('queued', 'running')) < $6",
         )
         .bind(job.id)
@@ -130,6 +135,7 @@ impl Store {
         .bind(job.prefer)
         .bind(job.now.millis())
         .bind(cap)
+        .bind(job.owner)
         .execute(pool)
         .await
         .map(|done| done.rows_affected()))?;
@@ -160,19 +166,21 @@ impl Store {
     /// On database failure.
     pub async fn job(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
         let row = dispatch!(&self.pool, pool => sqlx::query_as::<_, JobRow>(
-            "SELECT state, progress, status, response FROM async_job WHERE id = $1",
+            "SELECT state, progress, status, response, owner FROM async_job WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(pool)
         .await)?;
-        let Some(JobRow { state, progress, status, response }) = row else { return Ok(None) };
+        let Some(JobRow { state, progress, status, response, owner }) = row else {
+            return Ok(None);
+        };
         let status = status
             .map(|status| {
                 u16::try_from(status)
                     .map_err(|_| StoreError::Corrupt(format!("job status {status}")))
             })
             .transpose()?;
-        Ok(Some(JobRecord { state: JobState::parse(&state)?, progress, status, response }))
+        Ok(Some(JobRecord { state: JobState::parse(&state)?, progress, status, response, owner }))
     }
 
     /// Cancels a queued or running job, or deletes a finished job's record.

@@ -532,6 +532,45 @@ mod tests {
         }
     }
 
+    /// A compartment's patient is a bind too, at the top level and in every chain and `_has` step.
+    #[test]
+    fn the_compartment_is_bound_at_every_step() {
+        let registry = SearchParamRegistry::r4().unwrap();
+        for (type_name, query) in [
+            ("DiagnosticReport", "based-on:ServiceRequest.code=x|y&_sort=-date"),
+            ("ServiceRequest", "_has:DiagnosticReport:based-on:code=x|y"),
+            ("Practitioner", "name=x"),
+        ] {
+            let res_type = ResourceType::parse(type_name).unwrap();
+            let pairs = form_urlencoded_pairs(query);
+            let mut parsed = parse_query(Some(res_type), &pairs, &registry);
+            assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+            parsed.query.compartment = Some(cdr_search::Compartment::patient("p'1"));
+            let types = [res_type];
+            let request = SearchRequest {
+                query: &parsed.query,
+                types: &types,
+                count: 10,
+                page: None,
+                now_micros: 0,
+            };
+            for drive in [Drive::Clause(0), Drive::Order] {
+                let sql = page_sql(&request, drive).unwrap().0;
+                assert!(!sql.text.contains("p'1"), "{}", sql.text);
+                assert_eq!(sql.text.matches('$').count(), sql.binds.len(), "{}", sql.text);
+                let patients = sql
+                    .binds
+                    .iter()
+                    .filter(|bind| matches!(bind, Bind::Text(text) if text == "p'1"))
+                    .count();
+                // The matches, and the resource a chain or `_has` steps to (Practitioner is in no
+                // compartment: never true, with no bind).
+                let expected = if type_name == "Practitioner" { 0 } else { 2 };
+                assert_eq!(patients, expected, "{}", sql.text);
+            }
+        }
+    }
+
     /// Searches too large for one database statement are refused when compiled, naming the limit; an
     /// ordinary one is far inside both limits.
     #[test]

@@ -31,7 +31,7 @@ pub enum HistoryScope<'a> {
 
 /// A page request over history, newest first.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct HistoryQuery {
+pub struct HistoryQuery<'a> {
     /// Only versions written at or after this time, as `_since`.
     pub since: Option<Instant>,
     /// Only versions written at or before this time, as `_at`-style upper bounds.
@@ -40,6 +40,9 @@ pub struct HistoryQuery {
     pub before_seq: Option<i64>,
     /// Page size.
     pub count: u32,
+    /// Only versions of the resources now in this compartment (their current version is; whether each
+    /// version also was is for the caller to check on its body).
+    pub compartment: Option<&'a cdr_search::Compartment>,
 }
 
 /// One entry of a history listing.
@@ -110,7 +113,7 @@ impl Store {
     pub async fn history(
         &self,
         scope: HistoryScope<'_>,
-        query: &HistoryQuery,
+        query: &HistoryQuery<'_>,
     ) -> Result<Vec<HistoryEntry>, StoreError> {
         let mut sql = Sql::new(
             "SELECT seq, res_type, res_id, version, last_updated, method, body FROM resource_version WHERE 1 = 1",
@@ -133,6 +136,16 @@ impl Store {
         }
         if let Some(before_seq) = query.before_seq {
             sql.push(" AND seq < ").bind_int(before_seq);
+        }
+        if let Some(compartment) = query.compartment {
+            let types = match scope {
+                HistoryScope::System => Vec::new(),
+                HistoryScope::Type(res_type) | HistoryScope::Instance(res_type, _) => {
+                    vec![res_type]
+                }
+            };
+            sql.push(" AND ");
+            crate::compile::confine(&mut sql, compartment, "res_type", "res_id", &types);
         }
         sql.push(" ORDER BY seq DESC").push_limit(i64::from(query.count) + 1);
         let rows = dispatch!(&self.pool, pool => query_of!(&sql)

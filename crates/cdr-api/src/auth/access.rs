@@ -7,6 +7,10 @@
 //! instance it names, so it needs `r` on its type (on every type at system level, whose body may be of any
 //! type). The status of an asynchronous request (`_async/{id}`) can hold any resource the Bundle wrote or
 //! read, so it needs `r` and `s` on every type.
+//!
+//! The letters are the same in every context (`system/`, `patient/`, `user/`); whose records they reach is
+//! decided apart (`mod.rs`): a `patient/` token's request runs confined to its patient's compartment, and a
+//! `user/` scope counts only for an eligible practitioner.
 
 use axum::http::Method;
 
@@ -171,15 +175,12 @@ fn type_text(resource_type: Option<&str>) -> String {
     resource_type.map_or_else(|| "every resource type (*)".to_owned(), ToOwned::to_owned)
 }
 
-/// A 403 saying why, and that `patient/` and `user/` scopes grant nothing yet when the token held some.
+/// A 403 saying why, and why some of the token's scopes grant nothing when it held such.
 pub(crate) fn forbidden(grants: &Grants, reason: &str) -> ApiError {
     let mut message = format!("forbidden: {reason}");
-    if grants.unhonoured {
-        message.push_str(
-            "; the token's patient/ and user/ scopes grant nothing: this server does not yet confine \
-             patient/ scopes to the patient's compartment nor check the eligibility of user/ scopes, so \
-             only system/ scopes are honoured",
-        );
+    for withheld in &grants.withheld {
+        message.push_str("; ");
+        message.push_str(withheld);
     }
     ApiError::Forbidden(message)
 }

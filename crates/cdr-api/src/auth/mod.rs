@@ -4,11 +4,19 @@
 //!
 //! Invariants: with auth on, no FHIR route but `metadata` and `.well-known/smart-configuration` answers
 //! without a verified token, and no interaction runs without the scope letters `access.rs` says it needs;
-//! a route `access::classify` does not know is refused. Only `system/` scopes grant anything: `patient/`
-//! and `user/` scopes are refused at the token endpoint and grant nothing on incoming tokens, since
-//! patient-compartment confinement and practitioner eligibility are not enforced yet.
+//! a route `access::classify` does not know is refused.
+//!
+//! Whose records the scopes reach: `system/` scopes, every record. `patient/` scopes, when the token has a
+//! patient context (its `patient` claim), that patient's compartment: the request's engine is then confined
+//! to it ([`Engine::confined`], which every handler of a FHIR route gets through [`Scoped`]), for every
+//! scope of the token. A token whose patient/ scopes have no patient context gets nothing from them.
+//! `user/` scopes, when the `fhirUser` is a practitioner the access policy admits (`eligibility.rs`,
+//! checked on every request that holds them), every record; otherwise they grant nothing. A refusal (401,
+//! 403) carries its reason in its OperationOutcome and, for the audit, as a `Refusal` in the response's
+//! extensions (`error.rs`). The token endpoint grants `system/` scopes only.
 
 mod access;
+mod eligibility;
 mod keys;
 mod scopes;
 mod token;
@@ -16,17 +24,21 @@ mod token;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header;
+use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use cdr_interactions::{Compartment, Engine};
+use cdr_model::LogicalId;
 use serde::Deserialize;
 use serde_json::Value;
 
 use self::access::{Interaction, classify, forbidden, require};
 pub(crate) use self::access::{authorize_search, bundle_refusals, filter_included};
+pub use self::eligibility::{AccessPolicy, EligibleQualification};
 pub(crate) use self::scopes::Grants;
-use self::scopes::{Allowance, Letter};
+use self::scopes::{Allowance, Context, Letter};
 pub use self::token::ServerKey;
 use crate::AppState;
 use crate::caller::Caller;
@@ -77,10 +89,13 @@ pub struct SmartConfig {
     pub clients: Vec<ClientConfig>,
     /// The key that signs this server's access tokens.
     pub server_key: ServerKey,
+    /// Which practitioners `user/` scopes grant access for (`--access-policy`); without one, `user/`
+    /// scopes grant nothing.
+    pub access_policy: Option<AccessPolicy>,
 }
 
 impl SmartConfig {
-    /// Refuses a configuration with a malformed scope or a scope this server does not honour
+    /// Refuses a configuration with a malformed scope or a scope the token endpoint does not grant
     /// (`patient/`, `user/`), or a client registered twice.
     ///
     /// # Errors
@@ -189,9 +204,33 @@ struct TokenClaims {
     patient: Option<String>,
 }
 
-/// The authorization middleware of the FHIR routes: verifies the bearer token, puts the [`Caller`] and its
-/// grants in the request's extensions, and checks every interaction that its route alone decides; searches
-/// and Bundles are checked by their handlers with their parameters and entries.
+/// The patient compartment a request is confined to, in its extensions.
+#[derive(Debug, Clone)]
+pub(crate) struct Confinement(pub(crate) Compartment);
+
+/// The application state of a FHIR request, whose engine is confined to the caller's compartment when the
+/// caller is (else the application's own): every FHIR handler takes its engine from here.
+pub(crate) struct Scoped(pub(crate) AppState);
+
+impl FromRequestParts<AppState> for Scoped {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Scoped, Self::Rejection> {
+        let mut scoped = state.clone();
+        if let Some(Confinement(compartment)) = parts.extensions.get::<Confinement>() {
+            scoped.engine = state.engine.confined(Some(compartment.clone()));
+        }
+        Ok(Scoped(scoped))
+    }
+}
+
+/// The authorization middleware of the FHIR routes: verifies the bearer token, decides what its `patient/`
+/// and `user/` scopes grant, puts the [`Caller`], its grants and its [`Confinement`] in the request's
+/// extensions, and checks every interaction that its route alone decides; searches and Bundles are checked
+/// by their handlers with their parameters and entries.
 pub(crate) async fn authorize(
     State(state): State<AppState>,
     mut request: Request,
@@ -209,15 +248,20 @@ pub(crate) async fn authorize(
         Ok(token) => token,
         Err(error) => return error.into_response(),
     };
-    let (caller, grants) = match auth.verify(&token).await {
+    let (caller, mut grants) = match auth.verify(&token).await {
         Ok(verified) => verified,
         Err(reason) => return ApiError::InvalidToken(reason).into_response(),
     };
+    let confinement = match contexts(&state.engine, &auth, &caller, &mut grants).await {
+        Ok(confinement) => confinement,
+        Err(error) => return error.into_response(),
+    };
+    let engine = state.engine.confined(confinement.clone());
     let checked = match &interaction {
         None => Err(forbidden(&grants, "this request is not one the authorization rules know")),
         Some(Interaction::Other(needs)) => require(&grants, needs),
         Some(Interaction::Read { resource_type, id }) => {
-            check_read(&state, &auth, &grants, resource_type, id).await
+            check_read(&engine, &auth, &grants, resource_type, id).await
         }
         Some(Interaction::Open | Interaction::Search { .. } | Interaction::Bundle) => Ok(()),
     };
@@ -226,7 +270,46 @@ pub(crate) async fn authorize(
     }
     request.extensions_mut().insert(caller);
     request.extensions_mut().insert(grants);
+    if let Some(compartment) = confinement {
+        request.extensions_mut().insert(Confinement(compartment));
+    }
     next.run(request).await
+}
+
+/// Decides what the token's `patient/` and `user/` scopes grant (withholding those that grant nothing, with
+/// why) and returns the compartment the request is confined to.
+async fn contexts(
+    engine: &Engine,
+    auth: &Auth,
+    caller: &Caller,
+    grants: &mut Grants,
+) -> Result<Option<Compartment>, ApiError> {
+    let mut confinement = None;
+    if grants.has(Context::Patient) {
+        match caller.patient.as_deref().map(LogicalId::parse) {
+            Some(Ok(id)) => confinement = Some(Compartment::patient(id.as_str())),
+            Some(Err(_)) => grants.withhold(
+                Context::Patient,
+                "the token's patient/ scopes grant nothing: its patient claim is not a logical id"
+                    .to_owned(),
+            ),
+            None => grants.withhold(
+                Context::Patient,
+                "the token's patient/ scopes grant nothing: they need the patient context (the \
+                 token's patient claim), and it has none"
+                    .to_owned(),
+            ),
+        }
+    }
+    if grants.has(Context::User) {
+        let policy = auth.config.access_policy.as_ref();
+        let base = &auth.config.fhir_base_url;
+        let fhir_user = caller.fhir_user.as_deref();
+        if let Some(reason) = eligibility::check(engine, policy, fhir_user, base).await? {
+            grants.withhold(Context::User, reason);
+        }
+    }
+    Ok(confinement)
 }
 
 /// The token of `Authorization: Bearer <token>`.
@@ -250,7 +333,7 @@ fn bearer(request: &Request) -> Result<String, ApiError> {
 /// A read needs `r`; with granular scopes only, the resource must match one of their restrictions (asked
 /// as a search by `_id` with the restriction's parameters).
 async fn check_read(
-    state: &AppState,
+    engine: &Engine,
     auth: &Auth,
     grants: &Grants,
     resource_type: &str,
@@ -268,8 +351,7 @@ async fn check_read(
                     ("_summary".to_owned(), "count".to_owned()),
                 ];
                 params.extend(restriction);
-                let bundle = state
-                    .engine
+                let bundle = engine
                     .search(
                         &auth.config.fhir_base_url,
                         Some(resource_type),

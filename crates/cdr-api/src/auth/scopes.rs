@@ -153,29 +153,35 @@ pub(crate) enum Allowance {
     Denied,
 }
 
-/// The resource scopes of a token that this server honours: `system/` only, until patient-compartment
-/// confinement and practitioner eligibility are enforced (`patient/` and `user/` scopes grant nothing).
+/// The resource scopes of a token that this server honours. `system/` scopes always; `patient/` scopes when
+/// the token has a patient context (the request is then confined to that patient's compartment); `user/`
+/// scopes when the `fhirUser` is an eligible practitioner. The middleware withholds the others, with why.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Grants {
     scopes: Vec<Scope>,
-    /// The token also held `patient/` or `user/` scopes, which grant nothing yet (said in refusals).
-    pub(crate) unhonoured: bool,
+    /// Why some of the token's scopes grant nothing (said in refusals).
+    pub(crate) withheld: Vec<String>,
 }
 
 impl Grants {
-    /// The honoured scopes of a space-separated scope string; malformed resource scopes grant nothing.
+    /// The resource scopes of a space-separated scope string; malformed resource scopes grant nothing.
     pub(crate) fn from_scope_text(text: &str) -> Grants {
-        let mut grants = Grants::default();
-        for scope in
-            text.split_ascii_whitespace().filter_map(|text| Scope::parse(text).ok().flatten())
-        {
-            if scope.context == Context::System {
-                grants.scopes.push(scope);
-            } else {
-                grants.unhonoured = true;
-            }
-        }
-        grants
+        let scopes = text
+            .split_ascii_whitespace()
+            .filter_map(|text| Scope::parse(text).ok().flatten())
+            .collect();
+        Grants { scopes, withheld: Vec::new() }
+    }
+
+    /// Whether the token holds a resource scope of `context`.
+    pub(crate) fn has(&self, context: Context) -> bool {
+        self.scopes.iter().any(|scope| scope.context == context)
+    }
+
+    /// Drops the scopes of `context`, which grant nothing for `reason`.
+    pub(crate) fn withhold(&mut self, context: Context, reason: String) {
+        self.scopes.retain(|scope| scope.context != context);
+        self.withheld.push(reason);
     }
 
     /// What the scopes allow on `resource_type` (`None`: every type at once, as a system-wide search or
@@ -247,9 +253,12 @@ mod tests {
     }
 
     #[test]
-    fn only_system_scopes_grant() {
-        let grants = Grants::from_scope_text("openid patient/*.read system/ImagingStudy.rs");
-        assert!(grants.unhonoured);
+    fn withheld_scopes_grant_nothing() {
+        let mut grants = Grants::from_scope_text("openid patient/*.read system/ImagingStudy.rs");
+        assert!(grants.has(Context::Patient) && !grants.has(Context::User));
+        assert_eq!(grants.allowance(Some("Patient"), Letter::Read), Allowance::Unrestricted);
+        grants.withhold(Context::Patient, "no patient context".to_owned());
+        assert_eq!(grants.withheld, ["no patient context"]);
         assert_eq!(grants.allowance(Some("Patient"), Letter::Read), Allowance::Denied);
         assert_eq!(grants.allowance(Some("ImagingStudy"), Letter::Read), Allowance::Unrestricted);
         assert_eq!(grants.allowance(Some("ImagingStudy"), Letter::Update), Allowance::Denied);

@@ -108,18 +108,17 @@ impl ServerKey {
     }
 }
 
-/// A scope a client may be registered with or granted, or why not.
+/// A scope a client may be registered with or granted, or why not: backend services act for no patient and
+/// no user, so only `system/` scopes (`patient/` and `user/` scopes come in tokens of an identity provider
+/// that knows the patient or the user).
 pub(crate) fn grantable(text: &str) -> Result<Scope, String> {
     let scope = Scope::parse(text)?.ok_or_else(|| format!("'{text}' is not a resource scope"))?;
     match scope.context {
         Context::System => Ok(scope),
-        Context::Patient => Err(format!(
-            "'{text}': patient/ scopes are not granted, since this server does not yet confine them to the \
-             patient's compartment"
-        )),
-        Context::User => Err(format!(
-            "'{text}': user/ scopes are not granted, since this server does not yet check the eligibility \
-             of practitioners"
+        Context::Patient | Context::User => Err(format!(
+            "'{text}': the token endpoint serves SMART backend services, which act for no patient and no \
+             user, so it grants system/ scopes only (patient/ and user/ scopes come in the tokens of an \
+             identity provider that launches the app)"
         )),
     }
 }
@@ -375,8 +374,23 @@ pub(crate) async fn smart_configuration(State(state): State<AppState>) -> Respon
         "grant_types_supported": ["client_credentials"],
         "scopes_supported": SCOPES_SUPPORTED,
         "response_types_supported": ["token"],
-        "capabilities": ["client-confidential-asymmetric", "permission-v1", "permission-v2"],
+        "capabilities": capabilities(auth),
     }))
+}
+
+/// The SMART capabilities: backend services at the token endpoint, v1 and v2 scopes, `patient/` scopes
+/// (confined to the token's patient), and `user/` scopes when an access policy says who may use them.
+fn capabilities(auth: &super::Auth) -> Vec<&'static str> {
+    let mut capabilities = vec![
+        "client-confidential-asymmetric",
+        "permission-v1",
+        "permission-v2",
+        "permission-patient",
+    ];
+    if auth.config.access_policy.is_some() {
+        capabilities.push("permission-user");
+    }
+    capabilities
 }
 
 /// `rest.security` of the CapabilityStatement (SMART App Launch: the SMART-on-FHIR service and the

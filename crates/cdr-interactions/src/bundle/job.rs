@@ -77,38 +77,67 @@ pub enum JobRun {
     Retry,
 }
 
+/// Whether a caller may see a job: jobs queued without an owner (no authorization) are everyone's, and a
+/// caller without an identity (no authorization) sees every job.
+fn same_owner(submitter: Option<&str>, caller: Option<&str>) -> bool {
+    match (submitter, caller) {
+        (Some(submitter), Some(caller)) => submitter == caller,
+        _ => true,
+    }
+}
+
 impl Engine {
     /// Queues a Bundle for asynchronous processing and returns the job's id; the job is committed when this
-    /// returns.
+    /// returns. `owner` names the caller that submits it (`None` without authorization): only that caller
+    /// may read or cancel it.
     ///
     /// # Errors
-    /// [`InteractionError::QueueFull`] when `max_unfinished` jobs are already waiting or running; on
-    /// storage failure.
+    /// [`InteractionError::QueueFull`] when `max_unfinished` jobs are already waiting or running;
+    /// [`InteractionError::Forbidden`] under patient confinement (the job runs outside the request, without
+    /// it); on storage failure.
     pub async fn enqueue_bundle(
         &self,
         body: &[u8],
         base: &str,
         prefer: &str,
         max_unfinished: u64,
+        owner: Option<&str>,
     ) -> Result<String, InteractionError> {
+        if let Some(compartment) = &self.confinement {
+            return Err(InteractionError::Forbidden(format!(
+                "asynchronous requests are not offered to a caller confined to the compartment of Patient/{}: \
+                 send the Bundle without Prefer: respond-async",
+                compartment.patient_id()
+            )));
+        }
         let id = uuid::Uuid::new_v4().to_string();
-        let job = NewJob { id: &id, body, base, prefer, now: Instant::now() };
+        let job = NewJob { id: &id, body, base, prefer, now: Instant::now(), owner };
         if !self.store.enqueue_job(&job, max_unfinished).await? {
             return Err(InteractionError::QueueFull(max_unfinished));
         }
         Ok(id)
     }
 
-    /// The status of a job.
+    /// The status of a job, for the caller `owner` (as given to [`Engine::enqueue_bundle`]); a confined
+    /// engine's caller, who cannot queue jobs, has none.
     ///
     /// # Errors
-    /// [`InteractionError::NotFound`] for an unknown, purged or cancelled job; on storage failure.
-    pub async fn job_status(&self, id: &str) -> Result<JobStatus, InteractionError> {
+    /// [`InteractionError::NotFound`] for an unknown, purged or cancelled job, or another caller's; on
+    /// storage failure.
+    pub async fn job_status(
+        &self,
+        id: &str,
+        owner: Option<&str>,
+    ) -> Result<JobStatus, InteractionError> {
         let not_found = || InteractionError::NotFound(format!("asynchronous request {id}"));
-        let Some(JobRecord { state, progress, status, response }) = self.store.job(id).await?
+        let Some(JobRecord { state, progress, status, response, owner: submitter }) =
+            self.store.job(id).await?
         else {
             return Err(not_found());
         };
+        if !same_owner(submitter.as_deref(), owner) || self.confinement.is_some() {
+            return Err(not_found());
+        }
         match (state, status, response) {
             (JobState::Queued, ..) => Ok(JobStatus::Queued),
             (JobState::Running, ..) => {
@@ -128,12 +157,22 @@ impl Engine {
     /// next entry), or deletes a finished job's record.
     ///
     /// # Errors
-    /// [`InteractionError::NotFound`] for an unknown job; on storage failure.
-    pub async fn remove_job(&self, id: &str) -> Result<JobRemoval, InteractionError> {
+    /// [`InteractionError::NotFound`] for an unknown job, or another caller's (`owner` as for
+    /// [`Engine::job_status`]); on storage failure.
+    pub async fn remove_job(
+        &self,
+        id: &str,
+        owner: Option<&str>,
+    ) -> Result<JobRemoval, InteractionError> {
+        let not_found = || InteractionError::NotFound(format!("asynchronous request {id}"));
+        // A job's owner never changes, so checking it before the removal is checking it at the removal.
+        match self.store.job(id).await? {
+            Some(record)
+                if same_owner(record.owner.as_deref(), owner) && self.confinement.is_none() => {}
+            _ => return Err(not_found()),
+        }
         match self.store.remove_job(id, Instant::now()).await? {
-            RemovedJob::NotFound => {
-                Err(InteractionError::NotFound(format!("asynchronous request {id}")))
-            }
+            RemovedJob::NotFound => Err(not_found()),
             RemovedJob::Cancelled => Ok(JobRemoval::Cancelled),
             RemovedJob::Deleted => Ok(JobRemoval::Deleted),
         }

@@ -37,6 +37,7 @@ use super::references::{conditional, resolve_relative, rewrite, rewrite_patch};
 use super::{EntryOutcome, EntryResult, in_entry, resource_relative};
 use crate::conditional::{Criteria, parse_criteria};
 use crate::micdr;
+use crate::outside_compartment;
 use crate::read::live_version;
 use crate::subscriptions::Change;
 use crate::terminology::expand_terminology;
@@ -360,6 +361,7 @@ impl Engine {
     ) -> Result<Criteria, InteractionError> {
         let mut criteria =
             parse_criteria(&self.registry, &self.query_limits, resource_type, query)?;
+        criteria.query.compartment.clone_from(&self.confinement);
         expand_terminology(&mut criteria.query, self.profiles.set())?;
         Ok(criteria)
     }
@@ -514,6 +516,8 @@ impl Engine {
                 Step::Write(write) => write,
             };
             let key = (resource_type, write.id.clone());
+            self.confine_existing(resource_type, &write.id, peeked.get(&key))
+                .map_err(|error| in_entry(entry.index, error))?;
             let state = if write.fresh_id { None } else { current.get(&key).copied() };
             if let Some(stored) = peeked.get(&key).filter(|_| unchanged) {
                 // An unchanged resource: the version read before locking must still be current.
@@ -598,7 +602,8 @@ impl Engine {
         Ok(())
     }
 
-    /// The version of `resource` to write: its final references, id and `meta`, JSON text and index rows.
+    /// The version of `resource` to write: its final references, id and `meta`, JSON text and index rows;
+    /// refused under confinement when it would be outside the compartment.
     fn stamp(
         &self,
         resource: &Resource,
@@ -617,6 +622,11 @@ impl Engine {
         let body = resource.to_json_string();
         let json = Value::Object(resource.into_json());
         let index = index_entries(&json, &self.registry, resource_type, id);
+        if let Some(compartment) = &self.confinement
+            && !compartment.holds_index(resource_type, id.as_str(), &index)
+        {
+            return Err(outside_compartment(compartment, resource_type));
+        }
         let method =
             if version == VersionId::FIRST { WriteMethod::Create } else { WriteMethod::Update };
         Ok((method, Some(body), index))

@@ -195,6 +195,7 @@ impl Engine {
         let Some(current) = tx.current_version(resource_type, id).await? else {
             return Err(InteractionError::NotFound(format!("{resource_type}/{id}")));
         };
+        self.confine_existing(resource_type, id, Some(&current))?;
         if current.deleted {
             return Err(InteractionError::Gone {
                 address: format!("{resource_type}/{id}"),
@@ -232,6 +233,7 @@ impl Engine {
             self.check_report_update(&resource, id, stored)?;
         }
         let version = current.version.next();
+        self.confine_write(resource_type, id, &resource)?;
         write_version(tx, &self.registry, resource_type, id, resource, version, WriteMethod::Update)
             .await
     }

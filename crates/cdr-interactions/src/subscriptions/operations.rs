@@ -148,7 +148,11 @@ impl Engine {
     ) -> Result<(LogicalId, Definition), InteractionError> {
         let id = parse_id(id)?;
         let stored = self.store.read(SUBSCRIPTION, &id).await?;
-        let Some(body) = stored.filter(|stored| !stored.deleted).and_then(|stored| stored.body)
+        // Under a patient's confinement no Subscription is visible (none is in a patient's compartment).
+        let Some(body) = stored
+            .filter(|stored| !stored.deleted)
+            .and_then(|stored| stored.body)
+            .filter(|body| self.visible(SUBSCRIPTION, &id, body))
         else {
             return Err(InteractionError::NotFound(format!("Subscription/{id}")));
         };

@@ -147,6 +147,7 @@ pub fn parse_query_with_limits(
         elements: Vec::new(),
         contained: None,
         contained_type: None,
+        compartment: None,
     };
     if let Some((name, _)) = pairs.get(limits.max_parameters) {
         return ParsedQuery { query, errors: vec![limits.exceeded(name, Limit::Parameters)] };
