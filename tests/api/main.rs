@@ -26,6 +26,7 @@ mod micdr;
 mod openapi;
 mod patch;
 mod rest;
+mod routing;
 mod search;
 mod search_near;
 mod search_results;

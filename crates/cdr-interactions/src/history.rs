@@ -14,7 +14,29 @@ pub struct HistoryParams {
     /// `_since`: only versions written at or after this instant.
     pub since: Option<Instant>,
     /// `_at` upper bound is not served; `_cursor` is the server's opaque paging token.
-    pub cursor: Option<i64>,
+    pub cursor: Option<HistoryCursor>,
+}
+
+/// Where a history walk is: below the change sequence `seq`, among the versions stamped before `horizon`, the
+/// feed horizon of its first page (`cdr_store::Store::feed_horizon`). Written `{seq}.{horizon in ms}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryCursor {
+    pub seq: i64,
+    pub horizon: Instant,
+}
+
+impl HistoryCursor {
+    fn parse(text: &str) -> Option<HistoryCursor> {
+        let (seq, horizon) = text.split_once('.')?;
+        Some(HistoryCursor {
+            seq: seq.parse().ok()?,
+            horizon: Instant::from_millis(horizon.parse().ok()?),
+        })
+    }
+
+    fn render(self) -> String {
+        format!("{}.{}", self.seq, self.horizon.millis())
+    }
 }
 
 impl HistoryParams {
@@ -45,7 +67,7 @@ impl HistoryParams {
                     params.since = Some(since);
                 }
                 "_cursor" => {
-                    let cursor = value.parse::<i64>().map_err(|_| {
+                    let cursor = HistoryCursor::parse(&value).ok_or_else(|| {
                         InteractionError::invalid(format!("invalid paging cursor '{value}'"))
                     })?;
                     params.cursor = Some(cursor);
@@ -93,22 +115,35 @@ impl Engine {
             }
         };
         let count = self.page_size(params.count);
-        let query =
-            HistoryQuery { since: params.since, until: None, before_seq: params.cursor, count };
+        // The whole walk reads the versions stamped before the horizon of its first page: all of them are
+        // committed by then and no other will be stamped before it, so the pages of one walk are one fixed
+        // set, and the next walk (`_since` = this horizon) starts where this one ends.
+        let horizon = match params.cursor {
+            Some(cursor) => cursor.horizon,
+            None => self.store.feed_horizon().await?,
+        };
+        let query = HistoryQuery {
+            since: params.since,
+            until: None,
+            horizon: Some(horizon),
+            before_seq: params.cursor.map(|cursor| cursor.seq),
+            count,
+        };
         let mut entries = self.store.history(scope, &query).await?;
         let has_next = entries.len() > count as usize;
         entries.truncate(count as usize);
 
         let mut bundle = Bundle::new(BundleType::History);
         bundle.id = Some(uuid::Uuid::new_v4().to_string());
-        bundle.last_updated = Some(Instant::now().to_fhir());
-        let page_url = |cursor: Option<i64>| {
+        // The instant the Bundle is complete up to: the `_since` of the next poll.
+        bundle.last_updated = Some(horizon.to_fhir());
+        let page_url = |cursor: Option<HistoryCursor>| {
             let mut url = format!("{base}/{path}?_count={count}");
             if let Some(since) = params.since {
                 url.push_str(&format!("&_since={}", since.to_fhir()));
             }
             if let Some(cursor) = cursor {
-                url.push_str(&format!("&_cursor={cursor}"));
+                url.push_str(&format!("&_cursor={}", cursor.render()));
             }
             url
         };
@@ -117,7 +152,8 @@ impl Engine {
             bundle.links.push(BundleLink { relation: "first", url: page_url(None) });
         }
         if let (true, Some(last)) = (has_next, entries.last()) {
-            bundle.links.push(BundleLink { relation: "next", url: page_url(Some(last.seq)) });
+            let next = HistoryCursor { seq: last.seq, horizon };
+            bundle.links.push(BundleLink { relation: "next", url: page_url(Some(next)) });
         }
         for entry in &entries {
             bundle.entries.push(history_entry(base, entry)?);

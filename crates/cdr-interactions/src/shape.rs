@@ -5,7 +5,7 @@
 //! the row the page starts next to, and its sort values (`{"i":…}`, `{"f":…}` or `{"t":…}`). It names no
 //! database position, so it stays valid while data changes and can be replayed on any server of a cluster.
 
-use cdr_model::{LogicalId, ResourceType};
+use cdr_model::{Instant, LogicalId, ResourceType};
 use cdr_search::{SearchQuery, SummaryMode};
 use cdr_store::{PageDirection, PageKey, SortValue};
 use serde_json::{Map, Value, json};
@@ -17,8 +17,18 @@ use crate::summary_elements::SUMMARY_ELEMENTS;
 const SUBSETTED: (&str, &str) =
     ("http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "SUBSETTED");
 
+/// A paging position: the side of a key the page lies on, and, for a walk in `_lastUpdated` (ordered or
+/// filtered), the feed horizon of its first page, which every page of the walk keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Cursor {
+    pub(crate) direction: PageDirection,
+    pub(crate) key: PageKey,
+    pub(crate) horizon: Option<Instant>,
+}
+
 /// The opaque text of a paging position.
-pub(crate) fn encode_cursor(direction: PageDirection, key: &PageKey) -> String {
+pub(crate) fn encode_cursor(cursor: &Cursor) -> String {
+    let Cursor { direction, key, horizon } = cursor;
     let values: Vec<Value> = key
         .values
         .iter()
@@ -32,12 +42,18 @@ pub(crate) fn encode_cursor(direction: PageDirection, key: &PageKey) -> String {
         PageDirection::After => "a",
         PageDirection::Before => "b",
     };
-    let text = json!([direction, key.res_type.as_str(), key.res_id.as_str(), values]).to_string();
+    let mut parts =
+        vec![json!(direction), json!(key.res_type.as_str()), json!(key.res_id.as_str())];
+    parts.push(Value::Array(values));
+    if let Some(horizon) = horizon {
+        parts.push(json!(horizon.millis()));
+    }
+    let text = Value::Array(parts).to_string();
     text.bytes().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// Reads a cursor made by [`encode_cursor`].
-pub(crate) fn decode_cursor(text: &str) -> Result<(PageDirection, PageKey), InteractionError> {
+pub(crate) fn decode_cursor(text: &str) -> Result<Cursor, InteractionError> {
     let invalid = || InteractionError::invalid(format!("invalid paging cursor '{text}'"));
     if !text.len().is_multiple_of(2) || text.len() > 16_384 {
         return Err(invalid());
@@ -48,10 +64,15 @@ pub(crate) fn decode_cursor(text: &str) -> Result<(PageDirection, PageKey), Inte
         .collect::<Result<Vec<u8>, _>>()
         .map_err(|_| invalid())?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-    let Some([direction, res_type, res_id, Value::Array(values)]) =
-        value.as_array().map(Vec::as_slice)
-    else {
-        return Err(invalid());
+    let (direction, res_type, res_id, values, horizon) = match value.as_array().map(Vec::as_slice) {
+        Some([direction, res_type, res_id, Value::Array(values)]) => {
+            (direction, res_type, res_id, values, None)
+        }
+        Some([direction, res_type, res_id, Value::Array(values), horizon]) => {
+            let horizon = horizon.as_i64().ok_or_else(invalid)?;
+            (direction, res_type, res_id, values, Some(Instant::from_millis(horizon)))
+        }
+        _ => return Err(invalid()),
     };
     let direction = match direction.as_str() {
         Some("a") => PageDirection::After,
@@ -80,7 +101,7 @@ pub(crate) fn decode_cursor(text: &str) -> Result<(PageDirection, PageKey), Inte
     if values.iter().any(|value| matches!(value, SortValue::Text(text) if text.contains('\0'))) {
         return Err(invalid());
     }
-    Ok((direction, PageKey { values, res_type, res_id }))
+    Ok(Cursor { direction, key: PageKey { values, res_type, res_id }, horizon })
 }
 
 /// How `_summary=true` keeps a summary element's value (the generated table in `summary_elements.rs` names one
@@ -441,9 +462,12 @@ mod tests {
             res_id: LogicalId::parse("p-1").unwrap(),
         };
         for direction in [PageDirection::After, PageDirection::Before] {
-            let text = encode_cursor(direction, &key);
-            assert!(text.bytes().all(|byte| byte.is_ascii_hexdigit()));
-            assert_eq!(decode_cursor(&text).unwrap(), (direction, key.clone()));
+            for horizon in [None, Some(Instant::from_millis(1_764_800_000_123))] {
+                let cursor = Cursor { direction, key: key.clone(), horizon };
+                let text = encode_cursor(&cursor);
+                assert!(text.bytes().all(|byte| byte.is_ascii_hexdigit()));
+                assert_eq!(decode_cursor(&text).unwrap(), cursor);
+            }
         }
         for bad in ["", "0", "zz", "5b5d", "7b7d"] {
             assert!(decode_cursor(bad).is_err(), "{bad}");

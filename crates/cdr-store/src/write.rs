@@ -9,6 +9,7 @@ use sqlx::{Postgres, Row, Sqlite, Transaction};
 
 use crate::compile::match_sql;
 use crate::connect::{Pool, dispatch};
+use crate::feed::{REGISTER_POSTGRES, Registration, registry_second};
 use crate::index::{IndexedResource, replace_statements};
 use crate::read::StoredVersion;
 use crate::row::{CurrentRow, logical_id, resource_type, version_id};
@@ -77,8 +78,13 @@ pub(crate) enum Tx {
 #[derive(Debug)]
 pub struct StoreTx {
     pub(crate) tx: Tx,
+    /// The resources this transaction wrote a version of, in the order written.
+    written: Vec<(ResourceType, LogicalId)>,
     /// On SQLite, this transaction's turn as the one writer; released after commit or rollback.
     _writer_turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// On SQLite, its place in the feed registry (`feed.rs`), left after commit or rollback; on PostgreSQL the
+    /// registration is a lock the transaction holds.
+    _registration: Option<Registration>,
 }
 
 impl Store {
@@ -90,15 +96,27 @@ impl Store {
     /// nearly empty would otherwise serve every Bundle of a bulk load on that connection until the next
     /// `ANALYZE`, walking whole tables where an index finds one row.
     ///
+    /// Every transaction registers its start for the feed horizon ([`Store::feed_horizon`]) until it ends, before
+    /// its caller can stamp a version: on PostgreSQL with one more statement, a shared advisory lock.
+    ///
     /// # Errors
     /// [`StoreError::Busy`] when no connection (on SQLite: no turn) comes within the pool timeout; on
     /// database failure.
     pub async fn begin(&self) -> Result<StoreTx, StoreError> {
         match &self.pool {
             Pool::Postgres(pool) => {
-                let tx =
+                let mut tx =
                     pool.begin_with("BEGIN; SET LOCAL plan_cache_mode = force_custom_plan").await?;
-                Ok(StoreTx { tx: Tx::Postgres(tx), _writer_turn: None })
+                sqlx::query(REGISTER_POSTGRES)
+                    .bind(registry_second(Instant::now()))
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(StoreTx {
+                    tx: Tx::Postgres(tx),
+                    written: Vec::new(),
+                    _writer_turn: None,
+                    _registration: None,
+                })
             }
             Pool::Sqlite(pool) => {
                 // Waiting for the turn is waiting for the one writing connection: bounded like the pool's.
@@ -109,7 +127,13 @@ impl Store {
                 .await
                 .map_err(|_| StoreError::Busy(sqlx::Error::PoolTimedOut))?;
                 let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                Ok(StoreTx { tx: Tx::Sqlite(tx), _writer_turn: Some(turn) })
+                let registration = self.in_flight.register(Instant::now());
+                Ok(StoreTx {
+                    tx: Tx::Sqlite(tx),
+                    written: Vec::new(),
+                    _writer_turn: Some(turn),
+                    _registration: Some(registration),
+                })
             }
         }
     }
@@ -541,6 +565,7 @@ impl StoreTx {
             self.execute(&history).await?;
             self.execute(&current).await?;
         }
+        self.written.extend(versions.iter().map(|new| (new.res_type, new.res_id.clone())));
         let indexed: Vec<IndexedResource<'_>> = versions
             .iter()
             .map(|new| IndexedResource {
@@ -551,6 +576,13 @@ impl StoreTx {
             })
             .collect();
         self.write_index(&indexed).await
+    }
+
+    /// The resources this transaction wrote a version of so far ([`StoreTx::write_all`]), in the order
+    /// written: what the steps that run before commit derive their own writes from.
+    #[must_use]
+    pub fn written(&self) -> &[(ResourceType, LogicalId)] {
+        &self.written
     }
 
     /// Commits every write of this transaction.

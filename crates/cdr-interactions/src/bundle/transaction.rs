@@ -568,7 +568,7 @@ impl Engine {
         if let Some(record) = record {
             tx.complete_job(&record(&before_commit(plan, &applied))).await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(applied)
     }
 
