@@ -19,6 +19,7 @@ mod concurrency;
 mod conditional;
 mod content_type;
 mod errors;
+mod feed;
 mod history;
 mod http;
 mod links;

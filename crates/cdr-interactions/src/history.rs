@@ -118,9 +118,15 @@ impl Engine {
         // The whole walk reads the versions stamped before the horizon of its first page: all of them are
         // committed by then and no other will be stamped before it, so the pages of one walk are one fixed
         // set, and the next walk (`_since` = this horizon) starts where this one ends.
+        // A horizon before `_since` (a write in flight since before it) holds nothing new: the poll is empty
+        // and the next one starts at `_since` again, never before it.
         let horizon = match params.cursor {
             Some(cursor) => cursor.horizon,
-            None => self.store.feed_horizon().await?,
+            None => self
+                .store
+                .feed_horizon()
+                .await?
+                .max(params.since.unwrap_or(Instant::from_millis(0))),
         };
         let query = HistoryQuery {
             since: params.since,
