@@ -17,25 +17,29 @@ pub struct HistoryParams {
     pub cursor: Option<HistoryCursor>,
 }
 
-/// Where a history walk is: below the change sequence `seq`, among the versions stamped before `horizon`, the
-/// feed horizon of its first page (`cdr_store::Store::feed_horizon`). Written `{seq}.{horizon in ms}`.
+/// Where a history walk is: below the change sequence `seq`, and, in system and type history, among the
+/// versions stamped before `horizon`, the feed horizon of its first page (`cdr_store::Store::feed_horizon`).
+/// Written `{seq}` or `{seq}.{horizon in ms}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistoryCursor {
     pub seq: i64,
-    pub horizon: Instant,
+    pub horizon: Option<Instant>,
 }
 
 impl HistoryCursor {
     fn parse(text: &str) -> Option<HistoryCursor> {
-        let (seq, horizon) = text.split_once('.')?;
-        Some(HistoryCursor {
-            seq: seq.parse().ok()?,
-            horizon: Instant::from_millis(horizon.parse().ok()?),
-        })
+        let (seq, horizon) = match text.split_once('.') {
+            Some((seq, horizon)) => (seq, Some(Instant::from_millis(horizon.parse().ok()?))),
+            None => (text, None),
+        };
+        Some(HistoryCursor { seq: seq.parse().ok()?, horizon })
     }
 
     fn render(self) -> String {
-        format!("{}.{}", self.seq, self.horizon.millis())
+        match self.horizon {
+            Some(horizon) => format!("{}.{}", self.seq, horizon.millis()),
+            None => self.seq.to_string(),
+        }
     }
 }
 
@@ -115,23 +119,24 @@ impl Engine {
             }
         };
         let count = self.page_size(params.count);
-        // The whole walk reads the versions stamped before the horizon of its first page: all of them are
-        // committed by then and no other will be stamped before it, so the pages of one walk are one fixed
-        // set, and the next walk (`_since` = this horizon) starts where this one ends.
-        // A horizon before `_since` (a write in flight since before it) holds nothing new: the poll is empty
-        // and the next one starts at `_since` again, never before it.
-        let horizon = match params.cursor {
-            Some(cursor) => cursor.horizon,
-            None => self
-                .store
-                .feed_horizon()
-                .await?
-                .max(params.since.unwrap_or(Instant::from_millis(0))),
+        // System and type history are the feeds clients poll: the whole walk reads the versions stamped before
+        // the horizon of its first page. All of them are committed by then and no other will be stamped before
+        // it, so the pages of one walk are one fixed set, and the next walk (`_since` = this horizon) starts
+        // where this one ends. A horizon before `_since` (a write in flight since before it) holds nothing new:
+        // the poll is empty and the next one starts at `_since` again, never before it. An instance's history
+        // is read as it is now, so that a client reads its own write back at once.
+        let horizon = match (params.cursor, scope) {
+            (_, HistoryScope::Instance(..)) => None,
+            (Some(cursor), _) => cursor.horizon,
+            (None, _) => {
+                let horizon = self.store.feed_horizon().await?;
+                Some(params.since.map_or(horizon, |since| horizon.max(since)))
+            }
         };
         let query = HistoryQuery {
             since: params.since,
             until: None,
-            horizon: Some(horizon),
+            horizon,
             before_seq: params.cursor.map(|cursor| cursor.seq),
             count,
         };
@@ -142,7 +147,7 @@ impl Engine {
         let mut bundle = Bundle::new(BundleType::History);
         bundle.id = Some(uuid::Uuid::new_v4().to_string());
         // The instant the Bundle is complete up to: the `_since` of the next poll.
-        bundle.last_updated = Some(horizon.to_fhir());
+        bundle.last_updated = Some(horizon.unwrap_or_else(Instant::now).to_fhir());
         let page_url = |cursor: Option<HistoryCursor>| {
             let mut url = format!("{base}/{path}?_count={count}");
             if let Some(since) = params.since {

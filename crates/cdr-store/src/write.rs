@@ -9,7 +9,7 @@ use sqlx::{Postgres, Row, Sqlite, Transaction};
 
 use crate::compile::match_sql;
 use crate::connect::{Pool, dispatch};
-use crate::feed::{REGISTER_POSTGRES, Registration, registry_second};
+use crate::feed::{REGISTER_POSTGRES, Registration, registry_keys};
 use crate::index::{IndexedResource, replace_statements};
 use crate::read::StoredVersion;
 use crate::row::{CurrentRow, logical_id, resource_type, version_id};
@@ -103,14 +103,24 @@ impl Store {
     /// [`StoreError::Busy`] when no connection (on SQLite: no turn) comes within the pool timeout; on
     /// database failure.
     pub async fn begin(&self) -> Result<StoreTx, StoreError> {
+        self.begin_registered(true).await
+    }
+
+    /// [`Store::begin`] for a transaction that writes no version (the job queue's): it stays out of the feed
+    /// registry, so it holds no feed horizon back.
+    pub(crate) async fn begin_unregistered(&self) -> Result<StoreTx, StoreError> {
+        self.begin_registered(false).await
+    }
+
+    async fn begin_registered(&self, register: bool) -> Result<StoreTx, StoreError> {
         match &self.pool {
             Pool::Postgres(pool) => {
                 let mut tx =
                     pool.begin_with("BEGIN; SET LOCAL plan_cache_mode = force_custom_plan").await?;
-                sqlx::query(REGISTER_POSTGRES)
-                    .bind(registry_second(Instant::now()))
-                    .execute(&mut *tx)
-                    .await?;
+                if register {
+                    let (high, low) = registry_keys(Instant::now());
+                    sqlx::query(REGISTER_POSTGRES).bind(high).bind(low).execute(&mut *tx).await?;
+                }
                 Ok(StoreTx {
                     tx: Tx::Postgres(tx),
                     written: Vec::new(),
@@ -127,12 +137,12 @@ impl Store {
                 .await
                 .map_err(|_| StoreError::Busy(sqlx::Error::PoolTimedOut))?;
                 let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                let registration = self.in_flight.register(Instant::now());
+                let registration = register.then(|| self.in_flight.register(Instant::now()));
                 Ok(StoreTx {
                     tx: Tx::Sqlite(tx),
                     written: Vec::new(),
                     _writer_turn: Some(turn),
-                    _registration: Some(registration),
+                    _registration: registration,
                 })
             }
         }
