@@ -254,8 +254,16 @@ def check_sp(p, d, res, core_sp_urls):
     for b in d.get('base', []):
         if res.type_sd(b) is None or res.type_sd(b).get('kind') != 'resource':
             err('%s: base %s is not a resource type' % (name, b))
-    for alt in d.get('expression', '').split('|'):
+    if 'expression' not in d:
+        # A parameter whose values the server computes from other resources (DiagnosticReport recipient):
+        # its description must say so.
+        if 'no expression' not in d.get('description', ''):
+            err('%s: no expression, and the description does not say why' % name)
+        notes.append('%s: no expression (computed by the server)' % name)
+    for alt in (d['expression'].split('|') if 'expression' in d else []):
         alt = alt.strip()
+        # extension('url').value selects an extension's value: checked as the path to the extension.
+        alt = re.sub(r"\.extension\('[^']+'\)\.value$", '.extension', alt)
         m = re.match(r'^([A-Za-z]+(\.[A-Za-z]+)*)$', alt)
         if not m:
             err('%s: expression branch %r is not a plain path' % (name, alt))

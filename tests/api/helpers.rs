@@ -298,6 +298,11 @@ impl TestApp {
         }
     }
 
+    /// The application's router, for tasks that send requests of their own.
+    pub(crate) fn router(&self) -> Router {
+        self.router.clone()
+    }
+
     pub(crate) async fn send(&self, request: Request<Body>) -> TestResponse {
         send_to(&self.router, request).await
     }

@@ -27,6 +27,7 @@ backend_tests!(
     a_classic_rest_hook_with_payload_puts_the_resource,
     a_topic_subscription_sends_numbered_history_bundles,
     topic_payloads_are_empty_id_only_or_full,
+    a_topic_filtered_by_recipient_licence_hears_only_its_reports,
     a_transaction_records_its_events_in_entry_order,
     a_receiver_down_then_up_gets_every_event_in_order,
     a_receiver_that_times_out_is_sent_the_event_again,
@@ -477,6 +478,40 @@ async fn topic_payloads_are_empty_id_only_or_full(app: &TestApp) {
     shapes.sort_unstable();
     // Two events in one notification each (max-count 10): no focus entries, two addresses, two resources.
     assert_eq!(shapes, vec![(2, 0, 0), (2, 2, 0), (2, 2, 2)]);
+}
+
+async fn a_topic_filtered_by_recipient_licence_hears_only_its_reports(app: &TestApp) {
+    const CPSO: &str = "https://fhir.infoway-inforoute.ca/NamingSystem/ca-on-license-physician";
+    let receiver = Receiver::start().await;
+    let filter = format!("DiagnosticReport?recipient.identifier={CPSO}|12345");
+    create(app, &topic(&[&filter], &receiver.endpoint(), "id-only", &[])).await;
+    let practitioner = |licence: &str| {
+        json!({"resourceType": "Practitioner", "identifier": [{"system": CPSO, "value": licence}],
+               "name": [{"family": "Tremblay"}]})
+    };
+    let mine = create(app, &practitioner("12345")).await;
+    let other = create(app, &practitioner("99999")).await;
+    let order = |requester: &Value| {
+        json!({"resourceType": "ServiceRequest", "status": "active", "intent": "order",
+               "subject": {"reference": "Patient/p1"},
+               "requester": {"reference": format!("Practitioner/{}", requester["id"].as_str().unwrap())}})
+    };
+    let my_order = create(app, &order(&mine)).await;
+    let other_order = create(app, &order(&other)).await;
+    let based_on = |order: &Value| {
+        let mut report = report("p1", "final");
+        report["basedOn"] =
+            json!([{"reference": format!("ServiceRequest/{}", order["id"].as_str().unwrap())}]);
+        report
+    };
+    let routed = create(app, &based_on(&my_order)).await;
+    create(app, &based_on(&other_order)).await;
+    create(app, &report("p1", "final")).await;
+    let dispatcher = app.dispatcher(delivery());
+    assert_eq!(dispatcher.drain().await, 1);
+    let focus: Vec<String> =
+        receiver.received().iter().flat_map(|one| focus_ids(&one.json())).collect();
+    assert_eq!(focus, [routed["id"].as_str().unwrap()]);
 }
 
 async fn a_transaction_records_its_events_in_entry_order(app: &TestApp) {

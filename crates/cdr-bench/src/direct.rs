@@ -180,6 +180,7 @@ impl DirectContext {
                 .clamp(1, self.limits.max_page_size),
             page: after.map(|key| (PageDirection::After, key)),
             now_micros,
+            horizon: None,
         };
         let page = self.store.search(&request).await?;
         let sources: Vec<(ResourceType, LogicalId)> = page

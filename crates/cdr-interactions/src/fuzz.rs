@@ -3,12 +3,12 @@
 //!
 //! Each property runs 256 cases; `PROPTEST_CASES` sets another number (a longer run before a release).
 
-use cdr_model::{LogicalId, ResourceType};
+use cdr_model::{Instant, LogicalId, ResourceType};
 use cdr_store::{PageDirection, PageKey, SortValue};
 use proptest::prelude::*;
 
 use crate::InteractionError;
-use crate::shape::{decode_cursor, encode_cursor};
+use crate::shape::{Cursor, decode_cursor, encode_cursor};
 use crate::write::parse_body;
 
 /// A valid Patient body, the seed that mutations turn into near-JSON.
@@ -68,8 +68,8 @@ proptest! {
         let text: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
         let decoded = decode_cursor(&text, None);
         prop_assert!(read_or_invalid(&decoded));
-        if let Ok((_, key)) = decoded {
-            let no_nul = key.values.iter().all(|value| match value {
+        if let Ok(cursor) = decoded {
+            let no_nul = cursor.key.values.iter().all(|value| match value {
                 SortValue::Text(text) => !text.contains('\0'),
                 SortValue::Int(_) | SortValue::Float(_) => true,
             });
@@ -83,11 +83,14 @@ proptest! {
         values in proptest::collection::vec(sort_value(), 0..4),
         res_type in proptest::sample::select(crate::SERVED_TYPES.to_vec()),
         res_id in "[A-Za-z0-9.-]{1,64}",
+        horizon in proptest::option::of(any::<i64>()),
     ) {
         let direction = if before { PageDirection::Before } else { PageDirection::After };
         let key = PageKey { values, res_type, res_id: LogicalId::parse(&res_id).unwrap() };
-        let decoded = decode_cursor(&encode_cursor(direction, &key, None), None);
-        prop_assert_eq!(decoded.ok(), Some((direction, key)));
+        let horizon = horizon.map(Instant::from_millis);
+        let cursor = Cursor { direction, key, horizon };
+        let decoded = decode_cursor(&encode_cursor(&cursor, None), None);
+        prop_assert_eq!(decoded.ok(), Some(cursor));
     }
 
     #[test]

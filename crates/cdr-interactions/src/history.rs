@@ -19,9 +19,35 @@ pub struct HistoryParams {
     /// `_since`: only versions written at or after this instant.
     pub since: Option<Instant>,
     /// `_at` upper bound is not served; `_cursor` is the server's opaque paging token.
-    pub cursor: Option<i64>,
-    /// The patient whose compartment the cursor was made under (`_cursor=seq:patient`), if any.
+    pub cursor: Option<HistoryCursor>,
+    /// The patient whose compartment the cursor was made under (`_cursor=…:patient`), if any.
     pub cursor_patient: Option<String>,
+}
+
+/// Where a history walk is: below the change sequence `seq`, and, in system and type history, among the
+/// versions stamped before `horizon`, the feed horizon of its first page (`cdr_store::Store::feed_horizon`).
+/// Written `{seq}` or `{seq}.{horizon in ms}` (then `:{patient}` when made under a patient's confinement).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryCursor {
+    pub seq: i64,
+    pub horizon: Option<Instant>,
+}
+
+impl HistoryCursor {
+    fn parse(text: &str) -> Option<HistoryCursor> {
+        let (seq, horizon) = match text.split_once('.') {
+            Some((seq, horizon)) => (seq, Some(Instant::from_millis(horizon.parse().ok()?))),
+            None => (text, None),
+        };
+        Some(HistoryCursor { seq: seq.parse().ok()?, horizon })
+    }
+
+    fn render(self) -> String {
+        match self.horizon {
+            Some(horizon) => format!("{}.{}", self.seq, horizon.millis()),
+            None => self.seq.to_string(),
+        }
+    }
 }
 
 impl HistoryParams {
@@ -54,12 +80,12 @@ impl HistoryParams {
                 "_cursor" => {
                     let invalid =
                         || InteractionError::invalid(format!("invalid paging cursor '{value}'"));
-                    let (seq, patient) = match value.split_once(':') {
-                        Some((seq, patient)) if !patient.is_empty() => (seq, Some(patient)),
+                    let (cursor, patient) = match value.split_once(':') {
+                        Some((cursor, patient)) if !patient.is_empty() => (cursor, Some(patient)),
                         Some(_) => return Err(invalid()),
                         None => (value.as_ref(), None),
                     };
-                    params.cursor = Some(seq.parse::<i64>().map_err(|_| invalid())?);
+                    params.cursor = Some(HistoryCursor::parse(cursor).ok_or_else(invalid)?);
                     params.cursor_patient = patient.map(str::to_owned);
                 }
                 "_format" | "_pretty" => {}
@@ -112,10 +138,25 @@ impl Engine {
             }
         };
         let count = self.page_size(params.count);
+        // System and type history are the feeds clients poll: the whole walk reads the versions stamped before
+        // the horizon of its first page. All of them are committed by then and no other will be stamped before
+        // it, so the pages of one walk are one fixed set, and the next walk (`_since` = this horizon) starts
+        // where this one ends. A horizon before `_since` (a write in flight since before it) holds nothing new:
+        // the poll is empty and the next one starts at `_since` again, never before it. An instance's history
+        // is read as it is now, so that a client reads its own write back at once.
+        let horizon = match (params.cursor, scope) {
+            (_, HistoryScope::Instance(..)) => None,
+            (Some(cursor), _) => cursor.horizon,
+            (None, _) => {
+                let horizon = self.store.feed_horizon().await?;
+                Some(params.since.map_or(horizon, |since| horizon.max(since)))
+            }
+        };
         let query = HistoryQuery {
             since: params.since,
             until: None,
-            before_seq: params.cursor,
+            horizon,
+            before_seq: params.cursor.map(|cursor| cursor.seq),
             count,
             compartment: self.confinement.as_ref(),
         };
@@ -134,14 +175,15 @@ impl Engine {
 
         let mut bundle = Bundle::new(BundleType::History);
         bundle.id = Some(uuid::Uuid::new_v4().to_string());
-        bundle.last_updated = Some(Instant::now().to_fhir());
-        let page_url = |cursor: Option<i64>| {
+        // The instant the Bundle is complete up to: the `_since` of the next poll.
+        bundle.last_updated = Some(horizon.unwrap_or_else(Instant::now).to_fhir());
+        let page_url = |cursor: Option<HistoryCursor>| {
             let mut url = format!("{base}/{path}?_count={count}");
             if let Some(since) = params.since {
                 url.push_str(&format!("&_since={}", since.to_fhir()));
             }
             if let Some(cursor) = cursor {
-                url.push_str(&format!("&_cursor={cursor}"));
+                url.push_str(&format!("&_cursor={}", cursor.render()));
                 if let Some(patient) = patient {
                     url.push_str(&format!(":{patient}"));
                 }
@@ -153,7 +195,8 @@ impl Engine {
             bundle.links.push(BundleLink { relation: "first", url: page_url(None) });
         }
         if let (true, Some(last_seq)) = (has_next, last_seq) {
-            bundle.links.push(BundleLink { relation: "next", url: page_url(Some(last_seq)) });
+            let next = HistoryCursor { seq: last_seq, horizon };
+            bundle.links.push(BundleLink { relation: "next", url: page_url(Some(next)) });
         }
         for entry in &entries {
             bundle.entries.push(history_entry(base, entry)?);

@@ -18,6 +18,7 @@ mod metrics;
 mod micdr;
 mod patch;
 mod read;
+mod routing;
 mod search;
 mod shape;
 mod subscriptions;
@@ -46,7 +47,7 @@ pub use crate::bundle::{
     JobRun, JobStatus,
 };
 pub use crate::error::InteractionError;
-pub use crate::history::HistoryParams;
+pub use crate::history::{HistoryCursor, HistoryParams};
 pub use crate::metrics::{HISTOGRAM_BUCKETS, Histogram, HistogramSnapshot};
 pub use crate::micdr::{
     AcceptAll, INDEX_ENTRY_SYSTEM, LocalRegistry, PersonIdentifier, PersonRegistry, RegistryFuture,

@@ -14,7 +14,7 @@ use cdr_search::{
 use cdr_store::{FoundResource, PageDirection, SearchRequest};
 use serde_json::{Value, json};
 
-use crate::shape::{decode_cursor, encode_cursor, shape_resource};
+use crate::shape::{Cursor, decode_cursor, encode_cursor, shape_resource};
 use crate::terminology::expand_terminology;
 use crate::{Engine, InteractionError};
 
@@ -98,10 +98,18 @@ impl Engine {
         let count_only = query.summary == Some(SummaryMode::Count) || query.count == Some(0);
         let now_micros = Instant::now().millis() * 1_000;
         let count = self.page_size(query.count);
+        // A poll in `_lastUpdated` order or range reads the resources stamped before the feed horizon of its
+        // first page, as history does: every page of the walk then comes from one fixed set, and a change an
+        // older transaction commits late is stamped after the horizon, so the next poll finds it.
+        let horizon = match (page.as_ref(), polls_last_updated(&query)) {
+            (_, false) => None,
+            (Some(cursor), true) => cursor.horizon,
+            (None, true) => Some(self.store.feed_horizon().await?),
+        };
 
         let mut bundle = Bundle::new(BundleType::Searchset);
         bundle.id = Some(uuid::Uuid::new_v4().to_string());
-        bundle.last_updated = Some(Instant::now().to_fhir());
+        bundle.last_updated = Some(horizon.unwrap_or_else(Instant::now).to_fhir());
         let wants_total =
             count_only || matches!(query.total, Some(TotalMode::Accurate | TotalMode::Estimate));
         if wants_total {
@@ -121,12 +129,13 @@ impl Engine {
             query: &query,
             types: &types,
             count,
-            page: page.as_ref().map(|(direction, key)| (*direction, key)),
+            page: page.as_ref().map(|cursor| (cursor.direction, &cursor.key)),
             now_micros,
+            horizon,
         };
         let result = self.store.search(&request).await?;
         bundle.links.push(BundleLink { relation: "first", url: link(None) });
-        let direction = page.as_ref().map(|(direction, _)| *direction);
+        let direction = page.as_ref().map(|cursor| cursor.direction);
         let (first, last) = (result.resources.first(), result.resources.last());
         let has_next = match direction {
             Some(PageDirection::Before) => true,
@@ -138,11 +147,17 @@ impl Engine {
             Some(PageDirection::Before) => result.more,
         };
         if let (true, Some(last)) = (has_next, last) {
-            let next = encode_cursor(PageDirection::After, &last.key, compartment);
+            let next = encode_cursor(
+                &Cursor { direction: PageDirection::After, key: last.key.clone(), horizon },
+                compartment,
+            );
             bundle.links.push(BundleLink { relation: "next", url: link(Some(next)) });
         }
         if let (true, Some(first)) = (has_previous, first) {
-            let previous = encode_cursor(PageDirection::Before, &first.key, compartment);
+            let previous = encode_cursor(
+                &Cursor { direction: PageDirection::Before, key: first.key.clone(), horizon },
+                compartment,
+            );
             bundle.links.push(BundleLink { relation: "previous", url: link(Some(previous)) });
         }
         for resource in &result.resources {
@@ -201,6 +216,15 @@ impl Engine {
         }
         Ok(included)
     }
+}
+
+/// Whether a search reads like a poll for changes: a `_lastUpdated` criterion of the searched resources, or
+/// a sort on `_lastUpdated`.
+fn polls_last_updated(query: &SearchQuery) -> bool {
+    query.sort.iter().any(|key| key.param.code == "_lastUpdated")
+        || query.clauses.iter().any(|clause| {
+            matches!(&clause.criterion, Criterion::Param(filter) if filter.param.code == "_lastUpdated")
+        })
 }
 
 /// A parameter lenient handling ignores: every value of an unknown name, or one inapplicable `name=value`.

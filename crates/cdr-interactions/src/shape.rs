@@ -3,12 +3,13 @@
 //!
 //! The cursor is the hex form of a small JSON array: the direction (`a` after, `b` before), the type and id of
 //! the row the page starts next to, its sort values (`{"i":…}`, `{"f":…}` or `{"t":…}`), and the id of the
-//! patient whose compartment the search was confined to (`null` when unconfined). It names no database
+//! patient whose compartment the search was confined to (`null` when unconfined), and for a walk in
+//! `_lastUpdated` the feed horizon of its first page. It names no database
 //! position, so it stays valid while data changes and can be replayed on any server of a cluster; a cursor
 //! is refused under another confinement than the one it was made under (it would be useless anyway: the
 //! store confines every page again, so a forged cursor reaches nothing more than the first page does).
 
-use cdr_model::{LogicalId, ResourceType};
+use cdr_model::{Instant, LogicalId, ResourceType};
 use cdr_search::{Compartment, SearchQuery, SummaryMode};
 use cdr_store::{PageDirection, PageKey, SortValue};
 use serde_json::{Map, Value, json};
@@ -20,12 +21,18 @@ use crate::summary_elements::SUMMARY_ELEMENTS;
 const SUBSETTED: (&str, &str) =
     ("http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "SUBSETTED");
 
+/// A paging position: the side of a key the page lies on, and, for a walk in `_lastUpdated` (ordered or
+/// filtered), the feed horizon of its first page, which every page of the walk keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Cursor {
+    pub(crate) direction: PageDirection,
+    pub(crate) key: PageKey,
+    pub(crate) horizon: Option<Instant>,
+}
+
 /// The opaque text of a paging position.
-pub(crate) fn encode_cursor(
-    direction: PageDirection,
-    key: &PageKey,
-    compartment: Option<&Compartment>,
-) -> String {
+pub(crate) fn encode_cursor(cursor: &Cursor, compartment: Option<&Compartment>) -> String {
+    let Cursor { direction, key, horizon } = cursor;
     let values: Vec<Value> = key
         .values
         .iter()
@@ -40,8 +47,17 @@ pub(crate) fn encode_cursor(
         PageDirection::Before => "b",
     };
     let patient = compartment.map(Compartment::patient_id);
-    let text =
-        json!([direction, key.res_type.as_str(), key.res_id.as_str(), values, patient]).to_string();
+    let mut parts = vec![
+        json!(direction),
+        json!(key.res_type.as_str()),
+        json!(key.res_id.as_str()),
+        Value::Array(values),
+        json!(patient),
+    ];
+    if let Some(horizon) = horizon {
+        parts.push(json!(horizon.millis()));
+    }
+    let text = Value::Array(parts).to_string();
     text.bytes().map(|byte| format!("{byte:02x}")).collect()
 }
 
@@ -49,7 +65,7 @@ pub(crate) fn encode_cursor(
 pub(crate) fn decode_cursor(
     text: &str,
     compartment: Option<&Compartment>,
-) -> Result<(PageDirection, PageKey), InteractionError> {
+) -> Result<Cursor, InteractionError> {
     let invalid = || InteractionError::invalid(format!("invalid paging cursor '{text}'"));
     if !text.len().is_multiple_of(2) || text.len() > 16_384 {
         return Err(invalid());
@@ -60,11 +76,17 @@ pub(crate) fn decode_cursor(
         .collect::<Result<Vec<u8>, _>>()
         .map_err(|_| invalid())?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-    let Some([direction, res_type, res_id, Value::Array(values), patient]) =
-        value.as_array().map(Vec::as_slice)
-    else {
-        return Err(invalid());
-    };
+    let (direction, res_type, res_id, values, patient, horizon) =
+        match value.as_array().map(Vec::as_slice) {
+            Some([direction, res_type, res_id, Value::Array(values), patient]) => {
+                (direction, res_type, res_id, values, patient, None)
+            }
+            Some([direction, res_type, res_id, Value::Array(values), patient, horizon]) => {
+                let horizon = horizon.as_i64().ok_or_else(invalid)?;
+                (direction, res_type, res_id, values, patient, Some(Instant::from_millis(horizon)))
+            }
+            _ => return Err(invalid()),
+        };
     if patient.as_str() != compartment.map(Compartment::patient_id) {
         return Err(InteractionError::invalid(
             "this paging cursor was made for another caller's search: page from the first page of your own",
@@ -97,7 +119,7 @@ pub(crate) fn decode_cursor(
     if values.iter().any(|value| matches!(value, SortValue::Text(text) if text.contains('\0'))) {
         return Err(invalid());
     }
-    Ok((direction, PageKey { values, res_type, res_id }))
+    Ok(Cursor { direction, key: PageKey { values, res_type, res_id }, horizon })
 }
 
 /// How `_summary=true` keeps a summary element's value (the generated table in `summary_elements.rs` names one
@@ -461,14 +483,17 @@ mod tests {
         let mine = Compartment::patient("p-1");
         let theirs = Compartment::patient("p-2");
         for direction in [PageDirection::After, PageDirection::Before] {
-            let text = encode_cursor(direction, &key, None);
-            assert!(text.bytes().all(|byte| byte.is_ascii_hexdigit()));
-            assert_eq!(decode_cursor(&text, None).unwrap(), (direction, key.clone()));
-            assert!(decode_cursor(&text, Some(&mine)).is_err());
-            let confined = encode_cursor(direction, &key, Some(&mine));
-            assert_eq!(decode_cursor(&confined, Some(&mine)).unwrap(), (direction, key.clone()));
-            assert!(decode_cursor(&confined, Some(&theirs)).is_err());
-            assert!(decode_cursor(&confined, None).is_err());
+            for horizon in [None, Some(Instant::from_millis(1_764_800_000_123))] {
+                let cursor = Cursor { direction, key: key.clone(), horizon };
+                let text = encode_cursor(&cursor, None);
+                assert!(text.bytes().all(|byte| byte.is_ascii_hexdigit()));
+                assert_eq!(decode_cursor(&text, None).unwrap(), cursor);
+                assert!(decode_cursor(&text, Some(&mine)).is_err());
+                let confined = encode_cursor(&cursor, Some(&mine));
+                assert_eq!(decode_cursor(&confined, Some(&mine)).unwrap(), cursor);
+                assert!(decode_cursor(&confined, Some(&theirs)).is_err());
+                assert!(decode_cursor(&confined, None).is_err());
+            }
         }
         for bad in ["", "0", "zz", "5b5d", "7b7d"] {
             assert!(decode_cursor(bad, None).is_err(), "{bad}");

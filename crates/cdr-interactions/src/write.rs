@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::bundle::{conditional, rewrite};
 use crate::conditional::parse_criteria;
+use crate::routing::route;
 use crate::terminology::expand_terminology;
 use crate::{Engine, InteractionError, VersionedResource, parse_id};
 
@@ -123,7 +124,7 @@ impl Engine {
         )
         .await?;
         self.after_single_write(&mut tx, &created, base).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(WriteOutcome { status: WriteStatus::Created, resource: Some(created) })
     }
 
@@ -150,7 +151,7 @@ impl Engine {
         let mut tx = self.store.begin().await?;
         let outcome =
             self.update_in(&mut tx, resource_type, &id, resource, precondition, base).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(outcome)
     }
 
@@ -215,7 +216,7 @@ impl Engine {
             }
             _ => return Err(multiple_matches(resource_type, query)),
         };
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(outcome)
     }
 
@@ -321,7 +322,7 @@ impl Engine {
             return Err(InteractionError::NotFound(format!("{resource_type}/{id}")));
         };
         self.after_delete(&mut tx, &outcome).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(outcome)
     }
 
@@ -345,7 +346,7 @@ impl Engine {
             _ => return Err(multiple_matches(resource_type, query)),
         };
         self.after_delete(&mut tx, &outcome).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(outcome)
     }
 
@@ -359,6 +360,19 @@ impl Engine {
             Some(deletion) => self.after_single_write(tx, deletion, "").await,
             None => Ok(()),
         }
+    }
+}
+
+impl Engine {
+    /// Commits a write transaction after the steps that derive writes from its versions
+    /// ([`StoreTx::written`]): the `recipient` rows of the reports it wrote or whose orders it wrote
+    /// (`routing.rs`), then the events of the subscriptions its versions match (`subscriptions/`, last, so
+    /// criteria see the routing). Every write interaction commits through here.
+    pub(crate) async fn commit(&self, mut tx: StoreTx) -> Result<(), InteractionError> {
+        let written = tx.written().to_vec();
+        route(&mut tx, &self.registry, &written).await?;
+        self.record_events(&mut tx).await?;
+        Ok(tx.commit().await?)
     }
 }
 
@@ -453,6 +467,7 @@ pub async fn reindex(
         let Some(last) = batch.last() else { break };
         after = Some((last.res_type, last.res_id.clone()));
         let mut tx = store.begin().await?;
+        let mut changed = Vec::with_capacity(batch.len());
         for LiveBody { res_type, res_id, body } in &batch {
             let json: Value = serde_json::from_str(body).map_err(|error| {
                 InteractionError::Internal(StoreError::Corrupt(format!(
@@ -461,8 +476,12 @@ pub async fn reindex(
             })?;
             let index = index_entries(&json, registry, *res_type, res_id);
             tx.replace_index(*res_type, res_id, &index).await?;
+            changed.push((*res_type, res_id.clone()));
             n_indexed += 1;
         }
+        // The rows routing derives from other resources, as a write of these resources would: a report's
+        // from its orders as they are indexed now, and an order's reports' again once it is reindexed.
+        route(&mut tx, registry, &changed).await?;
         tx.commit().await?;
         tracing::info!(resources = n_indexed, "reindexed a batch");
     }

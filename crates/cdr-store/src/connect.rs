@@ -72,6 +72,7 @@ impl Store {
                 pool: Pool::Postgres(pool),
                 writer_gate: std::sync::Arc::default(),
                 pool_timeout: config.pool_timeout,
+                in_flight: crate::feed::InFlight::default(),
                 analysed_through: std::sync::Arc::new(AtomicI64::new(NEVER_ANALYSED)),
                 outbox_signal: std::sync::Arc::default(),
             });
@@ -108,6 +109,7 @@ impl Store {
                 pool: Pool::Sqlite(pool),
                 writer_gate: std::sync::Arc::default(),
                 pool_timeout: config.pool_timeout,
+                in_flight: crate::feed::InFlight::default(),
                 analysed_through: std::sync::Arc::new(AtomicI64::new(NEVER_ANALYSED)),
                 outbox_signal: std::sync::Arc::default(),
             });

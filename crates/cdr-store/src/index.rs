@@ -357,6 +357,40 @@ pub(crate) fn replace_statements(resources: &[IndexedResource<'_>]) -> Vec<Sql> 
             statements.push(sql);
         }
     }
+    statements.extend(insert_statements(resources));
+    statements
+}
+
+/// The statements that replace the rows of one parameter of `resources` (each at most once), those of the
+/// code `param` in `table`, with their `entries` (all of that parameter): what a parameter whose values come
+/// from other resources is rewritten with when those change.
+pub(crate) fn replace_param_statements(
+    table: IndexTable,
+    param: &str,
+    resources: &[IndexedResource<'_>],
+) -> Vec<Sql> {
+    let mut statements = Vec::new();
+    for chunk in resources.chunks(RESOURCES_PER_DELETE) {
+        let mut sql = Sql::new("DELETE FROM ");
+        sql.push(table.name()).push(" WHERE param = ").bind_text(param);
+        sql.push(" AND (res_type, res_id) IN (VALUES ");
+        for (position, resource) in chunk.iter().enumerate() {
+            sql.push(if position == 0 { "(" } else { ", (" });
+            sql.bind_text(resource.res_type.as_str())
+                .push(", ")
+                .bind_text(resource.res_id.as_str())
+                .push(")");
+        }
+        sql.push(")");
+        statements.push(sql);
+    }
+    statements.extend(insert_statements(resources));
+    statements
+}
+
+/// Multi-row `INSERT`s of the index rows of `resources`, per table.
+fn insert_statements(resources: &[IndexedResource<'_>]) -> Vec<Sql> {
+    let mut statements = Vec::new();
     let rows: Vec<(&IndexedResource<'_>, IndexRow)> = resources
         .iter()
         .flat_map(|resource| rows_of(resource.entries).into_iter().map(move |row| (resource, row)))

@@ -188,7 +188,7 @@ impl Store {
     /// # Errors
     /// On database failure.
     pub async fn remove_job(&self, id: &str, now: Instant) -> Result<RemovedJob, StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_unregistered().await?;
         let cancelled = dispatch!(Tx, &mut tx.tx, tx => sqlx::query(
             "UPDATE async_job SET state = 'cancelled', finished_at = $2 WHERE id = $1 AND state = 'running'",
         )
@@ -231,7 +231,7 @@ impl Store {
         now: Instant,
         lease_until: Instant,
     ) -> Result<Option<ClaimedJob>, StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_unregistered().await?;
         // The same statement on both; PostgreSQL skips the jobs other processes are claiming right now.
         macro_rules! claim {
             ($lock:literal) => {
@@ -347,7 +347,7 @@ impl Store {
     /// # Errors
     /// On database failure.
     pub async fn purge_jobs(&self, before: Instant) -> Result<u64, StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_unregistered().await?;
         dispatch!(Tx, &mut tx.tx, tx => sqlx::query(
             "DELETE FROM async_job_entry WHERE job_id IN (SELECT id FROM async_job \
              WHERE state IN ('done', 'cancelled') AND finished_at < $1)",

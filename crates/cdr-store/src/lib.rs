@@ -33,6 +33,8 @@
 mod compile;
 mod connect;
 mod count;
+mod derived;
+mod feed;
 mod include;
 mod index;
 mod jobs;
@@ -47,6 +49,7 @@ mod write;
 
 use std::time::Duration;
 
+pub use crate::derived::StoredReference;
 pub use crate::index::MAX_INDEXED_BYTES;
 pub use crate::jobs::{
     ClaimedJob, JobCompletion, JobCounts, JobRecord, JobState, NewJob, RemovedJob,
@@ -159,6 +162,14 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(database_error) if database_error.is_unique_violation() => {
                 StoreError::Conflict
             }
+            // PostgreSQL's deadlock_detected: it rolled this transaction back so that the other one goes on
+            // (a report and its order rewritten at the same moment can wait on each other's rows); run again,
+            // it waits its turn.
+            sqlx::Error::Database(database_error)
+                if database_error.code().as_deref() == Some("40P01") =>
+            {
+                StoreError::Conflict
+            }
             sqlx::Error::PoolTimedOut => StoreError::Busy(error),
             sqlx::Error::Database(database_error) => {
                 let code = database_error.code().unwrap_or_default();
@@ -226,4 +237,7 @@ pub struct Store {
     /// On SQLite, the change sequence (`resource_version.seq`) the planner statistics were last refreshed
     /// at: a store that wrote nothing since needs no new ones. Unused on PostgreSQL.
     analysed_through: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    /// On SQLite, the start of the write transaction in flight, for the feed horizon (`feed.rs`). Unused on
+    /// PostgreSQL, whose lock table is the registry.
+    in_flight: feed::InFlight,
 }

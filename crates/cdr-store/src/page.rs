@@ -55,6 +55,9 @@ pub struct SearchRequest<'a> {
     pub page: Option<(PageDirection, &'a PageKey)>,
     /// Now, in microseconds since the Unix epoch (for `ap` on dates).
     pub now_micros: i64,
+    /// Only resources whose current version was stamped before this instant: the feed horizon
+    /// ([`Store::feed_horizon`]) of a `_lastUpdated` walk.
+    pub horizon: Option<Instant>,
 }
 
 /// A current resource version found by a search.
@@ -168,6 +171,7 @@ fn page_sql(request: &SearchRequest<'_>, drive: Drive) -> Result<(Sql, Vec<SortK
     }
     sql.push(" FROM resource r WHERE ");
     where_clause(&mut sql, query, request.types, request.now_micros, drive, true)?;
+    push_horizon(&mut sql, request);
     sql.push(") q");
     let backwards = matches!(request.page, Some((PageDirection::Before, _)));
     // Every ordering column with its direction (true = descending) as read for this page.
@@ -225,6 +229,13 @@ fn page_sql(request: &SearchRequest<'_>, drive: Drive) -> Result<(Sql, Vec<SortK
         sql.push(&column).push(if *descending { " DESC" } else { " ASC" });
     }
     Ok((sql, kinds))
+}
+
+/// Appends the feed horizon's bound on `resource r`, when the request has one.
+fn push_horizon(sql: &mut Sql, request: &SearchRequest<'_>) {
+    if let Some(horizon) = request.horizon {
+        sql.push(" AND r.last_updated < ").bind_int(horizon.millis());
+    }
 }
 
 /// A search of one type sorted on one indexed parameter, read by walking that parameter's index in order:
@@ -286,6 +297,7 @@ fn walk_sql(
                 Drive::Order,
                 true,
             )?;
+            push_horizon(&mut sql, request);
             // A row-value comparison, which both databases turn into an index range bound.
             if let Some(cursor) = cursor {
                 sql.push(" AND (z.").push(walk.column).push(", z.res_id)").push(after).push("(");
@@ -307,6 +319,7 @@ fn walk_sql(
                 Drive::Order,
                 true,
             )?;
+            push_horizon(&mut sql, request);
             sql.push(" AND NOT EXISTS (SELECT 1 FROM ").push(walk.table);
             sql.push(" z WHERE z.res_type = r.res_type AND z.res_id = r.res_id AND z.param = ");
             sql.bind_text(code).push(" AND z.sort_role IN ").push(roles).push(")");
@@ -478,6 +491,7 @@ mod tests {
             count: 10,
             page: None,
             now_micros: 0,
+            horizon: None,
         };
         let mut texts = vec![
             page_sql(&request, Drive::Clause(0)).unwrap().0,
@@ -553,6 +567,7 @@ mod tests {
                 count: 10,
                 page: None,
                 now_micros: 0,
+                horizon: None,
             };
             for drive in [Drive::Clause(0), Drive::Order] {
                 let sql = page_sql(&request, drive).unwrap().0;
@@ -603,6 +618,7 @@ mod tests {
                 count: 10,
                 page: None,
                 now_micros: 0,
+                horizon: None,
             };
             let error = page_sql(&request, Drive::Order)
                 .and_then(|(sql, _)| sql.check_limits())

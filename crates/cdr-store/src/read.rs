@@ -36,6 +36,9 @@ pub struct HistoryQuery<'a> {
     pub since: Option<Instant>,
     /// Only versions written at or before this time, as `_at`-style upper bounds.
     pub until: Option<Instant>,
+    /// Only versions stamped before this instant: the feed horizon ([`Store::feed_horizon`]) the walk
+    /// started at.
+    pub horizon: Option<Instant>,
     /// Keyset cursor: only entries with a change sequence below this one.
     pub before_seq: Option<i64>,
     /// Page size.
@@ -133,6 +136,9 @@ impl Store {
         }
         if let Some(until) = query.until {
             sql.push(" AND last_updated <= ").bind_int(until.millis());
+        }
+        if let Some(horizon) = query.horizon {
+            sql.push(" AND last_updated < ").bind_int(horizon.millis());
         }
         if let Some(before_seq) = query.before_seq {
             sql.push(" AND seq < ").bind_int(before_seq);

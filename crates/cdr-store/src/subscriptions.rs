@@ -400,7 +400,7 @@ impl Store {
         lease_until: Instant,
         batch: i64,
     ) -> Result<Option<ClaimedSubscription>, StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_unregistered().await?;
         macro_rules! claim {
             ($lock:literal) => {
                 concat!(
@@ -492,7 +492,7 @@ impl Store {
         worker: &str,
         attempt: &DeliveryAttempt,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_unregistered().await?;
         let updated = dispatch!(Tx, &mut tx.tx, tx => sqlx::query(
             "UPDATE subscription SET delivered = CASE WHEN delivered < $3 THEN $3 ELSE delivered END, \
              attempts = 0, failing_since = NULL, error = NULL, next_attempt = $4, last_sent = $4, \
@@ -524,7 +524,7 @@ impl Store {
         attempt: &DeliveryAttempt,
         next_attempt: Instant,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_unregistered().await?;
         let updated = dispatch!(Tx, &mut tx.tx, tx => sqlx::query(
             "UPDATE subscription SET attempts = attempts + 1, \
              failing_since = COALESCE(failing_since, $3), error = $4, next_attempt = $5, \

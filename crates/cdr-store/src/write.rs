@@ -9,6 +9,7 @@ use sqlx::{Postgres, Row, Sqlite, Transaction};
 
 use crate::compile::match_sql;
 use crate::connect::{Pool, dispatch};
+use crate::feed::{REGISTER_POSTGRES, Registration, registry_keys};
 use crate::index::{IndexedResource, replace_statements};
 use crate::read::StoredVersion;
 use crate::row::{CurrentRow, logical_id, resource_type, version_id};
@@ -77,12 +78,19 @@ pub(crate) enum Tx {
 #[derive(Debug)]
 pub struct StoreTx {
     pub(crate) tx: Tx,
+    /// The resources this transaction wrote a version of, in the order written.
+    written: Vec<(ResourceType, LogicalId)>,
+    /// The versions written, in the same order: the version number and whether it is a deletion.
+    written_versions: Vec<(VersionId, bool)>,
     /// On SQLite, this transaction's turn as the one writer; released after commit or rollback.
     _writer_turn: Option<tokio::sync::OwnedMutexGuard<()>>,
     /// The store's outbox signal, and whether this transaction recorded subscription events (told after
     /// commit).
     pub(crate) outbox_signal: std::sync::Arc<tokio::sync::Notify>,
     pub(crate) recorded_events: bool,
+    /// On SQLite, its place in the feed registry (`feed.rs`), left after commit or rollback; on PostgreSQL the
+    /// registration is a lock the transaction holds.
+    _registration: Option<Registration>,
 }
 
 impl Store {
@@ -94,17 +102,37 @@ impl Store {
     /// nearly empty would otherwise serve every Bundle of a bulk load on that connection until the next
     /// `ANALYZE`, walking whole tables where an index finds one row.
     ///
+    /// Every transaction registers its start for the feed horizon ([`Store::feed_horizon`]) until it ends, before
+    /// its caller can stamp a version: on PostgreSQL with one more statement, a shared advisory lock.
+    ///
     /// # Errors
     /// [`StoreError::Busy`] when no connection (on SQLite: no turn) comes within the pool timeout; on
     /// database failure.
     pub async fn begin(&self) -> Result<StoreTx, StoreError> {
+        self.begin_registered(true).await
+    }
+
+    /// [`Store::begin`] for a transaction that writes no version (the job queue's): it stays out of the feed
+    /// registry, so it holds no feed horizon back.
+    pub(crate) async fn begin_unregistered(&self) -> Result<StoreTx, StoreError> {
+        self.begin_registered(false).await
+    }
+
+    async fn begin_registered(&self, register: bool) -> Result<StoreTx, StoreError> {
         match &self.pool {
             Pool::Postgres(pool) => {
-                let tx =
+                let mut tx =
                     pool.begin_with("BEGIN; SET LOCAL plan_cache_mode = force_custom_plan").await?;
+                if register {
+                    let (high, low) = registry_keys(Instant::now());
+                    sqlx::query(REGISTER_POSTGRES).bind(high).bind(low).execute(&mut *tx).await?;
+                }
                 Ok(StoreTx {
                     tx: Tx::Postgres(tx),
+                    written: Vec::new(),
+                    written_versions: Vec::new(),
                     _writer_turn: None,
+                    _registration: None,
                     outbox_signal: std::sync::Arc::clone(&self.outbox_signal),
                     recorded_events: false,
                 })
@@ -118,9 +146,13 @@ impl Store {
                 .await
                 .map_err(|_| StoreError::Busy(sqlx::Error::PoolTimedOut))?;
                 let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let registration = register.then(|| self.in_flight.register(Instant::now()));
                 Ok(StoreTx {
                     tx: Tx::Sqlite(tx),
+                    written: Vec::new(),
+                    written_versions: Vec::new(),
                     _writer_turn: Some(turn),
+                    _registration: registration,
                     outbox_signal: std::sync::Arc::clone(&self.outbox_signal),
                     recorded_events: false,
                 })
@@ -555,6 +587,9 @@ impl StoreTx {
             self.execute(&history).await?;
             self.execute(&current).await?;
         }
+        self.written.extend(versions.iter().map(|new| (new.res_type, new.res_id.clone())));
+        self.written_versions
+            .extend(versions.iter().map(|new| (new.version, new.method == WriteMethod::Delete)));
         let indexed: Vec<IndexedResource<'_>> = versions
             .iter()
             .map(|new| IndexedResource {
@@ -565,6 +600,19 @@ impl StoreTx {
             })
             .collect();
         self.write_index(&indexed).await
+    }
+
+    /// The resources this transaction wrote a version of so far ([`StoreTx::write_all`]), in the order
+    /// written: what the steps that run before commit derive their own writes from.
+    #[must_use]
+    pub fn written(&self) -> &[(ResourceType, LogicalId)] {
+        &self.written
+    }
+
+    /// The version number of each of [`StoreTx::written`], and whether it is a deletion.
+    #[must_use]
+    pub fn written_versions(&self) -> &[(VersionId, bool)] {
+        &self.written_versions
     }
 
     /// Commits every write of this transaction.

@@ -109,7 +109,7 @@ fn ontario_examples_validate_as_described() {
             }
         }
     }
-    assert_eq!((n_valid, n_invalid), (11, 31));
+    assert_eq!((n_valid, n_invalid), (12, 31));
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
 

@@ -570,12 +570,12 @@ impl Engine {
             written.iter().map(|one| one.new_version(now)).collect();
         tx.write_all(&versions).await?;
         let changes: Vec<Change<'_>> = written.iter().map(Written::change).collect();
-        self.record_changes(&mut tx, &changes, base).await?;
+        self.record_subscriptions(&mut tx, &changes, base).await?;
         self.write_index_entries(&mut tx, &index_sources(&applied), base, now).await?;
         if let Some(record) = record {
             tx.complete_job(&record(&before_commit(plan, &applied))).await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(applied)
     }
 
@@ -869,12 +869,7 @@ struct Written {
 impl Written {
     /// The version as the subscriptions see it.
     fn change(&self) -> Change<'_> {
-        Change {
-            resource_type: self.resource_type,
-            id: &self.id,
-            version: self.version,
-            body: self.body.as_deref(),
-        }
+        Change { resource_type: self.resource_type, id: &self.id, body: self.body.as_deref() }
     }
 
     fn new_version(&self, now: Instant) -> NewVersion<'_> {

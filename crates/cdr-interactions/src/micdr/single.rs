@@ -102,10 +102,9 @@ impl Engine {
         let change = Change {
             resource_type: written.resource_type,
             id: &written.id,
-            version: written.version,
             body: written.body.as_deref(),
         };
-        self.record_changes(tx, &[change], base).await?;
+        self.record_subscriptions(tx, &[change], base).await?;
         if !self.config.contribution_rules {
             return Ok(());
         }

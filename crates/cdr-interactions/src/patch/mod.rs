@@ -142,7 +142,7 @@ impl Engine {
         let outcome = self.patch_in(&mut tx, resource_type, &id, patch, precondition).await?;
         refuse_result_outside_bundle(&outcome)?;
         self.after_single_write(&mut tx, &outcome, base).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(outcome)
     }
 
@@ -173,7 +173,7 @@ impl Engine {
         };
         refuse_result_outside_bundle(&outcome)?;
         self.after_single_write(&mut tx, &outcome, base).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(outcome)
     }
 

@@ -226,15 +226,10 @@ impl Engine {
                 WriteMethod::Update,
             )
             .await?;
-            let change = Change {
-                resource_type: SUBSCRIPTION,
-                id,
-                version: written.version,
-                body: written.body.as_deref(),
-            };
-            self.record_changes(&mut tx, &[change], &notification.base).await?;
+            let change = Change { resource_type: SUBSCRIPTION, id, body: written.body.as_deref() };
+            self.record_subscriptions(&mut tx, &[change], &notification.base).await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         tracing::warn!(subscription = %id, error = ?attempt.error, "subscription set to error");
         Ok(true)
     }

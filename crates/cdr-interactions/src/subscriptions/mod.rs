@@ -4,9 +4,10 @@
 //! - A Subscription is checked before it is written (`definition.rs`: criteria parse as a search of a served
 //!   type, or name a topic of `topic.rs` with filters it allows; a `rest-hook` channel to an `http` endpoint),
 //!   and a `requested` one is stored `active`. Its delivery state is a row of the store's `subscription`
-//!   table, written in the transaction of its version ([`Engine::record_changes`]).
-//! - Every write records, in its own transaction, one event per subscription whose criteria the written
-//!   version matches: the criteria and the written ids are matched by the store's search compiler in that
+//!   table, written in the transaction of its version ([`Engine::record_subscriptions`]).
+//! - Every write records, in its own transaction just before it commits ([`Engine::record_events`], from
+//!   `Engine::commit`, after the routing rows), one event per subscription whose criteria a written version
+//!   matches: the criteria and the written ids are matched by the store's search compiler in that
 //!   transaction (so chains see what the transaction wrote), and the events are numbered per subscription in
 //!   commit order (`cdr_store`'s `subscriptions.rs`). Deletions match nothing (R4 criteria select live
 //!   resources).
@@ -38,12 +39,11 @@ pub(crate) const SUBSCRIPTION: ResourceType = ResourceType::known("Subscription"
 /// Most ids one matching statement names (each an `_id` value of the criteria).
 const IDS_PER_MATCH: usize = 50;
 
-/// A version written in a transaction, as the subscriptions see it.
+/// A version written in a transaction, as the subscriptions' delivery state sees it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Change<'a> {
     pub(crate) resource_type: ResourceType,
     pub(crate) id: &'a LogicalId,
-    pub(crate) version: VersionId,
     /// The body written; `None` for a deletion.
     pub(crate) body: Option<&'a str>,
 }
@@ -101,13 +101,12 @@ impl Engine {
         definition::read_definition(json, |name| self.served_type(name).ok())
     }
 
-    /// Writes what the subscriptions make of a transaction's versions, in that transaction: each written
-    /// Subscription's delivery state, then the events of every subscription the other versions match.
-    /// `base` is the FHIR base URL of the request.
+    /// Writes the delivery state of each Subscription among a transaction's versions, in that transaction.
+    /// `base` is the FHIR base URL of the request, for the addresses its notifications will carry.
     ///
     /// # Errors
     /// On storage failure, or a stored Subscription the server can no longer read.
-    pub(crate) async fn record_changes(
+    pub(crate) async fn record_subscriptions(
         &self,
         tx: &mut StoreTx,
         changes: &[Change<'_>],
@@ -143,23 +142,44 @@ impl Engine {
             })
             .await?;
         }
-        let mut types: Vec<ResourceType> = changes
+        Ok(())
+    }
+
+    /// Records, in `tx` before it commits, one event per subscription that a live version the transaction
+    /// wrote matches ([`StoreTx::written`]; a resource written twice counts once, as its last version).
+    ///
+    /// # Errors
+    /// On storage failure.
+    pub(crate) async fn record_events(&self, tx: &mut StoreTx) -> Result<(), InteractionError> {
+        let now = cdr_model::Instant::now();
+        let mut last: std::collections::HashMap<(ResourceType, LogicalId), usize> =
+            std::collections::HashMap::new();
+        let written: Vec<(ResourceType, LogicalId, VersionId, bool)> = tx
+            .written()
             .iter()
-            .filter(|change| change.body.is_some())
-            .map(|change| change.resource_type)
+            .zip(tx.written_versions())
+            .map(|((res_type, id), (version, deleted))| (*res_type, id.clone(), *version, *deleted))
             .collect();
+        for (position, (res_type, id, _, _)) in written.iter().enumerate() {
+            last.insert((*res_type, id.clone()), position);
+        }
+        let live: Vec<&(ResourceType, LogicalId, VersionId, bool)> = written
+            .iter()
+            .enumerate()
+            .filter(|(position, (res_type, id, _, deleted))| {
+                !deleted && last.get(&(*res_type, id.clone())) == Some(position)
+            })
+            .map(|(_, change)| change)
+            .collect();
+        let mut types: Vec<ResourceType> = live.iter().map(|change| change.0).collect();
         types.sort_unstable();
         types.dedup();
         for subscription in tx.matching_subscriptions(&types).await? {
-            let candidates: Vec<&Change<'_>> = changes
-                .iter()
-                .filter(|change| {
-                    change.resource_type == subscription.res_type && change.body.is_some()
-                })
-                .collect();
+            let candidates: Vec<&&(ResourceType, LogicalId, VersionId, bool)> =
+                live.iter().filter(|change| change.0 == subscription.res_type).collect();
             let mut matched = Vec::new();
             for chunk in candidates.chunks(IDS_PER_MATCH) {
-                let ids: Vec<&str> = chunk.iter().map(|change| change.id.as_str()).collect();
+                let ids: Vec<&str> = chunk.iter().map(|change| change.1.as_str()).collect();
                 let query = format!("{}&_id={}", subscription.criteria, ids.join(","));
                 // Criteria that no longer parse (a search parameter was removed since) match nothing: one
                 // subscription must not stop every write of its type.
@@ -187,8 +207,8 @@ impl Engine {
                 matched.extend(
                     chunk
                         .iter()
-                        .filter(|change| found.contains(change.id))
-                        .map(|change| (change.resource_type, change.id, change.version)),
+                        .filter(|change| found.contains(&change.1))
+                        .map(|change| (change.0, &change.1, change.2)),
                 );
             }
             tx.record_events(&subscription.id, &matched, now).await?;
