@@ -4,6 +4,7 @@
 //! thin: extract, call `cdr-interactions`, convert. Every error becomes an OperationOutcome through the
 //! one table in `error.rs`; internal causes are logged with the request id, never sent.
 
+mod audit;
 mod auth;
 mod bounds;
 mod bundle;
@@ -42,6 +43,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::routes::Mount;
 
+pub use crate::audit::AuditConfig;
 pub use crate::auth::{ClientConfig, IssuerConfig, JwksSource, ServerKey, SmartConfig};
 pub use crate::caller::Caller;
 pub use crate::cors::{CorsOriginError, CorsOrigins};
@@ -73,12 +75,14 @@ pub struct ApiConfig {
     pub compression_min_bytes: u16,
     /// Whether `GET /metrics` serves the Prometheus metrics (the requests are counted either way).
     pub metrics: bool,
+    /// `--audit on`: an AuditEvent for every FHIR and token request (`audit.rs`); `None`: no trail.
+    pub audit: Option<AuditConfig>,
 }
 
 impl Default for ApiConfig {
     /// 16 MiB bodies, links from the `Host` header, 256 requests in flight, 60 s per request and 30 s
     /// between body parts, the [`AsyncConfig`] defaults, no authorization, no CORS, compression from 1 KiB,
-    /// and `/metrics` served.
+    /// `/metrics` served, and no audit trail (the server's `--audit` turns it on by default).
     fn default() -> ApiConfig {
         ApiConfig {
             max_body_bytes: 16 * 1024 * 1024,
@@ -91,6 +95,7 @@ impl Default for ApiConfig {
             cors_allowed_origins: None,
             compression_min_bytes: 1024,
             metrics: true,
+            audit: None,
         }
     }
 }
@@ -157,7 +162,10 @@ pub fn app(state: AppState) -> Router {
                 .layer(axum::middleware::map_request(strip_slashed_base)),
         )
         .merge(routes::router(Mount::Root))
-        .merge(routes::router(Mount::Auth))
+        .merge(
+            routes::router(Mount::Auth)
+                .layer(axum::middleware::from_fn_with_state(state.clone(), audit::record)),
+        )
         .merge(metrics)
         .fallback(no_route)
         .layer(
@@ -176,7 +184,7 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// The layers of every FHIR route, inside out: authorization, content negotiation, request decompression,
-/// the check of `Content-Encoding`, the in-flight cap and deadlines, and the request metrics.
+/// the check of `Content-Encoding`, the audit trail, the in-flight cap and deadlines, and the request metrics.
 fn fhir_layers(
     routes: Router<AppState>,
     state: &AppState,
@@ -188,6 +196,7 @@ fn fhir_layers(
         .layer(axum::middleware::from_fn(middleware::negotiate))
         .layer(encoding::decompression())
         .layer(axum::middleware::from_fn(encoding::refuse_unknown))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), audit::record))
         .layer(axum::middleware::from_fn_with_state(bounds, bounds::bound))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::record))
 }

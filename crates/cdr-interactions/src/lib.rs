@@ -8,6 +8,7 @@
 //! `cdr_store::StoreTx` internally so that a transaction Bundle can run many of them in one database
 //! transaction.
 
+mod audit;
 mod budget;
 mod bundle;
 mod capabilities;
@@ -37,6 +38,10 @@ use cdr_store::Store;
 
 use crate::budget::CpuPool;
 
+pub use crate::audit::{
+    AUDIT_EVENT, AuditAgents, AuditEntities, AuditOutcome, AuditRequest, AuditSubtype, audit_event,
+    patient_of, patient_reference,
+};
 pub use crate::budget::ResourceLimits;
 pub use crate::bundle::{
     BundleKind, BundleOutcome, EntryOutcome, EntryResult, JobRemoval, JobRenderer, JobRequest,
@@ -127,6 +132,10 @@ pub struct Engine {
     person_registry: Arc<dyn PersonRegistry>,
     /// How long profile validation took, shared by the clones of this engine.
     validation_times: Arc<Histogram>,
+    /// The group commit of audit events, shared by the clones of this engine.
+    audit_log: Arc<audit::AuditLog>,
+    /// The request this engine records the writes of ([`Engine::audited`]); `None`: no audit.
+    audit: Option<Arc<AuditRequest>>,
 }
 
 /// One version of a resource as the interactions return it.
@@ -163,6 +172,8 @@ impl Engine {
             cpu,
             person_registry: Arc::new(AcceptAll),
             validation_times: Arc::default(),
+            audit_log: Arc::default(),
+            audit: None,
         }
     }
 

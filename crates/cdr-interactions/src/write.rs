@@ -12,6 +12,7 @@ use cdr_search::{IndexEntry, SearchParamRegistry, extract};
 use cdr_store::{LiveBody, NewVersion, Store, StoreError, StoreTx, StoredVersion, WriteMethod};
 use serde_json::Value;
 
+use crate::audit::{AuditEntities, AuditSubtype};
 use crate::bundle::{conditional, rewrite};
 use crate::conditional::parse_criteria;
 use crate::terminology::expand_terminology;
@@ -90,6 +91,7 @@ impl Engine {
         base: &str,
     ) -> Result<WriteOutcome, InteractionError> {
         let resource_type = self.served_type(type_name)?;
+        self.refuse_audit_write(resource_type)?;
         let resource = parse_body(resource_type, body)?;
         refuse_outside_bundle(&resource)?;
         self.check_submission(&resource, true, if_none_exist.is_some()).await?;
@@ -122,7 +124,7 @@ impl Engine {
         )
         .await?;
         self.after_single_write(&mut tx, &created, base).await?;
-        tx.commit().await?;
+        self.commit_audited(tx, &[(None, AuditEntities::of_version(&created))]).await?;
         Ok(WriteOutcome { status: WriteStatus::Created, resource: Some(created) })
     }
 
@@ -140,6 +142,7 @@ impl Engine {
         base: &str,
     ) -> Result<WriteOutcome, InteractionError> {
         let resource_type = self.served_type(type_name)?;
+        self.refuse_audit_write(resource_type)?;
         let id = parse_id(id)?;
         let resource = parse_body(resource_type, body)?;
         check_update_id(&resource, &id)?;
@@ -149,7 +152,7 @@ impl Engine {
         let mut tx = self.store.begin().await?;
         let outcome =
             self.update_in(&mut tx, resource_type, &id, resource, precondition, base).await?;
-        tx.commit().await?;
+        self.commit_audited(tx, &audit_entities(&outcome)).await?;
         Ok(outcome)
     }
 
@@ -168,6 +171,7 @@ impl Engine {
         base: &str,
     ) -> Result<WriteOutcome, InteractionError> {
         let resource_type = self.served_type(type_name)?;
+        self.refuse_audit_write(resource_type)?;
         let resource = parse_body(resource_type, body)?;
         refuse_outside_bundle(&resource)?;
         self.check_submission(&resource, true, true).await?;
@@ -214,7 +218,7 @@ impl Engine {
             }
             _ => return Err(multiple_matches(resource_type, query)),
         };
-        tx.commit().await?;
+        self.commit_audited(tx, &audit_entities(&outcome)).await?;
         Ok(outcome)
     }
 
@@ -307,13 +311,14 @@ impl Engine {
         id: &str,
     ) -> Result<WriteOutcome, InteractionError> {
         let resource_type = self.served_type(type_name)?;
+        self.refuse_audit_write(resource_type)?;
         let id = parse_id(id)?;
         let mut tx = self.store.begin().await?;
         let Some(outcome) = delete_in(&mut tx, resource_type, &id).await? else {
             return Err(InteractionError::NotFound(format!("{resource_type}/{id}")));
         };
         self.after_delete(&mut tx, &outcome).await?;
-        tx.commit().await?;
+        self.commit_audited(tx, &audit_entities(&outcome)).await?;
         Ok(outcome)
     }
 
@@ -327,6 +332,7 @@ impl Engine {
         query: &str,
     ) -> Result<WriteOutcome, InteractionError> {
         let resource_type = self.served_type(type_name)?;
+        self.refuse_audit_write(resource_type)?;
         let mut tx = self.store.begin().await?;
         let matches = self.conditional_matches(&mut tx, resource_type, query).await?;
         let outcome = match matches.as_slice() {
@@ -337,7 +343,7 @@ impl Engine {
             _ => return Err(multiple_matches(resource_type, query)),
         };
         self.after_delete(&mut tx, &outcome).await?;
-        tx.commit().await?;
+        self.commit_audited(tx, &audit_entities(&outcome)).await?;
         Ok(outcome)
     }
 
@@ -352,6 +358,12 @@ impl Engine {
             None => Ok(()),
         }
     }
+}
+
+/// The audit entities of a single write: the version written or answered, else (nothing to delete) none.
+pub(crate) fn audit_entities(outcome: &WriteOutcome) -> Vec<(Option<AuditSubtype>, AuditEntities)> {
+    let entities = outcome.resource.as_ref().map(AuditEntities::of_version).unwrap_or_default();
+    vec![(None, entities)]
 }
 
 /// Deletes a resource inside `tx`; `None` when it never existed.

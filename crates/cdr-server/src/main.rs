@@ -230,6 +230,7 @@ async fn serve(args: ServeArgs, auth: AuthMode) -> anyhow::Result<()> {
         cors_allowed_origins: http.cors_allowed_origins.clone(),
         compression_min_bytes: http.compression_min_bytes,
         metrics: http.metrics,
+        audit: args.audit.config(),
     };
     let limits = http::ConnectionLimits {
         header_read_timeout: Duration::from_secs(http.header_read_timeout_seconds),
