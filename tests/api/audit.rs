@@ -185,25 +185,7 @@ async fn every_interaction_kind_is_audited(app: &TestApp) {
     );
     assert_shape(&one_event(app, "subtype=vread").await, "vread", "R");
 
-    let query = format!("patient={patient}&status=final");
-    assert_eq!(
-        send(Method::GET, &format!("/fhir/DiagnosticReport?{query}"), "").await.status,
-        StatusCode::OK
-    );
-    let event = one_event(app, "subtype=search-type").await;
-    assert_shape(&event, "search-type", "E");
-    let query_entity = event["entity"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|entity| entity["role"]["code"] == "24")
-        .unwrap();
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(query_entity["query"].as_str().unwrap())
-        .unwrap();
-    assert_eq!(String::from_utf8(decoded).unwrap(), format!("DiagnosticReport?{query}"));
-    assert_eq!(entities(&event), [format!("Patient/{patient}")]);
-
+    searches_are_audited(app, &router, &patient).await;
     for (uri, subtype) in [
         (format!("{read_uri}/_history"), "history-instance"),
         ("/fhir/DiagnosticReport/_history".to_owned(), "history-type"),
@@ -263,6 +245,49 @@ async fn every_interaction_kind_is_audited(app: &TestApp) {
     let event = one_event(app, "subtype=delete").await;
     assert_shape(&event, "delete", "D");
     assert_eq!(entities(&event), [format!("DiagnosticReport/{report_id}/_history/2")]);
+}
+
+/// A search's event: its query (a POST _search's form too) and the patient it names.
+async fn searches_are_audited(app: &TestApp, router: &Router, patient: &str) {
+    let query = format!("patient={patient}&status=final");
+    assert_eq!(
+        call(router, Method::GET, &format!("/fhir/DiagnosticReport?{query}"), None, "")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let event = one_event(app, "subtype=search-type").await;
+    assert_shape(&event, "search-type", "E");
+    let query_entity = event["entity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entity| entity["role"]["code"] == "24")
+        .unwrap();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(query_entity["query"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(String::from_utf8(decoded).unwrap(), format!("DiagnosticReport?{query}"));
+    assert_eq!(entities(&event), [format!("Patient/{patient}")]);
+    // A POST _search: the form is the query.
+    let posted = send_to(
+        router,
+        build_request(
+            Method::POST,
+            "/fhir/DiagnosticReport/_search",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            &format!("subject=Patient/{patient}"),
+        ),
+    )
+    .await;
+    assert_eq!(posted.status, StatusCode::OK, "{}", posted.text());
+    let posted = events(app, "subtype=search-type&_sort=-date").await;
+    assert_eq!(posted.len(), 2);
+    assert_eq!(entities(&posted[0]), [format!("Patient/{patient}")]);
+    let query = posted[0]["entity"][1]["query"].as_str().unwrap();
+    let decoded = base64::engine::general_purpose::STANDARD.decode(query).unwrap();
+    let expected = format!("DiagnosticReport/_search?subject=Patient%2F{patient}");
+    assert_eq!(String::from_utf8(decoded).unwrap(), expected);
 }
 
 async fn bundles_are_audited_entry_by_entry(app: &TestApp) {
@@ -524,6 +549,10 @@ async fn the_trail_answers_who_looked_at_a_patient(app: &TestApp) {
     );
     let event = one_event(app, &query).await;
     assert_eq!(entities(&event)[1], format!("DiagnosticReport/{report_id}/_history/1"));
+    // The README's question: the reads of this patient's reports.
+    let reads = events(app, &format!("entity:DiagnosticReport.subject=Patient/{patient}&subtype=read,vread&date=ge{today}&outcome=0")).await;
+    assert_eq!(reads.len(), 1, "{reads:#?}");
+    assert_eq!(reads[0]["id"], event["id"]);
     assert_eq!(events(app, "agent:identifier=https://idp.test|viewer").await.len(), 2);
     assert_eq!(
         events(

@@ -40,6 +40,10 @@ pub struct AuditConfig {
 #[derive(Debug, Clone)]
 pub(crate) struct AuditReason(pub(crate) String);
 
+/// The query a search ran (the URL's, or a `POST _search` form's), put on its response by `search.rs`.
+#[derive(Debug, Clone)]
+pub(crate) struct AuditQuery(pub(crate) String);
+
 /// What the middleware knows of a request before its handler runs, for the write handlers' engine.
 #[derive(Debug, Clone)]
 struct AuditSeed {
@@ -108,6 +112,8 @@ pub(crate) async fn record(
     };
     let agents = agents_of(response.extensions().get::<Caller>(), address);
     let outcome = outcome_of(status, response.extensions().get::<AuditReason>());
+    let query =
+        response.extensions().get::<AuditQuery>().map(|searched| searched.0.clone()).or(query);
     let (response, entities) = entities_of(subtype, &path, query.as_deref(), response).await;
     let request = AuditRequest::new(config.observer.clone(), agents, subtype);
     let event = audit_event(&request, subtype, &outcome, &entities, Instant::now());
