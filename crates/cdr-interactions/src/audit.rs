@@ -365,27 +365,27 @@ impl EventRows {
         EventRows { rows, now }
     }
 
+    fn versions(&self) -> impl Iterator<Item = NewVersion<'_>> {
+        self.rows.iter().map(|(id, body, index)| NewVersion {
+            res_type: AUDIT_EVENT,
+            res_id: id,
+            version: VersionId::FIRST,
+            last_updated: self.now,
+            method: WriteMethod::Create,
+            body: Some(body),
+            index,
+        })
+    }
+
     async fn write(&self, tx: &mut StoreTx) -> Result<(), cdr_store::StoreError> {
-        let versions: Vec<NewVersion<'_>> = self
-            .rows
-            .iter()
-            .map(|(id, body, index)| NewVersion {
-                res_type: AUDIT_EVENT,
-                res_id: id,
-                version: VersionId::FIRST,
-                last_updated: self.now,
-                method: WriteMethod::Create,
-                body: Some(body),
-                index,
-            })
-            .collect();
-        tx.write_all(&versions).await
+        tx.write_all(&self.versions().collect::<Vec<_>>()).await
     }
 }
 
-/// Events waiting for the writer, and where to say they are committed.
+/// Events waiting for the writer (their rows made by the request's task, so that the writer only writes), and
+/// where to say they are committed.
 struct Pending {
-    events: Vec<Value>,
+    rows: EventRows,
     done: oneshot::Sender<Result<(), String>>,
 }
 
@@ -398,19 +398,15 @@ pub(crate) struct AuditLog {
 
 impl std::fmt::Debug for Pending {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("Pending").field("events", &self.events.len()).finish()
+        formatter.debug_struct("Pending").field("events", &self.rows.rows.len()).finish()
     }
 }
 
 impl AuditLog {
-    fn sender(
-        &self,
-        store: &Store,
-        registry: &Arc<SearchParamRegistry>,
-    ) -> &mpsc::UnboundedSender<Pending> {
+    fn sender(&self, store: &Store) -> &mpsc::UnboundedSender<Pending> {
         self.sender.get_or_init(|| {
             let (sender, receiver) = mpsc::unbounded_channel();
-            tokio::spawn(run_writer(store.clone(), Arc::clone(registry), receiver));
+            tokio::spawn(run_writer(store.clone(), receiver));
             sender
         })
     }
@@ -418,29 +414,26 @@ impl AuditLog {
 
 /// The writer: takes every event waiting (up to [`EVENTS_PER_COMMIT`]), writes them in one transaction and
 /// tells each request the result; events that arrive meanwhile wait for the next round.
-async fn run_writer(
-    store: Store,
-    registry: Arc<SearchParamRegistry>,
-    mut receiver: mpsc::UnboundedReceiver<Pending>,
-) {
+async fn run_writer(store: Store, mut receiver: mpsc::UnboundedReceiver<Pending>) {
     while let Some(first) = receiver.recv().await {
-        let mut count = first.events.len();
+        let mut count = first.rows.rows.len();
         let mut batch = vec![first];
         while count < EVENTS_PER_COMMIT
             && let Ok(next) = receiver.try_recv()
         {
-            count += next.events.len();
+            count += next.rows.rows.len();
             batch.push(next);
         }
-        let events = batch.iter_mut().flat_map(|pending| std::mem::take(&mut pending.events));
-        let rows = EventRows::new(&registry, events.collect());
+        let versions: Vec<NewVersion<'_>> =
+            batch.iter().flat_map(|pending| pending.rows.versions()).collect();
         let result = async {
             let mut tx = store.begin().await?;
-            rows.write(&mut tx).await?;
+            tx.write_all(&versions).await?;
             tx.commit().await
         }
         .await
         .map_err(|error| error_text(&error));
+        drop(versions);
         if let Err(error) = &result {
             tracing::error!(%error, events = count, "audit events not written");
         }
@@ -478,10 +471,11 @@ impl Engine {
     /// # Errors
     /// [`InteractionError::AuditUnavailable`] when they could not be written.
     pub async fn record_audit(&self, events: Vec<Value>) -> Result<(), InteractionError> {
+        let rows = EventRows::new(&self.registry, events);
         let (done, wait) = oneshot::channel();
         self.audit_log
-            .sender(&self.store, &self.registry)
-            .send(Pending { events, done })
+            .sender(&self.store)
+            .send(Pending { rows, done })
             .map_err(|_| InteractionError::AuditUnavailable("the audit writer stopped".into()))?;
         match wait.await {
             Ok(Ok(())) => Ok(()),
