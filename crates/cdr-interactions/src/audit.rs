@@ -426,6 +426,7 @@ async fn run_writer(store: Store, mut receiver: mpsc::UnboundedReceiver<Pending>
         }
         let versions: Vec<NewVersion<'_>> =
             batch.iter().flat_map(|pending| pending.rows.versions()).collect();
+        let started = std::time::Instant::now();
         let result = async {
             let mut tx = store.begin().await?;
             tx.write_all(&versions).await?;
@@ -434,8 +435,13 @@ async fn run_writer(store: Store, mut receiver: mpsc::UnboundedReceiver<Pending>
         .await
         .map_err(|error| error_text(&error));
         drop(versions);
-        if let Err(error) = &result {
-            tracing::error!(%error, events = count, "audit events not written");
+        match &result {
+            Err(error) => tracing::error!(%error, events = count, "audit events not written"),
+            Ok(()) => tracing::debug!(
+                events = count,
+                micros = started.elapsed().as_micros(),
+                "audit events committed"
+            ),
         }
         for pending in batch {
             // A request that gave up waiting (its deadline passed) has no one to tell.
