@@ -4,10 +4,11 @@
 //! Durable, not best effort. A write's events go in the `StoreTx` of the write, just before it commits
 //! ([`Engine::commit_audited`]; a transaction Bundle's, one per entry, in the Bundle's transaction), so a
 //! rolled-back write leaves no event claiming success. Every other event (reads, searches, refusals, failed
-//! writes, the Bundle request itself) goes through the [`AuditLog`]: one background task gathers the
-//! pending events of concurrent requests, writes them in one transaction with multi-row statements, and only
-//! then releases each waiting request, so no response leaves before its event is committed and a failed
-//! audit write fails the request ([`InteractionError::AuditUnavailable`]).
+//! writes, the Bundle request itself) goes through the [`AuditLog`]: a background writer (four on
+//! PostgreSQL, taking requests in turn) gathers the pending events of concurrent requests, writes them in one
+//! transaction with multi-row statements, and only then releases each waiting request, so no response
+//! leaves before its event is committed and a failed audit write fails the request
+//! ([`InteractionError::AuditUnavailable`]).
 //!
 //! The caller of an engine describes its request with an [`AuditRequest`] (who, from where, which
 //! interaction) and hands it to [`Engine::audited`], which returns the engine that records it.
@@ -389,11 +390,16 @@ struct Pending {
     done: oneshot::Sender<Result<(), String>>,
 }
 
-/// The group commit of events recorded outside a write: started at its first use by one background task
-/// per engine (and its clones).
+/// Writers of the group commit on PostgreSQL, whose rounds (mostly waiting: round trips and the commit's sync)
+/// run side by side on their own connections; SQLite has one writer at a time anyway, so one there.
+const POSTGRES_WRITERS: usize = 4;
+
+/// The group commit of events recorded outside a write: started at its first use as background tasks per
+/// engine (and its clones), each taking the events handed to it in turn.
 #[derive(Debug, Default)]
 pub(crate) struct AuditLog {
-    sender: OnceLock<mpsc::UnboundedSender<Pending>>,
+    senders: OnceLock<Vec<mpsc::UnboundedSender<Pending>>>,
+    next: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Pending {
@@ -404,11 +410,21 @@ impl std::fmt::Debug for Pending {
 
 impl AuditLog {
     fn sender(&self, store: &Store) -> &mpsc::UnboundedSender<Pending> {
-        self.sender.get_or_init(|| {
-            let (sender, receiver) = mpsc::unbounded_channel();
-            tokio::spawn(run_writer(store.clone(), receiver));
-            sender
-        })
+        let senders = self.senders.get_or_init(|| {
+            let writers = match store.backend() {
+                cdr_store::Backend::Postgres => POSTGRES_WRITERS,
+                cdr_store::Backend::Sqlite => 1,
+            };
+            (0..writers)
+                .map(|_| {
+                    let (sender, receiver) = mpsc::unbounded_channel();
+                    tokio::spawn(run_writer(store.clone(), receiver));
+                    sender
+                })
+                .collect()
+        });
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        &senders[turn % senders.len()]
     }
 }
 
