@@ -12,6 +12,7 @@
 mod helpers;
 
 mod async_submission;
+mod audit;
 mod auth;
 mod bounds;
 mod budget;

@@ -269,6 +269,7 @@ async fn subscriptions_the_server_cannot_serve_are_refused(app: &TestApp) {
     bad_header["channel"]["header"] = json!(["no colon here"]);
     let cases = [
         (classic("Observation?status=final", endpoint, None), "Subscription.criteria"),
+        (classic("AuditEvent?patient=Patient/p1", endpoint, None), "Subscription.criteria"),
         (classic("DiagnosticReport?colour=blue", endpoint, None), ""),
         (classic("not a search", endpoint, None), "Subscription.criteria"),
         (

@@ -7,12 +7,12 @@ use axum::Extension;
 use axum::http::StatusCode;
 use axum::response::Response;
 use cdr_interactions::{
-    BundleKind, EntryOutcome, EntryResult, InteractionError, VersionedResource, WriteStatus,
+    BundleKind, Engine, EntryOutcome, EntryResult, InteractionError, VersionedResource, WriteStatus,
 };
 use cdr_model::{Bundle, BundleEntry, BundleType};
 use serde_json::{Map, Value, json};
 
-use crate::AppState;
+use crate::audit::AuditedEngine;
 use crate::auth::Scoped;
 use crate::auth::{Grants, bundle_refusals};
 use crate::caller::Caller;
@@ -22,8 +22,10 @@ use crate::links::BaseUrl;
 use crate::respond::{UNCHANGED, fhir_json, informational_outcome};
 
 /// `POST [base]` and `POST [base]/Bundle`; with `Prefer: respond-async`, queued (`jobs.rs`).
+#[allow(clippy::too_many_arguments, reason = "an axum handler: one argument per extractor")]
 pub(crate) async fn bundle(
     Scoped(state): Scoped,
+    AuditedEngine(engine): AuditedEngine,
     BaseUrl(base): BaseUrl,
     prefer: PreferReturn,
     PreferAsync(respond_async): PreferAsync,
@@ -51,9 +53,9 @@ pub(crate) async fn bundle(
         return crate::jobs::accept(&state, &base, prefer, &body, caller).await;
     }
     if refused.iter().any(Option::is_some) {
-        return refused_batch(&state, &base, prefer, &body, refused).await;
+        return refused_batch(&engine, &base, prefer, &body, refused).await;
     }
-    let outcome = state.engine.bundle(&body, &base).await?;
+    let outcome = engine.bundle(&body, &base).await?;
     let entries = outcome
         .entries
         .iter()
@@ -72,7 +74,7 @@ pub(crate) async fn bundle(
 /// A batch some of whose entries the scopes refuse: the others run as a batch of their own (batch entries
 /// are independent), and each refused one answers 403 in its place.
 async fn refused_batch(
-    state: &AppState,
+    engine: &Engine,
     base: &str,
     prefer: PreferReturn,
     body: &[u8],
@@ -96,7 +98,7 @@ async fn refused_batch(
     if let Some(object) = bundle.as_object_mut() {
         object.insert("entry".into(), Value::Array(kept));
     }
-    let outcome = state.engine.bundle(bundle.to_string().as_bytes(), base).await?;
+    let outcome = engine.bundle(bundle.to_string().as_bytes(), base).await?;
     let mut answers = outcome.entries.into_iter();
     let mut response = Vec::with_capacity(refused.len());
     for (index, refusal) in refused.into_iter().enumerate() {

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use cdr_interactions::InteractionError;
 use cdr_model::{Issue, IssueSeverity, IssueType, OperationOutcome};
 
+use crate::audit::AuditReason;
 use crate::bounds::RETRY_AFTER_SECONDS;
 use crate::respond::FHIR_JSON;
 
@@ -180,7 +181,9 @@ fn interaction_mapping(error: &InteractionError) -> Mapping {
         InteractionError::TooCostly(_) => map(StatusCode::BAD_REQUEST, IssueType::TooCostly),
         InteractionError::Busy(_) => map(StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient),
         InteractionError::TimedOut(_) => map(StatusCode::SERVICE_UNAVAILABLE, IssueType::Timeout),
-        InteractionError::QueueFull(_) | InteractionError::ReadAfterCommit => {
+        InteractionError::QueueFull(_)
+        | InteractionError::ReadAfterCommit
+        | InteractionError::AuditUnavailable(_) => {
             map(StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient)
         }
         InteractionError::Entry { source, .. } => interaction_mapping(source),
@@ -228,7 +231,11 @@ pub(crate) const INTERNAL_DIAGNOSTICS: &str = "internal server error";
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, outcome) = self.status_and_outcome();
+        let reason =
+            outcome.issues.iter().map(|issue| issue.diagnostics.as_str()).collect::<Vec<_>>();
+        let reason = AuditReason(reason.join("; "));
         let mut response = (status, outcome.to_json().to_string()).into_response();
+        response.extensions_mut().insert(reason);
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
         if let ApiError::Interaction(InteractionError::Gone { version, last_updated, .. }) = &self
             && let Ok(etag) = HeaderValue::from_str(&version.etag().to_string())

@@ -4,6 +4,7 @@
 //! thin: extract, call `cdr-interactions`, convert. Every error becomes an OperationOutcome through the
 //! one table in `error.rs`; internal causes are logged with the request id, never sent.
 
+mod audit;
 mod auth;
 mod bounds;
 mod bundle;
@@ -43,6 +44,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::routes::Mount;
 
+pub use crate::audit::AuditConfig;
 pub use crate::auth::{
     AccessPolicy, ClientConfig, EligibleQualification, IssuerConfig, JwksSource, ServerKey,
     SmartConfig,
@@ -80,12 +82,15 @@ pub struct ApiConfig {
     pub metrics: bool,
     /// How Subscription notifications are delivered.
     pub subscriptions: DeliveryConfig,
+    /// `--audit on`: an AuditEvent for every FHIR and token request (`audit.rs`); `None`: no trail.
+    pub audit: Option<AuditConfig>,
 }
 
 impl Default for ApiConfig {
     /// 16 MiB bodies, links from the `Host` header, 256 requests in flight, 60 s per request and 30 s
     /// between body parts, the [`AsyncConfig`] defaults, no authorization, no CORS, compression from 1 KiB,
-    /// `/metrics` served, and the [`DeliveryConfig`] defaults.
+    /// `/metrics` served, the [`DeliveryConfig`] defaults, and no audit trail (the server's `--audit` turns it
+    /// on by default).
     fn default() -> ApiConfig {
         ApiConfig {
             max_body_bytes: 16 * 1024 * 1024,
@@ -99,6 +104,7 @@ impl Default for ApiConfig {
             compression_min_bytes: 1024,
             metrics: true,
             subscriptions: DeliveryConfig::default(),
+            audit: None,
         }
     }
 }
@@ -165,7 +171,10 @@ pub fn app(state: AppState) -> Router {
                 .layer(axum::middleware::map_request(strip_slashed_base)),
         )
         .merge(routes::router(Mount::Root))
-        .merge(routes::router(Mount::Auth))
+        .merge(
+            routes::router(Mount::Auth)
+                .layer(axum::middleware::from_fn_with_state(state.clone(), audit::record)),
+        )
         .merge(metrics)
         .fallback(no_route)
         .layer(
@@ -184,7 +193,7 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// The layers of every FHIR route, inside out: authorization, content negotiation, request decompression,
-/// the check of `Content-Encoding`, the in-flight cap and deadlines, and the request metrics.
+/// the check of `Content-Encoding`, the audit trail, the in-flight cap and deadlines, and the request metrics.
 fn fhir_layers(
     routes: Router<AppState>,
     state: &AppState,
@@ -196,6 +205,7 @@ fn fhir_layers(
         .layer(axum::middleware::from_fn(middleware::negotiate))
         .layer(encoding::decompression())
         .layer(axum::middleware::from_fn(encoding::refuse_unknown))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), audit::record))
         .layer(axum::middleware::from_fn_with_state(bounds, bounds::bound))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::record))
 }

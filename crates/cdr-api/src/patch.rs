@@ -8,7 +8,7 @@ use axum::response::Response;
 use cdr_interactions::{Patch, PatchFormat};
 
 use crate::AppState;
-use crate::auth::Scoped;
+use crate::audit::AuditedEngine;
 use crate::error::ApiError;
 use crate::extract::{FhirPath, IfMatch, PreferReturn, is_json_media_type, read_body};
 use crate::links::BaseUrl;
@@ -54,19 +54,19 @@ fn essence(media_type: &str) -> String {
 }
 
 pub(crate) async fn patch_resource(
-    Scoped(state): Scoped,
+    AuditedEngine(engine): AuditedEngine,
     BaseUrl(base): BaseUrl,
     FhirPath((type_name, id)): FhirPath<(String, String)>,
     prefer: PreferReturn,
     IfMatch(precondition): IfMatch,
     PatchBody(patch): PatchBody,
 ) -> Result<Response, ApiError> {
-    let version = state.engine.patch(&type_name, &id, &patch, precondition, &base).await?;
+    let version = engine.patch(&type_name, &id, &patch, precondition, &base).await?;
     Ok(write_response(StatusCode::OK, &version, Some(&base), prefer, "patched"))
 }
 
 pub(crate) async fn conditional_patch_resource(
-    Scoped(state): Scoped,
+    AuditedEngine(engine): AuditedEngine,
     BaseUrl(base): BaseUrl,
     FhirPath(type_name): FhirPath<String>,
     RawQuery(query): RawQuery,
@@ -75,7 +75,6 @@ pub(crate) async fn conditional_patch_resource(
     PatchBody(patch): PatchBody,
 ) -> Result<Response, ApiError> {
     let query = query.unwrap_or_default();
-    let version =
-        state.engine.conditional_patch(&type_name, &query, &patch, precondition, &base).await?;
+    let version = engine.conditional_patch(&type_name, &query, &patch, precondition, &base).await?;
     Ok(write_response(StatusCode::OK, &version, Some(&base), prefer, "patched"))
 }

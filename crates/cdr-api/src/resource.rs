@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use cdr_interactions::{VersionedResource, WriteOutcome, WriteStatus};
 use cdr_model::{ETag, Instant};
 
+use crate::audit::AuditedEngine;
 use crate::auth::Scoped;
 use crate::error::ApiError;
 use crate::extract::{FhirBody, FhirPath, IfMatch, IfNoneExist, PreferReturn};
@@ -35,31 +36,31 @@ pub(crate) async fn vread(
 }
 
 pub(crate) async fn create(
-    Scoped(state): Scoped,
+    AuditedEngine(engine): AuditedEngine,
     BaseUrl(base): BaseUrl,
     FhirPath(type_name): FhirPath<String>,
     prefer: PreferReturn,
     IfNoneExist(criteria): IfNoneExist,
     FhirBody(body): FhirBody,
 ) -> Result<Response, ApiError> {
-    let outcome = state.engine.create(&type_name, &body, criteria.as_deref(), &base).await?;
+    let outcome = engine.create(&type_name, &body, criteria.as_deref(), &base).await?;
     Ok(write_outcome_response(&outcome, &base, prefer))
 }
 
 pub(crate) async fn update(
-    Scoped(state): Scoped,
+    AuditedEngine(engine): AuditedEngine,
     BaseUrl(base): BaseUrl,
     FhirPath((type_name, id)): FhirPath<(String, String)>,
     prefer: PreferReturn,
     IfMatch(precondition): IfMatch,
     FhirBody(body): FhirBody,
 ) -> Result<Response, ApiError> {
-    let outcome = state.engine.update(&type_name, &id, &body, precondition, &base).await?;
+    let outcome = engine.update(&type_name, &id, &body, precondition, &base).await?;
     Ok(write_outcome_response(&outcome, &base, prefer))
 }
 
 pub(crate) async fn conditional_update(
-    Scoped(state): Scoped,
+    AuditedEngine(engine): AuditedEngine,
     BaseUrl(base): BaseUrl,
     FhirPath(type_name): FhirPath<String>,
     RawQuery(query): RawQuery,
@@ -68,27 +69,26 @@ pub(crate) async fn conditional_update(
     FhirBody(body): FhirBody,
 ) -> Result<Response, ApiError> {
     let query = query.unwrap_or_default();
-    let outcome =
-        state.engine.conditional_update(&type_name, &query, &body, precondition, &base).await?;
+    let outcome = engine.conditional_update(&type_name, &query, &body, precondition, &base).await?;
     Ok(write_outcome_response(&outcome, &base, prefer))
 }
 
 pub(crate) async fn delete(
-    Scoped(state): Scoped,
+    AuditedEngine(engine): AuditedEngine,
     FhirPath((type_name, id)): FhirPath<(String, String)>,
     prefer: PreferReturn,
 ) -> Result<Response, ApiError> {
-    let outcome = state.engine.delete(&type_name, &id).await?;
+    let outcome = engine.delete(&type_name, &id).await?;
     Ok(delete_response(&outcome, prefer))
 }
 
 pub(crate) async fn conditional_delete(
-    Scoped(state): Scoped,
+    AuditedEngine(engine): AuditedEngine,
     FhirPath(type_name): FhirPath<String>,
     RawQuery(query): RawQuery,
     prefer: PreferReturn,
 ) -> Result<Response, ApiError> {
-    let outcome = state.engine.conditional_delete(&type_name, &query.unwrap_or_default()).await?;
+    let outcome = engine.conditional_delete(&type_name, &query.unwrap_or_default()).await?;
     Ok(delete_response(&outcome, prefer))
 }
 

@@ -74,11 +74,15 @@ async fn search(
     if let Some(Extension(grants)) = &grants {
         authorize_search(grants, type_name, &mut params)?;
     }
+    let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish();
     let mut bundle = state.engine.search(base, type_name, &params, handling).await?;
     if let Some(Extension(grants)) = &grants {
         filter_included(grants, &mut bundle);
     }
-    Ok(fhir_json(StatusCode::OK, bundle.to_string()))
+    let mut response = fhir_json(StatusCode::OK, bundle.to_string());
+    // The query as searched (a POST _search's form included) for the audit trail's query entity.
+    response.extensions_mut().insert(crate::audit::AuditQuery(query));
+    Ok(response)
 }
 
 fn pairs(text: &str) -> Vec<(String, String)> {

@@ -4,6 +4,7 @@ use cdr_model::{Instant, ResourceType};
 use cdr_search::SearchParamType;
 use serde_json::{Value, json};
 
+use crate::audit::AUDIT_EVENT;
 use crate::subscriptions::TOPICS;
 use crate::{Engine, SERVED_TYPES};
 
@@ -73,6 +74,9 @@ impl Engine {
                 }
                 if resource_type.as_str() == "Subscription" {
                     subscription_capabilities(&mut resource);
+                }
+                if resource_type == AUDIT_EVENT {
+                    append_only(&mut resource);
                 }
                 resource
             })
@@ -172,4 +176,28 @@ impl Engine {
         }
         (search_params, includes, revincludes)
     }
+}
+
+/// The AuditEvent entry: written by the server alone (one event per interaction), never changed, so read,
+/// search and history only.
+fn append_only(resource: &mut Value) {
+    let Value::Object(resource) = resource else { return };
+    resource.insert(
+        "interaction".into(),
+        json!([
+            { "code": "read" },
+            { "code": "vread" },
+            { "code": "history-instance" },
+            { "code": "history-type" },
+            { "code": "search-type" }
+        ]),
+    );
+    for key in ["updateCreate", "conditionalCreate", "conditionalUpdate"] {
+        resource.insert(key.into(), Value::Bool(false));
+    }
+    resource.insert("conditionalDelete".into(), json!("not-supported"));
+    resource.insert(
+        "documentation".into(),
+        json!("The audit trail (IHE BALP): one AuditEvent per interaction, written by this server; create, update, patch and delete answer 405. Reading them needs a scope naming AuditEvent (system/AuditEvent.rs); they are left out of system history and of searches without _type."),
+    );
 }

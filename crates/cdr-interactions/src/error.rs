@@ -56,8 +56,6 @@ pub enum InteractionError {
     /// The database cancelled a statement that ran past the statement timeout.
     #[error("the request took longer than the server's time limit for one database statement")]
     TimedOut(#[source] StoreError),
-    /// An entry of a transaction or batch Bundle failed with `source`; the locations of its outcome (if
-    /// it has one) are already within `Bundle.entry[index]`.
     /// The queue of asynchronous submissions holds its maximum of unfinished jobs.
     #[error("the server has {0} asynchronous submissions waiting or running; retry later")]
     QueueFull(u64),
@@ -67,6 +65,11 @@ pub enum InteractionError {
         "this entry was to be read after the transaction committed, and the server stopped before; read it again"
     )]
     ReadAfterCommit,
+    /// The audit trail could not be written, so the interaction is not answered (a read) or not done.
+    #[error("the audit trail could not be written, so the request is not answered; retry shortly")]
+    AuditUnavailable(String),
+    /// An entry of a transaction or batch Bundle failed with `source`; the locations of its outcome (if
+    /// it has one) are already within `Bundle.entry[index]`.
     #[error("Bundle.entry[{index}]: {source}")]
     Entry { index: usize, source: Box<InteractionError> },
     /// A failure of the server itself; the client is told nothing of its cause.

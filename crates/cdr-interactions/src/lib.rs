@@ -8,6 +8,7 @@
 //! `cdr_store::StoreTx` internally so that a transaction Bundle can run many of them in one database
 //! transaction.
 
+mod audit;
 mod budget;
 mod bundle;
 mod capabilities;
@@ -41,6 +42,10 @@ use cdr_store::{Store, StoredVersion};
 
 use crate::budget::CpuPool;
 
+pub use crate::audit::{
+    AUDIT_EVENT, AuditAgents, AuditEntities, AuditOutcome, AuditRequest, AuditSubtype, audit_event,
+    patient_of, patient_reference,
+};
 pub use crate::budget::ResourceLimits;
 pub use crate::bundle::{
     BundleKind, BundleOutcome, EntryOutcome, EntryResult, JobRemoval, JobRenderer, JobRequest,
@@ -141,6 +146,10 @@ pub struct Engine {
     /// The patient compartment this engine's interactions are confined to ([`Engine::confined`]); `None`
     /// for an unconfined engine.
     confinement: Option<Compartment>,
+    /// The group commit of audit events, shared by the clones of this engine.
+    audit_log: Arc<audit::AuditLog>,
+    /// The request this engine records the writes of ([`Engine::audited`]); `None`: no audit.
+    audit: Option<Arc<AuditRequest>>,
 }
 
 /// One version of a resource as the interactions return it.
@@ -179,6 +188,8 @@ impl Engine {
             validation_times: Arc::default(),
             subscription_endpoints: Arc::from(Vec::new()),
             confinement: None,
+            audit_log: Arc::default(),
+            audit: None,
         }
     }
 

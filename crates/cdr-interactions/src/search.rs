@@ -14,9 +14,10 @@ use cdr_search::{
 use cdr_store::{FoundResource, PageDirection, SearchRequest};
 use serde_json::{Value, json};
 
+use crate::audit::AUDIT_EVENT;
 use crate::shape::{Cursor, decode_cursor, encode_cursor, shape_resource};
 use crate::terminology::expand_terminology;
-use crate::{Engine, InteractionError};
+use crate::{Engine, InteractionError, SERVED_TYPES};
 
 /// How to treat parameters the server does not know (`Prefer: handling=…`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -88,6 +89,10 @@ impl Engine {
         }
         let types: Vec<ResourceType> = match resource_type {
             Some(resource_type) => vec![resource_type],
+            // A system search without _type leaves the audit trail out: AuditEvents are asked for by name.
+            None if query.types.is_empty() => {
+                SERVED_TYPES.into_iter().filter(|served| *served != AUDIT_EVENT).collect()
+            }
             None => query.types.clone(),
         };
         for name in &types {

@@ -12,6 +12,7 @@ use cdr_search::{IndexEntry, SearchParamRegistry, extract};
 use cdr_store::{LiveBody, NewVersion, Store, StoreError, StoreTx, StoredVersion, WriteMethod};
 use serde_json::Value;
 
+use crate::audit::{AuditEntities, AuditSubtype};
 use crate::bundle::{conditional, rewrite};
 use crate::conditional::parse_criteria;
 use crate::routing::route;
@@ -91,6 +92,7 @@ impl Engine {
         base: &str,
     ) -> Result<WriteOutcome, InteractionError> {
         let resource_type = self.served_type(type_name)?;
+        self.refuse_audit_write(resource_type)?;
         let resource = parse_body(resource_type, body)?;
         refuse_outside_bundle(&resource)?;
         self.check_submission(&resource, true, if_none_exist.is_some()).await?;
@@ -124,7 +126,7 @@ impl Engine {
         )
         .await?;
         self.after_single_write(&mut tx, &created, base).await?;
-        self.commit(tx).await?;
+        self.commit_audited(tx, &[(None, AuditEntities::of_version(&created))]).await?;
         Ok(WriteOutcome { status: WriteStatus::Created, resource: Some(created) })
     }
 
@@ -142,6 +144,7 @@ impl Engine {
         base: &str,
     ) -> Result<WriteOutcome, InteractionError> {
         let resource_type = self.served_type(type_name)?;
+        self.refuse_audit_write(resource_type)?;
         let id = parse_id(id)?;
         let resource = parse_body(resource_type, body)?;
         check_update_id(&resource, &id)?;
@@ -151,7 +154,7 @@ impl Engine {
         let mut tx = self.store.begin().await?;
         let outcome =
             self.update_in(&mut tx, resource_type, &id, resource, precondition, base).await?;
-        self.commit(tx).await?;
+        self.commit_audited(tx, &audit_entities(&outcome)).await?;
         Ok(outcome)
     }
 
@@ -170,6 +173,7 @@ impl Engine {
         base: &str,
     ) -> Result<WriteOutcome, InteractionError> {
         let resource_type = self.served_type(type_name)?;
+        self.refuse_audit_write(resource_type)?;
         let resource = parse_body(resource_type, body)?;
         refuse_outside_bundle(&resource)?;
         self.check_submission(&resource, true, true).await?;
@@ -216,7 +220,7 @@ impl Engine {
             }
             _ => return Err(multiple_matches(resource_type, query)),
         };
-        self.commit(tx).await?;
+        self.commit_audited(tx, &audit_entities(&outcome)).await?;
         Ok(outcome)
     }
 
@@ -312,6 +316,7 @@ impl Engine {
         id: &str,
     ) -> Result<WriteOutcome, InteractionError> {
         let resource_type = self.served_type(type_name)?;
+        self.refuse_audit_write(resource_type)?;
         let id = parse_id(id)?;
         let mut tx = self.store.begin().await?;
         if self.confinement.is_some() {
@@ -322,7 +327,7 @@ impl Engine {
             return Err(InteractionError::NotFound(format!("{resource_type}/{id}")));
         };
         self.after_delete(&mut tx, &outcome).await?;
-        self.commit(tx).await?;
+        self.commit_audited(tx, &audit_entities(&outcome)).await?;
         Ok(outcome)
     }
 
@@ -336,6 +341,7 @@ impl Engine {
         query: &str,
     ) -> Result<WriteOutcome, InteractionError> {
         let resource_type = self.served_type(type_name)?;
+        self.refuse_audit_write(resource_type)?;
         let mut tx = self.store.begin().await?;
         let matches = self.conditional_matches(&mut tx, resource_type, query).await?;
         let outcome = match matches.as_slice() {
@@ -346,7 +352,7 @@ impl Engine {
             _ => return Err(multiple_matches(resource_type, query)),
         };
         self.after_delete(&mut tx, &outcome).await?;
-        self.commit(tx).await?;
+        self.commit_audited(tx, &audit_entities(&outcome)).await?;
         Ok(outcome)
     }
 
@@ -374,6 +380,12 @@ impl Engine {
         self.record_events(&mut tx).await?;
         Ok(tx.commit().await?)
     }
+}
+
+/// The audit entities of a single write: the version written or answered, else (nothing to delete) none.
+pub(crate) fn audit_entities(outcome: &WriteOutcome) -> Vec<(Option<AuditSubtype>, AuditEntities)> {
+    let entities = outcome.resource.as_ref().map(AuditEntities::of_version).unwrap_or_default();
+    vec![(None, entities)]
 }
 
 /// Deletes a resource inside `tx`; `None` when it never existed.

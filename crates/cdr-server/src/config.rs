@@ -286,6 +286,35 @@ pub(crate) struct ServeArgs {
     pub(crate) max_body_bytes: usize,
     #[command(flatten)]
     pub(crate) auth: AuthArgs,
+    #[command(flatten)]
+    pub(crate) audit: AuditArgs,
+}
+
+/// Whether the audit trail is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum AuditMode {
+    /// An AuditEvent for every FHIR interaction and token request, committed before the response leaves.
+    On,
+    /// No audit trail (test and development servers holding no personal information).
+    Off,
+}
+
+/// The audit trail (PHIPA s.10.1): `--audit` and the observer name its events carry.
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    /// Keep the audit trail: `on` (the default) or `off`.
+    #[arg(long, env = "AUDIT", value_enum, default_value_t = AuditMode::On)]
+    pub(crate) audit: AuditMode,
+    /// This server's name in its AuditEvents (`source.observer`).
+    #[arg(long, env = "AUDIT_OBSERVER", default_value = "imaging-cdr", value_name = "NAME")]
+    pub(crate) audit_observer: String,
+}
+
+impl AuditArgs {
+    pub(crate) fn config(&self) -> Option<cdr_api::AuditConfig> {
+        (self.audit == AuditMode::On)
+            .then(|| cdr_api::AuditConfig { observer: self.audit_observer.clone() })
+    }
 }
 
 /// Who may call the FHIR API.

@@ -235,6 +235,7 @@ async fn serve(args: ServeArgs, auth: AuthMode) -> anyhow::Result<()> {
         compression_min_bytes: http.compression_min_bytes,
         metrics: http.metrics,
         subscriptions: delivery_config(&args.subscriptions),
+        audit: args.audit.config(),
     };
     let limits = http::ConnectionLimits {
         header_read_timeout: Duration::from_secs(http.header_read_timeout_seconds),

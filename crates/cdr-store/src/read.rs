@@ -122,7 +122,11 @@ impl Store {
             "SELECT seq, res_type, res_id, version, last_updated, method, body FROM resource_version WHERE 1 = 1",
         );
         match scope {
-            HistoryScope::System => {}
+            // The audit trail stays out of the system history (one event per read would bury the
+            // changes); the partial index of migration 0010 serves this predicate.
+            HistoryScope::System => {
+                sql.push(" AND res_type <> 'AuditEvent'");
+            }
             HistoryScope::Type(res_type) => {
                 sql.push(" AND res_type = ").bind_text(res_type.as_str());
             }

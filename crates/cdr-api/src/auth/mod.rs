@@ -266,14 +266,19 @@ pub(crate) async fn authorize(
         Some(Interaction::Open | Interaction::Search { .. } | Interaction::Bundle) => Ok(()),
     };
     if let Err(error) = checked {
-        return error.into_response();
+        let mut response = error.into_response();
+        response.extensions_mut().insert(caller);
+        return response;
     }
-    request.extensions_mut().insert(caller);
+    request.extensions_mut().insert(caller.clone());
     request.extensions_mut().insert(grants);
     if let Some(compartment) = confinement {
         request.extensions_mut().insert(Confinement(compartment));
     }
-    next.run(request).await
+    // The audit trail names the caller of every answer, refusals by the handlers included.
+    let mut response = next.run(request).await;
+    response.extensions_mut().insert(caller);
+    response
 }
 
 /// Decides what the token's `patient/` and `user/` scopes grant (withholding those that grant nothing, with

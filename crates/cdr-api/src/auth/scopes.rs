@@ -113,8 +113,11 @@ impl Scope {
         self.letters & letter.bit() != 0
     }
 
+    /// Whether this scope's type covers `resource_type` (`None`: every type). A wildcard covers every type
+    /// but AuditEvent: reading the audit trail needs a scope that names it (`system/AuditEvent.rs`).
     pub(crate) fn covers_type(&self, resource_type: Option<&str>) -> bool {
         match (&self.resource_type, resource_type) {
+            (None, Some("AuditEvent")) => false,
             (None, _) => true,
             (Some(own), Some(wanted)) => own == wanted,
             (Some(_), None) => false,

@@ -158,6 +158,7 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response.extensions_mut().insert(crate::audit::AuditReason(format!("{error}: {description}")));
     response
 }
 
@@ -308,6 +309,7 @@ fn issue(auth: &super::Auth, client_id: &str, granted: &[String]) -> Response {
     let now = now_seconds();
     let lifetime = auth.config.access_token_lifetime.as_secs();
     let scope = granted.join(" ");
+    let token_id = uuid::Uuid::new_v4().to_string();
     let claims = json!({
         "iss": auth.config.fhir_base_url,
         "sub": client_id,
@@ -316,7 +318,7 @@ fn issue(auth: &super::Auth, client_id: &str, granted: &[String]) -> Response {
         "scope": scope,
         "iat": now,
         "exp": now + lifetime,
-        "jti": uuid::Uuid::new_v4().to_string(),
+        "jti": token_id,
     });
     let token = match auth.config.server_key.sign(&claims) {
         Ok(token) => token,
@@ -336,6 +338,15 @@ fn issue(auth: &super::Auth, client_id: &str, granted: &[String]) -> Response {
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    // The audit trail's agent of the token request: the client, and the token it was given.
+    response.extensions_mut().insert(crate::caller::Caller {
+        issuer: auth.config.fhir_base_url.clone(),
+        client_id: client_id.to_owned(),
+        fhir_user: None,
+        token_id: Some(token_id),
+        patient: None,
+        scopes: granted.to_vec(),
+    });
     response
 }
 

@@ -187,6 +187,13 @@ impl Engine {
             if_modified_since,
         };
         parsed.check_shape()?;
+        if let Target::Type(resource_type, _)
+        | Target::Instance(resource_type, _)
+        | Target::Version(resource_type, ..) = &parsed.target
+            && !matches!(parsed.method, Method::Get | Method::Head)
+        {
+            self.refuse_audit_write(*resource_type)?;
+        }
         Ok(parsed)
     }
 

@@ -35,6 +35,7 @@ use super::contribution::{self, MustResolve};
 use super::entry::{Entry, Method, Target};
 use super::references::{conditional, resolve_relative, rewrite, rewrite_patch};
 use super::{EntryOutcome, EntryResult, in_entry, resource_relative};
+use crate::audit::{AuditEntities, AuditSubtype};
 use crate::conditional::{Criteria, parse_criteria};
 use crate::micdr;
 use crate::outside_compartment;
@@ -566,17 +567,32 @@ impl Engine {
                 resource: Some(version_written),
             })));
         }
-        let versions: Vec<NewVersion<'_>> =
-            written.iter().map(|one| one.new_version(now)).collect();
-        tx.write_all(&versions).await?;
-        let changes: Vec<Change<'_>> = written.iter().map(Written::change).collect();
-        self.record_subscriptions(&mut tx, &changes, base).await?;
+        self.write_versions(&mut tx, &written, now, base).await?;
         self.write_index_entries(&mut tx, &index_sources(&applied), base, now).await?;
+        if let Some(request) = &self.audit {
+            self.write_audit_in(&mut tx, request, &entry_audits(plan, &applied)).await?;
+        }
         if let Some(record) = record {
             tx.complete_job(&record(&before_commit(plan, &applied))).await?;
         }
         self.commit(tx).await?;
         Ok(applied)
+    }
+
+    /// Writes the planned versions in multi-row statements, and the delivery state of the Subscriptions among
+    /// them.
+    async fn write_versions(
+        &self,
+        tx: &mut StoreTx,
+        written: &[Written],
+        now: Instant,
+        base: &str,
+    ) -> Result<(), InteractionError> {
+        let versions: Vec<NewVersion<'_>> =
+            written.iter().map(|one| one.new_version(now)).collect();
+        tx.write_all(&versions).await?;
+        let changes: Vec<Change<'_>> = written.iter().map(Written::change).collect();
+        self.record_subscriptions(tx, &changes, base).await
     }
 
     /// Under the contribution rules, the report lifecycle of each update of a live DiagnosticReport, against
@@ -1172,6 +1188,56 @@ fn resolve_references(
         }
     }
     Ok(rewrites)
+}
+
+/// The audit event of each entry, written with the Bundle's writes: the subtype of its method and the
+/// version it wrote or answers; a GET entry (read after the commit) names what it reads.
+fn entry_audits(plan: &Plan, applied: &[Applied]) -> Vec<(Option<AuditSubtype>, AuditEntities)> {
+    plan.entries
+        .iter()
+        .zip(applied)
+        .map(|(entry, applied)| {
+            let subtype = match &entry.action {
+                Action::Create { .. } => AuditSubtype::Create,
+                Action::Update { .. } | Action::ConditionalUpdate { .. } => AuditSubtype::Update,
+                Action::Delete { .. } | Action::ConditionalDelete { .. } => AuditSubtype::Delete,
+                Action::Patch { .. } | Action::ConditionalPatch { .. } => AuditSubtype::Patch,
+                Action::Read(read) => match read.target {
+                    Target::Instance(..) => AuditSubtype::Read,
+                    Target::Version(..) => AuditSubtype::Vread,
+                    Target::Type(..) => AuditSubtype::SearchType,
+                    Target::System(_) => AuditSubtype::SearchSystem,
+                },
+            };
+            let entities = match applied {
+                Applied::Done(EntryResult::Write(outcome)) => {
+                    outcome.resource.as_ref().map(AuditEntities::of_version).unwrap_or_default()
+                }
+                Applied::Done(
+                    EntryResult::Read { resource, .. } | EntryResult::NotModified(resource),
+                ) => AuditEntities::of_version(resource),
+                Applied::Done(EntryResult::Search { .. }) => AuditEntities::default(),
+                Applied::Read(read) => match &read.target {
+                    Target::Instance(resource_type, id) => AuditEntities {
+                        resource: Some(format!("{resource_type}/{id}")),
+                        ..AuditEntities::default()
+                    },
+                    Target::Version(resource_type, id, version) => AuditEntities {
+                        resource: Some(format!("{resource_type}/{id}/_history/{version}")),
+                        ..AuditEntities::default()
+                    },
+                    Target::Type(resource_type, query) => AuditEntities {
+                        query: Some(format!("{resource_type}?{query}")),
+                        ..AuditEntities::default()
+                    },
+                    Target::System(query) => {
+                        AuditEntities { query: Some(query.clone()), ..AuditEntities::default() }
+                    }
+                },
+            };
+            (Some(subtype), entities)
+        })
+        .collect()
 }
 
 /// The versions the transaction wrote, for their index entries (contribution rules).

@@ -18,6 +18,7 @@ use cdr_model::{Issue, IssueType, LogicalId, OperationOutcome, Resource, Resourc
 use cdr_store::{StoreError, StoreTx, WriteMethod};
 use serde_json::Value;
 
+use crate::audit::AuditEntities;
 use crate::write::{check_structure, multiple_matches, refuse_outside_bundle, write_version};
 use crate::{Engine, InteractionError, Precondition, ResourceLimits, VersionedResource, parse_id};
 
@@ -137,12 +138,13 @@ impl Engine {
         base: &str,
     ) -> Result<VersionedResource, InteractionError> {
         let resource_type = self.served_type(type_name)?;
+        self.refuse_audit_write(resource_type)?;
         let id = parse_id(id)?;
         let mut tx = self.store.begin().await?;
         let outcome = self.patch_in(&mut tx, resource_type, &id, patch, precondition).await?;
         refuse_result_outside_bundle(&outcome)?;
         self.after_single_write(&mut tx, &outcome, base).await?;
-        self.commit(tx).await?;
+        self.commit_audited(tx, &[(None, AuditEntities::of_version(&outcome))]).await?;
         Ok(outcome)
     }
 
@@ -160,6 +162,7 @@ impl Engine {
         base: &str,
     ) -> Result<VersionedResource, InteractionError> {
         let resource_type = self.served_type(type_name)?;
+        self.refuse_audit_write(resource_type)?;
         let mut tx = self.store.begin().await?;
         let matches = self.conditional_matches(&mut tx, resource_type, query).await?;
         let outcome = match matches.as_slice() {
@@ -173,7 +176,7 @@ impl Engine {
         };
         refuse_result_outside_bundle(&outcome)?;
         self.after_single_write(&mut tx, &outcome, base).await?;
-        self.commit(tx).await?;
+        self.commit_audited(tx, &[(None, AuditEntities::of_version(&outcome))]).await?;
         Ok(outcome)
     }
 

@@ -102,6 +102,12 @@ pub(crate) fn read_definition(
                 "Subscription.criteria",
             ));
         };
+        if type_name == "AuditEvent" {
+            return Err(refused(
+                "AuditEvents are read with a scope of their own: no Subscription may be told of them",
+                "Subscription.criteria",
+            ));
+        }
         let Some(res_type) = served(type_name) else {
             return Err(refused(
                 format!("criteria search '{type_name}', a type this server does not serve"),

@@ -1,0 +1,600 @@
+//! The audit trail: one AuditEvent per interaction, shaped after IHE BALP (Basic Audit Log Patterns), stored
+//! as an ordinary resource so that the one search engine serves `AuditEvent?patient=…&agent=…&date=…`.
+//!
+//! Durable, not best effort. A write's events go in the `StoreTx` of the write, just before it commits
+//! ([`Engine::commit_audited`]; a transaction Bundle's, one per entry, in the Bundle's transaction), so a
+//! rolled-back write leaves no event claiming success. Every other event (reads, searches, refusals, failed
+//! writes, the Bundle request itself) goes through the [`AuditLog`]: a background writer (four on
+//! PostgreSQL, taking requests in turn) gathers the pending events of concurrent requests, writes them in one
+//! transaction with multi-row statements, and only then releases each waiting request, so no response
+//! leaves before its event is committed and a failed audit write fails the request
+//! ([`InteractionError::AuditUnavailable`]).
+//!
+//! The caller of an engine describes its request with an [`AuditRequest`] (who, from where, which
+//! interaction) and hands it to [`Engine::audited`], which returns the engine that records it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use base64::Engine as _;
+use cdr_model::{Instant, LogicalId, ResourceType, VersionId};
+use cdr_search::SearchParamRegistry;
+use cdr_store::{NewVersion, Store, StoreTx, WriteMethod};
+use serde_json::{Map, Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::write::{index_entries, new_id};
+use crate::{Engine, InteractionError, VersionedResource};
+
+/// The type every AuditEvent has, and that clients may neither write nor read without its own scope.
+pub const AUDIT_EVENT: ResourceType = ResourceType::known("AuditEvent");
+
+/// Most events the writer puts in one transaction.
+const EVENTS_PER_COMMIT: usize = 500;
+
+const AUDIT_EVENT_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-event-type";
+const RESTFUL_INTERACTION: &str = "http://hl7.org/fhir/restful-interaction";
+const DICOM: &str = "http://dicom.nema.org/resources/ontology/DCM";
+const ENTITY_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-entity-type";
+const OBJECT_ROLE: &str = "http://terminology.hl7.org/CodeSystem/object-role";
+const SOURCE_TYPE: &str = "http://terminology.hl7.org/CodeSystem/security-source-type";
+const USER_AGENT_TYPES: &str = "https://profiles.ihe.net/ITI/BALP/CodeSystem/UserAgentTypes";
+/// BALP: a token's `jti` in `agent.policy` carries this prefix.
+const JTI_PREFIX: &str = "urn:ietf:params:oauth:jti:";
+
+/// What was done: the FHIR restful interaction (`subtype`, http://hl7.org/fhir/restful-interaction) or, for
+/// a token request, a login (DICOM 110114 User Authentication / 110122 Login).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditSubtype {
+    Read,
+    Vread,
+    Update,
+    Patch,
+    Delete,
+    HistoryInstance,
+    HistoryType,
+    HistorySystem,
+    Create,
+    SearchType,
+    SearchSystem,
+    Transaction,
+    Batch,
+    Operation,
+    Login,
+}
+
+impl AuditSubtype {
+    /// The code of the subtype.
+    #[must_use]
+    pub fn code(self) -> &'static str {
+        match self {
+            AuditSubtype::Read => "read",
+            AuditSubtype::Vread => "vread",
+            AuditSubtype::Update => "update",
+            AuditSubtype::Patch => "patch",
+            AuditSubtype::Delete => "delete",
+            AuditSubtype::HistoryInstance => "history-instance",
+            AuditSubtype::HistoryType => "history-type",
+            AuditSubtype::HistorySystem => "history-system",
+            AuditSubtype::Create => "create",
+            AuditSubtype::SearchType => "search-type",
+            AuditSubtype::SearchSystem => "search-system",
+            AuditSubtype::Transaction => "transaction",
+            AuditSubtype::Batch => "batch",
+            AuditSubtype::Operation => "operation",
+            AuditSubtype::Login => "110122",
+        }
+    }
+
+    /// `AuditEvent.action` (BALP): C create, R read and vread, U update and patch, D delete, E the rest
+    /// (searches and history are queries, which BALP records as executions).
+    #[must_use]
+    pub fn action(self) -> &'static str {
+        match self {
+            AuditSubtype::Create => "C",
+            AuditSubtype::Read | AuditSubtype::Vread => "R",
+            AuditSubtype::Update | AuditSubtype::Patch => "U",
+            AuditSubtype::Delete => "D",
+            _ => "E",
+        }
+    }
+
+    /// Whether this interaction writes (its success is recorded in the write's own transaction).
+    #[must_use]
+    pub fn writes(self) -> bool {
+        matches!(
+            self,
+            AuditSubtype::Create
+                | AuditSubtype::Update
+                | AuditSubtype::Patch
+                | AuditSubtype::Delete
+        )
+    }
+
+    fn coding(self) -> (Value, Value) {
+        match self {
+            AuditSubtype::Login => (
+                json!({ "system": DICOM, "code": "110114", "display": "User Authentication" }),
+                json!({ "system": DICOM, "code": "110122", "display": "Login" }),
+            ),
+            other => (
+                json!({ "system": AUDIT_EVENT_TYPE, "code": "rest", "display": "Restful Operation" }),
+                json!({ "system": RESTFUL_INTERACTION, "code": other.code(), "display": other.code() }),
+            ),
+        }
+    }
+}
+
+/// Who made a request: the user (`fhirUser`), the client (issuer and `client_id`), the token (`jti`) and the
+/// network peer; all `None` but the peer under `--auth none`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditAgents {
+    /// The `fhirUser` of the token (a reference to a Practitioner, PractitionerRole, Patient, ...).
+    pub user: Option<String>,
+    /// The token's issuer and client id.
+    pub client: Option<(String, String)>,
+    /// The token's `jti`.
+    pub token_id: Option<String>,
+    /// The network address of the peer.
+    pub address: Option<String>,
+}
+
+/// One request as the audit trail sees it, handed to [`Engine::audited`].
+#[derive(Debug)]
+pub struct AuditRequest {
+    /// `source.observer`: the name of this server in the trail.
+    pub observer: String,
+    pub agents: AuditAgents,
+    pub subtype: AuditSubtype,
+    /// Set once an event of this request committed with its write.
+    recorded: AtomicBool,
+}
+
+impl AuditRequest {
+    #[must_use]
+    pub fn new(observer: String, agents: AuditAgents, subtype: AuditSubtype) -> AuditRequest {
+        AuditRequest { observer, agents, subtype, recorded: AtomicBool::new(false) }
+    }
+
+    /// Whether a write recorded this request's event in its own transaction, which committed.
+    #[must_use]
+    pub fn recorded_with_write(&self) -> bool {
+        self.recorded.load(Ordering::Acquire)
+    }
+}
+
+/// `AuditEvent.outcome`: 0 success, 4 minor failure (the client's: 4xx), 8 serious failure (the
+/// server's: 5xx), with the description of a failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditOutcome {
+    Success,
+    Minor(String),
+    Serious(String),
+}
+
+/// What an event is about: the resource touched (`Type/id`, with its version when known), the patient whose
+/// record it is, and for a search or history the query string.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditEntities {
+    pub resource: Option<String>,
+    pub patient: Option<String>,
+    pub query: Option<String>,
+}
+
+impl AuditEntities {
+    /// The entities of a written or read version: the resource with its version, and its patient.
+    #[must_use]
+    pub fn of_version(version: &VersionedResource) -> AuditEntities {
+        let reference =
+            format!("{}/{}/_history/{}", version.resource_type, version.id, version.version);
+        let patient = version
+            .body
+            .as_deref()
+            .and_then(|body| patient_of(version.resource_type, &version.id, body.as_bytes()));
+        AuditEntities { resource: Some(reference), patient, query: None }
+    }
+}
+
+/// The patient whose record a resource is: the Patient itself, else its `subject` or `patient` reference
+/// when that names a Patient (as `Patient/id` whatever base it has).
+#[must_use]
+pub fn patient_of(resource_type: ResourceType, id: &LogicalId, body: &[u8]) -> Option<String> {
+    if resource_type.as_str() == "Patient" {
+        return Some(format!("Patient/{id}"));
+    }
+    #[derive(serde::Deserialize)]
+    struct Reference {
+        reference: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Subjects {
+        subject: Option<Reference>,
+        patient: Option<Reference>,
+    }
+    let subjects: Subjects = serde_json::from_slice(body).ok()?;
+    [subjects.subject, subjects.patient]
+        .into_iter()
+        .flatten()
+        .filter_map(|reference| reference.reference)
+        .find_map(|reference| patient_reference(&reference))
+}
+
+/// `Patient/id` from a reference to a Patient (relative or absolute, versioned or not).
+#[must_use]
+pub fn patient_reference(reference: &str) -> Option<String> {
+    let start = if reference.starts_with("Patient/") {
+        0
+    } else {
+        reference.rfind("/Patient/").map(|at| at + 1)?
+    };
+    let id = reference[start + "Patient/".len()..].split('/').next()?;
+    LogicalId::parse(id).ok().map(|id| format!("Patient/{id}"))
+}
+
+/// The AuditEvent of one interaction, recorded at `recorded`.
+#[must_use]
+pub fn audit_event(
+    request: &AuditRequest,
+    subtype: AuditSubtype,
+    outcome: &AuditOutcome,
+    entities: &AuditEntities,
+    recorded: Instant,
+) -> Value {
+    let (event_type, event_subtype) = subtype.coding();
+    let mut event = json!({
+        "resourceType": "AuditEvent",
+        "type": event_type,
+        "subtype": [event_subtype],
+        "action": subtype.action(),
+        "recorded": recorded.to_fhir(),
+        "outcome": match outcome {
+            AuditOutcome::Success => "0",
+            AuditOutcome::Minor(_) => "4",
+            AuditOutcome::Serious(_) => "8",
+        },
+        "agent": agents(request),
+        "source": {
+            "observer": { "display": request.observer },
+            "type": [{ "system": SOURCE_TYPE, "code": "4", "display": "Application Server" }],
+        },
+    });
+    if let (AuditOutcome::Minor(text) | AuditOutcome::Serious(text), Value::Object(map)) =
+        (outcome, &mut event)
+    {
+        map.insert("outcomeDesc".into(), Value::String(text.clone()));
+    }
+    let mut entity = Vec::new();
+    if let Some(patient) = &entities.patient {
+        entity.push(json!({
+            "what": { "reference": patient },
+            "type": { "system": ENTITY_TYPE, "code": "1", "display": "Person" },
+            "role": { "system": OBJECT_ROLE, "code": "1", "display": "Patient" },
+        }));
+    }
+    if let Some(resource) = &entities.resource {
+        entity.push(json!({
+            "what": { "reference": resource },
+            "type": { "system": ENTITY_TYPE, "code": "2", "display": "System Object" },
+            "role": { "system": OBJECT_ROLE, "code": "4", "display": "Domain Resource" },
+        }));
+    }
+    if let Some(query) = &entities.query {
+        entity.push(json!({
+            "type": { "system": ENTITY_TYPE, "code": "2", "display": "System Object" },
+            "role": { "system": OBJECT_ROLE, "code": "24", "display": "Query" },
+            "query": base64::engine::general_purpose::STANDARD.encode(query),
+        }));
+    }
+    if let (false, Value::Object(map)) = (entity.is_empty(), &mut event) {
+        map.insert("entity".into(), Value::Array(entity));
+    }
+    event
+}
+
+/// BALP's agents: the user (requestor, with the token's `jti` as policy), the client application (source
+/// role, with the network address; the requestor when no user is named) and this server (destination role).
+fn agents(request: &AuditRequest) -> Vec<Value> {
+    let agents = &request.agents;
+    let policy: Vec<Value> =
+        agents.token_id.iter().map(|jti| Value::String(format!("{JTI_PREFIX}{jti}"))).collect();
+    let mut list = Vec::new();
+    if let Some(user) = &agents.user {
+        list.push(json!({
+            "type": { "coding": [{ "system": USER_AGENT_TYPES, "code": "UserOauthAgent", "display": "User OAuth Agent participant" }] },
+            "who": { "reference": user },
+            "requestor": true,
+            "policy": policy,
+        }));
+    }
+    let mut client = Map::new();
+    client.insert(
+        "type".into(),
+        json!({ "coding": [{ "system": DICOM, "code": "110153", "display": "Source Role ID" }] }),
+    );
+    match &agents.client {
+        Some((issuer, client_id)) => {
+            client.insert(
+                "who".into(),
+                json!({ "identifier": { "system": issuer, "value": client_id } }),
+            );
+            client.insert("altId".into(), Value::String(client_id.clone()));
+        }
+        None => {
+            client.insert("who".into(), json!({ "display": "unauthenticated client" }));
+        }
+    }
+    client.insert("requestor".into(), Value::Bool(agents.user.is_none()));
+    if agents.user.is_none() && !policy.is_empty() {
+        client.insert("policy".into(), Value::Array(policy));
+    }
+    if let Some(address) = &agents.address {
+        client.insert("network".into(), json!({ "address": address, "type": "2" }));
+    }
+    list.push(Value::Object(client));
+    list.push(json!({
+        "type": { "coding": [{ "system": DICOM, "code": "110152", "display": "Destination Role ID" }] },
+        "who": { "display": request.observer },
+        "requestor": false,
+    }));
+    list
+}
+
+/// The version rows of new AuditEvents, with their index rows.
+struct EventRows {
+    rows: Vec<(LogicalId, String, Vec<cdr_search::IndexEntry>)>,
+    now: Instant,
+}
+
+impl EventRows {
+    fn new(registry: &SearchParamRegistry, events: Vec<Value>) -> EventRows {
+        let now = Instant::now();
+        let rows = events
+            .into_iter()
+            .map(|mut event| {
+                let id = new_id();
+                if let Value::Object(map) = &mut event {
+                    map.insert("id".into(), Value::String(id.to_string()));
+                    map.insert(
+                        "meta".into(),
+                        json!({ "versionId": VersionId::FIRST.to_string(), "lastUpdated": now.to_fhir() }),
+                    );
+                }
+                let index = index_entries(&event, registry, AUDIT_EVENT, &id);
+                (id, event.to_string(), index)
+            })
+            .collect();
+        EventRows { rows, now }
+    }
+
+    fn versions(&self) -> impl Iterator<Item = NewVersion<'_>> {
+        self.rows.iter().map(|(id, body, index)| NewVersion {
+            res_type: AUDIT_EVENT,
+            res_id: id,
+            version: VersionId::FIRST,
+            last_updated: self.now,
+            method: WriteMethod::Create,
+            body: Some(body),
+            index,
+        })
+    }
+
+    async fn write(&self, tx: &mut StoreTx) -> Result<(), cdr_store::StoreError> {
+        tx.write_all(&self.versions().collect::<Vec<_>>()).await
+    }
+}
+
+/// Events waiting for the writer (their rows made by the request's task, so that the writer only writes), and
+/// where to say they are committed.
+struct Pending {
+    rows: EventRows,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// Writers of the group commit on PostgreSQL, whose rounds (mostly waiting: round trips and the commit's sync)
+/// run side by side on their own connections; SQLite has one writer at a time anyway, so one there.
+const POSTGRES_WRITERS: usize = 4;
+
+/// The group commit of events recorded outside a write: started at its first use as background tasks per
+/// engine (and its clones), each taking the events handed to it in turn.
+#[derive(Debug, Default)]
+pub(crate) struct AuditLog {
+    senders: OnceLock<Vec<mpsc::UnboundedSender<Pending>>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Pending").field("events", &self.rows.rows.len()).finish()
+    }
+}
+
+impl AuditLog {
+    fn sender(&self, store: &Store) -> &mpsc::UnboundedSender<Pending> {
+        let senders = self.senders.get_or_init(|| {
+            let writers = match store.backend() {
+                cdr_store::Backend::Postgres => POSTGRES_WRITERS,
+                cdr_store::Backend::Sqlite => 1,
+            };
+            (0..writers)
+                .map(|_| {
+                    let (sender, receiver) = mpsc::unbounded_channel();
+                    tokio::spawn(run_writer(store.clone(), receiver));
+                    sender
+                })
+                .collect()
+        });
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        &senders[turn % senders.len()]
+    }
+}
+
+/// The writer: takes every event waiting (up to [`EVENTS_PER_COMMIT`]), writes them in one transaction and
+/// tells each request the result; events that arrive meanwhile wait for the next round.
+async fn run_writer(store: Store, mut receiver: mpsc::UnboundedReceiver<Pending>) {
+    while let Some(first) = receiver.recv().await {
+        let mut count = first.rows.rows.len();
+        let mut batch = vec![first];
+        while count < EVENTS_PER_COMMIT
+            && let Ok(next) = receiver.try_recv()
+        {
+            count += next.rows.rows.len();
+            batch.push(next);
+        }
+        let versions: Vec<NewVersion<'_>> =
+            batch.iter().flat_map(|pending| pending.rows.versions()).collect();
+        let started = std::time::Instant::now();
+        let result = async {
+            let mut tx = store.begin().await?;
+            tx.write_all(&versions).await?;
+            tx.commit().await
+        }
+        .await
+        .map_err(|error| error_text(&error));
+        drop(versions);
+        match &result {
+            Err(error) => tracing::error!(%error, events = count, "audit events not written"),
+            Ok(()) => tracing::debug!(
+                events = count,
+                micros = started.elapsed().as_micros(),
+                "audit events committed"
+            ),
+        }
+        for pending in batch {
+            // A request that gave up waiting (its deadline passed) has no one to tell.
+            let _ = pending.done.send(result.clone());
+        }
+    }
+}
+
+/// An error and its sources, for the log and the requests that waited.
+fn error_text(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl Engine {
+    /// This engine recording the events of `request`: its writes record theirs in their own transaction
+    /// ([`AuditRequest::recorded_with_write`] says when one did).
+    #[must_use]
+    pub fn audited(&self, request: Arc<AuditRequest>) -> Engine {
+        let mut engine = self.clone();
+        engine.audit = Some(request);
+        engine
+    }
+
+    /// Records `events` durably through the group commit, returning once they are committed.
+    ///
+    /// # Errors
+    /// [`InteractionError::AuditUnavailable`] when they could not be written.
+    pub async fn record_audit(&self, events: Vec<Value>) -> Result<(), InteractionError> {
+        let rows = EventRows::new(&self.registry, events);
+        let (done, wait) = oneshot::channel();
+        self.audit_log
+            .sender(&self.store)
+            .send(Pending { rows, done })
+            .map_err(|_| InteractionError::AuditUnavailable("the audit writer stopped".into()))?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(InteractionError::AuditUnavailable(error)),
+            Err(_) => Err(InteractionError::AuditUnavailable("the audit writer stopped".into())),
+        }
+    }
+
+    /// Commits `tx`, after writing in it the events of the audited request for `written` (each with its
+    /// subtype, or the request's); marks the request recorded once the commit succeeded.
+    pub(crate) async fn commit_audited(
+        &self,
+        mut tx: StoreTx,
+        written: &[(Option<AuditSubtype>, AuditEntities)],
+    ) -> Result<(), InteractionError> {
+        let Some(request) = &self.audit else {
+            return self.commit(tx).await;
+        };
+        self.write_audit_in(&mut tx, request, written).await?;
+        self.commit(tx).await?;
+        request.recorded.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Writes in `tx` the successful events of the audited request (if any) for `written`.
+    pub(crate) async fn write_audit_in(
+        &self,
+        tx: &mut StoreTx,
+        request: &AuditRequest,
+        written: &[(Option<AuditSubtype>, AuditEntities)],
+    ) -> Result<(), InteractionError> {
+        let recorded = Instant::now();
+        let events = written
+            .iter()
+            .map(|(subtype, entities)| {
+                let subtype = subtype.unwrap_or(request.subtype);
+                audit_event(request, subtype, &AuditOutcome::Success, entities, recorded)
+            })
+            .collect();
+        EventRows::new(&self.registry, events).write(tx).await?;
+        Ok(())
+    }
+
+    /// Refuses a client's write of an AuditEvent: the trail is append-only, written by the server alone.
+    pub(crate) fn refuse_audit_write(
+        &self,
+        resource_type: ResourceType,
+    ) -> Result<(), InteractionError> {
+        if resource_type == AUDIT_EVENT {
+            return Err(InteractionError::NotAllowed(
+                "AuditEvents are written by this server alone and never changed: create, update, patch and delete are not allowed".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patients_are_found_in_subject_or_patient_references() {
+        let id = LogicalId::parse("r1").unwrap();
+        let report = ResourceType::parse("DiagnosticReport").unwrap();
+        let body = br#"{"resourceType":"DiagnosticReport","subject":{"reference":"http://x/fhir/Patient/p-1/_history/2"}}"#;
+        assert_eq!(patient_of(report, &id, body).as_deref(), Some("Patient/p-1"));
+        let body = br#"{"resourceType":"DiagnosticReport","subject":{"reference":"Group/g"}}"#;
+        assert_eq!(patient_of(report, &id, body), None);
+        let patient = ResourceType::parse("Patient").unwrap();
+        assert_eq!(patient_of(patient, &id, b"{}").as_deref(), Some("Patient/r1"));
+        assert_eq!(patient_reference("Patient/").as_deref(), None);
+    }
+
+    #[test]
+    fn a_failed_search_records_its_query_and_outcome() {
+        let agents = AuditAgents {
+            user: Some("Practitioner/dr".into()),
+            client: Some(("https://idp".into(), "viewer".into())),
+            token_id: Some("t-1".into()),
+            address: Some("10.0.0.1".into()),
+        };
+        let request = AuditRequest::new("cdr".into(), agents, AuditSubtype::SearchType);
+        let entities = AuditEntities { query: Some("a=b".into()), ..AuditEntities::default() };
+        let event = audit_event(
+            &request,
+            AuditSubtype::SearchType,
+            &AuditOutcome::Minor("bad".into()),
+            &entities,
+            Instant::from_millis(0),
+        );
+        assert_eq!(event["outcome"], "4");
+        assert_eq!(event["outcomeDesc"], "bad");
+        assert_eq!(event["action"], "E");
+        assert_eq!(event["entity"][0]["query"], "YT1i");
+        assert_eq!(event["agent"][0]["policy"][0], "urn:ietf:params:oauth:jti:t-1");
+        assert_eq!(event["agent"][1]["network"]["address"], "10.0.0.1");
+        assert_eq!(event["agent"][1]["requestor"], false);
+    }
+}
