@@ -308,6 +308,21 @@ async fn metrics_count_requests_by_interaction_type_and_status(app: &TestApp) {
     assert_eq!(send_to(&router, queued).await.status, StatusCode::ACCEPTED);
     send_to(&router, post("/fhir/Patient/$validate", r#"{"resourceType":"Patient"}"#)).await;
     send_to(&router, preflight(VIEWER, "GET", "")).await;
+    // One subscription switched off, one active with an event its receiver has not acknowledged.
+    for status in ["off", "requested"] {
+        let subscription = format!(
+            r#"{{"resourceType":"Subscription","status":"{status}","reason":"x","criteria":"Organization?name=x","channel":{{"type":"rest-hook","endpoint":"http://127.0.0.1:9/hook"}}}}"#
+        );
+        assert_eq!(
+            send_to(&router, post("/fhir/Subscription", &subscription)).await.status,
+            StatusCode::CREATED
+        );
+    }
+    let organization = r#"{"resourceType":"Organization","name":"x"}"#;
+    assert_eq!(
+        send_to(&router, post("/fhir/Organization", organization)).await.status,
+        StatusCode::CREATED
+    );
 
     let scraped = send_to(&router, build_request(Method::GET, "/metrics", &[], "")).await;
     assert_eq!(scraped.status, StatusCode::OK);
@@ -318,6 +333,8 @@ async fn metrics_count_requests_by_interaction_type_and_status(app: &TestApp) {
     let samples = samples(&text);
     let expected = [
         (requests("create", "Patient", "2xx"), 1.0),
+        (requests("create", "Subscription", "2xx"), 2.0),
+        (requests("create", "Organization", "2xx"), 1.0),
         (requests("read", "Patient", "2xx"), 2.0),
         (requests("read", "Patient", "4xx"), 1.0),
         (requests("read", "other", "4xx"), 1.0),
@@ -331,6 +348,10 @@ async fn metrics_count_requests_by_interaction_type_and_status(app: &TestApp) {
         (requests("operation", "Patient", "2xx"), 1.0),
         ("cdr_async_jobs{state=\"queued\"}".to_owned(), 1.0),
         ("cdr_async_jobs{state=\"running\"}".to_owned(), 0.0),
+        ("cdr_subscriptions{state=\"active\"}".to_owned(), 1.0),
+        ("cdr_subscriptions{state=\"error\"}".to_owned(), 0.0),
+        ("cdr_subscriptions{state=\"off\"}".to_owned(), 1.0),
+        ("cdr_subscription_events_undelivered".to_owned(), 1.0),
         (
             "cdr_http_request_duration_seconds_count{interaction=\"read\",type=\"Patient\",status=\"2xx\"}"
                 .to_owned(),
@@ -346,9 +367,10 @@ async fn metrics_count_requests_by_interaction_type_and_status(app: &TestApp) {
         assert_eq!(samples.get(series), Some(value), "{series} in\n{text}");
     }
     let request_series = samples.keys().filter(|key| key.starts_with("cdr_http_requests_total"));
-    assert_eq!(request_series.count(), expected.len() - 4, "no other series (no OPTIONS): {text}");
-    // The created Patients (one alone, one per Bundle; the queued one is not run) and the $validate.
-    assert_eq!(samples.get("cdr_validation_duration_seconds_count"), Some(&4.0), "{text}");
+    assert_eq!(request_series.count(), expected.len() - 8, "no other series (no OPTIONS): {text}");
+    // The created Patients (one alone, one per Bundle; the queued one is not run), the $validate, and the two
+    // Subscriptions and the Organization (validation times are the engine's, whatever the router).
+    assert_eq!(samples.get("cdr_validation_duration_seconds_count"), Some(&7.0), "{text}");
     let backend = if app.sqlite_folder().is_some() { "sqlite" } else { "postgres" };
     let size = samples[&format!("cdr_db_pool_connections{{backend=\"{backend}\"}}")];
     let idle = samples[&format!("cdr_db_pool_idle_connections{{backend=\"{backend}\"}}")];

@@ -166,6 +166,29 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         }
         Err(error) => tracing::warn!(%error, "metrics: cannot count the asynchronous jobs"),
     }
+    match state.engine.subscription_counts().await {
+        Ok(counts) => {
+            family(
+                &mut text,
+                "cdr_subscriptions",
+                "gauge",
+                "Subscriptions by state (all processes).",
+            );
+            for (label, value) in
+                [("active", counts.active), ("error", counts.error), ("off", counts.off)]
+            {
+                let _ = writeln!(text, "cdr_subscriptions{{state=\"{label}\"}} {value}");
+            }
+            family(
+                &mut text,
+                "cdr_subscription_events_undelivered",
+                "gauge",
+                "Events recorded for active subscriptions and not yet acknowledged by their receivers.",
+            );
+            let _ = writeln!(text, "cdr_subscription_events_undelivered {}", counts.undelivered);
+        }
+        Err(error) => tracing::warn!(%error, "metrics: cannot count the subscriptions"),
+    }
     family(
         &mut text,
         "cdr_validation_duration_seconds",

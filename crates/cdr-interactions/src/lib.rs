@@ -66,7 +66,7 @@ pub use crate::subscriptions::{
 };
 pub use crate::validate::{ONTARIO_PROFILES, Profiles, ValidationMode};
 pub use crate::write::{Precondition, WriteOutcome, WriteStatus, reindex};
-pub use cdr_store::{JobCounts, PoolUsage};
+pub use cdr_store::{JobCounts, PoolUsage, SubscriptionCounts};
 
 /// The resource types this server serves, sorted.
 pub const SERVED_TYPES: [ResourceType; 15] = [

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use cdr_store::{Backend, JobCounts, PoolUsage};
+use cdr_store::{Backend, JobCounts, PoolUsage, SubscriptionCounts};
 
 use crate::{Engine, InteractionError};
 
@@ -80,6 +80,14 @@ impl Engine {
     /// On storage failure.
     pub async fn job_counts(&self) -> Result<JobCounts, InteractionError> {
         Ok(self.store.job_counts().await?)
+    }
+
+    /// The subscriptions by state and the events active ones have yet to deliver, all processes together.
+    ///
+    /// # Errors
+    /// On storage failure.
+    pub async fn subscription_counts(&self) -> Result<SubscriptionCounts, InteractionError> {
+        Ok(self.store.subscription_counts().await?)
     }
 }
 

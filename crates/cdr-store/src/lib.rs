@@ -60,8 +60,8 @@ pub use crate::page::{
 pub use crate::read::{HistoryEntry, HistoryQuery, HistoryScope, StoredVersion};
 pub use crate::reindex::LiveBody;
 pub use crate::subscriptions::{
-    ClaimedSubscription, DeliveryAttempt, MatchingSubscription, OutboxEvent, SubscriptionDef,
-    SubscriptionState, SubscriptionStatus,
+    ClaimedSubscription, DeliveryAttempt, MatchingSubscription, OutboxEvent, SubscriptionCounts,
+    SubscriptionDef, SubscriptionState, SubscriptionStatus,
 };
 pub use crate::write::{LockMode, NewVersion, RowLock, StoreTx, WriteMethod};
 

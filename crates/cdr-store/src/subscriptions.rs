@@ -380,7 +380,43 @@ async fn insert_attempt(
     Ok(())
 }
 
+/// The subscriptions by state, and the events recorded for active ones and not yet acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SubscriptionCounts {
+    pub active: u64,
+    pub error: u64,
+    pub off: u64,
+    pub undelivered: u64,
+}
+
 impl Store {
+    /// How many subscriptions are in each state, and how many events active ones have yet to deliver (all
+    /// processes together).
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn subscription_counts(&self) -> Result<SubscriptionCounts, StoreError> {
+        let (active, error, off, undelivered) = dispatch!(&self.pool, pool => sqlx::query_as::<_, (i64, i64, i64, i64)>(
+            "SELECT COALESCE(SUM(CASE WHEN state = 'active' THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN state = 'error' THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN state = 'off' THEN 1 ELSE 0 END), 0), \
+             CAST(COALESCE(SUM(CASE WHEN state = 'active' THEN events - delivered ELSE 0 END), 0) AS BIGINT) \
+             FROM subscription",
+        )
+        .fetch_one(pool)
+        .await)?;
+        let count = |count: i64| {
+            u64::try_from(count)
+                .map_err(|_| StoreError::Corrupt(format!("subscription count {count}")))
+        };
+        Ok(SubscriptionCounts {
+            active: count(active)?,
+            error: count(error)?,
+            off: count(off)?,
+            undelivered: count(undelivered)?,
+        })
+    }
+
     /// Told whenever a transaction of this process that recorded subscription events has committed.
     #[must_use]
     pub fn outbox_signal(&self) -> std::sync::Arc<tokio::sync::Notify> {
