@@ -152,6 +152,15 @@ impl Engine {
     /// On storage failure.
     pub(crate) async fn record_events(&self, tx: &mut StoreTx) -> Result<(), InteractionError> {
         let now = cdr_model::Instant::now();
+        // The one statement a write pays when nothing subscribes to what it wrote.
+        let mut types: Vec<ResourceType> =
+            tx.written().iter().map(|(res_type, _)| *res_type).collect();
+        types.sort_unstable();
+        types.dedup();
+        let subscriptions = tx.matching_subscriptions(&types).await?;
+        if subscriptions.is_empty() {
+            return Ok(());
+        }
         let mut last: std::collections::HashMap<(ResourceType, LogicalId), usize> =
             std::collections::HashMap::new();
         let written: Vec<(ResourceType, LogicalId, VersionId, bool)> = tx
@@ -171,10 +180,7 @@ impl Engine {
             })
             .map(|(_, change)| change)
             .collect();
-        let mut types: Vec<ResourceType> = live.iter().map(|change| change.0).collect();
-        types.sort_unstable();
-        types.dedup();
-        for subscription in tx.matching_subscriptions(&types).await? {
+        for subscription in subscriptions {
             let candidates: Vec<&&(ResourceType, LogicalId, VersionId, bool)> =
                 live.iter().filter(|change| change.0 == subscription.res_type).collect();
             let mut matched = Vec::new();
