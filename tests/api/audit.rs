@@ -617,7 +617,7 @@ async fn refuse_audit_events(app: &TestApp) {
                 "CREATE FUNCTION {schema}.refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit refused'; END $$"
             ),
             format!(
-                "CREATE TRIGGER refuse_audit BEFORE INSERT ON {schema}.resource_version FOR EACH ROW WHEN (NEW.res_type = 'AuditEvent') EXECUTE FUNCTION {schema}.refuse_audit()"
+                "CREATE TRIGGER refuse_audit BEFORE INSERT ON {schema}.audit_event FOR EACH ROW EXECUTE FUNCTION {schema}.refuse_audit()"
             ),
         ] {
             sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut admin).await.unwrap();
@@ -627,7 +627,7 @@ async fn refuse_audit_events(app: &TestApp) {
         let mut connection =
             <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
         sqlx::query(
-            "CREATE TRIGGER refuse_audit BEFORE INSERT ON resource_version WHEN NEW.res_type = 'AuditEvent' \
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_event \
              BEGIN SELECT RAISE(ABORT, 'audit refused'); END",
         )
         .execute(&mut connection)

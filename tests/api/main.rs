@@ -13,6 +13,7 @@ mod helpers;
 
 mod async_submission;
 mod audit;
+mod audit_search;
 mod auth;
 mod bounds;
 mod budget;

@@ -371,6 +371,7 @@ async fn postgres_compresses_bodies_with_lz4(app: &TestApp) {
         ("async_job", "body"),
         ("async_job", "response"),
         ("async_job_entry", "response"),
+        ("audit_event", "body"),
         ("resource", "body"),
         ("resource_version", "body"),
     ]

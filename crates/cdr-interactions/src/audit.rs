@@ -18,16 +18,15 @@ use std::sync::{Arc, OnceLock};
 
 use base64::Engine as _;
 use cdr_model::{Instant, LogicalId, ResourceType, VersionId};
-use cdr_search::SearchParamRegistry;
-use cdr_store::{NewVersion, Store, StoreTx, WriteMethod};
+use cdr_store::{AuditRow, Store, StoreTx};
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::write::{index_entries, new_id};
+use crate::write::new_id;
 use crate::{Engine, InteractionError, VersionedResource};
 
 /// The type every AuditEvent has, and that clients may neither write nor read without its own scope.
-pub const AUDIT_EVENT: ResourceType = ResourceType::known("AuditEvent");
+pub const AUDIT_EVENT: ResourceType = cdr_store::AUDIT_EVENT;
 
 /// Most events the writer puts in one transaction.
 const EVENTS_PER_COMMIT: usize = 500;
@@ -339,54 +338,94 @@ fn agents(request: &AuditRequest) -> Vec<Value> {
     list
 }
 
-/// The version rows of new AuditEvents, with their index rows.
-struct EventRows {
-    rows: Vec<(LogicalId, String, Vec<cdr_search::IndexEntry>)>,
-    now: Instant,
+/// The rows of new AuditEvents: each given its id and `meta` (its one version, stamped at `recorded`).
+fn new_rows(events: Vec<Value>) -> Vec<AuditRow> {
+    let now = Instant::now();
+    events
+        .into_iter()
+        .map(|mut event| {
+            let id = new_id();
+            let recorded = event
+                .get("recorded")
+                .and_then(Value::as_str)
+                .and_then(|text| Instant::parse_fhir(text).ok())
+                .unwrap_or(now);
+            if let Value::Object(map) = &mut event {
+                map.insert("id".into(), Value::String(id.to_string()));
+                map.insert(
+                    "meta".into(),
+                    json!({ "versionId": VersionId::FIRST.to_string(), "lastUpdated": recorded.to_fhir() }),
+                );
+            }
+            let body = event.to_string();
+            row_of(id, recorded, &event, body)
+        })
+        .collect()
 }
 
-impl EventRows {
-    fn new(registry: &SearchParamRegistry, events: Vec<Value>) -> EventRows {
-        let now = Instant::now();
-        let rows = events
-            .into_iter()
-            .map(|mut event| {
-                let id = new_id();
-                if let Value::Object(map) = &mut event {
-                    map.insert("id".into(), Value::String(id.to_string()));
-                    map.insert(
-                        "meta".into(),
-                        json!({ "versionId": VersionId::FIRST.to_string(), "lastUpdated": now.to_fhir() }),
-                    );
-                }
-                let index = index_entries(&event, registry, AUDIT_EVENT, &id);
-                (id, event.to_string(), index)
-            })
-            .collect();
-        EventRows { rows, now }
+/// The row of an AuditEvent (`event`, whose JSON is `body`) recorded at `recorded`: the values its searches
+/// filter on, read from the BALP shape [`audit_event`] gives it.
+fn row_of(id: LogicalId, recorded: Instant, event: &Value, body: String) -> AuditRow {
+    let text = |value: &Value| value.as_str().map(str::to_owned);
+    let coding = |value: &Value| Some((text(&value["system"])?, text(&value["code"])?));
+    let list = |name: &str| event[name].as_array().map(Vec::as_slice).unwrap_or_default();
+    let role_of = |entity: &Value| entity["role"]["code"].as_str().map(str::to_owned);
+    let what = |role: &str| {
+        list("entity")
+            .iter()
+            .find(|entity| role_of(entity).as_deref() == Some(role))
+            .and_then(|entity| entity["what"]["reference"].as_str())
+    };
+    let patient = what("1")
+        .and_then(patient_reference)
+        .map(|reference| reference.trim_start_matches("Patient/").to_owned());
+    let entity = what("4").map(|reference| match reference.split_once("/_history/") {
+        Some((resource, version)) => (resource.to_owned(), Some(version.to_owned())),
+        None => (reference.to_owned(), None),
+    });
+    let agent = list("agent")
+        .iter()
+        .find(|agent| agent["requestor"].as_bool() == Some(true))
+        .and_then(|agent| agent["who"]["reference"].as_str())
+        .map(local_reference);
+    let altid = list("agent").iter().find_map(|agent| text(&agent["altId"]));
+    let client_issuer =
+        list("agent").iter().find_map(|agent| text(&agent["who"]["identifier"]["system"]));
+    let policy = list("agent").iter().find_map(|agent| text(&agent["policy"][0]));
+    AuditRow {
+        id,
+        recorded,
+        event_type: coding(&event["type"]),
+        subtype: list("subtype").first().and_then(coding),
+        action: text(&event["action"]),
+        outcome: text(&event["outcome"]),
+        patient,
+        agent,
+        entity,
+        altid,
+        client_issuer,
+        policy,
+        body,
     }
+}
 
-    fn versions(&self) -> impl Iterator<Item = NewVersion<'_>> {
-        self.rows.iter().map(|(id, body, index)| NewVersion {
-            res_type: AUDIT_EVENT,
-            res_id: id,
-            version: VersionId::FIRST,
-            last_updated: self.now,
-            method: WriteMethod::Create,
-            body: Some(body),
-            index,
-        })
-    }
-
-    async fn write(&self, tx: &mut StoreTx) -> Result<(), cdr_store::StoreError> {
-        tx.write_all(&self.versions().collect::<Vec<_>>()).await
+/// `Type/id` of a reference that ends so (relative, or absolute with any base), else the reference as written.
+fn local_reference(reference: &str) -> String {
+    let mut parts = reference.rsplit('/');
+    match (parts.next(), parts.next()) {
+        (Some(id), Some(type_name))
+            if ResourceType::parse(type_name).is_ok() && LogicalId::parse(id).is_ok() =>
+        {
+            format!("{type_name}/{id}")
+        }
+        _ => reference.to_owned(),
     }
 }
 
 /// Events waiting for the writer (their rows made by the request's task, so that the writer only writes), and
 /// where to say they are committed.
 struct Pending {
-    rows: EventRows,
+    rows: Vec<AuditRow>,
     done: oneshot::Sender<Result<(), String>>,
 }
 
@@ -404,7 +443,7 @@ pub(crate) struct AuditLog {
 
 impl std::fmt::Debug for Pending {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("Pending").field("events", &self.rows.rows.len()).finish()
+        formatter.debug_struct("Pending").field("events", &self.rows.len()).finish()
     }
 }
 
@@ -432,29 +471,20 @@ impl AuditLog {
 /// tells each request the result; events that arrive meanwhile wait for the next round.
 async fn run_writer(store: Store, mut receiver: mpsc::UnboundedReceiver<Pending>) {
     while let Some(first) = receiver.recv().await {
-        let mut count = first.rows.rows.len();
         let mut batch = vec![first];
-        while count < EVENTS_PER_COMMIT
-            && let Ok(next) = receiver.try_recv()
+        let mut rows: Vec<AuditRow> = std::mem::take(&mut batch[0].rows);
+        while rows.len() < EVENTS_PER_COMMIT
+            && let Ok(mut next) = receiver.try_recv()
         {
-            count += next.rows.rows.len();
+            rows.append(&mut next.rows);
             batch.push(next);
         }
-        let versions: Vec<NewVersion<'_>> =
-            batch.iter().flat_map(|pending| pending.rows.versions()).collect();
         let started = std::time::Instant::now();
-        let result = async {
-            let mut tx = store.begin().await?;
-            tx.write_all(&versions).await?;
-            tx.commit().await
-        }
-        .await
-        .map_err(|error| error_text(&error));
-        drop(versions);
+        let result = store.append_audit(&rows).await.map_err(|error| error_text(&error));
         match &result {
-            Err(error) => tracing::error!(%error, events = count, "audit events not written"),
+            Err(error) => tracing::error!(%error, events = rows.len(), "audit events not written"),
             Ok(()) => tracing::debug!(
-                events = count,
+                events = rows.len(),
                 micros = started.elapsed().as_micros(),
                 "audit events committed"
             ),
@@ -478,6 +508,31 @@ fn error_text(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// Moves the AuditEvents that an earlier version of the server stored as ordinary resources into the
+/// trail's own table (a no-op once none are left); returns how many moved. Their `meta.lastUpdated`
+/// becomes their `recorded`, as the trail serves it.
+///
+/// # Errors
+/// On database failure.
+pub async fn adopt_audit_resources(store: &Store) -> Result<u64, cdr_store::StoreError> {
+    store
+        .adopt_audit_resources(|id, last_updated, body| {
+            let Ok(mut event) = serde_json::from_str::<Value>(&body) else {
+                return row_of(id, last_updated, &Value::Null, body);
+            };
+            let recorded = event["recorded"]
+                .as_str()
+                .and_then(|text| Instant::parse_fhir(text).ok())
+                .unwrap_or(last_updated);
+            if let Some(meta) = event.get_mut("meta").and_then(Value::as_object_mut) {
+                meta.insert("lastUpdated".into(), Value::String(recorded.to_fhir()));
+            }
+            let body = event.to_string();
+            row_of(id, recorded, &event, body)
+        })
+        .await
+}
+
 impl Engine {
     /// This engine recording the events of `request`: its writes record theirs in their own transaction
     /// ([`AuditRequest::recorded_with_write`] says when one did).
@@ -493,7 +548,7 @@ impl Engine {
     /// # Errors
     /// [`InteractionError::AuditUnavailable`] when they could not be written.
     pub async fn record_audit(&self, events: Vec<Value>) -> Result<(), InteractionError> {
-        let rows = EventRows::new(&self.registry, events);
+        let rows = new_rows(events);
         let (done, wait) = oneshot::channel();
         self.audit_log
             .sender(&self.store)
@@ -537,7 +592,7 @@ impl Engine {
                 audit_event(request, subtype, &AuditOutcome::Success, entities, recorded)
             })
             .collect();
-        EventRows::new(&self.registry, events).write(tx).await?;
+        tx.append_audit(&new_rows(events)).await?;
         Ok(())
     }
 

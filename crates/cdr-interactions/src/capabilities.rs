@@ -161,7 +161,8 @@ impl Engine {
                 .map(|def| format!("{resource_type}:{}", def.code)),
         );
         let mut revincludes = vec!["*".to_owned()];
-        for source in SERVED_TYPES {
+        // The audit trail's events are searched on their own, never revincluded.
+        for source in SERVED_TYPES.into_iter().filter(|source| *source != AUDIT_EVENT) {
             let mut source_params = self.registry.params_for(source);
             source_params.sort_by(|left, right| left.code.cmp(&right.code));
             revincludes.extend(
@@ -192,12 +193,31 @@ fn append_only(resource: &mut Value) {
             { "code": "search-type" }
         ]),
     );
+    // The trail's table serves these parameters (`cdr_store`'s audit module), no includes.
+    const SEARCHED: [&str; 11] = [
+        "_id",
+        "_lastUpdated",
+        "date",
+        "type",
+        "subtype",
+        "action",
+        "outcome",
+        "altid",
+        "patient",
+        "agent",
+        "entity",
+    ];
+    if let Some(Value::Array(params)) = resource.get_mut("searchParam") {
+        params.retain(|param| param["name"].as_str().is_some_and(|name| SEARCHED.contains(&name)));
+    }
+    resource.insert("searchInclude".into(), json!([]));
+    resource.insert("searchRevInclude".into(), json!([]));
     for key in ["updateCreate", "conditionalCreate", "conditionalUpdate"] {
         resource.insert(key.into(), Value::Bool(false));
     }
     resource.insert("conditionalDelete".into(), json!("not-supported"));
     resource.insert(
         "documentation".into(),
-        json!("The audit trail (IHE BALP): one AuditEvent per interaction, written by this server; create, update, patch and delete answer 405. Reading them needs a scope naming AuditEvent (system/AuditEvent.rs); they are left out of system history and of searches without _type."),
+        json!("The audit trail (IHE BALP): one AuditEvent per interaction, written by this server; create, update, patch and delete answer 405. Reading them needs a scope naming AuditEvent (system/AuditEvent.rs); they are left out of system history and of searches without _type, and are searched on their own (by _id, _lastUpdated, date, type, subtype, action, outcome, altid, patient, agent and entity, with chains on patient, agent and entity; sorted by date) with no includes."),
     );
 }

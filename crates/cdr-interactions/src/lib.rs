@@ -43,8 +43,8 @@ use cdr_store::{Store, StoredVersion};
 use crate::budget::CpuPool;
 
 pub use crate::audit::{
-    AUDIT_EVENT, AuditAgents, AuditEntities, AuditOutcome, AuditRequest, AuditSubtype, audit_event,
-    patient_of, patient_reference,
+    AUDIT_EVENT, AuditAgents, AuditEntities, AuditOutcome, AuditRequest, AuditSubtype,
+    adopt_audit_resources, audit_event, patient_of, patient_reference,
 };
 pub use crate::budget::ResourceLimits;
 pub use crate::bundle::{

@@ -74,14 +74,7 @@ impl Engine {
         let mut query = parsed.query;
         query.compartment.clone_from(&self.confinement);
         expand_terminology(&mut query, self.profiles.set())?;
-        if matches!(query.contained, Some(ContainedMode::True | ContainedMode::Both))
-            || query.contained_type.is_some()
-        {
-            return Err(InteractionError::NotSupported(
-                "searching contained resources (_contained, _containedType) is not supported"
-                    .to_owned(),
-            ));
-        }
+        check_supported(&query)?;
         if self.config.require_patient_identifier
             && let Some(resource_type) = resource_type
         {
@@ -221,6 +214,26 @@ impl Engine {
         }
         Ok(included)
     }
+}
+
+/// Refuses what the store does not search: contained resources, and AuditEvents as revincluded resources
+/// (the audit trail is searched on its own).
+fn check_supported(query: &SearchQuery) -> Result<(), InteractionError> {
+    if matches!(query.contained, Some(ContainedMode::True | ContainedMode::Both))
+        || query.contained_type.is_some()
+    {
+        return Err(InteractionError::NotSupported(
+            "searching contained resources (_contained, _containedType) is not supported"
+                .to_owned(),
+        ));
+    }
+    if query.revincludes.iter().any(|include| include.source_type == Some(AUDIT_EVENT)) {
+        return Err(InteractionError::NotSupported(
+            "AuditEvents cannot be revincluded: search AuditEvent by patient, agent or entity"
+                .to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether a search reads like a poll for changes: a `_lastUpdated` criterion of the searched resources, or

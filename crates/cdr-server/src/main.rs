@@ -90,6 +90,15 @@ async fn open_store(args: &DatabaseArgs) -> anyhow::Result<Store> {
     };
     let store = Store::connect(&config).await.context("cannot open the database")?;
     store.migrate().await.context("cannot migrate the database")?;
+    let adopted = cdr_interactions::adopt_audit_resources(&store)
+        .await
+        .context("cannot move the audit trail into its table")?;
+    if adopted > 0 {
+        tracing::info!(
+            events = adopted,
+            "audit events moved from the resource tables into the audit trail's table"
+        );
+    }
     store.optimize().await.context("cannot refresh the planner statistics")?;
     Ok(store)
 }

@@ -172,6 +172,35 @@ pub(crate) fn probe_sql(
     Ok(sql)
 }
 
+/// Appends the condition "the resource of type `res_type` whose id is the SQL expression `res_id` matches
+/// `criterion`": the inner criterion of a chain from a table outside the resource tables (the audit trail's),
+/// tested on the resource tables; under `compartment` the resource must be in it too.
+pub(crate) fn criterion_on(
+    sql: &mut Sql,
+    criterion: &Criterion,
+    res_type: ResourceType,
+    res_id: &str,
+    now_micros: i64,
+    compartment: Option<&Compartment>,
+) -> Result<(), StoreError> {
+    // A type name is an identifier of the registry's (letters only), never a client's text.
+    let anchor = Anchor {
+        res_type: format!("'{res_type}'"),
+        res_id: res_id.to_owned(),
+        types: vec![res_type],
+        fence: false,
+    };
+    let mut compiler = Compiler { sql, next_alias: 0, now_micros, compartment };
+    compiler.sql.push("(");
+    compiler.criterion(criterion, &anchor)?;
+    if let Some(compartment) = compartment {
+        compiler.sql.push(" AND ");
+        confine(compiler.sql, compartment, &anchor.res_type, &anchor.res_id, &anchor.types);
+    }
+    compiler.sql.push(")");
+    Ok(())
+}
+
 struct Compiler<'a> {
     sql: &'a mut Sql,
     next_alias: usize,
@@ -308,6 +337,11 @@ impl Compiler<'_> {
                 }
                 self.sql.push(close);
                 Ok(())
+            }
+            Criterion::Has { source_type, .. } if *source_type == crate::audit::AUDIT_EVENT => {
+                Err(not_supported(
+                    "_has:AuditEvent is not supported: search AuditEvent by patient, agent or entity instead",
+                ))
             }
             Criterion::Has { source_type, reference, inner } => {
                 let alias = self.alias("h");

@@ -20,6 +20,9 @@ impl Store {
         types: &[ResourceType],
         now_micros: i64,
     ) -> Result<i64, StoreError> {
+        if crate::audit::searches_audit(types)? {
+            return self.count_audit(query, now_micros).await;
+        }
         let drive = self.drive(query, types, now_micros, true).await?;
         let mut sql = Sql::new("SELECT COUNT(*) AS n FROM resource r WHERE ");
         where_clause(&mut sql, query, types, now_micros, drive, false)?;

@@ -30,6 +30,7 @@
 //! `index.rs` the index tables and their rows, and `sql.rs` builds every statement's text; measured plans and
 //! figures at 100,000 ImagingStudy are in bench/README.md.
 
+mod audit;
 mod compile;
 mod connect;
 mod count;
@@ -49,6 +50,7 @@ mod write;
 
 use std::time::Duration;
 
+pub use crate::audit::{AUDIT_EVENT, AuditRow};
 pub use crate::derived::StoredReference;
 pub use crate::index::MAX_INDEXED_BYTES;
 pub use crate::jobs::{

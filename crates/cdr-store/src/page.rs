@@ -392,6 +392,9 @@ impl Store {
     /// # Errors
     /// [`StoreError::NotSupported`] for a criterion the compiler cannot serve; database failures.
     pub async fn search(&self, request: &SearchRequest<'_>) -> Result<SearchPage, StoreError> {
+        if crate::audit::searches_audit(request.types)? {
+            return self.search_audit(request).await;
+        }
         let drive = self.drive(request.query, request.types, request.now_micros, false).await?;
         let rows = match (drive, sort_walk(request)?) {
             (Drive::Order, Some(walk)) => self.walk(request, &walk).await?,
