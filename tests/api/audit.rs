@@ -31,6 +31,7 @@ crate::backend_tests!(
     audit_events_are_append_only_and_need_their_own_scope,
     the_trail_answers_who_looked_at_a_patient,
     no_read_is_answered_before_its_event_is_committed,
+    asynchronous_entries_are_audited_with_their_submitter,
 );
 
 fn audited(app: &TestApp, auth: Option<SmartConfig>) -> Router {
@@ -245,7 +246,11 @@ async fn every_interaction_kind_is_audited(app: &TestApp) {
     assert_eq!(send(Method::DELETE, &read_uri, "").await.status, StatusCode::NO_CONTENT);
     let event = one_event(app, "subtype=delete").await;
     assert_shape(&event, "delete", "D");
-    assert_eq!(entities(&event), [format!("DiagnosticReport/{report_id}/_history/2")]);
+    // A deletion has no body: the patient is the one of the version it ended.
+    assert_eq!(
+        entities(&event),
+        [format!("Patient/{patient}"), format!("DiagnosticReport/{report_id}/_history/2")]
+    );
 }
 
 /// A search's event: its query (a POST _search's form too) and the patient it names.
@@ -394,6 +399,27 @@ async fn refusals_and_token_requests_are_audited(app: &TestApp) {
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     let event = one_event(app, "outcome=4&entity=Patient/missing").await;
     assert!(event["outcomeDesc"].as_str().unwrap().starts_with("404"), "{event:#}");
+    // A batch entry the scopes refuse: its own event, beside the batch's and the allowed entry's.
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": format!("Patient/{id}")}},
+        {"request": {"method": "DELETE", "url": format!("Patient/{id}")}}
+    ]});
+    let answered = call(
+        &router,
+        Method::POST,
+        "/fhir",
+        Some(&token("system/Patient.rs", "jti-batch")),
+        &batch.to_string(),
+    )
+    .await;
+    assert_eq!(answered.status, StatusCode::OK, "{}", answered.text());
+    assert_eq!(answered.json()["entry"][1]["response"]["status"], "403 Forbidden");
+    let refused_entry =
+        one_event(app, "policy=urn:ietf:params:oauth:jti:jti-batch&subtype=delete").await;
+    assert_eq!(refused_entry["outcome"], "4");
+    assert!(refused_entry["outcomeDesc"].as_str().unwrap().starts_with("403"), "{refused_entry:#}");
+    assert_eq!(entities(&refused_entry), [format!("Patient/{id}"), format!("Patient/{id}")]);
+    assert_eq!(events(app, "policy=urn:ietf:params:oauth:jti:jti-batch").await.len(), 3);
 
     // A token request, granted and refused.
     let assertion = |jti: &str| {
@@ -634,4 +660,55 @@ async fn refuse_audit_events(app: &TestApp) {
         .await
         .unwrap();
     }
+}
+
+async fn asynchronous_entries_are_audited_with_their_submitter(app: &TestApp) {
+    let router = audited(app, Some(smart()));
+    let patient = app.create("Patient", r#"{"resourceType":"Patient"}"#).await;
+    let submitter = token("system/*.cruds", "jti-async");
+    let submit = |bundle: Value| {
+        let router = router.clone();
+        let submitter = submitter.clone();
+        async move {
+            let request = build_request(
+                Method::POST,
+                "/fhir",
+                &[
+                    ("content-type", "application/fhir+json"),
+                    ("prefer", "respond-async"),
+                    ("authorization", &format!("Bearer {submitter}")),
+                ],
+                &bundle.to_string(),
+            );
+            let accepted = send_to(&router, request).await;
+            assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.text());
+        }
+    };
+    submit(json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": report(&patient).parse::<Value>().unwrap(), "request": {"method": "POST", "url": "DiagnosticReport"}}
+    ]}))
+    .await;
+    submit(json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": format!("Patient/{patient}")}},
+        {"request": {"method": "GET", "url": "Patient/nobody"}},
+        {"resource": report(&patient).parse::<Value>().unwrap(), "request": {"method": "POST", "url": "DiagnosticReport"}}
+    ]}))
+    .await;
+    // Accepted: one event each, before any entry ran.
+    let policy = "policy=urn:ietf:params:oauth:jti:jti-async";
+    assert_eq!(events(app, &format!("{policy}&subtype=transaction,batch")).await.len(), 2);
+    assert_eq!(app.job_worker().drain().await, 2);
+    // Run later by the worker: each entry's event names the submitter, as a synchronous request would.
+    let creates = events(app, &format!("{policy}&subtype=create&patient={patient}")).await;
+    assert_eq!(creates.len(), 2, "{creates:#?}");
+    assert!(
+        creates.iter().all(|event| event["agent"][0]["who"]["reference"] == "Practitioner/dr-one")
+    );
+    let read = one_event(app, &format!("{policy}&subtype=read&outcome=0")).await;
+    assert_eq!(
+        entities(&read),
+        [format!("Patient/{patient}"), format!("Patient/{patient}/_history/1")]
+    );
+    let missing = one_event(app, &format!("{policy}&subtype=read&outcome=4")).await;
+    assert_eq!(entities(&missing), ["Patient/nobody", "Patient/nobody"]);
 }

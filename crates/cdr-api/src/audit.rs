@@ -130,6 +130,32 @@ pub(crate) async fn record(
     }
 }
 
+/// The subtype and entities of a Bundle entry (its `request.method` and `request.url`, relative to the base)
+/// that is refused before it runs, for its own event.
+pub(crate) fn entry_subject(method: &str, url: &str) -> Option<(AuditSubtype, AuditEntities)> {
+    let method = Method::from_bytes(method.as_bytes()).ok()?;
+    let (path, query) = match url.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (url, None),
+    };
+    let path = format!("/{}", path.trim_start_matches('/'));
+    let subtype = subtype_of(&method, &path)?;
+    let segments: Vec<&str> = path.split('/').filter(|segment| !segment.is_empty()).collect();
+    let mut entities = AuditEntities::default();
+    if let [type_name, id, ..] = segments.as_slice()
+        && let (Ok(resource_type), Ok(id)) = (ResourceType::parse(type_name), LogicalId::parse(id))
+    {
+        entities.resource = Some(format!("{resource_type}/{id}"));
+        entities.patient = patient_of(resource_type, &id, b"{}");
+    }
+    if let Some(query) = query.filter(|query| !query.is_empty()) {
+        entities.query = Some(format!("{}?{query}", segments.join("/")));
+        entities.patient =
+            entities.patient.or_else(|| queried_patient(segments.first().copied(), query));
+    }
+    Some((subtype, entities))
+}
+
 /// The agents of a request: its verified caller (user, client, token) and the network peer.
 fn agents_of(caller: Option<&Caller>, address: Option<String>) -> AuditAgents {
     AuditAgents {

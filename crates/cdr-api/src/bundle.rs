@@ -50,7 +50,7 @@ pub(crate) async fn bundle(
     }
     if respond_async {
         let caller = caller.as_ref().map(|Extension(caller)| caller);
-        return crate::jobs::accept(&state, &base, prefer, &body, caller).await;
+        return crate::jobs::accept(&state, &engine, &base, prefer, &body, caller).await;
     }
     if refused.iter().any(Option::is_some) {
         return refused_batch(&engine, &base, prefer, &body, refused).await;
@@ -101,10 +101,26 @@ async fn refused_batch(
     let outcome = engine.bundle(bundle.to_string().as_bytes(), base).await?;
     let mut answers = outcome.entries.into_iter();
     let mut response = Vec::with_capacity(refused.len());
+    let mut audited = Vec::new();
     for (index, refusal) in refused.into_iter().enumerate() {
         match refusal {
             Some(refusal) => {
                 let (status, outcome) = refusal.status_and_outcome();
+                let request = entries.get(index).map(|entry| &entry["request"]);
+                let subject = request.and_then(|request| {
+                    crate::audit::entry_subject(
+                        request["method"].as_str()?,
+                        request["url"].as_str()?,
+                    )
+                });
+                if let Some((subtype, entities)) = subject {
+                    let reason = outcome.issues.first().map(|issue| issue.diagnostics.clone());
+                    audited.push((
+                        subtype,
+                        entities,
+                        format!("{status}: {}", reason.unwrap_or_default()),
+                    ));
+                }
                 let mut entry = json!({"response": {"status": status_line(status), "outcome": outcome.to_json()}});
                 if let Some(full_url) = entries.get(index).and_then(|entry| entry.get("fullUrl")) {
                     entry["fullUrl"] = full_url.clone();
@@ -120,6 +136,7 @@ async fn refused_batch(
             }
         }
     }
+    engine.record_audit_refusals(&audited).await?;
     Ok(fhir_json(StatusCode::OK, response_bundle(BundleKind::Batch, response).to_string()))
 }
 

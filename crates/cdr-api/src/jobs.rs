@@ -78,6 +78,7 @@ fn owner(caller: &Caller) -> String {
 /// Queues a posted Bundle: `202 Accepted` with the status URL once the job is committed.
 pub(crate) async fn accept(
     state: &AppState,
+    engine: &cdr_interactions::Engine,
     base: &str,
     prefer: PreferReturn,
     body: &[u8],
@@ -85,8 +86,8 @@ pub(crate) async fn accept(
 ) -> Result<Response, ApiError> {
     let max_unfinished = state.config.async_jobs.max_unfinished;
     let owner = caller.map(owner);
-    let id = state
-        .engine
+    // The audited engine, so that the job keeps its submitter for the events of its entries.
+    let id = engine
         .enqueue_bundle(body, base, prefer.as_str(), max_unfinished, owner.as_deref())
         .await?;
     state.wake.0.notify_one();

@@ -126,7 +126,7 @@ impl AuditSubtype {
 
 /// Who made a request: the user (`fhirUser`), the client (issuer and `client_id`), the token (`jti`) and the
 /// network peer; all `None` but the peer under `--auth none`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditAgents {
     /// The `fhirUser` of the token (a reference to a Practitioner, PractitionerRole, Patient, ...).
     pub user: Option<String>,
@@ -153,6 +153,26 @@ impl AuditRequest {
     #[must_use]
     pub fn new(observer: String, agents: AuditAgents, subtype: AuditSubtype) -> AuditRequest {
         AuditRequest { observer, agents, subtype, recorded: AtomicBool::new(false) }
+    }
+
+    /// The request as an asynchronous job keeps it (its observer and agents, as JSON), for the worker that
+    /// runs the job ([`AuditRequest::from_stored`]).
+    #[must_use]
+    pub fn to_stored(&self) -> String {
+        json!({ "observer": self.observer, "agents": self.agents }).to_string()
+    }
+
+    /// The request an asynchronous job was submitted with ([`AuditRequest::to_stored`]): its entries are
+    /// recorded as parts of a batch (each with its own subtype).
+    #[must_use]
+    pub fn from_stored(stored: &str) -> Option<AuditRequest> {
+        #[derive(serde::Deserialize)]
+        struct Stored {
+            observer: String,
+            agents: AuditAgents,
+        }
+        let stored: Stored = serde_json::from_str(stored).ok()?;
+        Some(AuditRequest::new(stored.observer, stored.agents, AuditSubtype::Batch))
     }
 
     /// Whether a write recorded this request's event in its own transaction, which committed.
@@ -561,6 +581,31 @@ impl Engine {
         }
     }
 
+    /// Records, through the group commit, the refusal of parts of the audited request (the entries of a
+    /// batch its scopes refuse): one event each, with its subtype, entities and reason. A no-op on an engine
+    /// that records no request.
+    ///
+    /// # Errors
+    /// [`InteractionError::AuditUnavailable`] when they could not be written.
+    pub async fn record_audit_refusals(
+        &self,
+        refusals: &[(AuditSubtype, AuditEntities, String)],
+    ) -> Result<(), InteractionError> {
+        let Some(request) = &self.audit else { return Ok(()) };
+        if refusals.is_empty() {
+            return Ok(());
+        }
+        let recorded = Instant::now();
+        let events = refusals
+            .iter()
+            .map(|(subtype, entities, reason)| {
+                let outcome = AuditOutcome::Minor(reason.clone());
+                audit_event(request, *subtype, &outcome, entities, recorded)
+            })
+            .collect();
+        self.record_audit(events).await
+    }
+
     /// Commits `tx`, after writing in it the events of the audited request for `written` (each with its
     /// subtype, or the request's); marks the request recorded once the commit succeeded.
     pub(crate) async fn commit_audited(
@@ -585,15 +630,43 @@ impl Engine {
         written: &[(Option<AuditSubtype>, AuditEntities)],
     ) -> Result<(), InteractionError> {
         let recorded = Instant::now();
-        let events = written
-            .iter()
-            .map(|(subtype, entities)| {
-                let subtype = subtype.unwrap_or(request.subtype);
-                audit_event(request, subtype, &AuditOutcome::Success, entities, recorded)
-            })
-            .collect();
+        let mut events = Vec::with_capacity(written.len());
+        for (subtype, entities) in written {
+            let subtype = subtype.unwrap_or(request.subtype);
+            let mut entities = entities.clone();
+            if subtype == AuditSubtype::Delete && entities.patient.is_none() {
+                entities.patient =
+                    self.patient_before_deletion(entities.resource.as_deref()).await?;
+            }
+            events.push(audit_event(request, subtype, &AuditOutcome::Success, &entities, recorded));
+        }
         tx.append_audit(&new_rows(events)).await?;
         Ok(())
+    }
+
+    /// The patient of the version a deletion (`Type/id/_history/n`, the deletion's own version) followed: a
+    /// deletion has no body to name it. Earlier versions are committed and never change, so they are read
+    /// outside the write's transaction.
+    async fn patient_before_deletion(
+        &self,
+        deletion: Option<&str>,
+    ) -> Result<Option<String>, InteractionError> {
+        let parsed = deletion.and_then(|reference| {
+            let mut parts = reference.split('/');
+            let (type_name, id, _, version) =
+                (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+            let version = version.parse::<i64>().ok()?.checked_sub(1)?;
+            Some((
+                ResourceType::parse(type_name).ok()?,
+                LogicalId::parse(id).ok()?,
+                VersionId::from_number(version).ok()?,
+            ))
+        });
+        let Some((resource_type, id, previous)) = parsed else { return Ok(None) };
+        let before = self.store.vread(resource_type, &id, previous).await?;
+        Ok(before
+            .and_then(|version| version.body)
+            .and_then(|body| patient_of(resource_type, &id, body.as_bytes())))
     }
 
     /// Refuses a client's write of an AuditEvent: the trail is append-only, written by the server alone.

@@ -78,6 +78,22 @@ pub enum InteractionError {
 }
 
 impl InteractionError {
+    /// Whether this is the server's failure (a 5xx: busy, timed out, the audit trail unwritable, internal)
+    /// rather than the client's.
+    #[must_use]
+    pub fn is_server_error(&self) -> bool {
+        match self {
+            InteractionError::Busy(_)
+            | InteractionError::TimedOut(_)
+            | InteractionError::QueueFull(_)
+            | InteractionError::ReadAfterCommit
+            | InteractionError::AuditUnavailable(_)
+            | InteractionError::Internal(_) => true,
+            InteractionError::Entry { source, .. } => source.is_server_error(),
+            _ => false,
+        }
+    }
+
     /// An [`InteractionError::Invalid`] with one issue.
     #[must_use]
     pub fn invalid(diagnostics: impl Into<String>) -> InteractionError {

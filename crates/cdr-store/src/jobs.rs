@@ -30,15 +30,19 @@ pub struct NewJob<'a> {
     pub now: Instant,
     /// The client that submitted it, when the request had one (the only client that may see or cancel it).
     pub owner: Option<&'a str>,
+    /// Who submitted it, as the audit trail records them (opaque to the store), when the trail is on.
+    pub audit: Option<&'a str>,
 }
 
 /// A job a worker has claimed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ClaimedJob {
     pub id: String,
     pub body: Vec<u8>,
     pub base: String,
     pub prefer: String,
+    /// [`NewJob::audit`].
+    pub audit: Option<String>,
 }
 
 /// Where a job is.
@@ -125,8 +129,8 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let cap = i64::try_from(max_unfinished).unwrap_or(i64::MAX);
         let result = dispatch!(&self.pool, pool => sqlx::query(
-            "INSERT INTO async_job (id, state, body, base, prefer, enqueued_at, owner) \
-             SELECT $1, 'queued', $2, $3, $4, $5, $7 \
+            "INSERT INTO async_job (id, state, body, base, prefer, enqueued_at, owner, audit) \
+             SELECT $1, 'queued', $2, $3, $4, $5, $7, $8 \
              WHERE (SELECT COUNT(*) FROM async_job WHERE state IN ('queued', 'running')) < $6",
         )
         .bind(job.id)
@@ -136,6 +140,7 @@ impl Store {
         .bind(job.now.millis())
         .bind(cap)
         .bind(job.owner)
+        .bind(job.audit)
         .execute(pool)
         .await
         .map(|done| done.rows_affected()))?;
@@ -241,11 +246,11 @@ impl Store {
                     "WHERE state = 'queued' OR (state = 'running' AND lease_until < $3) ",
                     "ORDER BY enqueued_at, id LIMIT 1",
                     $lock,
-                    ") RETURNING id, body, base, prefer"
+                    ") RETURNING id, body, base, prefer, audit"
                 )
             };
         }
-        let row: Option<(String, Vec<u8>, String, String)> = match &mut tx.tx {
+        let row: Option<ClaimedJob> = match &mut tx.tx {
             Tx::Postgres(tx) => {
                 sqlx::query_as(claim!(" FOR UPDATE SKIP LOCKED"))
                     .bind(worker)
@@ -264,7 +269,7 @@ impl Store {
             }
         };
         tx.commit().await?;
-        Ok(row.map(|(id, body, base, prefer)| ClaimedJob { id, body, base, prefer }))
+        Ok(row)
     }
 
     /// Extends `worker`'s lease of a running job; `Ok(false)` when the job is no longer its.

@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use super::entry::{Entry, Method, PostedBundle};
 use super::{BundleKind, EntryOutcome};
-use crate::{Engine, InteractionError};
+use crate::{AuditRequest, Engine, InteractionError};
 
 /// Renders outcomes as the HTTP API would answer them (supplied by `cdr-api`).
 pub trait JobRenderer: Send + Sync {
@@ -111,7 +111,17 @@ impl Engine {
             )));
         }
         let id = uuid::Uuid::new_v4().to_string();
-        let job = NewJob { id: &id, body, base, prefer, now: Instant::now(), owner };
+        // The submitter as the trail names them, for the events of the entries the worker runs later.
+        let audit = self.audit.as_ref().map(|request| request.to_stored());
+        let job = NewJob {
+            id: &id,
+            body,
+            base,
+            prefer,
+            now: Instant::now(),
+            owner,
+            audit: audit.as_deref(),
+        };
         if !self.store.enqueue_job(&job, max_unfinished).await? {
             return Err(InteractionError::QueueFull(max_unfinished));
         }
@@ -216,8 +226,13 @@ impl Engine {
                 }
             }
         };
+        // A job submitted under the audit trail records its entries' events with its submitter's agents.
+        let engine = match job.audit.as_deref().and_then(AuditRequest::from_stored) {
+            Some(request) => self.audited(std::sync::Arc::new(request)),
+            None => self.clone(),
+        };
         tokio::select! {
-            run = self.run_job(&job, worker, renderer) => Ok(run),
+            run = engine.run_job(&job, worker, renderer) => Ok(run),
             () = heartbeat => {
                 tracing::warn!(job = job.id, "the job was cancelled or claimed by another worker");
                 Ok(JobRun::Ran)
@@ -330,7 +345,24 @@ impl Engine {
                 }),
             };
             let (outcome, recorded) = match entry {
-                Ok(entry) => self.batch_entry(entry, &request.base, Some(&record)).await,
+                Ok(entry) => {
+                    let subject = self.audit.as_ref().map(|_| super::batch_audit_subject(&entry));
+                    let (outcome, recorded) =
+                        self.batch_entry(entry, &request.base, Some(&record)).await;
+                    // Before the entry's completion: a worker stopped in between runs the entry again and
+                    // records a second event rather than none.
+                    if let Some((subtype, entities)) = subject
+                        && !recorded
+                    {
+                        self.record_batch_events(
+                            super::batch_entry_event(subtype, entities, &outcome)
+                                .into_iter()
+                                .collect(),
+                        )
+                        .await?;
+                    }
+                    (outcome, recorded)
+                }
                 Err(error) => (EntryOutcome { full_url: None, result: Err(error) }, false),
             };
             if !recorded {

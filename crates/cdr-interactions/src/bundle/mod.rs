@@ -22,7 +22,68 @@ use self::entry::{Entry, Method, Target};
 pub use self::job::{JobRemoval, JobRenderer, JobRequest, JobRun, JobStatus};
 pub(crate) use self::references::{conditional, rewrite};
 use self::transaction::Record;
+use crate::audit::{AuditEntities, AuditOutcome, AuditSubtype, audit_event, patient_of};
 use crate::{Engine, Handling, InteractionError, VersionedResource, WriteOutcome};
+
+/// What a batch entry's event says before the entry runs: its interaction and the resource or query it
+/// names.
+fn batch_audit_subject(entry: &Entry) -> (AuditSubtype, AuditEntities) {
+    let reads = matches!(entry.method, Method::Get | Method::Head);
+    let subtype = match (&entry.method, &entry.target) {
+        (Method::Post, _) => AuditSubtype::Create,
+        (Method::Put, _) => AuditSubtype::Update,
+        (Method::Patch, _) => AuditSubtype::Patch,
+        (Method::Delete, _) => AuditSubtype::Delete,
+        (_, Target::Instance(..)) => AuditSubtype::Read,
+        (_, Target::Version(..)) => AuditSubtype::Vread,
+        (_, Target::Type(..)) => AuditSubtype::SearchType,
+        (_, Target::System(_)) => AuditSubtype::SearchSystem,
+    };
+    let mut entities = AuditEntities::default();
+    match &entry.target {
+        Target::Instance(resource_type, id) => {
+            entities.resource = Some(format!("{resource_type}/{id}"));
+            entities.patient = patient_of(*resource_type, id, b"{}");
+        }
+        Target::Version(resource_type, id, version) => {
+            entities.resource = Some(format!("{resource_type}/{id}/_history/{version}"));
+            entities.patient = patient_of(*resource_type, id, b"{}");
+        }
+        Target::Type(resource_type, query) if reads && !query.is_empty() => {
+            entities.query = Some(format!("{resource_type}?{query}"));
+        }
+        Target::System(query) if reads && !query.is_empty() => {
+            entities.query = Some(format!("?{query}"));
+        }
+        Target::Type(..) | Target::System(_) => {}
+    }
+    (subtype, entities)
+}
+
+/// The event a batch entry leaves beside the batch's own: a read's (with the version read and its patient),
+/// or a failure's; `None` for a write that succeeded, whose event committed with it.
+fn batch_entry_event(
+    subtype: AuditSubtype,
+    entities: AuditEntities,
+    outcome: &EntryOutcome,
+) -> Option<(AuditSubtype, AuditEntities, AuditOutcome)> {
+    match &outcome.result {
+        Ok(EntryResult::Read { resource, .. } | EntryResult::NotModified(resource)) => {
+            Some((subtype, AuditEntities::of_version(resource), AuditOutcome::Success))
+        }
+        Ok(EntryResult::Search { .. }) => Some((subtype, entities, AuditOutcome::Success)),
+        Ok(EntryResult::Write(_)) => None,
+        Err(error) => {
+            let text = error.to_string();
+            let outcome = if error.is_server_error() {
+                AuditOutcome::Serious(text)
+            } else {
+                AuditOutcome::Minor(text)
+            };
+            Some((subtype, entities, outcome))
+        }
+    }
+}
 
 /// Whether a Bundle is a transaction or a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,16 +135,45 @@ impl Engine {
             }
             BundleKind::Batch => {
                 let mut outcomes = Vec::with_capacity(posted.entries.len());
+                let mut events = Vec::new();
                 for entry in posted.entries {
                     outcomes.push(match entry {
-                        Ok(entry) => self.batch_entry(entry, base, None).await.0,
+                        Ok(entry) => {
+                            let subject = self.audit.as_ref().map(|_| batch_audit_subject(&entry));
+                            let outcome = self.batch_entry(entry, base, None).await.0;
+                            if let Some((subtype, entities)) = subject {
+                                events.extend(batch_entry_event(subtype, entities, &outcome));
+                            }
+                            outcome
+                        }
                         Err(error) => EntryOutcome { full_url: None, result: Err(error) },
                     });
                 }
+                self.record_batch_events(events).await?;
                 outcomes
             }
         };
         Ok(BundleOutcome { kind: posted.kind, entries })
+    }
+
+    /// Records the events of batch entries that no write recorded (reads and failures) through the group
+    /// commit, when this engine records a request.
+    pub(crate) async fn record_batch_events(
+        &self,
+        events: Vec<(AuditSubtype, AuditEntities, AuditOutcome)>,
+    ) -> Result<(), InteractionError> {
+        let Some(request) = &self.audit else { return Ok(()) };
+        if events.is_empty() {
+            return Ok(());
+        }
+        let recorded = cdr_model::Instant::now();
+        let events = events
+            .iter()
+            .map(|(subtype, entities, outcome)| {
+                audit_event(request, *subtype, outcome, entities, recorded)
+            })
+            .collect();
+        self.record_audit(events).await
     }
 
     /// One batch entry: a read, or a transaction of this entry alone, to which `record` adds its job's
