@@ -339,3 +339,46 @@ async fn capabilities_list_xml(app: &TestApp) {
     let patch_formats = capabilities["patchFormat"].as_array().unwrap();
     assert!(patch_formats.contains(&json!("application/fhir+xml")), "{patch_formats:?}");
 }
+
+/// Under `--validation off` a resource may hold what R4 does not define, which has no XML form.
+mod unvalidated {
+    use axum::http::{Method, StatusCode};
+
+    use super::{FHIR_XML, xml_issue};
+    use crate::backend_tests;
+    use crate::helpers::TestApp;
+
+    backend_tests!(with cdr_interactions::EngineConfig { validation: cdr_interactions::ValidationMode::Off, ..crate::helpers::engine_config() };
+        what_xml_cannot_carry_is_said_not_dropped);
+
+    async fn what_xml_cannot_carry_is_said_not_dropped(app: &TestApp) {
+        let body = r#"{"resourceType":"Patient","gender":"female","nickname":"Jo"}"#;
+        let created = app
+            .request(
+                Method::POST,
+                "/fhir/Patient",
+                &[("content-type", "application/fhir+json"), ("accept", "application/fhir+xml")],
+                body,
+            )
+            .await;
+        // The write happened: its status and headers stay, and the body says why no resource follows.
+        assert_eq!(created.header("content-type"), Some(FHIR_XML));
+        let issue = xml_issue(&created, StatusCode::CREATED);
+        assert_eq!(issue["severity"], "warning");
+        assert!(
+            issue["diagnostics"]
+                .as_str()
+                .unwrap()
+                .contains("'nickname' is not an element of Patient"),
+            "{issue}"
+        );
+        let location = created.header("location").unwrap();
+        let id = location.split('/').rev().nth(2).unwrap();
+        let read = app.get(&format!("/fhir/Patient/{id}?_format=xml")).await;
+        let issue = xml_issue(&read, StatusCode::NOT_ACCEPTABLE);
+        assert_eq!(issue["code"], "not-supported");
+        assert!(read.header("etag").is_none());
+        let json = app.get(&format!("/fhir/Patient/{id}")).await.json();
+        assert_eq!(json["nickname"], "Jo");
+    }
+}
