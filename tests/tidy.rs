@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 
 /// Crates that must do no IO and know nothing of HTTP, SQL, async runtimes or configuration.
-const PURE_CRATES: [&str; 4] = ["cdr-model", "cdr-fhirpath", "cdr-search", "cdr-validation"];
+const PURE_CRATES: [&str; 5] =
+    ["cdr-model", "cdr-fhirpath", "cdr-search", "cdr-validation", "cdr-xml"];
 const FORBIDDEN_IN_PURE: [&str; 9] =
     ["tokio", "sqlx", "axum", "hyper", "tower", "tower-http", "reqwest", "clap", "anyhow"];
 

@@ -38,3 +38,4 @@ mod search_terminology;
 mod subscriptions;
 mod transaction;
 mod validation;
+mod xml;

@@ -370,15 +370,18 @@ async fn patch_needs_a_patch_media_type(app: &TestApp) {
     let id = app.create("Patient", PATIENT).await;
     let uri = format!("/fhir/Patient/{id}");
     let body = r#"[{"op":"replace","path":"/active","value":false}]"#;
-    for content_type in ["text/plain", "application/merge-patch+json", "application/fhir+xml"] {
+    for content_type in ["text/plain", "application/merge-patch+json"] {
         app.patch(&uri, content_type, body)
             .await
             .assert_outcome(StatusCode::UNSUPPORTED_MEDIA_TYPE, "not-supported");
     }
     let bare = app.request(Method::PATCH, &uri, &[], body).await;
     bare.assert_outcome(StatusCode::UNSUPPORTED_MEDIA_TYPE, "not-supported");
-    // A JSON Patch sent as FHIR JSON is not a Parameters resource.
+    // A JSON Patch sent as FHIR JSON is not a Parameters resource, nor is it FHIR XML.
     app.patch(&uri, FHIR_JSON, body).await.assert_outcome(StatusCode::BAD_REQUEST, "invalid");
+    app.patch(&uri, "application/fhir+xml", body)
+        .await
+        .assert_outcome(StatusCode::BAD_REQUEST, "structure");
     let with_parameters = app.patch(&uri, "application/json-patch+json; charset=utf-8", body).await;
     assert_eq!(with_parameters.status, StatusCode::OK, "{}", with_parameters.text());
 }
@@ -400,7 +403,7 @@ async fn patched_versions_are_indexed(app: &TestApp) {
 
 async fn capability_statement_declares_patch(app: &TestApp) {
     let statement = app.get("/fhir/metadata").await.json();
-    assert_eq!(statement["patchFormat"], json!([JSON_PATCH, FHIR_JSON]));
+    assert_eq!(statement["patchFormat"], json!([JSON_PATCH, FHIR_JSON, "application/fhir+xml"]));
     // Every type but the append-only AuditEvent (`audit.rs`).
     let resources = statement["rest"][0]["resource"].as_array().unwrap();
     for resource in resources.iter().filter(|resource| resource["type"] != "AuditEvent") {

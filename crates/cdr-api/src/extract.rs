@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::format::{json_body, media_format};
 
 /// `axum::extract::Path` whose rejection is an OperationOutcome.
 #[derive(Debug, FromRequestParts)]
@@ -173,9 +174,10 @@ impl<S: Send + Sync> FromRequestParts<S> for IfNoneExist {
     }
 }
 
-/// A request body that claims to be FHIR JSON and fits the size limit. A body must say what it is: one
-/// without `Content-Type` is refused (415) like one of another type, so that a cross-site HTML form (which can
-/// send no JSON media type) cannot write resources. An empty body needs no `Content-Type`.
+/// A request body that claims to be FHIR JSON or FHIR XML and fits the size limit, as JSON (an XML body is read
+/// into its JSON, `format::json_body`). A body must say what it is: one without `Content-Type` is refused (415)
+/// like one of another type, so that a cross-site HTML form (which can send neither media type) cannot write
+/// resources. An empty body needs no `Content-Type`.
 #[derive(Debug)]
 pub(crate) struct FhirBody(pub(crate) Bytes);
 
@@ -183,22 +185,27 @@ impl FromRequest<AppState> for FhirBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<FhirBody, ApiError> {
-        let declared = request.headers().contains_key(header::CONTENT_TYPE);
-        if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
-            let text = content_type.to_str().unwrap_or_default();
-            if !is_json_media_type(text) {
-                return Err(ApiError::UnsupportedMediaType(format!(
-                    "Content-Type '{text}' is not supported: send application/fhir+json"
-                )));
+        let declared = match request.headers().get(header::CONTENT_TYPE) {
+            None => None,
+            Some(content_type) => {
+                let text = content_type.to_str().unwrap_or_default();
+                let Some(format) = media_format(text) else {
+                    return Err(ApiError::UnsupportedMediaType(format!(
+                        "Content-Type '{text}' is not supported: send application/fhir+json or application/fhir+xml"
+                    )));
+                };
+                Some(format)
             }
-        }
+        };
         let body = read_body(request, state).await?;
-        if !declared && !body.is_empty() {
-            return Err(ApiError::UnsupportedMediaType(
-                "the request body has no Content-Type: send application/fhir+json".into(),
-            ));
+        match declared {
+            Some(format) => Ok(FhirBody(json_body(format, body)?)),
+            None if body.is_empty() => Ok(FhirBody(body)),
+            None => Err(ApiError::UnsupportedMediaType(
+                "the request body has no Content-Type: send application/fhir+json or application/fhir+xml"
+                    .into(),
+            )),
         }
-        Ok(FhirBody(body))
     }
 }
 
@@ -213,26 +220,4 @@ pub(crate) async fn read_body(request: Request, state: &AppState) -> Result<Byte
         }
     })?;
     Ok(body.to_bytes())
-}
-
-/// Whether a media type (with any parameters, `fhirVersion` included) is FHIR JSON or plain JSON.
-pub(crate) fn is_json_media_type(text: &str) -> bool {
-    let essence = text.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    matches!(
-        essence.as_str(),
-        "application/fhir+json" | "application/json" | "application/json+fhir" | "text/json"
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn media_types() {
-        assert!(is_json_media_type("application/fhir+json; fhirVersion=4.3; charset=utf-8"));
-        assert!(is_json_media_type("Application/JSON"));
-        assert!(!is_json_media_type("application/fhir+xml"));
-        assert!(!is_json_media_type("application/x-www-form-urlencoded"));
-    }
 }

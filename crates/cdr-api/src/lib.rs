@@ -14,6 +14,7 @@ mod docs;
 mod encoding;
 mod error;
 mod extract;
+mod format;
 mod health;
 mod history;
 mod jobs;
@@ -142,7 +143,7 @@ impl AppState {
 /// every route is one of `routes::ROUTES` but the slashed base, which serves two of `/fhir`'s.
 ///
 /// The layers, outside in: request id, trace span, CORS (when configured; preflights stop there),
-/// response compression, internal-error logging, the `Host` check, panic catching; on `/fhir` then the
+/// response compression, the format of FHIR responses (XML when asked for), internal-error logging, the `Host` check, panic catching; on `/fhir` then the
 /// request metrics, the in-flight cap and deadlines, the check of `Content-Encoding`, request
 /// decompression (so the body limit counts decompressed bytes), content negotiation and, under `--auth
 /// smart`, authorization.
@@ -185,6 +186,7 @@ pub fn app(state: AppState) -> Router {
                 .option_layer(cors)
                 .map_response(IntoResponse::into_response)
                 .layer(encoding::compression(state.config.compression_min_bytes))
+                .layer(axum::middleware::from_fn(format::respond_in_format))
                 .layer(axum::middleware::from_fn(middleware::log_internal_errors))
                 .layer(axum::middleware::from_fn(links::check_host))
                 .layer(CatchPanicLayer::custom(panic_response)),

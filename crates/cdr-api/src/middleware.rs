@@ -2,12 +2,12 @@
 //! shape the request log carries instead of the query (whose values can identify patients).
 
 use axum::extract::Request;
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use cdr_model::{Issue, IssueSeverity, IssueType, OperationOutcome};
 
-use crate::error::{ApiError, INTERNAL_DIAGNOSTICS, InternalErrorCause, UnavailableCause};
+use crate::error::{INTERNAL_DIAGNOSTICS, InternalErrorCause, UnavailableCause};
 use crate::respond::fhir_json;
 
 /// The header carrying the request id, set (or kept) by the request-id layer.
@@ -15,60 +15,10 @@ pub(crate) const REQUEST_ID: &str = "x-request-id";
 
 /// Refuses, with 406, a request whose `_format` or `Accept` admits no format this server produces.
 pub(crate) async fn negotiate(request: Request, next: Next) -> Response {
-    if let Err(error) = check_acceptable(request.uri().query(), request.headers()) {
+    if let Err(error) = crate::format::negotiate(request.uri().query(), request.headers()) {
         return error.into_response();
     }
     next.run(request).await
-}
-
-fn check_acceptable(query: Option<&str>, headers: &HeaderMap) -> Result<(), ApiError> {
-    let format = query.and_then(|query| {
-        form_urlencoded::parse(query.as_bytes())
-            .find(|(name, _)| name == "_format")
-            .map(|(_, value)| value)
-    });
-    if let Some(format) = format {
-        let format = format.replace(' ', "+");
-        return match format.split(';').next().unwrap_or_default().trim() {
-            "json"
-            | "application/json"
-            | "application/fhir+json"
-            | "application/json+fhir"
-            | "text/json" => Ok(()),
-            other => Err(ApiError::NotAcceptable(format!(
-                "_format '{other}' is not supported: this server speaks JSON"
-            ))),
-        };
-    }
-    let accepts: Vec<&str> =
-        headers.get_all(header::ACCEPT).iter().filter_map(|value| value.to_str().ok()).collect();
-    if accepts.is_empty() {
-        return Ok(());
-    }
-    let acceptable = accepts.iter().flat_map(|value| value.split(',')).any(|range| {
-        let mut parts = range.split(';').map(str::trim);
-        let media = parts.next().unwrap_or_default().to_ascii_lowercase();
-        let refused = parts.any(|parameter| {
-            parameter.strip_prefix("q=").is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q <= 0.0))
-        });
-        !refused
-            && matches!(
-                media.as_str(),
-                "*/*"
-                    | "application/*"
-                    | "application/fhir+json"
-                    | "application/json"
-                    | "application/json+fhir"
-                    | "text/json"
-            )
-    });
-    if acceptable {
-        return Ok(());
-    }
-    Err(ApiError::NotAcceptable(format!(
-        "Accept '{}' admits no format this server produces: it serves application/fhir+json",
-        accepts.join(", ")
-    )))
 }
 
 /// The shape of a query string for the log: parameter names, each value replaced by `…`
@@ -130,15 +80,7 @@ pub(crate) async fn log_internal_errors(request: Request, next: Next) -> Respons
 
 #[cfg(test)]
 mod tests {
-    use axum::http::HeaderValue;
-
     use super::*;
-
-    fn accept(value: &str) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
-        headers
-    }
 
     #[test]
     fn query_shapes_keep_names_only() {
@@ -152,20 +94,5 @@ mod tests {
         assert_eq!(redacted_query("9876543217&family%20name=x"), "…&…=…");
         assert_eq!(redacted_query(&"a".repeat(65)), "…");
         assert_eq!(redacted_query(""), "");
-    }
-
-    #[test]
-    fn negotiation() {
-        assert!(check_acceptable(None, &HeaderMap::new()).is_ok());
-        assert!(check_acceptable(None, &accept("application/fhir+json;fhirVersion=4.0")).is_ok());
-        assert!(check_acceptable(None, &accept("text/html, */*;q=0.8")).is_ok());
-        assert!(check_acceptable(None, &accept("application/fhir+xml")).is_err());
-        assert!(check_acceptable(None, &accept("application/json;q=0")).is_err());
-        assert!(check_acceptable(Some("_format=json"), &accept("application/fhir+xml")).is_ok());
-        assert!(
-            check_acceptable(Some("_format=application/fhir%2Bjson"), &HeaderMap::new()).is_ok()
-        );
-        assert!(check_acceptable(Some("_format=application/fhir+json"), &HeaderMap::new()).is_ok());
-        assert!(check_acceptable(Some("_format=xml"), &HeaderMap::new()).is_err());
     }
 }

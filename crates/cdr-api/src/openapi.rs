@@ -24,6 +24,8 @@ use crate::routes::{Endpoint, Mount, ROUTES, Route, Verb};
 
 /// The media type of FHIR JSON bodies.
 const FHIR_JSON: &str = "application/fhir+json";
+/// The media type of FHIR XML bodies (the same resources, R4's XML form).
+const FHIR_XML: &str = "application/fhir+xml";
 
 /// The name of the bearer security scheme under `--auth smart`.
 const BEARER: &str = "smart";
@@ -170,7 +172,8 @@ fn operation(route: &Route, resource: Option<&Value>, auth: bool) -> Operation {
     if route.mount == Mount::Fhir {
         builder = builder.parameter(query_parameter(
             "_format",
-            "The response format: json, application/json or application/fhir+json.",
+            "The response format: json (application/fhir+json, application/json) or xml (application/fhir+xml, \
+             application/xml, text/xml); without it, Accept decides, and JSON is the default.",
         ));
     }
     if facts.search {
@@ -219,10 +222,12 @@ fn operation(route: &Route, resource: Option<&Value>, auth: bool) -> Operation {
             _ => Some(facts.answer),
         };
         if let Some(schema) = schema {
-            response = response.content(
-                FHIR_JSON,
-                ContentBuilder::new().schema(Some(Ref::from_schema_name(schema))).build(),
-            );
+            for media_type in [FHIR_JSON, FHIR_XML] {
+                response = response.content(
+                    media_type,
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name(schema))).build(),
+                );
+            }
         }
         builder = builder.response(*status, response);
     }
@@ -267,18 +272,18 @@ struct Facts {
 }
 
 const RESOURCE: Body = Body {
-    media_types: &[FHIR_JSON, "application/json"],
-    description: "The resource, as FHIR JSON.",
+    media_types: &[FHIR_JSON, "application/json", FHIR_XML, "application/xml"],
+    description: "The resource, as FHIR JSON or FHIR XML.",
     schema: "Resource",
 };
 const BUNDLE: Body = Body {
-    media_types: &[FHIR_JSON, "application/json"],
+    media_types: &[FHIR_JSON, "application/json", FHIR_XML, "application/xml"],
     description: "A transaction or batch Bundle.",
     schema: "Bundle",
 };
 const PATCH: Body = Body {
-    media_types: &["application/json-patch+json", FHIR_JSON],
-    description: "A JSON Patch (RFC 6902) document, or a FHIRPath Patch Parameters resource as FHIR JSON.",
+    media_types: &["application/json-patch+json", FHIR_JSON, FHIR_XML],
+    description: "A JSON Patch (RFC 6902) document, or a FHIRPath Patch Parameters resource as FHIR JSON or XML.",
     schema: "Parameters",
 };
 const FORM: Body = Body {
@@ -287,7 +292,7 @@ const FORM: Body = Body {
     schema: "",
 };
 const VALIDATE: Body = Body {
-    media_types: &[FHIR_JSON, "application/json"],
+    media_types: &[FHIR_JSON, "application/json", FHIR_XML, "application/xml"],
     description: "The resource, or a Parameters with resource, mode and profile.",
     schema: "Resource",
 };
@@ -324,7 +329,10 @@ const HISTORY_PARAMETERS: [(&str, &str); 3] = [
 /// The errors any FHIR route may answer, each with an OperationOutcome.
 const FHIR_ERRORS: [(&str, &str); 5] = [
     ("400", "The request is malformed or its parameters are not understood."),
-    ("406", "The Accept header or _format asks for a format the server does not produce."),
+    (
+        "406",
+        "The Accept header or _format asks for a format the server does not produce (it produces FHIR JSON and XML).",
+    ),
     ("413", "The request body is larger than the server accepts."),
     ("415", "The request body's Content-Type or Content-Encoding is not supported."),
     ("503", "Too many requests in flight or the request took too long (Retry-After)."),
@@ -656,6 +664,10 @@ fn error_response(description: &str) -> utoipa::openapi::Response {
         .description(description)
         .content(
             FHIR_JSON,
+            ContentBuilder::new().schema(Some(Ref::from_schema_name("OperationOutcome"))).build(),
+        )
+        .content(
+            FHIR_XML,
             ContentBuilder::new().schema(Some(Ref::from_schema_name("OperationOutcome"))).build(),
         )
         .build()

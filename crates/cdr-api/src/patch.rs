@@ -1,5 +1,6 @@
 //! `PATCH [base]/[type]/[id]` and the conditional `PATCH [base]/[type]?criteria`: a JSON Patch
-//! (`application/json-patch+json`) or a FHIRPath Patch (a Parameters resource as `application/fhir+json`),
+//! (`application/json-patch+json`) or a FHIRPath Patch (a Parameters resource as `application/fhir+json` or
+//! `application/fhir+xml`),
 //! answered like an update (200, `ETag`, `Last-Modified`, `Location`, the body `Prefer: return` asks for).
 
 use axum::extract::{FromRequest, RawQuery, Request};
@@ -10,7 +11,8 @@ use cdr_interactions::{Patch, PatchFormat};
 use crate::AppState;
 use crate::audit::AuditedEngine;
 use crate::error::ApiError;
-use crate::extract::{FhirPath, IfMatch, PreferReturn, is_json_media_type, read_body};
+use crate::extract::{FhirPath, IfMatch, PreferReturn, read_body};
+use crate::format::{Format, json_body, media_format};
 use crate::links::BaseUrl;
 use crate::respond::write_response;
 
@@ -30,21 +32,23 @@ impl FromRequest<AppState> for PatchBody {
             .headers()
             .get(header::CONTENT_TYPE)
             .map(|value| value.to_str().unwrap_or_default().to_owned());
-        let format = match content_type.as_deref() {
-            Some(text) if essence(text) == JSON_PATCH => PatchFormat::JsonPatch,
-            Some(text) if is_json_media_type(text) => PatchFormat::FhirPath,
+        let (format, body_format) = match content_type.as_deref() {
+            Some(text) if essence(text) == JSON_PATCH => (PatchFormat::JsonPatch, Format::Json),
+            Some(text) if let Some(body_format) = media_format(text) => {
+                (PatchFormat::FhirPath, body_format)
+            }
             Some(text) => {
                 return Err(ApiError::UnsupportedMediaType(format!(
-                    "Content-Type '{text}' is not a patch format: send {JSON_PATCH}, or a FHIRPath Patch Parameters resource as application/fhir+json"
+                    "Content-Type '{text}' is not a patch format: send {JSON_PATCH}, or a FHIRPath Patch Parameters resource as application/fhir+json or application/fhir+xml"
                 )));
             }
             None => {
                 return Err(ApiError::UnsupportedMediaType(format!(
-                    "a PATCH body needs a Content-Type: {JSON_PATCH} or application/fhir+json"
+                    "a PATCH body needs a Content-Type: {JSON_PATCH}, application/fhir+json or application/fhir+xml"
                 )));
             }
         };
-        let body = read_body(request, state).await?;
+        let body = json_body(body_format, read_body(request, state).await?)?;
         Ok(PatchBody(Patch::parse(format, &body)?))
     }
 }

@@ -60,7 +60,7 @@ use serde_json::Value;
 pub use crate::context::{ConformsToFn, EvaluationCache, EvaluationContext, MemberOfFn, TraceFn};
 pub use crate::datetime::Partial;
 pub use crate::locate::{Location, Step};
-pub use crate::model::{ModelElement, ModelType};
+pub use crate::model::{ModelChild, ModelElement, ModelType};
 pub use crate::value::{Collection, Item, Node, SystemValue};
 
 /// A parsed FHIRPath expression.

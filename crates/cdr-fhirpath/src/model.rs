@@ -34,6 +34,8 @@ pub(crate) struct ElementDef {
     /// Whether the element may repeat (its JSON is an array).
     pub(crate) repeats: bool,
     pub(crate) types: Vec<TypeId>,
+    /// The element's place among its type's own elements, in StructureDefinition order.
+    pub(crate) index: u32,
 }
 
 #[derive(Debug)]
@@ -116,12 +118,9 @@ impl Model {
                     by_name.get(type_name.strip_prefix('#').unwrap_or(type_name)).copied()
                 })
                 .collect();
-            types[type_idx].elements.push(ElementDef {
-                name,
-                choice,
-                repeats,
-                types: element_types,
-            });
+            let own = &mut types[type_idx].elements;
+            let index = u32::try_from(own.len()).unwrap_or(u32::MAX);
+            own.push(ElementDef { name, choice, repeats, types: element_types, index });
         }
         for type_def in &mut types {
             type_def.elements.sort_by(|a, b| a.name.cmp(b.name));
@@ -246,6 +245,90 @@ impl ModelType {
     }
 }
 
+/// A child element of a [`ModelType`] as a serialisation names and orders it (the XML form).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelChild {
+    /// The element's name without `[x]`: `value` for `valueString`.
+    pub name: &'static str,
+    /// Where the element comes among its type's children: inherited elements first (`Resource`'s, then
+    /// `DomainResource`'s, ...), each type's own in StructureDefinition order. Ascending positions are the
+    /// order R4's XML requires; a choice element has one position whatever its type.
+    pub position: u32,
+    /// Whether the element may repeat: its JSON is an array.
+    pub repeats: bool,
+    /// The element's type; for a choice element, the one its suffix names.
+    pub element_type: ModelType,
+}
+
+/// Positions of one type in a base chain apart: more than any type has elements of its own.
+const POSITIONS_PER_TYPE: u32 = 1024;
+
+impl ModelType {
+    /// The child named `key` as JSON keys and XML element names spell it: a plain element (`status`), or a
+    /// choice element with its type suffix (`valueString`, `multipleBirthInteger`); `None` for an unknown name
+    /// and for a choice element named without a suffix.
+    pub fn child(self, key: &str) -> Option<ModelChild> {
+        let model = model();
+        if let Some((element, position)) = self.own_or_inherited(key) {
+            return match element.types.as_slice() {
+                [only] if !element.choice => Some(ModelChild {
+                    name: element.name,
+                    position,
+                    repeats: element.repeats,
+                    element_type: ModelType(*only),
+                }),
+                _ => None,
+            };
+        }
+        key.char_indices().filter(|(_, c)| c.is_ascii_uppercase()).find_map(|(split, _)| {
+            let (element, position) =
+                self.own_or_inherited(&key[..split]).filter(|(element, _)| element.choice)?;
+            let type_id = element.types.iter().copied().find(|&type_id| {
+                crate::eval::choice_key(element.name, model.get(type_id).name) == key
+            })?;
+            Some(ModelChild {
+                name: element.name,
+                position,
+                repeats: element.repeats,
+                element_type: ModelType(type_id),
+            })
+        })
+    }
+
+    /// The element `name` of this type or of a base type, with its position (see [`ModelChild::position`]).
+    fn own_or_inherited(self, name: &str) -> Option<(&'static ElementDef, u32)> {
+        let model = model();
+        let mut chain = Vec::with_capacity(6);
+        let mut current = Some(self.0);
+        while let Some(type_id) = current {
+            chain.push(type_id);
+            current = model.get(type_id).base;
+        }
+        let depth = u32::try_from(chain.len()).unwrap_or(u32::MAX);
+        chain.iter().zip(1..).find_map(|(&type_id, step)| {
+            let elements = &model.get(type_id).elements;
+            let found = elements.binary_search_by(|e| e.name.cmp(name)).ok()?;
+            let element = &elements[found];
+            Some((element, (depth - step) * POSITIONS_PER_TYPE + element.index))
+        })
+    }
+
+    /// Whether this is a primitive type (`string`, `decimal`, `xhtml`, ...), whose JSON is a JSON primitive.
+    pub fn is_primitive(self) -> bool {
+        model().get(self.0).kind == TypeKind::Primitive
+    }
+
+    /// Whether this is a resource type, `Resource` and `DomainResource` included.
+    pub fn is_resource(self) -> bool {
+        model().is_resource(self.0)
+    }
+
+    /// Whether this type is the type named `ancestor` or derives from it (`positiveInt` from `integer`).
+    pub fn is_a(self, ancestor: &str) -> bool {
+        model().is_subtype_name(self.0, ancestor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,5 +374,31 @@ mod tests {
         assert_eq!(patient.element("deceasedString"), None);
         assert_eq!(patient.element("unknown"), None);
         assert_eq!(ModelType::named("NoSuchType"), None);
+    }
+
+    #[test]
+    fn children_are_ordered_as_their_definitions() {
+        let patient = ModelType::named("Patient").unwrap();
+        let position = |key: &str| patient.child(key).unwrap().position;
+        let keys = ["id", "meta", "language", "text", "contained", "extension", "identifier"];
+        assert!(keys.windows(2).all(|pair| position(pair[0]) < position(pair[1])));
+        assert!(position("gender") < position("birthDate"));
+        assert!(position("birthDate") < position("deceasedBoolean"));
+        let births = patient.child("multipleBirthInteger").unwrap();
+        assert_eq!((births.name, births.element_type.name()), ("multipleBirth", "integer"));
+        assert_eq!(births.position, position("multipleBirthBoolean"));
+        assert_eq!(patient.child("multipleBirth"), None);
+        assert_eq!(patient.child("multipleBirthString"), None);
+        let contact = patient.child("contact").unwrap().element_type;
+        let position = |key: &str| contact.child(key).unwrap().position;
+        assert!(position("id") < position("extension"));
+        assert!(position("extension") < position("modifierExtension"));
+        assert!(position("modifierExtension") < position("relationship"));
+        assert!(patient.child("birthDate").unwrap().element_type.is_primitive());
+        assert!(patient.child("contained").unwrap().element_type.is_resource());
+        assert!(ModelType::named("positiveInt").unwrap().is_a("integer"));
+        let questionnaire = ModelType::named("Questionnaire").unwrap();
+        let item = questionnaire.child("item").unwrap().element_type;
+        assert_eq!(item.child("item").unwrap().element_type, item);
     }
 }

@@ -90,8 +90,8 @@ impl Engine {
             "software": { "name": "imaging-cdr", "version": env!("CARGO_PKG_VERSION") },
             "implementation": { "description": "imaging-cdr FHIR R4 imaging repository", "url": base },
             "fhirVersion": "4.0.1",
-            "format": ["json", "application/fhir+json", "application/json"],
-            "patchFormat": ["application/json-patch+json", "application/fhir+json"],
+            "format": ["json", "application/fhir+json", "application/json", "xml", "application/fhir+xml", "application/xml"],
+            "patchFormat": ["application/json-patch+json", "application/fhir+json", "application/fhir+xml"],
             "rest": [{
                 "mode": "server",
                 "resource": resources,

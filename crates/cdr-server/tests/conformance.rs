@@ -29,8 +29,8 @@ use serde_json::Value;
 /// The kit's tests.
 const TESTS: usize = 106;
 
-/// The tests of what the server does not claim: security (no access control is declared) and XML.
-const OMITTED: [&str; 2] = ["1.09", "3.12"];
+/// The test of what the server does not claim: security (no access control is declared).
+const OMITTED: [&str; 1] = ["1.09"];
 
 /// The test that skips: the must-support coverage of the index entries, which have no `custodian` (the server
 /// makes them, and the guide does not say whose custody to name).
