@@ -37,3 +37,4 @@ mod search_terminology;
 mod subscriptions;
 mod transaction;
 mod validation;
+mod viewer;
