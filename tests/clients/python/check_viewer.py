@@ -54,7 +54,11 @@ MRN = "https://fhir.hospital.example/mrn"
 OTHER_MRN = "https://fhir.other-hospital.example/mrn"
 HCN = "https://fhir.infoway-inforoute.ca/NamingSystem/ca-on-patient-hcn"
 V2 = "http://terminology.hl7.org/CodeSystem/v2-0203"
-PROCEDURE = {"system": "urn:oid:2.16.840.1.113883.3.239.99.1", "code": "CTHEADWO", "display": "CT HEAD WITHOUT CONTRAST"}
+PROCEDURE = {
+    "system": "urn:oid:2.16.840.1.113883.3.239.99.1",
+    "code": "CTHEADWO",
+    "display": "CT HEAD WITHOUT CONTRAST",
+}
 ADDENDUM_OF = "http://ontariohealth.ca/fhir/mi/StructureDefinition/ext-di-addendum-of"
 # Markup in a name the viewer must show as text, and a script it must never run.
 INJECTED_NAME = 'Tremblay <img src="x" onerror="window.injected = true">'
@@ -65,7 +69,9 @@ ADDENDUM = "Compared with the CT of 2025-11-04: no change."
 
 def minimal_pdf(lines):
     """A one-page PDF 1.4 document showing `lines` in Helvetica, with a correct cross-reference table."""
-    text = " ".join("(" + line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ") Tj T*" for line in lines)
+    text = " ".join(
+        "(" + line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ") Tj T*" for line in lines
+    )
     stream = f"BT /F1 14 Tf 16 TL 56 780 Td {text} ET"
     objects = [
         "<< /Type /Catalog /Pages 2 0 R >>",
@@ -153,7 +159,9 @@ def load_record():
     }
     order = {
         "resourceType": "ServiceRequest",
-        "identifier": [{"type": coded("ACSN"), "system": "https://fhir.hospital.example/accession", "value": "ACC-30001"}],
+        "identifier": [
+            {"type": coded("ACSN"), "system": "https://fhir.hospital.example/accession", "value": "ACC-30001"}
+        ],
         "status": "completed",
         "intent": "order",
         "code": {"coding": [PROCEDURE]},
@@ -161,7 +169,12 @@ def load_record():
         "authoredOn": "2026-03-01T14:30:00-05:00",
     }
     series = [
-        {"uid": f"2.25.3000{number}", "number": number, "modality": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "CT"}, "numberOfInstances": count}
+        {
+            "uid": f"2.25.3000{number}",
+            "number": number,
+            "modality": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "CT"},
+            "numberOfInstances": count,
+        }
         for number, count in [(1, 80), (2, 40)]
     ]
     study = {
@@ -207,8 +220,15 @@ def load_record():
     STATE["patient"], _, STATE["order"], STATE["study"], STATE["report"] = locations
     report_id = STATE["report"].split("/")[-1]
     amended = dict(report, id=report_id, status="amended", conclusion=CONCLUSION_2, issued="2026-03-02T16:20:00-05:00")
-    amended.update(subject={"reference": STATE["patient"]}, basedOn=[{"reference": STATE["order"]}], imagingStudy=[{"reference": STATE["study"]}])
-    amended["presentedForm"] = [attachment("text/html", HTML_2, "CT head report (HTML)"), attachment("application/pdf", PDF_2, "CT head report")]
+    amended.update(
+        subject={"reference": STATE["patient"]},
+        basedOn=[{"reference": STATE["order"]}],
+        imagingStudy=[{"reference": STATE["study"]}],
+    )
+    amended["presentedForm"] = [
+        attachment("text/html", HTML_2, "CT head report (HTML)"),
+        attachment("application/pdf", PDF_2, "CT head report"),
+    ]
     written = fhir("PUT", f"DiagnosticReport/{report_id}", amended)
     assert written["meta"]["versionId"] == "2", written["meta"]
     addendum = dict(
@@ -243,7 +263,9 @@ def shows_outcome(page):
         # Without the token the server refuses: 401 and its OperationOutcome.
         page.fill("#identifier", "MRN-30001")
         page.click("#find button[type=submit]")
-        expect(page.locator("#error strong")).to_have_text(re.compile(r"^The server answered 401 Unauthorized to fhir/Patient\?identifier=MRN-30001"))
+        expect(page.locator("#error strong")).to_have_text(
+            re.compile(r"^The server answered 401 Unauthorized to fhir/Patient\?identifier=MRN-30001")
+        )
         expect(page.locator("#error li")).to_have_count(1)
         page.click("#access summary")
         page.fill("#token", OPTIONS.token)
@@ -252,7 +274,9 @@ def shows_outcome(page):
     expect(page.locator("#error li")).to_have_text(
         "error (too-costly): search parameter 'identifier' exceeds the limit of 16384 bytes per parameter value (max_value_bytes)"
     )
-    expect(page.locator("#error strong")).to_contain_text("The server answered 400 Bad Request to fhir/Patient?identifier=xxx")
+    expect(page.locator("#error strong")).to_contain_text(
+        "The server answered 400 Bad Request to fhir/Patient?identifier=xxx"
+    )
 
 
 @check("a bare MRN value matches two patients; markup in a name is shown as text, never run")
@@ -270,7 +294,9 @@ def pick_patient(page):
     expect(page.locator("#patient-facts")).to_have_text("female, born 1968-11-23")
 
 
-@check("system|value finds the one patient; the timeline lists the addendum, the report, the study and the order, newest first")
+@check(
+    "system|value finds the one patient; the timeline lists the addendum, the report, the study and the order, newest first"
+)
 def timeline(page):
     page.fill("#identifier", f"{MRN}|MRN-30001")
     page.click("#find button[type=submit]")
@@ -279,7 +305,12 @@ def timeline(page):
     entries = page.locator("#timeline li.entry")
     expect(entries).to_have_count(4)
     expect(entries.locator("time")).to_have_text(
-        ["2026-03-03 08:05:00-05:00", "2026-03-02 16:20:00-05:00", "2026-03-02 09:12:00-05:00", "2026-03-01 14:30:00-05:00"]
+        [
+            "2026-03-03 08:05:00-05:00",
+            "2026-03-02 16:20:00-05:00",
+            "2026-03-02 09:12:00-05:00",
+            "2026-03-01 14:30:00-05:00",
+        ]
     )
     expect(entries.locator(".kind")).to_have_text(["Report", "Report", "Study", "Order"])
     expect(entries.locator(".title")).to_have_text(
@@ -307,7 +338,9 @@ def open_report(page):
     page.locator(f"#timeline li[data-id='{report_id}'] button.title").click()
     expect(page.locator("#report-title")).to_have_text("CT HEAD WITHOUT CONTRAST")
     facts = page.locator("#report-facts")
-    expect(facts.locator("dt")).to_have_text(["Status", "Code", "Category", "Issued", "Effective", "Version", "Orders", "Studies"])
+    expect(facts.locator("dt")).to_have_text(
+        ["Status", "Code", "Category", "Issued", "Effective", "Version", "Orders", "Studies"]
+    )
     expect(facts.locator("dd").nth(0)).to_have_text("amended")
     expect(facts.locator("dd").nth(3)).to_have_text("2026-03-02 16:20:00-05:00")
     expect(facts.locator("dd").nth(5)).to_have_text(re.compile(r"^2, written \d{4}-\d\d-\d\d "))
@@ -316,7 +349,9 @@ def open_report(page):
     expect(page.locator("#report-conclusion")).to_have_text(CONCLUSION_2)
     html_frame = page.locator("#report-forms iframe.html")
     expect(html_frame).to_have_attribute("sandbox", "")
-    expect(page.frame_locator("#report-forms iframe.html").locator("p")).to_have_text(f"CT head without contrast: {CONCLUSION_2}")
+    expect(page.frame_locator("#report-forms iframe.html").locator("p")).to_have_text(
+        f"CT head without contrast: {CONCLUSION_2}"
+    )
     assert page.title() == "imaging-cdr", "the report's HTML ran a script"
     pdf_frame = page.locator("#report-forms iframe.pdf")
     expect(pdf_frame).to_have_count(1)
@@ -348,7 +383,9 @@ def versions(page):
     expect(rows.nth(0).locator("td").nth(2)).to_have_text("amended")
     expect(rows.nth(1).locator("td").nth(2)).to_have_text("final")
     expect(rows.nth(1).locator("td").nth(3)).to_have_text(CONCLUSION_1)
-    expect(page.locator("#report-addenda li")).to_have_text([re.compile(f"^CT HEAD WITHOUT CONTRAST final · 2026-03-03 08:05:00-05:00 · {re.escape(ADDENDUM)}$")])
+    expect(page.locator("#report-addenda li")).to_have_text(
+        [re.compile(f"^CT HEAD WITHOUT CONTRAST final · 2026-03-03 08:05:00-05:00 · {re.escape(ADDENDUM)}$")]
+    )
     if OPTIONS.screenshot:
         # The whole page fits the viewport: a full-page capture would resize it, and the PDF viewer redraw.
         page.evaluate("window.scrollTo(0, 0)")
@@ -371,6 +408,7 @@ def addendum(page):
     page.locator("#report-addenda button").click()
     expect(page.locator("#report-conclusion")).to_have_text(ADDENDUM)
     expect(page.locator("#report-facts dt").last).to_have_text("Addendum to")
+    expect(page.locator("#report-facts dd").last).to_have_text("CT HEAD WITHOUT CONTRAST, issued 2026-03-02 16:20:00-05:00")
     expect(page.locator("#report-forms pre")).to_have_text(ADDENDUM)
     page.locator("#report-facts dd").last.get_by_role("button").click()
     expect(page.locator("#report-conclusion")).to_have_text(CONCLUSION_2)
@@ -387,7 +425,10 @@ def screenshot_size(page):
         assert header[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
         return struct.unpack(">II", header[16:24])
 
-    assert size(OPTIONS.screenshot) == size(OPTIONS.expect_size_of), (size(OPTIONS.screenshot), size(OPTIONS.expect_size_of))
+    assert size(OPTIONS.screenshot) == size(OPTIONS.expect_size_of), (
+        size(OPTIONS.screenshot),
+        size(OPTIONS.expect_size_of),
+    )
 
 
 @check("/docs renders /openapi.json: the read of Patient and the viewer's own route appear")
@@ -395,7 +436,9 @@ def docs(page):
     page.goto(f"{ROOT}/docs")
     read = page.locator("details[data-path='/fhir/Patient/{id}']", has_text="GET")
     expect(read.locator("summary")).to_have_text(re.compile(r"^GET/fhir/Patient/\{id\}\s+read \(Patient\)$"))
-    expect(page.locator("details[data-path='/'] summary")).to_have_text(re.compile(r"^GET/\s+the imaging record viewer$"))
+    expect(page.locator("details[data-path='/'] summary")).to_have_text(
+        re.compile(r"^GET/\s+the imaging record viewer$")
+    )
 
 
 def main():
@@ -406,7 +449,10 @@ def main():
             profile, executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS, viewport=VIEWPORT, accept_downloads=True
         )
         page = context.new_page()
-        page.on("console", lambda message: violations.append(message.text) if "Content Security Policy" in message.text else None)
+        page.on(
+            "console",
+            lambda message: violations.append(message.text) if "Content Security Policy" in message.text else None,
+        )
         page.on("pageerror", lambda error: violations.append(f"page error: {error}"))
         for name, function in CHECKS:
             try:

@@ -200,12 +200,15 @@ async function findPatients(text) {
   byId("patients").hidden = true;
   byId("record").hidden = true;
   const typed = parseIdentifier(text.trim());
-  const search = typed.system === undefined ? escapeToken(typed.value) : `${escapeToken(typed.system)}|${escapeToken(typed.value)}`;
+  const search =
+    typed.system === undefined ? escapeToken(typed.value) : `${escapeToken(typed.system)}|${escapeToken(typed.value)}`;
   byId("status").textContent = "Searching…";
   const found = await readAll("Patient", `identifier=${encodeURIComponent(search)}&_count=${PAGE_SIZE}`, generation);
   if (found === null) return;
   byId("status").textContent = "";
-  const patients = found.entries.map((entry) => entry.resource).filter((resource) => resource && resource.resourceType === "Patient");
+  const patients = found.entries
+    .map((entry) => entry.resource)
+    .filter((resource) => resource && resource.resourceType === "Patient");
   if (patients.length === 0) {
     byId("status").textContent = `No patient has the identifier ${text.trim()}.`;
     return;
@@ -219,7 +222,15 @@ async function findPatients(text) {
     ...patients.map((patient) => {
       const button = element("button", { type: "button", class: "link" }, humanName(patient));
       button.addEventListener("click", () => run(() => openPatient(patient, typed, ++state.generation)));
-      return element("li", { "data-id": patient.id }, button, " ", patientFacts(patient), " · ", identifiersText(patient));
+      return element(
+        "li",
+        { "data-id": patient.id },
+        button,
+        " ",
+        patientFacts(patient),
+        " · ",
+        identifiersText(patient),
+      );
     }),
   );
   byId("patients").hidden = false;
@@ -230,14 +241,19 @@ function patientFacts(patient) {
 }
 
 function identifiersText(patient) {
-  return (patient.identifier || []).map((identifier) => `${identifierLabel(identifier)} ${identifier.value || ""}`).join(", ");
+  return (patient.identifier || [])
+    .map((identifier) => `${identifierLabel(identifier)} ${identifier.value || ""}`)
+    .join(", ");
 }
 
 /** The patient's identifier that the search matched (for `patient.identifier=`), else the first full one. */
 function matchedIdentifier(patient, typed) {
   const identifiers = (patient.identifier || []).filter((identifier) => identifier.system && identifier.value);
   return (
-    identifiers.find((identifier) => identifier.value === typed.value && (typed.system === undefined || identifier.system === typed.system)) ||
+    identifiers.find(
+      (identifier) =>
+        identifier.value === typed.value && (typed.system === undefined || identifier.system === typed.system),
+    ) ||
     identifiers[0] ||
     null
   );
@@ -251,7 +267,14 @@ async function openPatient(patient, typed, generation) {
   byId("patient-facts").textContent = patientFacts(patient);
   byId("patient-identifiers").replaceChildren(
     ...(patient.identifier || []).map((identifier) =>
-      element("li", {}, element("strong", {}, identifierLabel(identifier)), " ", identifier.value || "", element("small", {}, identifier.system ? ` ${identifier.system}` : "")),
+      element(
+        "li",
+        {},
+        element("strong", {}, identifierLabel(identifier)),
+        " ",
+        identifier.value || "",
+        element("small", {}, identifier.system ? ` ${identifier.system}` : ""),
+      ),
     ),
   );
   byId("timeline").replaceChildren();
@@ -262,14 +285,16 @@ async function openPatient(patient, typed, generation) {
   const params = new URLSearchParams();
   params.set("patient", `Patient/${patient.id}`);
   const identifier = matchedIdentifier(patient, typed);
-  if (identifier) params.set("patient.identifier", `${escapeToken(identifier.system)}|${escapeToken(identifier.value)}`);
+  if (identifier)
+    params.set("patient.identifier", `${escapeToken(identifier.system)}|${escapeToken(identifier.value)}`);
   params.set("_count", String(PAGE_SIZE));
   const query = params.toString();
   const [orders, studies, reports] = await Promise.all(
     ["ServiceRequest", "ImagingStudy", "DiagnosticReport"].map((type) => readAll(type, query, generation)),
   );
   if (orders === null || studies === null || reports === null) return;
-  const resources = (found, type) => found.entries.map((entry) => entry.resource).filter((resource) => resource && resource.resourceType === type);
+  const resources = (found, type) =>
+    found.entries.map((entry) => entry.resource).filter((resource) => resource && resource.resourceType === type);
   state.orders = resources(orders, "ServiceRequest");
   state.studies = resources(studies, "ImagingStudy");
   state.reports = resources(reports, "DiagnosticReport");
@@ -285,7 +310,9 @@ async function openPatient(patient, typed, generation) {
 
 function accession(order) {
   const identifiers = order.identifier || [];
-  const coded = identifiers.find((identifier) => ((identifier.type && identifier.type.coding) || []).some((coding) => coding.code === "ACSN"));
+  const coded = identifiers.find((identifier) =>
+    ((identifier.type && identifier.type.coding) || []).some((coding) => coding.code === "ACSN"),
+  );
   return (coded || identifiers[0] || {}).value || "";
 }
 
@@ -303,9 +330,17 @@ const KIND_ORDER = { report: 0, study: 1, order: 2 };
 
 function timelineEntries() {
   const entries = [
-    ...state.orders.map((order) => ({ kind: "order", resource: order, date: order.authoredOn || order.occurrenceDateTime || (order.occurrencePeriod || {}).start })),
+    ...state.orders.map((order) => ({
+      kind: "order",
+      resource: order,
+      date: order.authoredOn || order.occurrenceDateTime || (order.occurrencePeriod || {}).start,
+    })),
     ...state.studies.map((study) => ({ kind: "study", resource: study, date: study.started })),
-    ...state.reports.map((report) => ({ kind: "report", resource: report, date: report.issued || report.effectiveDateTime || (report.effectivePeriod || {}).start })),
+    ...state.reports.map((report) => ({
+      kind: "report",
+      resource: report,
+      date: report.issued || report.effectiveDateTime || (report.effectivePeriod || {}).start,
+    })),
   ];
   for (const entry of entries) {
     entry.time = Date.parse(entry.date || "");
@@ -313,7 +348,12 @@ function timelineEntries() {
     if (Number.isNaN(entry.time)) entry.time = -Infinity;
   }
   // Newest first; at one instant the report, then the study, then the order.
-  return entries.sort((a, b) => b.time - a.time || KIND_ORDER[a.kind] - KIND_ORDER[b.kind] || String(a.resource.id).localeCompare(String(b.resource.id)));
+  return entries.sort(
+    (a, b) =>
+      b.time - a.time ||
+      KIND_ORDER[a.kind] - KIND_ORDER[b.kind] ||
+      String(a.resource.id).localeCompare(String(b.resource.id)),
+  );
 }
 
 function renderTimeline() {
@@ -325,8 +365,16 @@ function renderTimeline() {
       title = element("span", { class: "title" }, codeText(resource.code) || "(no procedure code)");
       facts = [resource.status, accession(resource) ? `accession ${accession(resource)}` : ""];
     } else if (entry.kind === "study") {
-      title = element("span", { class: "title" }, [modalities(resource), resource.description].filter(Boolean).join(" "));
-      facts = [resource.status, countText(resource.numberOfSeries, "series", "series"), countText(resource.numberOfInstances, "instance", "instances")];
+      title = element(
+        "span",
+        { class: "title" },
+        [modalities(resource), resource.description].filter(Boolean).join(" "),
+      );
+      facts = [
+        resource.status,
+        countText(resource.numberOfSeries, "series", "series"),
+        countText(resource.numberOfInstances, "instance", "instances"),
+      ];
     } else {
       title = element("button", { type: "button", class: "title link" }, codeText(resource.code) || "(no report code)");
       title.addEventListener("click", () => run(() => openReport(resource.id)));
@@ -334,7 +382,9 @@ function renderTimeline() {
       const originalReport = state.reports.find((report) => report.id === original);
       facts = [
         resource.status,
-        original ? `addendum to ${originalReport ? codeText(originalReport.code) : `DiagnosticReport/${original}`}` : "",
+        original
+          ? `addendum to ${originalReport ? codeText(originalReport.code) : `DiagnosticReport/${original}`}`
+          : "",
         resource.conclusion || "",
       ];
     }
@@ -348,7 +398,8 @@ function renderTimeline() {
       element("span", { class: "facts" }, facts.filter(Boolean).join(" · ")),
     );
   });
-  if (items.length === 0) items.push(element("li", { class: "empty" }, "No orders, studies or reports for this patient."));
+  if (items.length === 0)
+    items.push(element("li", { class: "empty" }, "No orders, studies or reports for this patient."));
   byId("timeline").replaceChildren(...items);
 }
 
@@ -375,7 +426,10 @@ function renderReport(shown, versions, current) {
   byId("report-title").textContent = codeText(shown.code) || "Report";
   const note = byId("report-version-note");
   note.hidden = shown === current;
-  note.textContent = shown === current ? "" : `An earlier version: version ${versionId(shown)} of ${versionId(current)}, written ${(shown.meta || {}).lastUpdated || ""}.`;
+  note.textContent =
+    shown === current
+      ? ""
+      : `An earlier version: version ${versionId(shown)} of ${versionId(current)}, written ${(shown.meta || {}).lastUpdated || ""}.`;
   if (shown !== current) {
     const back = element("button", { type: "button", class: "link" }, "Show the current version");
     back.addEventListener("click", () => renderReport(current, versions, current));
@@ -399,7 +453,9 @@ function renderReport(shown, versions, current) {
   }
   const original = addendumOf(shown);
   if (original) {
-    const open = element("button", { type: "button", class: "link" }, `DiagnosticReport/${original}`);
+    const report = state.reports.find((candidate) => candidate.id === original);
+    const label = report ? `${codeText(report.code)}, issued ${when(report.issued)}` : `DiagnosticReport/${original}`;
+    const open = element("button", { type: "button", class: "link" }, label);
     open.addEventListener("click", () => run(() => openReport(original)));
     list.append(element("dt", {}, "Addendum to"), element("dd", {}, open));
   }
@@ -459,7 +515,9 @@ function attachmentView(attachment) {
   } else if (type.startsWith("text/")) {
     part.append(element("pre", {}, new TextDecoder().decode(bytes)));
   }
-  part.append(element("p", {}, element("a", { href: url, download: title }, `Download (${type}, ${bytes.length} bytes)`)));
+  part.append(
+    element("p", {}, element("a", { href: url, download: title }, `Download (${type}, ${bytes.length} bytes)`)),
+  );
   return part;
 }
 
@@ -468,9 +526,19 @@ function renderAddenda(id) {
   byId("report-addenda-part").hidden = addenda.length === 0;
   byId("report-addenda").replaceChildren(
     ...addenda.map((addendum) => {
-      const open = element("button", { type: "button", class: "link" }, codeText(addendum.code) || `DiagnosticReport/${addendum.id}`);
+      const open = element(
+        "button",
+        { type: "button", class: "link" },
+        codeText(addendum.code) || `DiagnosticReport/${addendum.id}`,
+      );
       open.addEventListener("click", () => run(() => openReport(addendum.id)));
-      return element("li", { "data-id": addendum.id }, open, " ", [addendum.status, when(addendum.issued), addendum.conclusion].filter(Boolean).join(" · "));
+      return element(
+        "li",
+        { "data-id": addendum.id },
+        open,
+        " ",
+        [addendum.status, when(addendum.issued), addendum.conclusion].filter(Boolean).join(" · "),
+      );
     }),
   );
 }
@@ -482,13 +550,22 @@ function renderVersions(shown, versions, current) {
     const resource = entry.resource;
     if (!resource) {
       const deleted = (entry.response && entry.response.etag) || "";
-      return element("tr", {}, element("td", {}, deleted), element("td", {}, ""), element("td", {}, "deleted"), element("td", {}, ""));
+      return element(
+        "tr",
+        {},
+        element("td", {}, deleted),
+        element("td", {}, ""),
+        element("td", {}, "deleted"),
+        element("td", {}, ""),
+      );
     }
     const version = (resource.meta || {}).versionId || "";
     const isShown = version === ((shown.meta || {}).versionId || "");
     const label = version === ((current.meta || {}).versionId || "") ? `${version} (current)` : version;
     const open = element("button", { type: "button", class: "link" }, label);
-    open.addEventListener("click", () => renderReport(version === (current.meta || {}).versionId ? current : resource, versions, current));
+    open.addEventListener("click", () =>
+      renderReport(version === (current.meta || {}).versionId ? current : resource, versions, current),
+    );
     return element(
       "tr",
       { "data-version": version, class: isShown ? "shown" : "" },
