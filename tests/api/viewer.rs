@@ -32,6 +32,7 @@ async fn assets_have_their_types_a_strict_policy_and_revalidate(app: &TestApp) {
         assert_eq!(response.header("content-type"), Some(content_type), "{path}");
         assert_eq!(response.header("content-security-policy"), Some(POLICY), "{path}");
         assert_eq!(response.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert_eq!(response.header("referrer-policy"), Some("no-referrer"), "{path}");
         assert_eq!(response.header("cache-control"), Some("no-cache"), "{path}");
         let etag = response.header("etag").unwrap().to_owned();
         assert!(
