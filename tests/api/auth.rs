@@ -237,8 +237,9 @@ async fn every_claim_is_checked(app: &TestApp) {
         let response = call(&router, Method::GET, &uri, Some(&token), "").await;
         assert_invalid_token(&response, why);
     }
-    // The health checks stay open.
+    // The health checks and the viewer stay open.
     assert_eq!(call(&router, Method::GET, "/livez", None, "").await.status, StatusCode::OK);
+    assert_eq!(call(&router, Method::GET, "/", None, "").await.status, StatusCode::OK);
     assert_eq!(call(&router, Method::GET, "/readyz", None, "").await.status, StatusCode::OK);
 }
 

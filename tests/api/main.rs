@@ -39,3 +39,4 @@ mod subscriptions;
 mod transaction;
 mod validation;
 mod xml;
+mod viewer;

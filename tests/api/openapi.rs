@@ -117,6 +117,9 @@ async fn openapi_json_describes_every_interaction_of_every_served_type(app: &Tes
         ("/metrics", &["get"]),
         ("/openapi.json", &["get"]),
         ("/docs", &["get"]),
+        ("/", &["get"]),
+        ("/viewer.js", &["get"]),
+        ("/viewer.css", &["get"]),
     ] {
         assert_eq!(methods(&document, path), verbs, "{path}");
     }

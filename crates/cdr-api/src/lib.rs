@@ -30,6 +30,7 @@ mod routes;
 mod search;
 mod subscriptions;
 mod validate;
+mod viewer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -139,7 +140,7 @@ impl AppState {
 
 /// The whole application: FHIR routes under `/fhir` (`/fhir/` is `/fhir`), health checks at `/livez` and
 /// `/readyz`, the Prometheus metrics at `/metrics`, the OpenAPI document at `/openapi.json` and its page at
-/// `/docs`, and under `--auth smart` the token endpoint `/auth/token` and the server's keys at `/auth/jwks`;
+/// `/docs`, the imaging record viewer at `/` (with `/viewer.js` and `/viewer.css`), and under `--auth smart` the token endpoint `/auth/token` and the server's keys at `/auth/jwks`;
 /// every route is one of `routes::ROUTES` but the slashed base, which serves two of `/fhir`'s.
 ///
 /// The layers, outside in: request id, trace span, CORS (when configured; preflights stop there),

@@ -353,6 +353,18 @@ fn facts(
     Facts { summary, headers, search: false, history: false, body, responses, answer: "Resource" }
 }
 
+/// The answer to a conditional `GET` of a viewer file that the client has.
+const UNCHANGED_ASSET: (&str, &str, &[&str]) =
+    ("304", "Unchanged: If-None-Match names its ETag.", &["ETag"]);
+
+/// A file of the viewer: the headers it reads (`If-None-Match`) and its answers.
+fn asset(
+    summary: &'static str,
+    responses: &'static [(&'static str, &'static str, &'static [&'static str])],
+) -> Facts {
+    Facts { answer: "", ..facts(summary, &["If-None-Match"], None, responses) }
+}
+
 #[allow(clippy::too_many_lines, reason = "one table of every endpoint")]
 fn describe(endpoint: Endpoint) -> Facts {
     use Endpoint as E;
@@ -599,6 +611,18 @@ fn describe(endpoint: Endpoint) -> Facts {
             &[],
             None,
             &[("200", "An HTML page rendering this document.", &[])],
+        ),
+        E::Viewer => asset(
+            "the imaging record viewer",
+            &[("200", "The viewer's HTML page.", &["ETag"]), UNCHANGED_ASSET],
+        ),
+        E::ViewerScript => asset(
+            "the viewer's script",
+            &[("200", "JavaScript (text/javascript).", &["ETag"]), UNCHANGED_ASSET],
+        ),
+        E::ViewerStyle => asset(
+            "the viewer's style sheet",
+            &[("200", "CSS (text/css).", &["ETag"]), UNCHANGED_ASSET],
         ),
     }
 }

@@ -7,6 +7,7 @@ use axum::routing::{MethodRouter, delete, get, patch, post, put};
 
 use crate::{
     AppState, auth, bundle, docs, health, history, jobs, metadata, metrics, openapi, resource,
+    viewer,
 };
 use crate::{patch as patching, search, subscriptions, validate};
 
@@ -29,7 +30,7 @@ pub(crate) enum Mount {
     Metrics,
     /// `/auth/…`, answering only under `--auth smart`.
     Auth,
-    /// The other routes outside `/fhir`: health, the OpenAPI document and its page.
+    /// The other routes outside `/fhir`: health, the OpenAPI document and its page, the viewer and its assets.
     Root,
 }
 
@@ -71,6 +72,9 @@ pub(crate) enum Endpoint {
     Jwks,
     OpenApi,
     Docs,
+    Viewer,
+    ViewerScript,
+    ViewerStyle,
 }
 
 /// One route: its method, its path below its mount (`{type}` is any served type), and what it does.
@@ -91,7 +95,7 @@ use Mount::{Auth, Fhir, Root};
 use Verb::{Delete, Get, Patch, Post, Put};
 
 /// Every route, in the order the OpenAPI document lists them.
-pub(crate) const ROUTES: [Route; 36] = [
+pub(crate) const ROUTES: [Route; 39] = [
     route(Get, Fhir, "/metadata", E::Capabilities),
     route(Get, Fhir, "/", E::SearchSystem),
     route(Post, Fhir, "/", E::Bundle),
@@ -128,6 +132,9 @@ pub(crate) const ROUTES: [Route; 36] = [
     route(Get, Auth, "/auth/jwks", E::Jwks),
     route(Get, Root, "/openapi.json", E::OpenApi),
     route(Get, Root, "/docs", E::Docs),
+    route(Get, Root, "/", E::Viewer),
+    route(Get, Root, "/viewer.js", E::ViewerScript),
+    route(Get, Root, "/viewer.css", E::ViewerStyle),
 ];
 
 /// The router of the routes mounted at `mount`, handlers from [`handler`].
@@ -176,5 +183,8 @@ fn handler(endpoint: Endpoint) -> MethodRouter<AppState> {
         E::Jwks => get(auth::jwks),
         E::OpenApi => get(openapi::document),
         E::Docs => get(docs::page),
+        E::Viewer => get(viewer::page),
+        E::ViewerScript => get(viewer::script),
+        E::ViewerStyle => get(viewer::style),
     }
 }
