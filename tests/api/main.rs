@@ -38,5 +38,5 @@ mod search_terminology;
 mod subscriptions;
 mod transaction;
 mod validation;
-mod xml;
 mod viewer;
+mod xml;

@@ -19,7 +19,7 @@ use std::sync::{Arc, OnceLock};
 use base64::Engine as _;
 use cdr_model::{Instant, LogicalId, ResourceType, VersionId};
 use cdr_store::{AuditRow, Store, StoreTx};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::write::new_id;
@@ -108,19 +108,6 @@ impl AuditSubtype {
                 | AuditSubtype::Patch
                 | AuditSubtype::Delete
         )
-    }
-
-    fn coding(self) -> (Value, Value) {
-        match self {
-            AuditSubtype::Login => (
-                json!({ "system": DICOM, "code": "110114", "display": "User Authentication" }),
-                json!({ "system": DICOM, "code": "110122", "display": "Login" }),
-            ),
-            other => (
-                json!({ "system": AUDIT_EVENT_TYPE, "code": "rest", "display": "Restful Operation" }),
-                json!({ "system": RESTFUL_INTERACTION, "code": other.code(), "display": other.code() }),
-            ),
-        }
     }
 }
 
@@ -250,6 +237,18 @@ pub fn patient_reference(reference: &str) -> Option<String> {
     LogicalId::parse(id).ok().map(|id| format!("Patient/{id}"))
 }
 
+/// One AuditEvent to record, as [`audit_event`] describes it: serialized once, with its id, into the trail's
+/// row ([`AuditEvent::into_row`]).
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    observer: String,
+    agents: AuditAgents,
+    subtype: AuditSubtype,
+    outcome: AuditOutcome,
+    entities: AuditEntities,
+    recorded: Instant,
+}
+
 /// The AuditEvent of one interaction, recorded at `recorded`.
 #[must_use]
 pub fn audit_event(
@@ -258,129 +257,299 @@ pub fn audit_event(
     outcome: &AuditOutcome,
     entities: &AuditEntities,
     recorded: Instant,
-) -> Value {
-    let (event_type, event_subtype) = subtype.coding();
-    let mut event = json!({
-        "resourceType": "AuditEvent",
-        "type": event_type,
-        "subtype": [event_subtype],
-        "action": subtype.action(),
-        "recorded": recorded.to_fhir(),
-        "outcome": match outcome {
+) -> AuditEvent {
+    AuditEvent {
+        observer: request.observer.clone(),
+        agents: request.agents.clone(),
+        subtype,
+        outcome: outcome.clone(),
+        entities: entities.clone(),
+        recorded,
+    }
+}
+
+/// The JSON of an AuditEvent (BALP's shape), written by serde from borrowed parts: no `Value` tree is built.
+mod shape {
+    use serde::Serialize;
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    pub(super) struct Event<'a> {
+        pub(super) resource_type: &'static str,
+        pub(super) id: &'a str,
+        pub(super) meta: Meta<'a>,
+        #[serde(rename = "type")]
+        pub(super) event_type: Coding<'a>,
+        pub(super) subtype: [Coding<'a>; 1],
+        pub(super) action: &'a str,
+        pub(super) recorded: &'a str,
+        pub(super) outcome: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub(super) outcome_desc: Option<&'a str>,
+        pub(super) agent: Vec<Agent<'a>>,
+        pub(super) source: Source<'a>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        pub(super) entity: Vec<Entity<'a>>,
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    pub(super) struct Meta<'a> {
+        pub(super) version_id: &'a str,
+        pub(super) last_updated: &'a str,
+    }
+
+    #[derive(Serialize)]
+    pub(super) struct Coding<'a> {
+        pub(super) system: &'a str,
+        pub(super) code: &'a str,
+        pub(super) display: &'a str,
+    }
+
+    #[derive(Serialize)]
+    pub(super) struct Concept<'a> {
+        pub(super) coding: [Coding<'a>; 1],
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    pub(super) struct Agent<'a> {
+        #[serde(rename = "type")]
+        pub(super) agent_type: Concept<'a>,
+        pub(super) who: Who<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub(super) alt_id: Option<&'a str>,
+        pub(super) requestor: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub(super) policy: Option<[&'a str; 1]>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub(super) network: Option<Network<'a>>,
+    }
+
+    #[derive(Serialize, Default)]
+    pub(super) struct Who<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub(super) reference: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub(super) identifier: Option<Identifier<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub(super) display: Option<&'a str>,
+    }
+
+    #[derive(Serialize)]
+    pub(super) struct Identifier<'a> {
+        pub(super) system: &'a str,
+        pub(super) value: &'a str,
+    }
+
+    #[derive(Serialize)]
+    pub(super) struct Network<'a> {
+        pub(super) address: &'a str,
+        #[serde(rename = "type")]
+        pub(super) kind: &'static str,
+    }
+
+    #[derive(Serialize)]
+    pub(super) struct Source<'a> {
+        pub(super) observer: Display<'a>,
+        #[serde(rename = "type")]
+        pub(super) kind: [Coding<'a>; 1],
+    }
+
+    #[derive(Serialize)]
+    pub(super) struct Display<'a> {
+        pub(super) display: &'a str,
+    }
+
+    #[derive(Serialize)]
+    pub(super) struct Entity<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub(super) what: Option<Reference<'a>>,
+        #[serde(rename = "type")]
+        pub(super) entity_type: Coding<'a>,
+        pub(super) role: Coding<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub(super) query: Option<&'a str>,
+    }
+
+    #[derive(Serialize)]
+    pub(super) struct Reference<'a> {
+        pub(super) reference: &'a str,
+    }
+}
+
+impl AuditSubtype {
+    /// `AuditEvent.type` and the one `AuditEvent.subtype`: system, code and display.
+    fn codings(self) -> ((&'static str, &'static str, &'static str), (&'static str, &'static str)) {
+        match self {
+            AuditSubtype::Login => ((DICOM, "110114", "User Authentication"), (DICOM, "110122")),
+            other => (
+                (AUDIT_EVENT_TYPE, "rest", "Restful Operation"),
+                (RESTFUL_INTERACTION, other.code()),
+            ),
+        }
+    }
+}
+
+impl AuditEvent {
+    /// The JSON of this event as the AuditEvent `id`, version 1 stamped at its `recorded`.
+    fn to_json(&self, id: &str) -> String {
+        let recorded = self.recorded.to_fhir();
+        let ((type_system, type_code, type_display), (subtype_system, subtype_code)) =
+            self.subtype.codings();
+        let subtype_display =
+            if self.subtype == AuditSubtype::Login { "Login" } else { subtype_code };
+        let (outcome, outcome_desc) = match &self.outcome {
+            AuditOutcome::Success => ("0", None),
+            AuditOutcome::Minor(text) => ("4", Some(text.as_str())),
+            AuditOutcome::Serious(text) => ("8", Some(text.as_str())),
+        };
+        let query = self
+            .entities
+            .query
+            .as_ref()
+            .map(|query| base64::engine::general_purpose::STANDARD.encode(query));
+        let coding = |system, code, display| shape::Coding { system, code, display };
+        let mut entity = Vec::new();
+        if let Some(patient) = &self.entities.patient {
+            entity.push(shape::Entity {
+                what: Some(shape::Reference { reference: patient }),
+                entity_type: coding(ENTITY_TYPE, "1", "Person"),
+                role: coding(OBJECT_ROLE, "1", "Patient"),
+                query: None,
+            });
+        }
+        if let Some(resource) = &self.entities.resource {
+            entity.push(shape::Entity {
+                what: Some(shape::Reference { reference: resource }),
+                entity_type: coding(ENTITY_TYPE, "2", "System Object"),
+                role: coding(OBJECT_ROLE, "4", "Domain Resource"),
+                query: None,
+            });
+        }
+        if let Some(query) = &query {
+            entity.push(shape::Entity {
+                what: None,
+                entity_type: coding(ENTITY_TYPE, "2", "System Object"),
+                role: coding(OBJECT_ROLE, "24", "Query"),
+                query: Some(query),
+            });
+        }
+        let policy = self.agents.token_id.as_ref().map(|jti| format!("{JTI_PREFIX}{jti}"));
+        let event = shape::Event {
+            resource_type: "AuditEvent",
+            id,
+            meta: shape::Meta { version_id: "1", last_updated: &recorded },
+            event_type: coding(type_system, type_code, type_display),
+            subtype: [coding(subtype_system, subtype_code, subtype_display)],
+            action: self.subtype.action(),
+            recorded: &recorded,
+            outcome,
+            outcome_desc,
+            agent: self.agent_shapes(policy.as_deref()),
+            source: shape::Source {
+                observer: shape::Display { display: &self.observer },
+                kind: [coding(SOURCE_TYPE, "4", "Application Server")],
+            },
+            entity,
+        };
+        serde_json::to_string(&event).unwrap_or_default()
+    }
+
+    /// BALP's agents: the user (requestor, with the token's `jti` as policy), the client application (source
+    /// role, with the network address; the requestor when no user is named) and this server (destination
+    /// role).
+    fn agent_shapes<'a>(&'a self, policy: Option<&'a str>) -> Vec<shape::Agent<'a>> {
+        let agents = &self.agents;
+        let concept = |system, code, display| shape::Concept {
+            coding: [shape::Coding { system, code, display }],
+        };
+        let mut list = Vec::with_capacity(3);
+        if let Some(user) = &agents.user {
+            list.push(shape::Agent {
+                agent_type: concept(
+                    USER_AGENT_TYPES,
+                    "UserOauthAgent",
+                    "User OAuth Agent participant",
+                ),
+                who: shape::Who { reference: Some(user), ..shape::Who::default() },
+                alt_id: None,
+                requestor: true,
+                policy: policy.map(|policy| [policy]),
+                network: None,
+            });
+        }
+        let (who, alt_id) = match &agents.client {
+            Some((issuer, client_id)) => (
+                shape::Who {
+                    identifier: Some(shape::Identifier { system: issuer, value: client_id }),
+                    ..shape::Who::default()
+                },
+                Some(client_id.as_str()),
+            ),
+            None => (
+                shape::Who { display: Some("unauthenticated client"), ..shape::Who::default() },
+                None,
+            ),
+        };
+        list.push(shape::Agent {
+            agent_type: concept(DICOM, "110153", "Source Role ID"),
+            who,
+            alt_id,
+            requestor: agents.user.is_none(),
+            policy: policy.filter(|_| agents.user.is_none()).map(|policy| [policy]),
+            network: agents.address.as_deref().map(|address| shape::Network { address, kind: "2" }),
+        });
+        list.push(shape::Agent {
+            agent_type: concept(DICOM, "110152", "Destination Role ID"),
+            who: shape::Who { display: Some(&self.observer), ..shape::Who::default() },
+            alt_id: None,
+            requestor: false,
+            policy: None,
+            network: None,
+        });
+        list
+    }
+
+    /// This event's row in the trail, under a new id: its JSON and the values its searches filter on, taken
+    /// from the parts the JSON is written from.
+    fn into_row(self) -> AuditRow {
+        let id = new_id();
+        let body = self.to_json(id.as_str());
+        let ((type_system, type_code, _), (subtype_system, subtype_code)) = self.subtype.codings();
+        let owned = |(system, code): (&str, &str)| Some((system.to_owned(), code.to_owned()));
+        let AuditEvent { agents, outcome, entities, recorded, subtype, .. } = self;
+        let outcome = match outcome {
             AuditOutcome::Success => "0",
             AuditOutcome::Minor(_) => "4",
             AuditOutcome::Serious(_) => "8",
-        },
-        "agent": agents(request),
-        "source": {
-            "observer": { "display": request.observer },
-            "type": [{ "system": SOURCE_TYPE, "code": "4", "display": "Application Server" }],
-        },
-    });
-    if let (AuditOutcome::Minor(text) | AuditOutcome::Serious(text), Value::Object(map)) =
-        (outcome, &mut event)
-    {
-        map.insert("outcomeDesc".into(), Value::String(text.clone()));
-    }
-    let mut entity = Vec::new();
-    if let Some(patient) = &entities.patient {
-        entity.push(json!({
-            "what": { "reference": patient },
-            "type": { "system": ENTITY_TYPE, "code": "1", "display": "Person" },
-            "role": { "system": OBJECT_ROLE, "code": "1", "display": "Patient" },
-        }));
-    }
-    if let Some(resource) = &entities.resource {
-        entity.push(json!({
-            "what": { "reference": resource },
-            "type": { "system": ENTITY_TYPE, "code": "2", "display": "System Object" },
-            "role": { "system": OBJECT_ROLE, "code": "4", "display": "Domain Resource" },
-        }));
-    }
-    if let Some(query) = &entities.query {
-        entity.push(json!({
-            "type": { "system": ENTITY_TYPE, "code": "2", "display": "System Object" },
-            "role": { "system": OBJECT_ROLE, "code": "24", "display": "Query" },
-            "query": base64::engine::general_purpose::STANDARD.encode(query),
-        }));
-    }
-    if let (false, Value::Object(map)) = (entity.is_empty(), &mut event) {
-        map.insert("entity".into(), Value::Array(entity));
-    }
-    event
-}
-
-/// BALP's agents: the user (requestor, with the token's `jti` as policy), the client application (source
-/// role, with the network address; the requestor when no user is named) and this server (destination role).
-fn agents(request: &AuditRequest) -> Vec<Value> {
-    let agents = &request.agents;
-    let policy: Vec<Value> =
-        agents.token_id.iter().map(|jti| Value::String(format!("{JTI_PREFIX}{jti}"))).collect();
-    let mut list = Vec::new();
-    if let Some(user) = &agents.user {
-        list.push(json!({
-            "type": { "coding": [{ "system": USER_AGENT_TYPES, "code": "UserOauthAgent", "display": "User OAuth Agent participant" }] },
-            "who": { "reference": user },
-            "requestor": true,
-            "policy": policy,
-        }));
-    }
-    let mut client = Map::new();
-    client.insert(
-        "type".into(),
-        json!({ "coding": [{ "system": DICOM, "code": "110153", "display": "Source Role ID" }] }),
-    );
-    match &agents.client {
-        Some((issuer, client_id)) => {
-            client.insert(
-                "who".into(),
-                json!({ "identifier": { "system": issuer, "value": client_id } }),
-            );
-            client.insert("altId".into(), Value::String(client_id.clone()));
-        }
-        None => {
-            client.insert("who".into(), json!({ "display": "unauthenticated client" }));
+        };
+        AuditRow {
+            id,
+            recorded,
+            event_type: owned((type_system, type_code)),
+            subtype: owned((subtype_system, subtype_code)),
+            action: Some(subtype.action().to_owned()),
+            outcome: Some(outcome.to_owned()),
+            patient: entities
+                .patient
+                .map(|reference| reference.trim_start_matches("Patient/").to_owned()),
+            agent: agents.user.as_deref().map(local_reference),
+            entity: entities.resource.map(|reference| match reference.split_once("/_history/") {
+                Some((resource, version)) => (resource.to_owned(), Some(version.to_owned())),
+                None => (reference, None),
+            }),
+            policy: agents.token_id.map(|jti| format!("{JTI_PREFIX}{jti}")),
+            altid: agents.client.as_ref().map(|(_, client_id)| client_id.clone()),
+            client_issuer: agents.client.map(|(issuer, _)| issuer),
+            body,
         }
     }
-    client.insert("requestor".into(), Value::Bool(agents.user.is_none()));
-    if agents.user.is_none() && !policy.is_empty() {
-        client.insert("policy".into(), Value::Array(policy));
-    }
-    if let Some(address) = &agents.address {
-        client.insert("network".into(), json!({ "address": address, "type": "2" }));
-    }
-    list.push(Value::Object(client));
-    list.push(json!({
-        "type": { "coding": [{ "system": DICOM, "code": "110152", "display": "Destination Role ID" }] },
-        "who": { "display": request.observer },
-        "requestor": false,
-    }));
-    list
 }
 
-/// The rows of new AuditEvents: each given its id and `meta` (its one version, stamped at `recorded`).
-fn new_rows(events: Vec<Value>) -> Vec<AuditRow> {
-    let now = Instant::now();
-    events
-        .into_iter()
-        .map(|mut event| {
-            let id = new_id();
-            let recorded = event
-                .get("recorded")
-                .and_then(Value::as_str)
-                .and_then(|text| Instant::parse_fhir(text).ok())
-                .unwrap_or(now);
-            if let Value::Object(map) = &mut event {
-                map.insert("id".into(), Value::String(id.to_string()));
-                map.insert(
-                    "meta".into(),
-                    json!({ "versionId": VersionId::FIRST.to_string(), "lastUpdated": recorded.to_fhir() }),
-                );
-            }
-            let body = event.to_string();
-            row_of(id, recorded, &event, body)
-        })
-        .collect()
+/// The rows of new AuditEvents.
+fn new_rows(events: Vec<AuditEvent>) -> Vec<AuditRow> {
+    events.into_iter().map(AuditEvent::into_row).collect()
 }
 
 /// The row of an AuditEvent (`event`, whose JSON is `body`) recorded at `recorded`: the values its searches
@@ -567,7 +736,7 @@ impl Engine {
     ///
     /// # Errors
     /// [`InteractionError::AuditUnavailable`] when they could not be written.
-    pub async fn record_audit(&self, events: Vec<Value>) -> Result<(), InteractionError> {
+    pub async fn record_audit(&self, events: Vec<AuditEvent>) -> Result<(), InteractionError> {
         let rows = new_rows(events);
         let (done, wait) = oneshot::channel();
         self.audit_log
@@ -717,6 +886,15 @@ mod tests {
             &entities,
             Instant::from_millis(0),
         );
+        let row = event.into_row();
+        assert_eq!(
+            (row.outcome.as_deref(), row.policy.as_deref()),
+            (Some("4"), Some("urn:ietf:params:oauth:jti:t-1"))
+        );
+        assert_eq!(row.agent.as_deref(), Some("Practitioner/dr"));
+        let event: Value = serde_json::from_str(&row.body).unwrap();
+        assert_eq!(event["id"], row.id.as_str());
+        assert_eq!(event["meta"]["lastUpdated"], "1970-01-01T00:00:00.000Z");
         assert_eq!(event["outcome"], "4");
         assert_eq!(event["outcomeDesc"], "bad");
         assert_eq!(event["action"], "E");

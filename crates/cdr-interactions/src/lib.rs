@@ -43,7 +43,7 @@ use cdr_store::{Store, StoredVersion};
 use crate::budget::CpuPool;
 
 pub use crate::audit::{
-    AUDIT_EVENT, AuditAgents, AuditEntities, AuditOutcome, AuditRequest, AuditSubtype,
+    AUDIT_EVENT, AuditAgents, AuditEntities, AuditEvent, AuditOutcome, AuditRequest, AuditSubtype,
     adopt_audit_resources, audit_event, patient_of, patient_reference,
 };
 pub use crate::budget::ResourceLimits;
