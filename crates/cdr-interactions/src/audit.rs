@@ -623,11 +623,11 @@ struct Pending {
 const POSTGRES_WRITERS: usize = 4;
 
 /// The group commit of events recorded outside a write: started at its first use as background tasks per
-/// engine (and its clones), each taking the events handed to it in turn.
+/// engine (and its clones) sharing one queue, from which whichever writer is idle takes every event waiting,
+/// so an event never waits behind a busy writer while another is free.
 #[derive(Debug, Default)]
 pub(crate) struct AuditLog {
-    senders: OnceLock<Vec<mpsc::UnboundedSender<Pending>>>,
-    next: std::sync::atomic::AtomicUsize,
+    sender: OnceLock<mpsc::UnboundedSender<Pending>>,
 }
 
 impl std::fmt::Debug for Pending {
@@ -638,36 +638,42 @@ impl std::fmt::Debug for Pending {
 
 impl AuditLog {
     fn sender(&self, store: &Store) -> &mpsc::UnboundedSender<Pending> {
-        let senders = self.senders.get_or_init(|| {
+        self.sender.get_or_init(|| {
             let writers = match store.backend() {
                 cdr_store::Backend::Postgres => POSTGRES_WRITERS,
                 cdr_store::Backend::Sqlite => 1,
             };
-            (0..writers)
-                .map(|_| {
-                    let (sender, receiver) = mpsc::unbounded_channel();
-                    tokio::spawn(run_writer(store.clone(), receiver));
-                    sender
-                })
-                .collect()
-        });
-        let turn = self.next.fetch_add(1, Ordering::Relaxed);
-        &senders[turn % senders.len()]
+            let (sender, receiver) = mpsc::unbounded_channel();
+            let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+            for _ in 0..writers {
+                tokio::spawn(run_writer(store.clone(), Arc::clone(&receiver)));
+            }
+            sender
+        })
     }
 }
 
-/// The writer: takes every event waiting (up to [`EVENTS_PER_COMMIT`]), writes them in one transaction and
-/// tells each request the result; events that arrive meanwhile wait for the next round.
-async fn run_writer(store: Store, mut receiver: mpsc::UnboundedReceiver<Pending>) {
-    while let Some(first) = receiver.recv().await {
-        let mut batch = vec![first];
-        let mut rows: Vec<AuditRow> = std::mem::take(&mut batch[0].rows);
-        while rows.len() < EVENTS_PER_COMMIT
-            && let Ok(mut next) = receiver.try_recv()
-        {
-            rows.append(&mut next.rows);
-            batch.push(next);
-        }
+/// A writer: once idle, takes every event waiting (up to [`EVENTS_PER_COMMIT`]; the first it waits for),
+/// writes them in one transaction and tells each request the result; events that arrive meanwhile go to
+/// another idle writer, or wait for the next round.
+async fn run_writer(
+    store: Store,
+    queue: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Pending>>>,
+) {
+    loop {
+        let (batch, rows) = {
+            let mut receiver = queue.lock().await;
+            let Some(mut first) = receiver.recv().await else { return };
+            let mut rows: Vec<AuditRow> = std::mem::take(&mut first.rows);
+            let mut batch = vec![first];
+            while rows.len() < EVENTS_PER_COMMIT
+                && let Ok(mut next) = receiver.try_recv()
+            {
+                rows.append(&mut next.rows);
+                batch.push(next);
+            }
+            (batch, rows)
+        };
         let started = std::time::Instant::now();
         let result = store.append_audit(&rows).await.map_err(|error| error_text(&error));
         match &result {
