@@ -5,7 +5,7 @@
 -- when the reference ends so, else as written); `entity` the resource entity as `Type/id`, with its version
 -- in `entity_version`; `altid`
 -- and `client_issuer` the client agent's client_id and the issuer of its identifier; `policy` the token's `jti`
--- URI. Events stored as resources by an
+-- URI; `address` the client's network address. Events stored as resources by an
 -- earlier version are moved here when the server starts (`Engine::adopt_audit_resources`).
 CREATE TABLE audit_event (
     seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -24,6 +24,7 @@ CREATE TABLE audit_event (
     altid          TEXT,
     client_issuer  TEXT,
     policy         TEXT,
+    address        TEXT,
     body           TEXT   NOT NULL
 );
 CREATE UNIQUE INDEX audit_event_id ON audit_event (id);

@@ -147,6 +147,7 @@ fn row(event: &Event) -> AuditRow {
         altid: Some("viewer".to_owned()),
         client_issuer: Some("https://idp.test".to_owned()),
         policy: event.agent.map(|_| format!("urn:ietf:params:oauth:jti:{}", event.id)),
+        address: Some(if event.id == "e3" { "10.0.0.3" } else { "10.0.0.1" }.to_owned()),
         body: body(event).to_string(),
     }
 }
@@ -208,6 +209,9 @@ async fn every_parameter_matches_what_its_values_say(app: &TestApp) {
         ("_id=e3,e4", &["e3", "e4"]),
         ("altid=viewer&subtype=update", &["e4"]),
         ("policy=urn:ietf:params:oauth:jti:e2", &["e2"]),
+        ("address=10.0.0.3", &["e3"]),
+        ("address=10.0.0&subtype=search-type", &["e3"]),
+        ("address:exact=10.0.0", &[]),
         // References in each form.
         ("patient=p1", &["e1", "e2", "e4"]),
         ("patient=Patient/p2", &["e3"]),
@@ -319,7 +323,7 @@ async fn history_and_reads_serve_the_trail(app: &TestApp) {
 async fn what_the_trail_does_not_serve_is_refused(app: &TestApp) {
     fixture(app).await;
     for uri in [
-        "/fhir/AuditEvent?address=10.0.0.1",
+        "/fhir/AuditEvent?source=Device/d",
         "/fhir/AuditEvent?entity-name=x",
         "/fhir/AuditEvent?_include=AuditEvent:patient",
         "/fhir/AuditEvent?_sort=subtype",

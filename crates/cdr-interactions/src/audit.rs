@@ -540,6 +540,7 @@ impl AuditEvent {
                 None => (reference, None),
             }),
             policy: agents.token_id.map(|jti| format!("{JTI_PREFIX}{jti}")),
+            address: agents.address,
             altid: agents.client.as_ref().map(|(_, client_id)| client_id.clone()),
             client_issuer: agents.client.map(|(issuer, _)| issuer),
             body,
@@ -581,6 +582,7 @@ fn row_of(id: LogicalId, recorded: Instant, event: &Value, body: String) -> Audi
     let client_issuer =
         list("agent").iter().find_map(|agent| text(&agent["who"]["identifier"]["system"]));
     let policy = list("agent").iter().find_map(|agent| text(&agent["policy"][0]));
+    let address = list("agent").iter().find_map(|agent| text(&agent["network"]["address"]));
     AuditRow {
         id,
         recorded,
@@ -594,6 +596,7 @@ fn row_of(id: LogicalId, recorded: Instant, event: &Value, body: String) -> Audi
         altid,
         client_issuer,
         policy,
+        address,
         body,
     }
 }

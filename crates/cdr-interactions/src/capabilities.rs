@@ -218,6 +218,6 @@ fn append_only(resource: &mut Value) {
     resource.insert("conditionalDelete".into(), json!("not-supported"));
     resource.insert(
         "documentation".into(),
-        json!("The audit trail (IHE BALP): one AuditEvent per interaction, written by this server; create, update, patch and delete answer 405. Reading them needs a scope naming AuditEvent (system/AuditEvent.rs); they are left out of system history and of searches without _type, and are searched on their own (by _id, _lastUpdated, date, type, subtype, action, outcome, altid, patient, agent and entity, with chains on patient, agent and entity; sorted by date) with no includes."),
+        json!("The audit trail (IHE BALP): one AuditEvent per interaction, written by this server; create, update, patch and delete answer 405. Reading them needs a scope naming AuditEvent (system/AuditEvent.rs); they are left out of system history and of searches without _type, and are searched on their own (by _id, _lastUpdated, date, type, subtype, action, outcome, altid, address, policy, patient, agent and entity, with chains on patient, agent and entity; sorted by date) with no includes."),
     );
 }

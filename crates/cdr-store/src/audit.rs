@@ -10,7 +10,7 @@
 //! [`Store::count`] serve the type `AuditEvent` from this table.
 //!
 //! Searches: `_id`, `_lastUpdated` and `date` (both `recorded`, every prefix), `type`, `subtype`, `action`,
-//! `outcome` and `altid` (tokens), `policy` (uri), `patient`, `agent` and `entity` (references, by `Type/id`, bare id or an
+//! `outcome` and `altid` (tokens), `address` (string), `policy` (uri), `patient`, `agent` and `entity` (references, by `Type/id`, bare id or an
 //! absolute URL ending in `Type/id`; `entity` with a version; `agent:identifier`, the client's issuer and
 //! `client_id`; chains such as `patient.identifier=…`, whose inner
 //! criterion runs on the resource tables), `:missing`, `:not` on tokens, `_sort` by `date` or `_lastUpdated`
@@ -50,7 +50,8 @@ const AGENT_TYPES: [&str; 6] =
 const INSERT_SIZES: [usize; 4] = [64, 16, 4, 1];
 
 const INSERT: &str = "INSERT INTO audit_event (id, recorded, type_system, type_code, subtype_system, \
-     subtype_code, action, outcome, patient, agent, entity, entity_version, altid, client_issuer, policy, body) \
+     subtype_code, action, outcome, patient, agent, entity, entity_version, altid, client_issuer, policy, address, \
+     body) \
      VALUES ";
 
 /// Resources moved from the resource tables into the trail's table per transaction.
@@ -82,6 +83,8 @@ pub struct AuditRow {
     pub client_issuer: Option<String>,
     /// The token's `jti`, as the agent's `policy` URI.
     pub policy: Option<String>,
+    /// The client's network address.
+    pub address: Option<String>,
     pub body: String,
 }
 
@@ -122,6 +125,7 @@ fn insert_statements(rows: &[AuditRow]) -> Vec<Sql> {
                 row.altid.clone(),
                 row.client_issuer.clone(),
                 row.policy.clone(),
+                row.address.clone(),
             ] {
                 sql.push(", ").bind(Bind::OptText(value));
             }
@@ -456,7 +460,7 @@ fn reference_column(code: &str) -> Result<ReferenceColumn, StoreError> {
 fn unsupported_parameter(code: &str) -> StoreError {
     not_supported(format!(
         "AuditEvent is not searched by '{code}': its parameters are _id, _lastUpdated, date, type, subtype, \
-         action, outcome, altid, policy, patient, agent and entity"
+         action, outcome, altid, address, policy, patient, agent and entity"
     ))
 }
 
@@ -530,6 +534,7 @@ fn param(sql: &mut Sql, filter: &ParamFilter, now_micros: i64) -> Result<(), Sto
         "outcome" => Some("a.outcome"),
         "altid" => Some("a.altid"),
         "policy" => Some("a.policy"),
+        "address" => Some("a.address"),
         "patient" => Some("a.patient"),
         "agent" => Some("a.agent"),
         "entity" => Some("a.entity"),
@@ -553,6 +558,7 @@ fn param(sql: &mut Sql, filter: &ParamFilter, now_micros: i64) -> Result<(), Sto
         (None | Some(Modifier::Not), _) => {}
         (Some(Modifier::Type(_)), false) if matches!(code, "patient" | "agent" | "entity") => {}
         (Some(Modifier::Identifier), false) if code == "agent" => {}
+        (Some(Modifier::Exact), false) if code == "address" => {}
         (Some(modifier), _) => {
             return Err(not_supported(format!(
                 "the modifier {modifier:?} is not supported on AuditEvent's '{code}'"
@@ -560,7 +566,8 @@ fn param(sql: &mut Sql, filter: &ParamFilter, now_micros: i64) -> Result<(), Sto
         }
     }
     if negated {
-        if !matches!(code, "type" | "subtype" | "action" | "outcome" | "altid" | "_id") {
+        if !matches!(code, "type" | "subtype" | "action" | "outcome" | "altid" | "address" | "_id")
+        {
             return Err(not_supported(format!(":not is for tokens, not AuditEvent's '{code}'")));
         }
         // `:not` also matches the events without a value.
@@ -599,13 +606,23 @@ fn param(sql: &mut Sql, filter: &ParamFilter, now_micros: i64) -> Result<(), Sto
                 fixed_system(sql, "a.outcome", OUTCOME_SYSTEM, token);
             }
             ("altid", SearchValue::Token(token)) => match (&token.system, &token.code) {
-                (TokenSystem::Any | TokenSystem::NoSystem, Some(code)) => {
-                    sql.push("a.altid = ").bind_text(code);
+                (TokenSystem::Any | TokenSystem::NoSystem, Some(value)) => {
+                    sql.push("a.altid = ").bind_text(value);
                 }
                 _ => {
                     sql.push("1 = 0");
                 }
             },
+            // A string parameter: the address starts with the value (case and accents aside, as for every
+            // string; addresses have neither), or is it with `:exact`.
+            ("address", SearchValue::String { exact, normalized }) => {
+                if filter.modifier == Some(Modifier::Exact) {
+                    sql.push("a.address = ").bind_text(exact);
+                } else {
+                    let pattern = format!("{}%", crate::compile::escape_like(normalized));
+                    sql.push("lower(a.address) LIKE ").bind_text(&pattern).push(" ESCAPE '\\'");
+                }
+            }
             ("policy", SearchValue::Uri(uri)) => {
                 sql.push("a.policy = ").bind_text(uri);
             }
@@ -797,11 +814,12 @@ mod tests {
             altid: None,
             client_issuer: None,
             policy: None,
+            address: None,
             body: "{}".into(),
         };
         let rows: Vec<AuditRow> = (0..87).map(row).collect();
         let sizes: Vec<usize> =
-            insert_statements(&rows).iter().map(|sql| sql.binds.len() / 16).collect();
+            insert_statements(&rows).iter().map(|sql| sql.binds.len() / 17).collect();
         assert_eq!(sizes, [64, 16, 4, 1, 1, 1]);
     }
 
