@@ -29,9 +29,9 @@ CREATE TABLE audit_event (
 );
 CREATE UNIQUE INDEX audit_event_id ON audit_event (id);
 CREATE INDEX audit_event_recorded ON audit_event (recorded, id);
-CREATE INDEX audit_event_patient ON audit_event (patient, recorded) WHERE patient IS NOT NULL;
-CREATE INDEX audit_event_agent ON audit_event (agent, recorded) WHERE agent IS NOT NULL;
-CREATE INDEX audit_event_entity ON audit_event (entity, recorded) WHERE entity IS NOT NULL;
+CREATE INDEX audit_event_patient ON audit_event (patient, recorded, id) WHERE patient IS NOT NULL;
+CREATE INDEX audit_event_agent ON audit_event (agent, recorded, id) WHERE agent IS NOT NULL;
+CREATE INDEX audit_event_entity ON audit_event (entity, recorded, id) WHERE entity IS NOT NULL;
 -- Compressed with LZ4 where the server has it, as the resource bodies are (migration 0009).
 DO $$
 BEGIN

@@ -29,6 +29,6 @@ CREATE TABLE audit_event (
 );
 CREATE UNIQUE INDEX audit_event_id ON audit_event (id);
 CREATE INDEX audit_event_recorded ON audit_event (recorded, id);
-CREATE INDEX audit_event_patient ON audit_event (patient, recorded) WHERE patient IS NOT NULL;
-CREATE INDEX audit_event_agent ON audit_event (agent, recorded) WHERE agent IS NOT NULL;
-CREATE INDEX audit_event_entity ON audit_event (entity, recorded) WHERE entity IS NOT NULL;
+CREATE INDEX audit_event_patient ON audit_event (patient, recorded, id) WHERE patient IS NOT NULL;
+CREATE INDEX audit_event_agent ON audit_event (agent, recorded, id) WHERE agent IS NOT NULL;
+CREATE INDEX audit_event_entity ON audit_event (entity, recorded, id) WHERE entity IS NOT NULL;
