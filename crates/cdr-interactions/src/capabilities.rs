@@ -210,8 +210,9 @@ fn append_only(resource: &mut Value) {
     if let Some(Value::Array(params)) = resource.get_mut("searchParam") {
         params.retain(|param| param["name"].as_str().is_some_and(|name| SEARCHED.contains(&name)));
     }
-    resource.insert("searchInclude".into(), json!([]));
-    resource.insert("searchRevInclude".into(), json!([]));
+    // No includes from the trail, and none of it into other searches (FHIR has no empty arrays).
+    resource.remove("searchInclude");
+    resource.remove("searchRevInclude");
     for key in ["updateCreate", "conditionalCreate", "conditionalUpdate"] {
         resource.insert(key.into(), Value::Bool(false));
     }
