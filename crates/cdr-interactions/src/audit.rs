@@ -22,7 +22,6 @@ use cdr_store::{AuditRow, Store, StoreTx};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::write::new_id;
 use crate::{Engine, InteractionError, VersionedResource};
 
 /// The type every AuditEvent has, and that clients may neither write nor read without its own scope.
@@ -514,7 +513,10 @@ impl AuditEvent {
     /// This event's row in the trail, under a new id: its JSON and the values its searches filter on, taken
     /// from the parts the JSON is written from.
     fn into_row(self) -> AuditRow {
-        let id = new_id();
+        // Time-ordered (UUID version 7), so that the trail's id index grows at its end as its rows do.
+        let text = uuid::Uuid::now_v7().to_string();
+        let id =
+            LogicalId::parse(&text).unwrap_or_else(|_| unreachable!("a UUID is a valid FHIR id"));
         let body = self.to_json(id.as_str());
         let ((type_system, type_code, _), (subtype_system, subtype_code)) = self.subtype.codings();
         let owned = |(system, code): (&str, &str)| Some((system.to_owned(), code.to_owned()));
