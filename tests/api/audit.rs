@@ -361,6 +361,32 @@ async fn bundles_are_audited_entry_by_entry(app: &TestApp) {
         .filter_map(|code| code["code"].as_str())
         .collect();
     assert_eq!(interactions, ["read", "vread", "history-instance", "history-type", "search-type"]);
+    // The parameters the trail's table serves, and no includes either way.
+    let params: Vec<&str> = audit["searchParam"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|param| param["name"].as_str())
+        .collect();
+    assert_eq!(
+        params,
+        [
+            "_id",
+            "_lastUpdated",
+            "action",
+            "address",
+            "agent",
+            "altid",
+            "date",
+            "entity",
+            "outcome",
+            "patient",
+            "policy",
+            "subtype",
+            "type"
+        ]
+    );
+    assert!(audit.get("searchInclude").is_none() && audit.get("searchRevInclude").is_none());
 }
 
 async fn refusals_and_token_requests_are_audited(app: &TestApp) {

@@ -194,7 +194,7 @@ fn append_only(resource: &mut Value) {
         ]),
     );
     // The trail's table serves these parameters (`cdr_store`'s audit module), no includes.
-    const SEARCHED: [&str; 11] = [
+    const SEARCHED: [&str; 13] = [
         "_id",
         "_lastUpdated",
         "date",
@@ -203,6 +203,8 @@ fn append_only(resource: &mut Value) {
         "action",
         "outcome",
         "altid",
+        "address",
+        "policy",
         "patient",
         "agent",
         "entity",
