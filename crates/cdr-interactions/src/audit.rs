@@ -177,6 +177,17 @@ pub enum AuditOutcome {
     Serious(String),
 }
 
+impl AuditOutcome {
+    /// The `outcome` code and the `outcomeDesc` of a failure.
+    fn coded(&self) -> (&'static str, Option<&str>) {
+        match self {
+            AuditOutcome::Success => ("0", None),
+            AuditOutcome::Minor(text) => ("4", Some(text)),
+            AuditOutcome::Serious(text) => ("8", Some(text)),
+        }
+    }
+}
+
 /// What an event is about: the resource touched (`Type/id`, with its version when known), the patient whose
 /// record it is, and for a search or history the query string.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -398,11 +409,7 @@ impl AuditEvent {
             self.subtype.codings();
         let subtype_display =
             if self.subtype == AuditSubtype::Login { "Login" } else { subtype_code };
-        let (outcome, outcome_desc) = match &self.outcome {
-            AuditOutcome::Success => ("0", None),
-            AuditOutcome::Minor(text) => ("4", Some(text.as_str())),
-            AuditOutcome::Serious(text) => ("8", Some(text.as_str())),
-        };
+        let (outcome, outcome_desc) = self.outcome.coded();
         let query = self
             .entities
             .query
@@ -521,11 +528,7 @@ impl AuditEvent {
         let ((type_system, type_code, _), (subtype_system, subtype_code)) = self.subtype.codings();
         let owned = |(system, code): (&str, &str)| Some((system.to_owned(), code.to_owned()));
         let AuditEvent { agents, outcome, entities, recorded, subtype, .. } = self;
-        let outcome = match outcome {
-            AuditOutcome::Success => "0",
-            AuditOutcome::Minor(_) => "4",
-            AuditOutcome::Serious(_) => "8",
-        };
+        let outcome = outcome.coded().0;
         AuditRow {
             id,
             recorded,

@@ -52,5 +52,21 @@ pub struct XmlError {
     pub expression: Option<String>,
 }
 
+/// The FHIRPath of the element at `path` (names, with the index of repeated ones), as an error locates it;
+/// `None` at the root.
+fn path_expression<S: AsRef<str>>(path: &[(S, Option<usize>)]) -> Option<String> {
+    let mut expression = String::new();
+    for (name, index) in path {
+        if !expression.is_empty() {
+            expression.push('.');
+        }
+        expression.push_str(name.as_ref());
+        if let Some(index) = index {
+            expression.push_str(&format!("[{index}]"));
+        }
+    }
+    (!expression.is_empty()).then_some(expression)
+}
+
 #[cfg(test)]
 mod tests;

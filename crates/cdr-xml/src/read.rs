@@ -97,19 +97,9 @@ impl<'a> Parser<'a> {
         let line = before.matches('\n').count() + 1;
         let column =
             before.rfind('\n').map_or(before.len(), |newline| before.len() - newline - 1) + 1;
-        let mut expression = String::new();
-        for (name, index) in &self.path {
-            if !expression.is_empty() {
-                expression.push('.');
-            }
-            expression.push_str(name);
-            if let Some(index) = index {
-                expression.push_str(&format!("[{index}]"));
-            }
-        }
         XmlError {
             message: format!("{message} (line {line}, column {column})"),
-            expression: (!expression.is_empty()).then_some(expression),
+            expression: crate::path_expression(&self.path),
         }
     }
 

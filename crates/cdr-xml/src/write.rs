@@ -45,20 +45,7 @@ struct Entry<'a> {
 
 impl<'a> Writer<'a> {
     fn error(&self, message: impl Into<String>) -> XmlError {
-        let mut expression = String::new();
-        for (name, index) in &self.path {
-            if !expression.is_empty() {
-                expression.push('.');
-            }
-            expression.push_str(name);
-            if let Some(index) = index {
-                expression.push_str(&format!("[{index}]"));
-            }
-        }
-        XmlError {
-            message: message.into(),
-            expression: (!expression.is_empty()).then_some(expression),
-        }
+        XmlError { message: message.into(), expression: crate::path_expression(&self.path) }
     }
 
     fn newline(&mut self) {
